@@ -1,0 +1,288 @@
+// Package keys owns the closed list of wsproof signature algorithms, the key
+// formats wsproof reads and writes, RFC 7638 thumbprints, and the client key
+// registry, as specified in spec/wsproof-v1.md ("JOSE profile" and "Key
+// registry").
+//
+// Every signature wsproof makes goes through [Sign], which takes a
+// [crypto.Signer] so that a key may live in a TPM, a secure element or an
+// ssh-agent; every signature it checks goes through [Verify], which applies
+// the profile's exact rules (raw r||s of exact length, PSS salt length equal to
+// the hash length, RSA moduli of 2048 to 4096 bits with e = 65537).
+package keys
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/asn1"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// Algorithm is a JWS algorithm name from the closed list of spec section
+// "JOSE profile". One registered key has exactly one Algorithm.
+type Algorithm string
+
+// The six algorithms of wsproof v1. Names are case-sensitive.
+const (
+	ES256 Algorithm = "ES256" // ECDSA P-256 SHA-256, 64-byte r||s
+	ES384 Algorithm = "ES384" // ECDSA P-384 SHA-384, 96-byte r||s
+	ES512 Algorithm = "ES512" // ECDSA P-521 SHA-512, 132-byte r||s
+	RS256 Algorithm = "RS256" // RSASSA-PKCS1-v1_5 SHA-256
+	PS256 Algorithm = "PS256" // RSASSA-PSS SHA-256, MGF1 SHA-256, 32-byte salt
+	EdDSA Algorithm = "EdDSA" // Ed25519
+)
+
+// Algorithms lists every supported algorithm, in the spec's order.
+var Algorithms = []Algorithm{ES256, ES384, ES512, RS256, PS256, EdDSA}
+
+// RSA modulus bounds and the only public exponent wsproof accepts.
+const (
+	MinRSABits  = 2048
+	MaxRSABits  = 4096
+	RSAExponent = 65537
+)
+
+var (
+	// ErrUnknownAlgorithm is returned for a name outside [Algorithms],
+	// including "none" and every HMAC algorithm.
+	ErrUnknownAlgorithm = errors.New("keys: unknown algorithm")
+	// ErrInvalidKey wraps every reason a key is refused: wrong type for its
+	// algorithm, RSA size or exponent, off-curve point, symmetric key.
+	ErrInvalidKey = errors.New("keys: invalid key")
+	// ErrBadSignature is returned by Verify for any signature that does not
+	// verify, including one of the wrong length or encoding.
+	ErrBadSignature = errors.New("keys: bad signature")
+)
+
+// ParseAlgorithm returns the Algorithm named s. The match is exact: "es256"
+// and "none" are errors.
+func ParseAlgorithm(s string) (Algorithm, error) {
+	for _, a := range Algorithms {
+		if string(a) == s {
+			return a, nil
+		}
+	}
+	return "", fmt.Errorf("%w %q", ErrUnknownAlgorithm, s)
+}
+
+// hash returns the digest function of a, or 0 for EdDSA, which signs the
+// message itself.
+func (a Algorithm) hash() crypto.Hash {
+	switch a {
+	case ES256, RS256, PS256:
+		return crypto.SHA256
+	case ES384:
+		return crypto.SHA384
+	case ES512:
+		return crypto.SHA512
+	}
+	return 0
+}
+
+func digest(h crypto.Hash, msg []byte) []byte {
+	switch h {
+	case crypto.SHA256:
+		d := sha256.Sum256(msg)
+		return d[:]
+	case crypto.SHA384:
+		d := sha512.Sum384(msg)
+		return d[:]
+	case crypto.SHA512:
+		d := sha512.Sum512(msg)
+		return d[:]
+	}
+	panic("keys: unreachable hash")
+}
+
+// curve returns the curve and the byte length of one of r or s for an ES
+// algorithm.
+func (a Algorithm) curve() (elliptic.Curve, int) {
+	switch a {
+	case ES256:
+		return elliptic.P256(), 32
+	case ES384:
+		return elliptic.P384(), 48
+	case ES512:
+		return elliptic.P521(), 66
+	}
+	return nil, 0
+}
+
+// CheckKey reports whether pub may be used with alg under spec section "JOSE
+// profile": the key type and curve match the algorithm, EC points are on their
+// curve, and RSA keys have 2048 to 4096 bits and e = 65537. Errors wrap
+// ErrInvalidKey or ErrUnknownAlgorithm.
+func CheckKey(alg Algorithm, pub crypto.PublicKey) error {
+	switch alg {
+	case ES256, ES384, ES512:
+		k, ok := pub.(*ecdsa.PublicKey)
+		if !ok {
+			return fmt.Errorf("%w: %s needs an ECDSA key, not %s", ErrInvalidKey, alg, typeName(pub))
+		}
+		c, _ := alg.curve()
+		if k.Curve != c {
+			return fmt.Errorf("%w: %s needs curve %s, not %s", ErrInvalidKey, alg, c.Params().Name, k.Curve.Params().Name)
+		}
+		if _, err := k.ECDH(); err != nil {
+			return fmt.Errorf("%w: point is not on curve %s", ErrInvalidKey, c.Params().Name)
+		}
+		return nil
+	case RS256, PS256:
+		k, ok := pub.(*rsa.PublicKey)
+		if !ok {
+			return fmt.Errorf("%w: %s needs an RSA key, not %s", ErrInvalidKey, alg, typeName(pub))
+		}
+		return checkRSA(k)
+	case EdDSA:
+		k, ok := pub.(ed25519.PublicKey)
+		if !ok {
+			return fmt.Errorf("%w: EdDSA needs an Ed25519 key, not %s", ErrInvalidKey, typeName(pub))
+		}
+		if len(k) != ed25519.PublicKeySize {
+			return fmt.Errorf("%w: Ed25519 key of %d bytes", ErrInvalidKey, len(k))
+		}
+		return nil
+	}
+	return fmt.Errorf("%w %q", ErrUnknownAlgorithm, string(alg))
+}
+
+func checkRSA(k *rsa.PublicKey) error {
+	if k.N == nil {
+		return fmt.Errorf("%w: RSA key without modulus", ErrInvalidKey)
+	}
+	if bits := k.N.BitLen(); bits < MinRSABits || bits > MaxRSABits {
+		return fmt.Errorf("%w: RSA modulus of %d bits, want %d to %d", ErrInvalidKey, bits, MinRSABits, MaxRSABits)
+	}
+	if k.E != RSAExponent {
+		return fmt.Errorf("%w: RSA exponent %d, want %d", ErrInvalidKey, k.E, RSAExponent)
+	}
+	return nil
+}
+
+// AlgorithmsFor returns the algorithms that may be used with pub, in the
+// spec's order, or none if pub is not an acceptable key.
+func AlgorithmsFor(pub crypto.PublicKey) []Algorithm {
+	var out []Algorithm
+	for _, a := range Algorithms {
+		if CheckKey(a, pub) == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func typeName(k any) string {
+	switch k.(type) {
+	case *ecdsa.PublicKey:
+		return "ECDSA"
+	case *rsa.PublicKey:
+		return "RSA"
+	case ed25519.PublicKey:
+		return "Ed25519"
+	case []byte:
+		return "symmetric"
+	}
+	return fmt.Sprintf("%T", k)
+}
+
+// Sign returns the JWS signature (RFC 7515 section 5.1 step 5) over
+// signingInput by s with alg. ECDSA signers return ASN.1 DER per the
+// crypto.Signer contract; Sign converts it to the fixed-length r||s form JWS
+// requires (RFC 7518 section 3.4). PS256 uses a salt as long as the hash.
+//
+// rand is passed to s; it may be nil for signers that need no randomness (a
+// stdlib ECDSA key then signs deterministically per RFC 6979, which is how the
+// test vectors are made reproducible).
+func Sign(rand io.Reader, s crypto.Signer, alg Algorithm, signingInput []byte) ([]byte, error) {
+	if err := CheckKey(alg, s.Public()); err != nil {
+		return nil, err
+	}
+	switch alg {
+	case EdDSA:
+		return s.Sign(rand, signingInput, crypto.Hash(0))
+	case RS256:
+		return s.Sign(rand, digest(crypto.SHA256, signingInput), crypto.SHA256)
+	case PS256:
+		return s.Sign(rand, digest(crypto.SHA256, signingInput), &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256})
+	}
+	h := alg.hash()
+	der, err := s.Sign(rand, digest(h, signingInput), h)
+	if err != nil {
+		return nil, err
+	}
+	_, n := alg.curve()
+	return derToRaw(der, n)
+}
+
+// derToRaw converts an ASN.1 ECDSA-Sig-Value to r||s, each left-padded to n
+// bytes.
+func derToRaw(der []byte, n int) ([]byte, error) {
+	var sig struct{ R, S *big.Int }
+	rest, err := asn1.Unmarshal(der, &sig)
+	if err != nil || len(rest) != 0 || sig.R == nil || sig.S == nil || sig.R.Sign() <= 0 || sig.S.Sign() <= 0 ||
+		sig.R.BitLen() > 8*n || sig.S.BitLen() > 8*n {
+		return nil, errors.New("keys: signer returned a malformed ECDSA signature")
+	}
+	out := make([]byte, 2*n)
+	sig.R.FillBytes(out[:n])
+	sig.S.FillBytes(out[n:])
+	return out, nil
+}
+
+// Verify checks a JWS signature over signingInput under pub and alg, with the
+// exact rules of spec section "JOSE profile". Any failure, including a key
+// that does not fit alg, returns an error wrapping ErrBadSignature or
+// ErrInvalidKey.
+func Verify(pub crypto.PublicKey, alg Algorithm, signingInput, sig []byte) error {
+	if err := CheckKey(alg, pub); err != nil {
+		return err
+	}
+	ok := false
+	switch alg {
+	case ES256, ES384, ES512:
+		_, n := alg.curve()
+		if len(sig) != 2*n {
+			return fmt.Errorf("%w: %s signature of %d bytes, want %d", ErrBadSignature, alg, len(sig), 2*n)
+		}
+		r := new(big.Int).SetBytes(sig[:n])
+		s := new(big.Int).SetBytes(sig[n:])
+		ok = ecdsa.Verify(pub.(*ecdsa.PublicKey), digest(alg.hash(), signingInput), r, s)
+	case RS256:
+		ok = rsa.VerifyPKCS1v15(pub.(*rsa.PublicKey), crypto.SHA256, digest(crypto.SHA256, signingInput), sig) == nil
+	case PS256:
+		ok = rsa.VerifyPSS(pub.(*rsa.PublicKey), crypto.SHA256, digest(crypto.SHA256, signingInput), sig,
+			&rsa.PSSOptions{SaltLength: sha256.Size, Hash: crypto.SHA256}) == nil
+	case EdDSA:
+		ok = len(sig) == ed25519.SignatureSize && ed25519.Verify(pub.(ed25519.PublicKey), signingInput, sig)
+	}
+	if !ok {
+		return ErrBadSignature
+	}
+	return nil
+}
+
+// Thumbprint returns the RFC 7638 JWK thumbprint of pub with SHA-256, in
+// base64url without padding: the value of the session token's cnf.jkt claim
+// and the recommended key id.
+func Thumbprint(pub crypto.PublicKey) (string, error) {
+	switch pub.(type) {
+	case *ecdsa.PublicKey, *rsa.PublicKey, ed25519.PublicKey:
+	default:
+		return "", fmt.Errorf("%w: no thumbprint for %s", ErrInvalidKey, typeName(pub))
+	}
+	t, err := (&jose.JSONWebKey{Key: pub}).Thumbprint(crypto.SHA256)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrInvalidKey, err)
+	}
+	return base64.RawURLEncoding.EncodeToString(t), nil
+}

@@ -1,0 +1,278 @@
+package protocol
+
+import (
+	"crypto"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/wsproof/wsproof/internal/b64u"
+	"github.com/wsproof/wsproof/keys"
+)
+
+// ClientConfig configures the client side of the handshake. It must not be
+// modified after it is passed to NewClient.
+type ClientConfig struct {
+	// KeyID is the client key's id in the server's registry. Required.
+	KeyID string
+
+	// Signer is the client's private key. It may be any crypto.Signer (a
+	// TPM, a secure element, an ssh-agent key); ECDSA signers return ASN.1
+	// DER as the crypto.Signer contract says. Required.
+	Signer crypto.Signer
+
+	// Algorithm is the key's registered algorithm. Zero means the only
+	// algorithm the key type allows; RSA keys, which allow RS256 and PS256,
+	// must set it.
+	Algorithm keys.Algorithm
+
+	// ServerKeys is the pinned set of server signing keys. A challenge signed
+	// by any other key is refused. Required.
+	ServerKeys *keys.PublicSet
+
+	// ServerIdentity, when set, must equal the challenge's "iss". Empty
+	// accepts the identity of any server whose key is pinned.
+	ServerIdentity string
+
+	// RequireChannelBinding refuses servers that do not demand tls-exporter
+	// channel binding.
+	RequireChannelBinding bool
+
+	// ClockSkew is how far the client's clock may disagree with the
+	// server's when checking a challenge's times. Zero means
+	// DefaultClockSkew.
+	ClockSkew time.Duration
+}
+
+// Client holds a validated ClientConfig. It is safe for concurrent use.
+type Client struct {
+	cfg  ClientConfig
+	key  keys.SigningKey
+	skew time.Duration
+}
+
+// NewClient validates cfg and returns a Client.
+func NewClient(cfg *ClientConfig) (*Client, error) {
+	if cfg.KeyID == "" || cfg.Signer == nil || cfg.ServerKeys == nil {
+		return nil, errors.New("protocol: client config needs KeyID, Signer and ServerKeys")
+	}
+	alg := cfg.Algorithm
+	if alg == "" {
+		algs := keys.AlgorithmsFor(cfg.Signer.Public())
+		if len(algs) != 1 {
+			return nil, errors.New("protocol: client config needs Algorithm for this key type")
+		}
+		alg = algs[0]
+	}
+	if err := keys.CheckKey(alg, cfg.Signer.Public()); err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: *cfg, key: keys.SigningKey{KeyID: cfg.KeyID, Algorithm: alg, Signer: cfg.Signer}, skew: cfg.ClockSkew}
+	if c.skew == 0 {
+		c.skew = DefaultClockSkew
+	}
+	if c.skew < 0 {
+		return nil, fmt.Errorf("protocol: negative clock skew")
+	}
+	return c, nil
+}
+
+// Algorithm returns the algorithm the client signs with.
+func (c *Client) Algorithm() keys.Algorithm { return c.key.Algorithm }
+
+// ClientSession is what the client knows of its authenticated socket.
+type ClientSession struct {
+	SocketID     string
+	ServerKeyID  string // the pinned key that signed the challenge
+	Subject      string
+	Groups       []string
+	ChannelBound bool      // the response carried a tls-exporter binding
+	Token        string    // opaque to the client
+	Expiry       time.Time // the token's expiry
+}
+
+// ClientHandshake is the client's side of one exchange. It is single-use and
+// not safe for concurrent use.
+type ClientHandshake struct {
+	c          *Client
+	prev       *ClientSession
+	sid        string
+	serverKey  string
+	bound      bool
+	challenged bool
+	accepted   bool
+}
+
+// Handshake begins the client side of the handshake on a new socket.
+func (c *Client) Handshake() *ClientHandshake { return &ClientHandshake{c: c} }
+
+// Refresh begins the answer to a re-challenge on the live socket of sess.
+func (c *Client) Refresh(sess *ClientSession) *ClientHandshake {
+	return &ClientHandshake{c: c, prev: sess}
+}
+
+type responseClaims struct {
+	Aud   string `json:"aud"`
+	Sid   string `json:"sid"`
+	Nonce string `json:"nonce"`
+	Cha   string `json:"cha"`
+	CB    string `json:"cb,omitempty"`
+}
+
+// ReadChallenge runs spec section "Verifying a challenge" on msg and returns
+// the signed response message to send. exporter is the connection's RFC 9266
+// tls-exporter value, or nil without TLS. It may be called once.
+func (h *ClientHandshake) ReadChallenge(msg []byte, rand io.Reader, now time.Time, exporter []byte) ([]byte, error) {
+	if h.challenged {
+		return nil, fail(CodeUnexpectedMessage, "challenge already answered")
+	}
+	h.challenged = true
+	if len(msg) > MaxHandshakeMessage {
+		return nil, fail(CodeTooLarge, "challenge too large")
+	}
+	j, err := parseJWSHeader(msg, TypChallenge)
+	if err != nil {
+		return nil, err
+	}
+	pk, ok := h.c.cfg.ServerKeys.Lookup(j.kid)
+	if !ok {
+		return nil, fail(CodeUnknownKey, "challenge signed by a key that is not pinned")
+	}
+	if pk.Algorithm != j.alg {
+		return nil, fail(CodeAlgMismatch, "alg is not the pinned key's algorithm")
+	}
+	payload, err := j.verify(pk.Key)
+	if err != nil {
+		return nil, err
+	}
+	o, err := parseObject(payload)
+	if err != nil {
+		return nil, err
+	}
+	iss, err := o.str("iss")
+	if err != nil {
+		return nil, err
+	}
+	if len(iss) == 0 || len(iss) > MaxIdentity {
+		return nil, missing("iss")
+	}
+	sid, _, err := o.b64("sid", SocketIDSize, maxSocketIDLen)
+	if err != nil {
+		return nil, err
+	}
+	nonce, _, err := o.b64("nonce", NonceSize, NonceSize)
+	if err != nil {
+		return nil, err
+	}
+	iat, err := o.date("iat")
+	if err != nil {
+		return nil, err
+	}
+	exp, err := o.date("exp")
+	if err != nil {
+		return nil, err
+	}
+	if exp <= iat || exp-iat > int64(MaxChallengeLifetime/time.Second) {
+		return nil, fail(CodeMalformed, "challenge lifetime out of range")
+	}
+	algs, err := o.strs("algs", len(keys.Algorithms), 16)
+	if err != nil || len(algs) == 0 {
+		return nil, missing("algs")
+	}
+	cb, err := o.str("cb")
+	if err != nil {
+		return nil, err
+	}
+	if cb != BindingTLSExporter && cb != BindingNone {
+		return nil, missing("cb")
+	}
+	if h.c.cfg.ServerIdentity != "" && iss != h.c.cfg.ServerIdentity {
+		return nil, fail(CodeAudienceMismatch, "challenge from another server identity")
+	}
+	skew := int64(h.c.skew / time.Second)
+	if t := now.Unix(); t+skew < iat || t-skew >= exp {
+		return nil, fail(CodeChallengeExpired, "challenge not fresh")
+	}
+	r := responseClaims{Aud: iss, Sid: sid, Nonce: nonce}
+	switch {
+	case cb == BindingTLSExporter && exporter == nil:
+		return nil, fail(CodeChannelBindingMismatch, "server demands tls-exporter binding but this connection has no TLS")
+	case cb == BindingTLSExporter:
+		if len(exporter) != ExporterSize {
+			return nil, failf(CodeInternalError, "tls-exporter value of %d bytes", len(exporter))
+		}
+		r.CB = b64u.Encode(exporter)
+	case h.c.cfg.RequireChannelBinding:
+		return nil, fail(CodeChannelBindingRequired, "server does not demand channel binding")
+	}
+	if !slices.Contains(algs, string(h.c.key.Algorithm)) {
+		return nil, fail(CodeAlgNotAllowed, "server does not accept this client's algorithm")
+	}
+	if h.prev != nil && sid != h.prev.SocketID {
+		return nil, fail(CodeSocketMismatch, "re-challenge for another socket")
+	}
+	sum := sha256.Sum256(msg)
+	r.Cha = b64u.Encode(sum[:])
+	payload, err = json.Marshal(r)
+	if err != nil {
+		return nil, wrap(CodeInternalError, err)
+	}
+	resp, err := signJWS(rand, &h.c.key, TypResponse, payload)
+	if err != nil {
+		return nil, wrap(CodeInternalError, err)
+	}
+	h.sid, h.serverKey, h.bound = sid, j.kid, r.CB != ""
+	return []byte(resp), nil
+}
+
+// ReadAccept reads the server's accept message after the response was sent
+// and returns the session. It may be called once, after ReadChallenge
+// succeeded.
+func (h *ClientHandshake) ReadAccept(msg []byte, now time.Time) (*ClientSession, error) {
+	if h.sid == "" || h.accepted {
+		return nil, fail(CodeUnexpectedMessage, "accept without an outstanding response")
+	}
+	h.accepted = true
+	if len(msg) > MaxAcceptMessage {
+		return nil, fail(CodeTooLarge, "accept too large")
+	}
+	o, err := parseObject(msg)
+	if err != nil {
+		return nil, err
+	}
+	token, err := o.str("token")
+	if err != nil {
+		return nil, err
+	}
+	if len(token) == 0 || len(token) > MaxToken {
+		return nil, missing("token")
+	}
+	sub, err := o.str("sub")
+	if err != nil {
+		return nil, err
+	}
+	groups, err := o.strs("groups", keys.MaxGroups, keys.MaxGroupLen)
+	if err != nil {
+		return nil, err
+	}
+	exp, err := o.date("exp")
+	if err != nil {
+		return nil, err
+	}
+	if exp+int64(h.c.skew/time.Second) <= now.Unix() {
+		return nil, fail(CodeTokenExpired, "accept carries an expired session")
+	}
+	return &ClientSession{
+		SocketID:     h.sid,
+		ServerKeyID:  h.serverKey,
+		Subject:      sub,
+		Groups:       groups,
+		ChannelBound: h.bound,
+		Token:        token,
+		Expiry:       time.Unix(exp, 0),
+	}, nil
+}

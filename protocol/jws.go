@@ -1,0 +1,230 @@
+package protocol
+
+import (
+	"bytes"
+	"crypto"
+	"encoding/json"
+	"errors"
+	"io"
+	"strconv"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/wsproof/wsproof/internal/b64u"
+	"github.com/wsproof/wsproof/internal/strictjson"
+	"github.com/wsproof/wsproof/keys"
+)
+
+// compactJWS is a JWS in compact serialization that has passed the structural
+// steps of spec section "Verifying a response" (steps 2 to 5): three
+// canonical base64url segments, a strict JSON header holding exactly alg, kid
+// and typ, the expected typ and a known algorithm. The signature is not yet
+// checked.
+type compactJWS struct {
+	raw     string
+	alg     keys.Algorithm
+	kid     string
+	payload []byte // decoded, not yet authenticated
+}
+
+// parseJWSHeader runs the structural steps shared by every JWS wsproof reads.
+// Only the header is decoded here; go-jose parses the whole object when the
+// signature is verified.
+func parseJWSHeader(msg []byte, typ string) (*compactJWS, error) {
+	segs := bytes.Split(msg, []byte{'.'})
+	if len(segs) != 3 {
+		return nil, fail(CodeMalformed, "not a JWS in compact serialization")
+	}
+	var dec [3][]byte
+	for i, s := range segs {
+		var err error
+		if dec[i], err = b64u.Decode(string(s)); err != nil {
+			return nil, wrap(CodeMalformed, err)
+		}
+	}
+	h, err := parseObject(dec[0])
+	if err != nil {
+		return nil, err
+	}
+	for name := range h {
+		if name != "alg" && name != "kid" && name != "typ" {
+			return nil, fail(CodeHeaderNotAllowed, "header member other than alg, kid and typ")
+		}
+	}
+	algName, err := h.str("alg")
+	if err != nil {
+		return nil, err
+	}
+	kid, err := h.str("kid")
+	if err != nil {
+		return nil, err
+	}
+	gotTyp, err := h.str("typ")
+	if err != nil {
+		return nil, err
+	}
+	if gotTyp != typ {
+		return nil, failf(CodeWrongType, "typ is not %s", typ)
+	}
+	alg, err := keys.ParseAlgorithm(algName)
+	if err != nil {
+		return nil, wrap(CodeAlgNotAllowed, keys.ErrUnknownAlgorithm)
+	}
+	if kid == "" {
+		return nil, fail(CodeMalformed, "empty kid")
+	}
+	return &compactJWS{raw: string(msg), alg: alg, kid: kid, payload: dec[1]}, nil
+}
+
+// verify checks the signature with go-jose, which hands the signing input to
+// our verifier so that the profile's exact rules apply (keys.Verify), and
+// returns the payload.
+func (j *compactJWS) verify(pub crypto.PublicKey) ([]byte, error) {
+	obj, err := jose.ParseSignedCompact(j.raw, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(j.alg)})
+	if err != nil {
+		return nil, wrap(CodeMalformed, err)
+	}
+	payload, err := obj.Verify(verifier{pub: pub, alg: j.alg})
+	if err != nil {
+		return nil, wrap(CodeBadSignature, err)
+	}
+	return payload, nil
+}
+
+// verifier adapts keys.Verify to go-jose's OpaqueVerifier.
+type verifier struct {
+	pub crypto.PublicKey
+	alg keys.Algorithm
+}
+
+func (v verifier) VerifyPayload(signingInput, sig []byte, alg jose.SignatureAlgorithm) error {
+	if keys.Algorithm(alg) != v.alg {
+		return keys.ErrBadSignature
+	}
+	return keys.Verify(v.pub, v.alg, signingInput, sig)
+}
+
+// signer adapts a crypto.Signer to go-jose's OpaqueSigner through keys.Sign,
+// which produces JWS-correct signatures (raw r||s for ECDSA).
+type signer struct {
+	key  *keys.SigningKey
+	rand io.Reader
+}
+
+func (s signer) Public() *jose.JSONWebKey {
+	return &jose.JSONWebKey{Key: s.key.Signer.Public(), KeyID: s.key.KeyID, Algorithm: string(s.key.Algorithm)}
+}
+
+func (s signer) Algs() []jose.SignatureAlgorithm {
+	return []jose.SignatureAlgorithm{jose.SignatureAlgorithm(s.key.Algorithm)}
+}
+
+func (s signer) SignPayload(signingInput []byte, alg jose.SignatureAlgorithm) ([]byte, error) {
+	if keys.Algorithm(alg) != s.key.Algorithm {
+		return nil, errors.New("protocol: algorithm does not match the signing key")
+	}
+	return keys.Sign(s.rand, s.key.Signer, s.key.Algorithm, signingInput)
+}
+
+// signJWS signs payload with key as a compact JWS whose protected header is
+// exactly {"alg","kid","typ"}.
+func signJWS(rand io.Reader, key *keys.SigningKey, typ string, payload []byte) (string, error) {
+	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(key.Algorithm), Key: signer{key, rand}},
+		(&jose.SignerOptions{}).WithType(jose.ContentType(typ)))
+	if err != nil {
+		return "", err
+	}
+	obj, err := sig.Sign(payload)
+	if err != nil {
+		return "", err
+	}
+	return obj.CompactSerialize()
+}
+
+// object is a strict JSON object whose members are read by exact name.
+// encoding/json matches struct fields case-insensitively, so structs are not
+// used for reading peer input.
+type object map[string]json.RawMessage
+
+func parseObject(b []byte) (object, error) {
+	if err := strictjson.CheckObject(b); err != nil {
+		return nil, wrap(CodeMalformed, err)
+	}
+	var o object
+	if err := json.Unmarshal(b, &o); err != nil {
+		return nil, wrap(CodeMalformed, err)
+	}
+	return o, nil
+}
+
+func missing(name string) error { return failf(CodeMalformed, "member %q missing or of the wrong type", name) }
+
+// str returns a required string member.
+func (o object) str(name string) (string, error) {
+	raw, ok := o[name]
+	if !ok || len(raw) == 0 || raw[0] != '"' {
+		return "", missing(name)
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", missing(name)
+	}
+	return s, nil
+}
+
+// optStr returns an optional string member and whether it was present.
+func (o object) optStr(name string) (string, bool, error) {
+	if _, ok := o[name]; !ok {
+		return "", false, nil
+	}
+	s, err := o.str(name)
+	return s, true, err
+}
+
+// b64 returns a required base64url member that decodes to min..max bytes.
+func (o object) b64(name string, min, max int) (string, []byte, error) {
+	s, err := o.str(name)
+	if err != nil {
+		return "", nil, err
+	}
+	b, err := b64u.Decode(s)
+	if err != nil || len(b) < min || len(b) > max {
+		return "", nil, failf(CodeMalformed, "member %q is not base64url of %d to %d bytes", name, min, max)
+	}
+	return s, b, nil
+}
+
+// date returns a required NumericDate: a JSON integer from 0 to 2^53-1.
+func (o object) date(name string) (int64, error) {
+	raw, ok := o[name]
+	if !ok {
+		return 0, missing(name)
+	}
+	n, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil || n < 0 || n > 1<<53-1 || (len(raw) > 1 && raw[0] == '0') {
+		return 0, missing(name)
+	}
+	return n, nil
+}
+
+// strs returns a required array of strings of at most maxN elements, each 1
+// to maxLen bytes.
+func (o object) strs(name string, maxN, maxLen int) ([]string, error) {
+	raw, ok := o[name]
+	if !ok || len(raw) == 0 || raw[0] != '[' {
+		return nil, missing(name)
+	}
+	var out []string
+	if err := json.Unmarshal(raw, &out); err != nil || len(out) > maxN {
+		return nil, missing(name)
+	}
+	for _, s := range out {
+		if len(s) == 0 || len(s) > maxLen {
+			return nil, missing(name)
+		}
+	}
+	if out == nil {
+		out = []string{}
+	}
+	return out, nil
+}

@@ -1,0 +1,439 @@
+package protocol
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/wsproof/wsproof/internal/b64u"
+	"github.com/wsproof/wsproof/keys"
+)
+
+// ServerConfig configures the server side of the handshake. It must not be
+// modified after it is passed to NewServer.
+type ServerConfig struct {
+	// Identity is the server identity: the challenge's "iss", the response's
+	// "aud" and the token's "iss" and "aud". Required. Clients are configured
+	// with the same string; the wss:// URL of the service is recommended.
+	Identity string
+
+	// Keys holds the server's signing and token keys. Required.
+	Keys *keys.ServerKeys
+
+	// Registry is the client key registry. Required.
+	Registry keys.Registry
+
+	// Algorithms lists the client algorithms the server accepts, advertised
+	// in each challenge's "algs". Nil means all of keys.Algorithms.
+	Algorithms []keys.Algorithm
+
+	// RequiredGroups, when not empty, admits only keys whose registry entry
+	// has at least one of these groups. Empty admits every valid key in the
+	// registry.
+	RequiredGroups []string
+
+	// Authorize, when set, is called after every other check has passed,
+	// with the registry entry of the key whose signature verified and nothing
+	// the client sent. A non-nil error refuses the socket with access_denied;
+	// the error itself is kept for logs and never sent. It must be safe for
+	// concurrent use and must not block.
+	Authorize func(*keys.Entry) error
+
+	// ChallengeLifetime bounds how long a challenge may be answered. Zero
+	// means DefaultChallengeLifetime; more than MaxChallengeLifetime is an
+	// error.
+	ChallengeLifetime time.Duration
+
+	// TokenLifetime is the lifetime of a session token. Zero means
+	// DefaultTokenLifetime.
+	TokenLifetime time.Duration
+}
+
+// Server holds a validated ServerConfig. It is safe for concurrent use.
+type Server struct {
+	cfg        ServerConfig
+	algs       []keys.Algorithm
+	algNames   []string
+	challengeD time.Duration
+	tokenD     time.Duration
+	tokens     *TokenVerifier
+}
+
+// NewServer validates cfg and returns a Server.
+func NewServer(cfg *ServerConfig) (*Server, error) {
+	s := &Server{cfg: *cfg, algs: cfg.Algorithms, challengeD: cfg.ChallengeLifetime, tokenD: cfg.TokenLifetime}
+	if cfg.Identity == "" || len(cfg.Identity) > MaxIdentity {
+		return nil, fmt.Errorf("protocol: server identity must be 1 to %d bytes", MaxIdentity)
+	}
+	if cfg.Keys == nil || cfg.Registry == nil {
+		return nil, errors.New("protocol: server config needs Keys and Registry")
+	}
+	if err := cfg.Keys.Check(); err != nil {
+		return nil, err
+	}
+	if s.algs == nil {
+		s.algs = keys.Algorithms
+	}
+	if len(s.algs) == 0 {
+		return nil, errors.New("protocol: server accepts no algorithm")
+	}
+	for i, a := range s.algs {
+		if _, err := keys.ParseAlgorithm(string(a)); err != nil {
+			return nil, err
+		}
+		if slices.Contains(s.algs[:i], a) {
+			return nil, fmt.Errorf("protocol: algorithm %s listed twice", a)
+		}
+		s.algNames = append(s.algNames, string(a))
+	}
+	if s.challengeD == 0 {
+		s.challengeD = DefaultChallengeLifetime
+	}
+	if s.challengeD < time.Second || s.challengeD > MaxChallengeLifetime {
+		return nil, fmt.Errorf("protocol: challenge lifetime must be 1s to %v", MaxChallengeLifetime)
+	}
+	if s.tokenD == 0 {
+		s.tokenD = DefaultTokenLifetime
+	}
+	if s.tokenD < time.Second {
+		return nil, errors.New("protocol: token lifetime must be at least 1s")
+	}
+	s.tokens = &TokenVerifier{Identity: cfg.Identity, TokenKeys: cfg.Keys.Token, SigningKeys: cfg.Keys.Public()}
+	return s, nil
+}
+
+// Tokens returns a verifier for the tokens this server issues.
+func (s *Server) Tokens() *TokenVerifier { return s.tokens }
+
+// Session is the verified state of an authenticated socket, what the
+// application sees with each message. A refresh produces a new Session; a
+// Session is never modified.
+type Session struct {
+	SocketID     string
+	KeyID        string // the client key id
+	Subject      string
+	Groups       []string
+	Thumbprint   string // RFC 7638 thumbprint of the client key (cnf.jkt)
+	ChannelBound bool   // the response carried a verified tls-exporter binding
+	Token        string // the session token (nested JWT)
+	IssuedAt     time.Time
+	Expiry       time.Time
+}
+
+// ServerHandshake is the server's side of one challenge-response exchange on
+// one socket. It is single-use and not safe for concurrent use.
+type ServerHandshake struct {
+	s         *Server
+	challenge []byte
+	hash      [sha256.Size]byte // SHA-256 of the challenge bytes
+	sid       string
+	nonce     string
+	exp       time.Time
+	exporter  []byte   // nil when TLS does not end here
+	prev      *Session // the session being refreshed, or nil
+	done      bool
+}
+
+type challengeClaims struct {
+	Iss   string   `json:"iss"`
+	Sid   string   `json:"sid"`
+	Nonce string   `json:"nonce"`
+	Iat   int64    `json:"iat"`
+	Exp   int64    `json:"exp"`
+	Algs  []string `json:"algs"`
+	CB    string   `json:"cb"`
+}
+
+// Start begins the handshake on a new socket: it draws a socketID and nonce
+// from rand and returns the signed challenge message to send as a text
+// message. exporter is the connection's RFC 9266 tls-exporter value when TLS
+// terminates at this server, or nil; when set, the client must bind to it.
+func (s *Server) Start(rand io.Reader, now time.Time, exporter []byte) (*ServerHandshake, []byte, error) {
+	var sid [SocketIDSize]byte
+	if _, err := io.ReadFull(rand, sid[:]); err != nil {
+		return nil, nil, wrap(CodeInternalError, err)
+	}
+	return s.challenge(rand, now, exporter, b64u.Encode(sid[:]), now.Add(s.challengeD), nil)
+}
+
+// Refresh begins a re-challenge on the live socket of sess (spec section
+// "Refresh"). The challenge expires no later than the current token.
+func (s *Server) Refresh(sess *Session, rand io.Reader, now time.Time, exporter []byte) (*ServerHandshake, []byte, error) {
+	exp := now.Add(s.challengeD)
+	if sess.Expiry.Before(exp) {
+		exp = sess.Expiry
+	}
+	if !now.Before(exp) {
+		return nil, nil, fail(CodeTokenExpired, "session expired before the refresh")
+	}
+	return s.challenge(rand, now, exporter, sess.SocketID, exp, sess)
+}
+
+func (s *Server) challenge(rand io.Reader, now time.Time, exporter []byte, sid string, exp time.Time, prev *Session) (*ServerHandshake, []byte, error) {
+	if exporter != nil && len(exporter) != ExporterSize {
+		return nil, nil, failf(CodeInternalError, "tls-exporter value of %d bytes", len(exporter))
+	}
+	var nonce [NonceSize]byte
+	if _, err := io.ReadFull(rand, nonce[:]); err != nil {
+		return nil, nil, wrap(CodeInternalError, err)
+	}
+	c := challengeClaims{
+		Iss:   s.cfg.Identity,
+		Sid:   sid,
+		Nonce: b64u.Encode(nonce[:]),
+		Iat:   now.Unix(),
+		Exp:   exp.Unix(),
+		Algs:  s.algNames,
+		CB:    BindingNone,
+	}
+	if exporter != nil {
+		c.CB = BindingTLSExporter
+	}
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return nil, nil, wrap(CodeInternalError, err)
+	}
+	msg, err := signJWS(rand, &s.cfg.Keys.Signing[0], TypChallenge, payload)
+	if err != nil {
+		return nil, nil, wrap(CodeInternalError, err)
+	}
+	h := &ServerHandshake{
+		s:         s,
+		challenge: []byte(msg),
+		hash:      sha256.Sum256([]byte(msg)),
+		sid:       sid,
+		nonce:     c.Nonce,
+		exp:       time.Unix(c.Exp, 0),
+		exporter:  exporter,
+		prev:      prev,
+	}
+	return h, h.challenge, nil
+}
+
+// SocketID returns the socketID of the handshake's socket.
+func (h *ServerHandshake) SocketID() string { return h.sid }
+
+// Expiry returns the time after which the challenge cannot be answered.
+func (h *ServerHandshake) Expiry() time.Time { return h.exp }
+
+// response is a response message after the structural and transcript steps.
+type response struct {
+	jws *compactJWS
+	cb  []byte // the "cb" claim, or nil
+}
+
+// ReadResponse runs spec section "Verifying a response" on msg and, when every
+// step passes, issues a session token and returns the new Session and the
+// accept message to send. It may be called once; any failure is a
+// *ProtocolError and the socket must be closed with its code.
+func (h *ServerHandshake) ReadResponse(msg []byte, rand io.Reader, now time.Time) (*Session, []byte, error) {
+	if h.done {
+		return nil, nil, fail(CodeUnexpectedMessage, "handshake already used")
+	}
+	h.done = true
+	r, err := h.checkResponse(msg, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	e, err := h.checkKey(r, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return h.accept(e, r, rand, now)
+}
+
+// checkResponse runs steps 1 to 11: structure, transcript and freshness.
+// None of them needs the registry.
+func (h *ServerHandshake) checkResponse(msg []byte, now time.Time) (*response, error) {
+	if len(msg) > MaxHandshakeMessage {
+		return nil, fail(CodeTooLarge, "response too large")
+	}
+	j, err := parseJWSHeader(msg, TypResponse)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(h.s.algs, j.alg) {
+		return nil, fail(CodeAlgNotAllowed, "algorithm not accepted by this server")
+	}
+	// The payload is read before the signature is checked so that the
+	// cheap transcript checks run before any public-key operation; nothing
+	// read here is trusted until the signature verifies in checkKey.
+	claims, err := parseObject(j.payload)
+	if err != nil {
+		return nil, err
+	}
+	aud, err := claims.str("aud")
+	if err != nil {
+		return nil, err
+	}
+	sid, _, err := claims.b64("sid", SocketIDSize, maxSocketIDLen)
+	if err != nil {
+		return nil, err
+	}
+	nonce, _, err := claims.b64("nonce", NonceSize, NonceSize)
+	if err != nil {
+		return nil, err
+	}
+	_, cha, err := claims.b64("cha", sha256.Size, sha256.Size)
+	if err != nil {
+		return nil, err
+	}
+	r := &response{jws: j}
+	if _, ok := claims["cb"]; ok {
+		if _, r.cb, err = claims.b64("cb", ExporterSize, ExporterSize); err != nil {
+			return nil, err
+		}
+	}
+	if subtle.ConstantTimeCompare(cha, h.hash[:]) != 1 {
+		return nil, fail(CodeTranscriptMismatch, "cha is not the hash of this socket's challenge")
+	}
+	if sid != h.sid {
+		return nil, fail(CodeSocketMismatch, "sid is not this socket's")
+	}
+	if subtle.ConstantTimeCompare([]byte(nonce), []byte(h.nonce)) != 1 {
+		return nil, fail(CodeNonceMismatch, "nonce is not the challenge's")
+	}
+	if aud != h.s.cfg.Identity {
+		return nil, fail(CodeAudienceMismatch, "aud is not this server")
+	}
+	if !now.Before(h.exp) {
+		return nil, fail(CodeChallengeExpired, "challenge expired")
+	}
+	return r, nil
+}
+
+// checkKey runs steps 12 to 19: the registry, the signature, the key's state,
+// channel binding and authorization.
+func (h *ServerHandshake) checkKey(r *response, now time.Time) (*keys.Entry, error) {
+	e, ok := h.s.cfg.Registry.Lookup(r.jws.kid)
+	if !ok {
+		return nil, fail(CodeUnknownKey, "key id not in the registry")
+	}
+	if h.prev != nil && e.KeyID != h.prev.KeyID {
+		return nil, fail(CodeKeyMismatch, "refresh signed by another key than the session's")
+	}
+	if r.jws.alg != e.Algorithm {
+		return nil, fail(CodeAlgMismatch, "alg is not the key's registered algorithm")
+	}
+	if _, err := r.jws.verify(e.Key); err != nil {
+		return nil, err
+	}
+	if e.Revoked {
+		return nil, fail(CodeKeyRevoked, "key revoked")
+	}
+	if !e.ValidAt(now) {
+		return nil, fail(CodeKeyNotValid, "key outside its validity window")
+	}
+	if h.exporter != nil {
+		if r.cb == nil || subtle.ConstantTimeCompare(r.cb, h.exporter) != 1 {
+			return nil, fail(CodeChannelBindingMismatch, "tls-exporter binding missing or wrong")
+		}
+	} else {
+		if r.cb != nil {
+			return nil, fail(CodeChannelBindingMismatch, "cb present without channel binding in force")
+		}
+		if e.RequireChannelBinding {
+			return nil, fail(CodeChannelBindingRequired, "key requires channel binding")
+		}
+	}
+	if len(h.s.cfg.RequiredGroups) > 0 && !e.InAnyGroup(h.s.cfg.RequiredGroups) {
+		return nil, fail(CodeAccessDenied, "key in none of the required groups")
+	}
+	if h.s.cfg.Authorize != nil {
+		if err := h.s.cfg.Authorize(e); err != nil {
+			return nil, wrap(CodeAccessDenied, err)
+		}
+	}
+	return e, nil
+}
+
+type acceptMessage struct {
+	Token  string   `json:"token"`
+	Sub    string   `json:"sub"`
+	Groups []string `json:"groups"`
+	Exp    int64    `json:"exp"`
+}
+
+// accept issues the session token for e and builds the accept message.
+func (h *ServerHandshake) accept(e *keys.Entry, r *response, rand io.Reader, now time.Time) (*Session, []byte, error) {
+	groups := e.Groups
+	if groups == nil {
+		groups = []string{}
+	}
+	c := &TokenClaims{
+		Issuer:      h.s.cfg.Identity,
+		Subject:     e.Subject,
+		Audience:    h.s.cfg.Identity,
+		SocketID:    h.sid,
+		IssuedAt:    now.Unix(),
+		NotBefore:   now.Unix(),
+		Expiry:      now.Add(h.s.tokenD).Unix(),
+		Cnf:         Confirmation{JKT: e.Thumbprint},
+		Groups:      groups,
+		ClientKeyID: e.KeyID,
+	}
+	if h.exporter != nil {
+		sum := sha256.Sum256(h.exporter)
+		c.ChannelBindingHash = b64u.Encode(sum[:])
+	}
+	token, err := issueToken(h.s.cfg.Keys, c, rand)
+	if err != nil {
+		return nil, nil, wrap(CodeInternalError, err)
+	}
+	msg, err := json.Marshal(acceptMessage{Token: token, Sub: c.Subject, Groups: groups, Exp: c.Expiry})
+	if err != nil {
+		return nil, nil, wrap(CodeInternalError, err)
+	}
+	return &Session{
+		SocketID:     h.sid,
+		KeyID:        e.KeyID,
+		Subject:      e.Subject,
+		Groups:       groups,
+		Thumbprint:   e.Thumbprint,
+		ChannelBound: h.exporter != nil,
+		Token:        token,
+		IssuedAt:     time.Unix(c.IssuedAt, 0),
+		Expiry:       time.Unix(c.Expiry, 0),
+	}, msg, nil
+}
+
+// resume rebuilds the state of a handshake from a challenge this server
+// signed. The test vectors describe a server by the challenge it sent, so the
+// vector runner needs this; a server never does.
+func (s *Server) resume(challenge []byte, exporter []byte, prev *Session) (*ServerHandshake, error) {
+	j, err := parseJWSHeader(challenge, TypChallenge)
+	if err != nil {
+		return nil, err
+	}
+	pk, ok := s.tokens.SigningKeys.Lookup(j.kid)
+	if !ok {
+		return nil, fail(CodeUnknownKey, "challenge not signed by this server")
+	}
+	payload, err := j.verify(pk.Key)
+	if err != nil {
+		return nil, err
+	}
+	o, err := parseObject(payload)
+	if err != nil {
+		return nil, err
+	}
+	sid, _, err := o.b64("sid", SocketIDSize, maxSocketIDLen)
+	if err != nil {
+		return nil, err
+	}
+	nonce, _, err := o.b64("nonce", NonceSize, NonceSize)
+	if err != nil {
+		return nil, err
+	}
+	exp, err := o.date("exp")
+	if err != nil {
+		return nil, err
+	}
+	return &ServerHandshake{s: s, challenge: challenge, hash: sha256.Sum256(challenge), sid: sid, nonce: nonce,
+		exp: time.Unix(exp, 0), exporter: exporter, prev: prev}, nil
+}

@@ -3,10 +3,8 @@ package protocol
 import (
 	"bytes"
 	"crypto"
-	"encoding/json"
 	"errors"
 	"io"
-	"strconv"
 
 	"github.com/go-jose/go-jose/v4"
 
@@ -46,7 +44,7 @@ func parseJWSHeader(msg []byte, typ string) (*compactJWS, error) {
 	if err != nil {
 		return nil, err
 	}
-	for name := range h {
+	for name := range h.Object {
 		if name != "alg" && name != "kid" && name != "typ" {
 			return nil, fail(CodeHeaderNotAllowed, "header member other than alg, kid and typ")
 		}
@@ -141,44 +139,41 @@ func signJWS(rand io.Reader, key *keys.SigningKey, typ string, payload []byte) (
 	return obj.CompactSerialize()
 }
 
-// object is a strict JSON object whose members are read by exact name.
-// encoding/json matches struct fields case-insensitively, so structs are not
-// used for reading peer input.
-type object map[string]json.RawMessage
+// object reads peer JSON; every failure is malformed.
+type object struct{ strictjson.Object }
 
 func parseObject(b []byte) (object, error) {
-	if err := strictjson.CheckObject(b); err != nil {
-		return nil, wrap(CodeMalformed, err)
+	o, err := strictjson.ParseObject(b)
+	if err != nil {
+		return object{}, wrap(CodeMalformed, err)
 	}
-	var o object
-	if err := json.Unmarshal(b, &o); err != nil {
-		return nil, wrap(CodeMalformed, err)
-	}
-	return o, nil
+	return object{o}, nil
 }
 
-func missing(name string) error { return failf(CodeMalformed, "member %q missing or of the wrong type", name) }
+func missing(name string) error { return wrap(CodeMalformed, &strictjson.MemberError{Name: name}) }
 
-// str returns a required string member.
 func (o object) str(name string) (string, error) {
-	raw, ok := o[name]
-	if !ok || len(raw) == 0 || raw[0] != '"' {
-		return "", missing(name)
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", missing(name)
+	s, err := o.Str(name)
+	if err != nil {
+		return "", wrap(CodeMalformed, err)
 	}
 	return s, nil
 }
 
-// optStr returns an optional string member and whether it was present.
-func (o object) optStr(name string) (string, bool, error) {
-	if _, ok := o[name]; !ok {
-		return "", false, nil
+func (o object) date(name string) (int64, error) {
+	n, err := o.Date(name)
+	if err != nil {
+		return 0, wrap(CodeMalformed, err)
 	}
-	s, err := o.str(name)
-	return s, true, err
+	return n, nil
+}
+
+func (o object) strs(name string, maxN, maxLen int) ([]string, error) {
+	s, err := o.Strs(name, maxN, maxLen)
+	if err != nil {
+		return nil, wrap(CodeMalformed, err)
+	}
+	return s, nil
 }
 
 // b64 returns a required base64url member that decodes to min..max bytes.
@@ -189,42 +184,7 @@ func (o object) b64(name string, min, max int) (string, []byte, error) {
 	}
 	b, err := b64u.Decode(s)
 	if err != nil || len(b) < min || len(b) > max {
-		return "", nil, failf(CodeMalformed, "member %q is not base64url of %d to %d bytes", name, min, max)
+		return "", nil, missing(name)
 	}
 	return s, b, nil
-}
-
-// date returns a required NumericDate: a JSON integer from 0 to 2^53-1.
-func (o object) date(name string) (int64, error) {
-	raw, ok := o[name]
-	if !ok {
-		return 0, missing(name)
-	}
-	n, err := strconv.ParseInt(string(raw), 10, 64)
-	if err != nil || n < 0 || n > 1<<53-1 || (len(raw) > 1 && raw[0] == '0') {
-		return 0, missing(name)
-	}
-	return n, nil
-}
-
-// strs returns a required array of strings of at most maxN elements, each 1
-// to maxLen bytes.
-func (o object) strs(name string, maxN, maxLen int) ([]string, error) {
-	raw, ok := o[name]
-	if !ok || len(raw) == 0 || raw[0] != '[' {
-		return nil, missing(name)
-	}
-	var out []string
-	if err := json.Unmarshal(raw, &out); err != nil || len(out) > maxN {
-		return nil, missing(name)
-	}
-	for _, s := range out {
-		if len(s) == 0 || len(s) > maxLen {
-			return nil, missing(name)
-		}
-	}
-	if out == nil {
-		out = []string{}
-	}
-	return out, nil
 }

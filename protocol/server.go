@@ -284,7 +284,7 @@ func (h *ServerHandshake) checkResponse(msg []byte, now time.Time) (*response, e
 		return nil, err
 	}
 	r := &response{jws: j}
-	if _, ok := claims["cb"]; ok {
+	if claims.Has("cb") {
 		if _, r.cb, err = claims.b64("cb", ExporterSize, ExporterSize); err != nil {
 			return nil, err
 		}
@@ -365,6 +365,11 @@ func (h *ServerHandshake) accept(e *keys.Entry, r *response, rand io.Reader, now
 	if groups == nil {
 		groups = []string{}
 	}
+	// A token never outlives the key it is bound to.
+	exp := now.Add(h.s.tokenD)
+	if !e.NotAfter.IsZero() && e.NotAfter.Before(exp) {
+		exp = e.NotAfter
+	}
 	c := &TokenClaims{
 		Issuer:      h.s.cfg.Identity,
 		Subject:     e.Subject,
@@ -372,7 +377,7 @@ func (h *ServerHandshake) accept(e *keys.Entry, r *response, rand io.Reader, now
 		SocketID:    h.sid,
 		IssuedAt:    now.Unix(),
 		NotBefore:   now.Unix(),
-		Expiry:      now.Add(h.s.tokenD).Unix(),
+		Expiry:      exp.Unix(),
 		Cnf:         Confirmation{JKT: e.Thumbprint},
 		Groups:      groups,
 		ClientKeyID: e.KeyID,

@@ -128,7 +128,7 @@ func (v *TokenVerifier) open(token string, now time.Time) (*TokenClaims, error) 
 	if err != nil {
 		return nil, err
 	}
-	if len(h) != 5 {
+	if len(h.Object) != 5 {
 		return nil, errTokenHeader
 	}
 	var alg, enc, kid, typ, cty string
@@ -210,14 +210,10 @@ func parseTokenClaims(payload []byte) (*TokenClaims, error) {
 	if c.Groups, err = o.strs("groups", keys.MaxGroups, keys.MaxGroupLen); err != nil {
 		return nil, err
 	}
-	if c.ChannelBindingHash, _, err = o.optStr("cbh"); err != nil {
-		return nil, err
+	if c.ChannelBindingHash, err = o.OptStr("cbh"); err != nil {
+		return nil, wrap(CodeMalformed, err)
 	}
-	cnf, ok := o["cnf"]
-	if !ok {
-		return nil, missing("cnf")
-	}
-	co, err := parseObject(cnf)
+	co, err := parseObject(o.Object["cnf"])
 	if err != nil {
 		return nil, err
 	}

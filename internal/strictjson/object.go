@@ -1,0 +1,105 @@
+package strictjson
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+)
+
+// Object is a strict JSON object whose members are read by exact name.
+// encoding/json matches struct fields case-insensitively, so wsproof never
+// decodes peer input into structs; it reads members from an Object instead.
+type Object map[string]json.RawMessage
+
+// ParseObject checks data with CheckObject and splits it into members.
+func ParseObject(data []byte) (Object, error) {
+	if err := CheckObject(data); err != nil {
+		return nil, err
+	}
+	var o Object
+	if err := json.Unmarshal(data, &o); err != nil {
+		return nil, &Error{Reason: "invalid object"}
+	}
+	return o, nil
+}
+
+// MemberError reports a member that is missing or of the wrong type or size.
+type MemberError struct{ Name string }
+
+func (e *MemberError) Error() string {
+	return fmt.Sprintf("strictjson: member %q missing or invalid", e.Name)
+}
+
+func bad(name string) error { return &MemberError{Name: name} }
+
+// Has reports whether the member is present.
+func (o Object) Has(name string) bool { _, ok := o[name]; return ok }
+
+// Str returns a required string member.
+func (o Object) Str(name string) (string, error) {
+	raw, ok := o[name]
+	if !ok || len(raw) == 0 || raw[0] != '"' {
+		return "", bad(name)
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", bad(name)
+	}
+	return s, nil
+}
+
+// OptStr returns an optional string member; "" when absent.
+func (o Object) OptStr(name string) (string, error) {
+	if !o.Has(name) {
+		return "", nil
+	}
+	return o.Str(name)
+}
+
+// Bool returns an optional boolean member; false when absent.
+func (o Object) Bool(name string) (bool, error) {
+	raw, ok := o[name]
+	if !ok {
+		return false, nil
+	}
+	switch string(raw) {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, bad(name)
+}
+
+// Date returns a required NumericDate: a JSON integer from 0 to 2^53-1,
+// without fraction, exponent or leading zeros.
+func (o Object) Date(name string) (int64, error) {
+	raw, ok := o[name]
+	if !ok {
+		return 0, bad(name)
+	}
+	n, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil || n < 0 || n > 1<<53-1 || (len(raw) > 1 && raw[0] == '0') {
+		return 0, bad(name)
+	}
+	return n, nil
+}
+
+// Strs returns a required array of at most maxN strings, each 1 to maxLen
+// bytes. An empty array is returned as a non-nil empty slice.
+func (o Object) Strs(name string, maxN, maxLen int) ([]string, error) {
+	raw, ok := o[name]
+	if !ok || len(raw) == 0 || raw[0] != '[' {
+		return nil, bad(name)
+	}
+	out := []string{}
+	if err := json.Unmarshal(raw, &out); err != nil || len(out) > maxN {
+		return nil, bad(name)
+	}
+	for _, s := range out {
+		if len(s) == 0 || len(s) > maxLen {
+			return nil, bad(name)
+		}
+	}
+	return out, nil
+}

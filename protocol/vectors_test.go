@@ -217,4 +217,3 @@ func checkSession(t *testing.T, x *vectorfile.Expected, sid, sub string, groups 
 
 // fixedRand is the randomness for steps whose output the vectors do not fix.
 func fixedRand() *bytes.Reader { return bytes.NewReader(bytes.Repeat([]byte{0x42}, 1<<12)) }
-

@@ -82,7 +82,7 @@ func (g *gen) serverVectors() error {
 	list := []resp{
 		{id: "response-valid-extra-claims-ignored", rule: step(secResponse, 19),
 			comment: "A valid response that also claims groups and an unknown member: both are ignored; the groups come from the registry only.",
-			build: g.signedResp(es, func(m map[string]any) { m["groups"] = []string{"root"}; m["x-future"] = 1 })},
+			build:   g.signedResp(es, func(m map[string]any) { m["groups"] = []string{"root"}; m["x-future"] = 1 })},
 		{id: "response-alg-none", code: "alg_not_allowed", rule: step(secResponse, 5),
 			comment: `"alg":"none" with an empty signature.`, build: unsigned("none")},
 		{id: "response-alg-none-capitalized", code: "alg_not_allowed", rule: step(secResponse, 5),
@@ -128,10 +128,10 @@ func (g *gen) serverVectors() error {
 			}},
 		{id: "response-header-jwk", code: "header_not_allowed", rule: step(secResponse, 3),
 			comment: "An embedded jwk header naming the signing key: keys come from the registry only.",
-			build: g.withHeader(esHdr(`"jwk":` + g.publicJWK(es) + `,`))},
+			build:   g.withHeader(esHdr(`"jwk":` + g.publicJWK(es) + `,`))},
 		{id: "response-header-jku", code: "header_not_allowed", rule: step(secResponse, 3),
 			comment: "A jku header pointing at an attacker's key set.",
-			build: g.withHeader(esHdr(`"jku":"https://attacker.example/jwks.json",`))},
+			build:   g.withHeader(esHdr(`"jku":"https://attacker.example/jwks.json",`))},
 		{id: "response-header-x5u", code: "header_not_allowed", rule: step(secResponse, 3),
 			comment: "An x5u header.", build: g.withHeader(esHdr(`"x5u":"https://attacker.example/cert.pem",`))},
 		{id: "response-header-x5c", code: "header_not_allowed", rule: step(secResponse, 3),
@@ -150,10 +150,10 @@ func (g *gen) serverVectors() error {
 			comment: "typ values are compared byte for byte.", build: g.withHeader(hdr("ES256", es, "Wsproof-Response+JWT"))},
 		{id: "response-challenge-reflected", code: "wrong_type", rule: step(secResponse, 4),
 			comment: "The server's own challenge sent back as the response.",
-			build: func(challenge string, _ challengeClaims) string { return challenge }},
+			build:   func(challenge string, _ challengeClaims) string { return challenge }},
 		{id: "response-token-as-response", code: "malformed", rule: step(secResponse, 2),
 			comment: "A session token (a compact JWE of five segments) sent as the response.",
-			build: func(string, challengeClaims) string { return g.f.Vectors[0].Token }},
+			build:   func(string, challengeClaims) string { return g.f.Vectors[0].Token }},
 		{id: "response-json-serialization-flattened", code: "malformed", rule: step(secResponse, 2),
 			comment: "A correct response in flattened JWS JSON serialization: compact only.",
 			build: func(challenge string, c challengeClaims) string {
@@ -182,7 +182,7 @@ func (g *gen) serverVectors() error {
 			})},
 		{id: "response-trailing-data", code: "malformed", rule: step(secResponse, 6),
 			comment: "The payload has bytes after the JSON object.",
-			build: g.withPayload(func(challenge string, c challengeClaims) string { return mustJSON(respClaims(challenge, c)) + " []" })},
+			build:   g.withPayload(func(challenge string, c challengeClaims) string { return mustJSON(respClaims(challenge, c)) + " []" })},
 		{id: "response-missing-cha", code: "malformed", rule: step(secResponse, 6),
 			comment: "No cha claim.", build: g.signedResp(es, func(m map[string]any) { delete(m, "cha") })},
 		{id: "response-nonce-not-string", code: "malformed", rule: step(secResponse, 6),
@@ -241,7 +241,7 @@ func (g *gen) serverVectors() error {
 			})},
 		{id: "response-ps256-salt-0", code: "bad_signature", rule: step(secResponse, 15),
 			comment: "A PSS signature with an empty salt: PS256 requires a 32-byte salt.",
-			build: g.pss(0)},
+			build:   g.pss(0)},
 		{id: "response-ps256-salt-64", code: "bad_signature", rule: step(secResponse, 15),
 			comment: "A PSS signature with a 64-byte salt.", build: g.pss(64)},
 		{id: "response-signed-by-other-registered-key", code: "bad_signature", rule: step(secResponse, 15),
@@ -255,7 +255,7 @@ func (g *gen) serverVectors() error {
 			comment: "A signed response for another socketID.", build: g.signedResp(es, func(m map[string]any) { m["sid"] = otherSID })},
 		{id: "response-wrong-audience", code: "audience_mismatch", rule: step(secResponse, 10),
 			comment: "A signed response addressed to another server.",
-			build: g.signedResp(es, func(m map[string]any) { m["aud"] = "wss://other.example/ws" })},
+			build:   g.signedResp(es, func(m map[string]any) { m["aud"] = "wss://other.example/ws" })},
 		{id: "response-to-other-challenge", code: "transcript_mismatch", rule: step(secResponse, 7),
 			comment: "cha is the hash of another challenge (sid, nonce and aud are right).",
 			build: g.signedResp(es, func(m map[string]any) {
@@ -265,7 +265,7 @@ func (g *gen) serverVectors() error {
 			})},
 		{id: "response-challenge-expired", code: "challenge_expired", now: Now + 30, rule: step(secResponse, 11),
 			comment: "A correct response arriving when the challenge expires (30 s after it was issued).",
-			build: g.signedResp(es, nil)},
+			build:   g.signedResp(es, nil)},
 		{id: "response-unknown-key", code: "unknown_key", rule: step(secResponse, 12),
 			comment: "A correct response by a key that is not in the registry.", build: g.signedResp("client-unregistered", nil)},
 		{id: "response-revoked-key", code: "key_revoked", rule: step(secResponse, 16),
@@ -278,26 +278,26 @@ func (g *gen) serverVectors() error {
 			comment: "A correct response by a key in none of the required groups.", build: g.signedResp("client-visitor", nil)},
 		{id: "response-client-claimed-groups", code: "access_denied", rule: step(secResponse, 19),
 			comment: "A key without the required group claims it in the response: claims cannot grant groups.",
-			build: g.signedResp("client-visitor", func(m map[string]any) { m["groups"] = []string{"devices"} })},
+			build:   g.signedResp("client-visitor", func(m map[string]any) { m["groups"] = []string{"devices"} })},
 		{id: "response-channel-binding-wrong", code: "channel_binding_mismatch", cb: exporter, rule: step(secResponse, 18),
 			comment: "The server's TLS connection has another tls-exporter value than the client's (a relay).",
-			build: g.signedResp(es, func(m map[string]any) { m["cb"] = b64u.Encode(derive("relay exporter", 32)) })},
+			build:   g.signedResp(es, func(m map[string]any) { m["cb"] = b64u.Encode(derive("relay exporter", 32)) })},
 		{id: "response-channel-binding-missing", code: "channel_binding_mismatch", cb: exporter, rule: step(secResponse, 18),
 			comment: "The challenge demands tls-exporter binding and the response has no cb.",
-			build: g.signedResp(es, func(m map[string]any) { delete(m, "cb") })},
+			build:   g.signedResp(es, func(m map[string]any) { delete(m, "cb") })},
 		{id: "response-channel-binding-unexpected", code: "channel_binding_mismatch", rule: step(secResponse, 18),
 			comment: "cb is present though the challenge said none.",
-			build: g.signedResp(es, func(m map[string]any) { m["cb"] = b64u.Encode(exporter) })},
+			build:   g.signedResp(es, func(m map[string]any) { m["cb"] = b64u.Encode(exporter) })},
 		{id: "response-channel-binding-required", code: "channel_binding_required", rule: step(secResponse, 18),
 			comment: "A key registered with cb_required answers a challenge without channel binding.",
-			build: g.signedResp("client-cb-required", nil)},
+			build:   g.signedResp("client-cb-required", nil)},
 		{id: "response-refresh-other-key", code: "key_mismatch", rule: step(secResponse, 13),
 			session: &vectorfile.Session{KID: es},
 			comment: "A re-challenge on client-es256's session answered by another registered key.",
 			build:   g.signedResp("client-eddsa", nil)},
 		{id: "response-oversized", code: "too_large", rule: step(secResponse, 1),
 			comment: "A correctly signed response of more than 4096 bytes.",
-			build: g.signedResp(es, func(m map[string]any) { m["pad"] = strings.Repeat("a", 4000) })},
+			build:   g.signedResp(es, func(m map[string]any) { m["pad"] = strings.Repeat("a", 4000) })},
 	}
 	for _, r := range list {
 		challenge, c := g.challengeFor(r.id, r.cb)
@@ -435,10 +435,10 @@ func (g *gen) clientVectors() error {
 			comment: "A challenge issued 61 s in the client's future.", build: base},
 		{id: "challenge-wrong-issuer", code: "audience_mismatch", rule: step(secChallenge, 10),
 			comment: "A challenge from another server identity under the pinned key.",
-			build: func() string { return g.serverChallenge(func(c *challengeClaims) { c.Iss = "wss://other.example/ws" }) }},
+			build:   func() string { return g.serverChallenge(func(c *challengeClaims) { c.Iss = "wss://other.example/ws" }) }},
 		{id: "challenge-lifetime-too-long", code: "malformed", rule: step(secChallenge, 9),
 			comment: "exp - iat is 301 s; the maximum is 300.",
-			build: func() string { return g.serverChallenge(func(c *challengeClaims) { c.Exp = c.Iat + 301 }) }},
+			build:   func() string { return g.serverChallenge(func(c *challengeClaims) { c.Exp = c.Iat + 301 }) }},
 		{id: "challenge-nonce-short", code: "malformed", rule: step(secChallenge, 9),
 			comment: "A 16-byte nonce; nonces are 32 bytes.",
 			build: func() string {
@@ -446,7 +446,7 @@ func (g *gen) clientVectors() error {
 			}},
 		{id: "challenge-alg-not-offered", code: "alg_not_allowed", rule: step(secChallenge, 13),
 			comment: "The server accepts only EdDSA; the client's key is ES256.",
-			build: func() string { return g.serverChallenge(func(c *challengeClaims) { c.Algs = []string{"EdDSA"} }) }},
+			build:   func() string { return g.serverChallenge(func(c *challengeClaims) { c.Algs = []string{"EdDSA"} }) }},
 		{id: "challenge-binding-without-tls", code: "channel_binding_mismatch", rule: step(secChallenge, 12),
 			comment: "The challenge demands tls-exporter binding but the client's connection has no TLS (a relay downgraded it).",
 			build: func() string {
@@ -580,7 +580,9 @@ func (g *gen) keyVectors() error {
 		}
 		return m
 	}
-	set := func(members ...any) json.RawMessage { return json.RawMessage(mustJSON(map[string]any{"keys": members})) }
+	set := func(members ...any) json.RawMessage {
+		return json.RawMessage(mustJSON(map[string]any{"keys": members}))
+	}
 	weak := rsaKey(1024, "weak rsa 1024")
 	weakJWK, err := keys.MarshalJWK(&weak.PublicKey, "weak", keys.RS256)
 	if err == nil {

@@ -21,10 +21,10 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
-	"math/big"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"math/big"
 	"strings"
 	"time"
 
@@ -418,4 +418,3 @@ func seal(inner string, tk keys.TokenKey, typ, cty string) string {
 	}
 	return s
 }
-

@@ -33,7 +33,7 @@ type FileRegistry struct {
 	path string
 	cur  atomic.Pointer[Set]
 
-	mu      sync.Mutex // serializes Reload
+	mu      sync.Mutex  // serializes Reload
 	stamp   os.FileInfo // of the last file read, good or bad
 	sum     [sha256.Size]byte
 	lastErr error

@@ -122,19 +122,31 @@ func (a Algorithm) curve() (elliptic.Curve, int) {
 // profile": the key type and curve match the algorithm, EC points are on their
 // curve, and RSA keys have 2048 to 4096 bits and e = 65537. Errors wrap
 // ErrInvalidKey or ErrUnknownAlgorithm.
+//
+// Keys are checked this way when they are loaded; Sign and Verify repeat only
+// the cheap part (fits), since crypto/ecdsa validates the point itself.
 func CheckKey(alg Algorithm, pub crypto.PublicKey) error {
+	if err := fits(alg, pub); err != nil {
+		return err
+	}
+	if k, ok := pub.(*ecdsa.PublicKey); ok {
+		if _, err := k.ECDH(); err != nil {
+			return fmt.Errorf("%w: point is not on curve %s", ErrInvalidKey, k.Curve.Params().Name)
+		}
+	}
+	return nil
+}
+
+// fits checks the key type, curve and RSA parameters for alg.
+func fits(alg Algorithm, pub crypto.PublicKey) error {
 	switch alg {
 	case ES256, ES384, ES512:
 		k, ok := pub.(*ecdsa.PublicKey)
 		if !ok {
 			return fmt.Errorf("%w: %s needs an ECDSA key, not %s", ErrInvalidKey, alg, typeName(pub))
 		}
-		c, _ := alg.curve()
-		if k.Curve != c {
+		if c, _ := alg.curve(); k.Curve != c {
 			return fmt.Errorf("%w: %s needs curve %s, not %s", ErrInvalidKey, alg, c.Params().Name, k.Curve.Params().Name)
-		}
-		if _, err := k.ECDH(); err != nil {
-			return fmt.Errorf("%w: point is not on curve %s", ErrInvalidKey, c.Params().Name)
 		}
 		return nil
 	case RS256, PS256:
@@ -204,7 +216,7 @@ func typeName(k any) string {
 // stdlib ECDSA key then signs deterministically per RFC 6979, which is how the
 // test vectors are made reproducible).
 func Sign(rand io.Reader, s crypto.Signer, alg Algorithm, signingInput []byte) ([]byte, error) {
-	if err := CheckKey(alg, s.Public()); err != nil {
+	if err := fits(alg, s.Public()); err != nil {
 		return nil, err
 	}
 	switch alg {
@@ -244,7 +256,7 @@ func derToRaw(der []byte, n int) ([]byte, error) {
 // that does not fit alg, returns an error wrapping ErrBadSignature or
 // ErrInvalidKey.
 func Verify(pub crypto.PublicKey, alg Algorithm, signingInput, sig []byte) error {
-	if err := CheckKey(alg, pub); err != nil {
+	if err := fits(alg, pub); err != nil {
 		return err
 	}
 	ok := false

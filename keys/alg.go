@@ -142,7 +142,7 @@ func fits(alg Algorithm, pub crypto.PublicKey) error {
 	switch alg {
 	case ES256, ES384, ES512:
 		k, ok := pub.(*ecdsa.PublicKey)
-		if !ok {
+		if !ok || k == nil || k.Curve == nil {
 			return fmt.Errorf("%w: %s needs an ECDSA key, not %s", ErrInvalidKey, alg, typeName(pub))
 		}
 		if c, _ := alg.curve(); k.Curve != c {
@@ -151,7 +151,7 @@ func fits(alg Algorithm, pub crypto.PublicKey) error {
 		return nil
 	case RS256, PS256:
 		k, ok := pub.(*rsa.PublicKey)
-		if !ok {
+		if !ok || k == nil {
 			return fmt.Errorf("%w: %s needs an RSA key, not %s", ErrInvalidKey, alg, typeName(pub))
 		}
 		return checkRSA(k)

@@ -20,12 +20,12 @@ import (
 	"github.com/wsproof/wsproof/internal/strictjson"
 )
 
-// Key formats. Every parser here detects its input's format, accepts only keys
-// that some [Algorithm] can use (so an RSA key of 1024 bits or with e = 3, a
-// P-224 key or an X25519 key is refused however it is encoded), and reports
-// failure with an error wrapping [ErrInvalidKey] whose text never quotes the
-// input: the parsers' own messages (x509, x/crypto/ssh, go-jose) can, so they
-// are not passed on.
+// Key formats. Every parser here accepts only keys that some [Algorithm] can
+// use, however they are encoded: an RSA key of 1024 bits or with e = 3, a
+// P-224 key or an X25519 key is refused like a malformed one, with an error
+// wrapping [ErrInvalidKey]. Error text names the format and the reason but
+// never quotes the input; the underlying parsers' messages (x509, x/crypto/ssh,
+// go-jose) can, so they are not passed on.
 
 // ErrPassphraseRequired is returned by [ParsePrivateKey] for an OpenSSH private
 // key encrypted with a passphrase; [ParsePrivateKeyWithPassphrase] reads it.
@@ -41,10 +41,11 @@ func invalidf(format string, args ...any) error {
 }
 
 // ParsePublicKey reads one public key, detecting its format: a PEM "PUBLIC
-// KEY" (SPKI) or "RSA PUBLIC KEY" (PKCS #1) block, a JWK (only its public
-// members are used; "alg", if present, must fit the key), or one OpenSSH
-// public key line such as "ssh-ed25519 AAAA... comment" (ssh-ed25519,
-// ecdsa-sha2-nistp256/384/521 or ssh-rsa, without authorized_keys options).
+// KEY" (SPKI) or "RSA PUBLIC KEY" (PKCS #1) block; a JWK, checked as by
+// [ParseJWK] except that "alg" is optional (of a private JWK, only the public
+// key is returned); or one OpenSSH public key line such as "ssh-ed25519
+// AAAA... comment" (ssh-ed25519, ecdsa-sha2-nistp256/384/521 or ssh-rsa,
+// without authorized_keys options).
 // The key is an *ecdsa.PublicKey, *rsa.PublicKey or ed25519.PublicKey usable
 // by at least one Algorithm; any other key is refused with an error wrapping
 // ErrInvalidKey.
@@ -91,11 +92,12 @@ func ParsePublicKey(data []byte) (crypto.PublicKey, error) {
 
 // ParsePrivateKey reads one private key, detecting its format: a PEM
 // "PRIVATE KEY" (PKCS #8), "EC PRIVATE KEY" (SEC 1), "RSA PRIVATE KEY" (PKCS
-// #1) or "OPENSSH PRIVATE KEY" block, or a JWK with private members ("alg", if
-// present, must fit the key). The signer is an *ecdsa.PrivateKey, an
-// *rsa.PrivateKey or an ed25519.PrivateKey (a value, not a pointer), whose
-// private and public halves have been checked to match, and whose public key
-// some Algorithm can use; other keys fail with an error wrapping ErrInvalidKey.
+// #1) or "OPENSSH PRIVATE KEY" block, or a JWK with private members, checked
+// as by [ParseJWK] except that "alg" is optional. The signer is an
+// *ecdsa.PrivateKey, an *rsa.PrivateKey or an ed25519.PrivateKey (a value, not
+// a pointer), whose private and public halves have been checked to match, and
+// whose public key some Algorithm can use; other keys fail with an error
+// wrapping ErrInvalidKey.
 //
 // An OpenSSH key encrypted with a passphrase fails with ErrPassphraseRequired;
 // see [ParsePrivateKeyWithPassphrase]. Encrypted PEM keys (legacy
@@ -310,7 +312,7 @@ func MarshalAuthorizedKey(pub crypto.PublicKey, comment string) ([]byte, error) 
 // checkComment refuses control characters, which could end an authorized_keys
 // line and start another.
 func checkComment(c string) error {
-	if false && strings.ContainsFunc(c, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+	if strings.ContainsFunc(c, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return errors.New("keys: comment contains a control character")
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -307,5 +308,15 @@ func TestRegistryRefusesDuplicatesAndPrivateKeys(t *testing.T) {
 	doc := []byte(`{"keys":[` + string(bytes.TrimSpace(priv[:len(bytes.TrimSpace(priv))-1])) + `,"sub":"x"}]}`)
 	if _, err := ParseRegistry(doc); !errors.Is(err, ErrInvalidKey) {
 		t.Fatalf("private key in registry: %v", err)
+	}
+}
+
+func TestCheckKeyDegenerate(t *testing.T) {
+	for _, k := range []crypto.PublicKey{&ecdsa.PublicKey{}, (*ecdsa.PublicKey)(nil), (*rsa.PublicKey)(nil), &rsa.PublicKey{}, nil, []byte("k")} {
+		for _, alg := range Algorithms {
+			if err := CheckKey(alg, k); !errors.Is(err, ErrInvalidKey) {
+				t.Errorf("CheckKey(%s, %T) = %v", alg, k, err)
+			}
+		}
 	}
 }

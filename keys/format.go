@@ -349,7 +349,7 @@ func MarshalJWK(key any, kid string, alg Algorithm) ([]byte, error) {
 }
 
 // ParseJWK parses one JWK (RFC 7517). The document must be strict JSON
-// (spec section "Conventions"): a duplicate or case-variant member is refused
+// (spec section "Encodings"): a duplicate or case-variant member is refused
 // before any decoding. "alg" is required and must be one of [Algorithms] that
 // fits the key (CheckKey); "use", if present, must be "sig"; symmetric ("oct")
 // keys are refused. key is the public key, or, if the JWK has private members,

@@ -123,7 +123,7 @@ type responseClaims struct {
 	CB    string `json:"cb,omitempty"`
 }
 
-// ReadChallenge runs spec section "Verifying a challenge" on msg and returns
+// ReadChallenge runs spec section "Client: verifying a challenge" on msg and returns
 // the signed response message to send. exporter is the connection's RFC 9266
 // tls-exporter value, or nil without TLS. It may be called once.
 func (h *ClientHandshake) ReadChallenge(msg []byte, rand io.Reader, now time.Time, exporter []byte) ([]byte, error) {
@@ -182,6 +182,11 @@ func (h *ClientHandshake) ReadChallenge(msg []byte, rand io.Reader, now time.Tim
 	algs, err := o.strs("algs", len(keys.Algorithms), 16)
 	if err != nil || len(algs) == 0 {
 		return nil, missing("algs")
+	}
+	for i, a := range algs {
+		if _, err := keys.ParseAlgorithm(a); err != nil || slices.Contains(algs[:i], a) {
+			return nil, missing("algs")
+		}
 	}
 	cb, err := o.str("cb")
 	if err != nil {
@@ -254,6 +259,9 @@ func (h *ClientHandshake) ReadAccept(msg []byte, now time.Time) (*ClientSession,
 	sub, err := o.str("sub")
 	if err != nil {
 		return nil, err
+	}
+	if len(sub) == 0 || len(sub) > keys.MaxSubjectLen {
+		return nil, missing("sub")
 	}
 	groups, err := o.strs("groups", keys.MaxGroups, keys.MaxGroupLen)
 	if err != nil {

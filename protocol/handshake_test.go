@@ -242,3 +242,32 @@ func TestRandomnessFailure(t *testing.T) {
 		t.Fatalf("err = %v, want it to wrap io.ErrUnexpectedEOF", err)
 	}
 }
+
+func TestReadAcceptRejects(t *testing.T) {
+	w := newWorld(t, nil)
+	_, challenge, _ := w.srv.Start(rand.Reader, testNow, nil)
+	cases := map[string]Code{
+		`{"token":"t","sub":"` + string(bytes.Repeat([]byte{'s'}, 257)) + `","groups":[],"exp":1767225900}`: CodeMalformed,
+		`{"token":"t","sub":"","groups":[],"exp":1767225900}`:                                               CodeMalformed,
+		`{"token":"","sub":"s","groups":[],"exp":1767225900}`:                                               CodeMalformed,
+		`{"token":"t","sub":"s","groups":[""],"exp":1767225900}`:                                            CodeMalformed,
+		`{"token":"t","sub":"s","groups":[],"exp":1.5}`:                                                     CodeMalformed,
+		`{"token":"t","sub":"s","Sub":"x","groups":[],"exp":1767225900}`:                                    CodeMalformed,
+		`{"token":"t","sub":"s","groups":[],"exp":1767225000}`:                                              CodeTokenExpired,
+		`{"token":"t","sub":"s","groups":[],"exp":1767225900}`:                                              "",
+	}
+	for msg, want := range cases {
+		h := w.clients[keys.EdDSA].Handshake()
+		if _, err := h.ReadAccept([]byte(msg), testNow); CodeOf(err) != CodeUnexpectedMessage {
+			t.Fatalf("accept before the challenge: %v", err)
+		}
+		h = w.clients[keys.EdDSA].Handshake()
+		if _, err := h.ReadChallenge(challenge, rand.Reader, testNow, nil); err != nil {
+			t.Fatal(err)
+		}
+		_, err := h.ReadAccept([]byte(msg), testNow)
+		if CodeOf(err) != want {
+			t.Errorf("accept %.60q: code %q (%v), want %q", msg, CodeOf(err), err, want)
+		}
+	}
+}

@@ -14,7 +14,7 @@ import (
 )
 
 // compactJWS is a JWS in compact serialization that has passed the structural
-// steps of spec section "Verifying a response" (steps 2 to 5): three
+// steps of spec section "Server: verifying a response" (steps 2 to 5): three
 // canonical base64url segments, a strict JSON header holding exactly alg, kid
 // and typ, the expected typ and a known algorithm. The signature is not yet
 // checked.

@@ -23,7 +23,7 @@ import "time"
 // Subprotocol is the WebSocket subprotocol of wsproof v1.
 const Subprotocol = "wsproof.v1"
 
-// The "typ" header values of spec section "Domain separation". Each object
+// The "typ" header values of spec section "Explicit typing and domain separation". Each object
 // kind has its own, compared byte for byte, so that one kind can never pass
 // for another (RFC 8725 section 3.11).
 const (

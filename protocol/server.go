@@ -227,7 +227,7 @@ type response struct {
 	cb  []byte // the "cb" claim, or nil
 }
 
-// ReadResponse runs spec section "Verifying a response" on msg and, when every
+// ReadResponse runs spec section "Server: verifying a response" on msg and, when every
 // step passes, issues a session token and returns the new Session and the
 // accept message to send. It may be called once; any failure is a
 // *ProtocolError and the socket must be closed with its code.

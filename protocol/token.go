@@ -89,7 +89,7 @@ type TokenVerifier struct {
 	ClockSkew time.Duration
 }
 
-// Open runs spec section "Opening a session token": it decrypts token,
+// Open runs spec section "Opening a token": it decrypts token,
 // verifies its inner signature and claims, and checks that it is bound to
 // socket sid and unexpired at now. Failures are *ProtocolError with code
 // too_large, token_invalid, token_expired or socket_mismatch.
@@ -118,12 +118,14 @@ func (v *TokenVerifier) open(token string, now time.Time) (*TokenClaims, error) 
 	if len(segs) != 5 {
 		return nil, errors.New("protocol: token is not a compact JWE")
 	}
-	for _, s := range segs {
-		if err := b64u.Check(string(s)); err != nil {
+	var dec [5][]byte
+	for i, s := range segs {
+		var err error
+		if dec[i], err = b64u.Decode(string(s)); err != nil {
 			return nil, err
 		}
 	}
-	hb, _ := b64u.Decode(string(segs[0]))
+	hb := dec[0]
 	h, err := parseObject(hb)
 	if err != nil {
 		return nil, err
@@ -151,6 +153,16 @@ func (v *TokenVerifier) open(token string, now time.Time) (*TokenClaims, error) 
 	}
 	if key == nil || key.Algorithm != alg {
 		return nil, errors.New("protocol: unknown token key")
+	}
+	// go-jose does not check segment lengths, so bytes could move between
+	// segments unnoticed; A256GCM has a 12-byte IV and a 16-byte tag, dir no
+	// encrypted key and A256KW a 40-byte wrapped key.
+	wantKey := 0
+	if alg == keys.TokenA256KW {
+		wantKey = 40
+	}
+	if len(dec[1]) != wantKey || len(dec[2]) != 12 || len(dec[4]) != 16 {
+		return nil, errors.New("protocol: token segment of the wrong length")
 	}
 	obj, err := jose.ParseEncryptedCompact(token, []jose.KeyAlgorithm{jose.KeyAlgorithm(alg)}, []jose.ContentEncryption{jose.A256GCM})
 	if err != nil {

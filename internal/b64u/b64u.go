@@ -1,5 +1,5 @@
 // Package b64u implements the canonical base64url of spec/wsproof-v1.md
-// section "Conventions": the RFC 4648 section 5 alphabet, no padding, no
+// section "Encodings": the RFC 4648 section 5 alphabet, no padding, no
 // whitespace, and zero unused trailing bits, so that every byte string has
 // exactly one encoding.
 package b64u

@@ -1,6 +1,7 @@
 package strictjson
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -12,15 +13,24 @@ import (
 type Object map[string]json.RawMessage
 
 // ParseObject checks data with CheckObject and splits it into members.
+// The values alias data.
 func ParseObject(data []byte) (Object, error) {
-	if err := CheckObject(data); err != nil {
+	s := scanner{data: data, members: make(map[string]json.RawMessage, 8)}
+	s.space()
+	if s.pos >= len(data) || data[s.pos] != '{' {
+		if err := Check(data); err != nil {
+			return nil, err
+		}
+		return nil, ErrNotObject
+	}
+	if err := s.value(0); err != nil {
 		return nil, err
 	}
-	var o Object
-	if err := json.Unmarshal(data, &o); err != nil {
-		return nil, &Error{Reason: "invalid object"}
+	s.space()
+	if s.pos != len(data) {
+		return nil, s.fail("data after the top-level value")
 	}
-	return o, nil
+	return s.members, nil
 }
 
 // MemberError reports a member that is missing or of the wrong type or size.
@@ -38,8 +48,13 @@ func (o Object) Has(name string) bool { _, ok := o[name]; return ok }
 // Str returns a required string member.
 func (o Object) Str(name string) (string, error) {
 	raw, ok := o[name]
-	if !ok || len(raw) == 0 || raw[0] != '"' {
+	if !ok || len(raw) < 2 || raw[0] != '"' {
 		return "", bad(name)
+	}
+	// The scanner has validated the string; without escapes its bytes
+	// between the quotes are its value.
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), nil
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {

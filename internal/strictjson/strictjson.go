@@ -1,5 +1,5 @@
 // Package strictjson checks that a document is in the strict JSON subset of
-// spec/wsproof-v1.md section "Conventions": one I-JSON (RFC 7493) value in
+// spec/wsproof-v1.md section "Encodings": one I-JSON (RFC 7493) value in
 // valid UTF-8, with no two members of one object whose names are equal or
 // equal under ASCII case folding, and nothing after the value but whitespace.
 //
@@ -9,6 +9,7 @@
 package strictjson
 
 import (
+	"encoding/json"
 	"errors"
 	"strconv"
 	"unicode/utf8"
@@ -63,8 +64,9 @@ func CheckObject(data []byte) error {
 }
 
 type scanner struct {
-	data []byte
-	pos  int
+	data    []byte
+	pos     int
+	members map[string]json.RawMessage // when set, receives the top-level object's members
 }
 
 func (s *scanner) fail(reason string) error { return &Error{Offset: s.pos, Reason: reason} }
@@ -138,8 +140,12 @@ func (s *scanner) object(depth int) error {
 		}
 		s.pos++
 		s.space()
+		start := s.pos
 		if err := s.value(depth + 1); err != nil {
 			return err
+		}
+		if depth == 0 && s.members != nil {
+			s.members[name] = s.data[start:s.pos:s.pos]
 		}
 		s.space()
 		if s.pos >= len(s.data) {

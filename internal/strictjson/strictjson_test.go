@@ -59,3 +59,36 @@ func FuzzCheck(f *testing.F) {
 		}
 	})
 }
+
+func TestParseObject(t *testing.T) {
+	o, err := ParseObject([]byte(` {"a":"x\u0041","b":{"a":1,"b":2},"n":12,"t":true,"l":["p","q"]} `))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o) != 5 {
+		t.Fatalf("%d members", len(o))
+	}
+	if s, err := o.Str("a"); err != nil || s != "xA" {
+		t.Fatalf("Str = %q, %v", s, err)
+	}
+	if n, err := o.Date("n"); err != nil || n != 12 {
+		t.Fatalf("Date = %d, %v", n, err)
+	}
+	if b, err := o.Bool("t"); err != nil || !b {
+		t.Fatalf("Bool = %v, %v", b, err)
+	}
+	if l, err := o.Strs("l", 2, 1); err != nil || len(l) != 2 {
+		t.Fatalf("Strs = %v, %v", l, err)
+	}
+	if _, err := o.Str("b"); err == nil {
+		t.Fatal("object read as string")
+	}
+	if _, err := o.Str("A"); err == nil {
+		t.Fatal("member matched case-insensitively")
+	}
+	for _, bad := range []string{`[]`, `{"a":1,"a":2}`, `{"a":1} {}`, `"x"`} {
+		if _, err := ParseObject([]byte(bad)); err == nil {
+			t.Errorf("ParseObject(%q) accepted", bad)
+		}
+	}
+}

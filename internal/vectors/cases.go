@@ -299,6 +299,9 @@ func (g *gen) serverVectors() error {
 			comment: "A correctly signed response of more than 4096 bytes.",
 			build:   g.signedResp(es, func(m map[string]any) { m["pad"] = strings.Repeat("a", 4000) })},
 	}
+	list = append(list, resp{id: "response-valid-token-capped-by-key", rule: secSession,
+		comment: "A valid response by a key whose validity ends in 120 s: the token expires then, not after the 300 s token lifetime.",
+		build:   g.signedResp("client-expiring", nil)})
 	for _, r := range list {
 		challenge, c := g.challengeFor(r.id, r.cb)
 		if r.session != nil {
@@ -313,6 +316,11 @@ func (g *gen) serverVectors() error {
 		if r.code == "" {
 			v.Expected = &vectorfile.Expected{SID: c.Sid, Subject: "device:" + es, Groups: []string{"devices", "admins"}, ClientKID: es,
 				JKT: g.thumb(es), Expiry: Now + 300}
+			if r.id == "response-valid-token-capped-by-key" {
+				kid := "client-expiring"
+				v.Expected = &vectorfile.Expected{SID: c.Sid, Subject: "device:" + kid, Groups: []string{"devices"}, ClientKID: kid,
+					JKT: g.thumb(kid), Expiry: Now + 120}
+			}
 		}
 		g.add(v)
 	}
@@ -444,6 +452,16 @@ func (g *gen) clientVectors() error {
 			build: func() string {
 				return g.serverChallenge(func(c *challengeClaims) { c.Nonce = b64u.Encode(derive("short nonce", 16)) })
 			}},
+		{id: "challenge-algs-unknown-name", code: "malformed", rule: step(secChallenge, 9),
+			comment: "algs names an algorithm outside the closed list.",
+			build: func() string {
+				return g.serverChallenge(func(c *challengeClaims) { c.Algs = []string{"ES256", "HS256"} })
+			}},
+		{id: "challenge-algs-duplicate", code: "malformed", rule: step(secChallenge, 9),
+			comment: "algs names ES256 twice.",
+			build: func() string {
+				return g.serverChallenge(func(c *challengeClaims) { c.Algs = []string{"ES256", "ES256"} })
+			}},
 		{id: "challenge-alg-not-offered", code: "alg_not_allowed", rule: step(secChallenge, 13),
 			comment: "The server accepts only EdDSA; the client's key is ES256.",
 			build:   func() string { return g.serverChallenge(func(c *challengeClaims) { c.Algs = []string{"EdDSA"} }) }},
@@ -526,6 +544,20 @@ func (g *gen) tokenVectors() error {
 		{"token-tampered-ciphertext", "One bit of the ciphertext flipped.", "token_invalid", 0, sid, flip(ex.Token, 3)},
 		{"token-tampered-tag", "One bit of the authentication tag flipped.", "token_invalid", 0, sid, flip(ex.Token, 4)},
 		{"token-tampered-iv", "One bit of the IV flipped.", "token_invalid", 0, sid, flip(ex.Token, 2)},
+		{"token-dir-with-encrypted-key", "A dir token whose encrypted-key segment is not empty.", "token_invalid", 0, sid,
+			func() string {
+				p := strings.Split(ex.Token, ".")
+				p[1] = b64u.Encode([]byte("x"))
+				return strings.Join(p, ".")
+			}()},
+		{"token-tag-shifted", "The last ciphertext byte moved to the front of the tag: same bytes, wrong segment lengths.", "token_invalid", 0, sid,
+			func() string {
+				p := strings.Split(ex.Token, ".")
+				ct, _ := b64u.Decode(p[3])
+				tag, _ := b64u.Decode(p[4])
+				p[3], p[4] = b64u.Encode(ct[:len(ct)-1]), b64u.Encode(append([]byte{ct[len(ct)-1]}, tag...))
+				return strings.Join(p, ".")
+			}()},
 		{"token-unknown-signing-key", "The inner JWS is signed by a key that is not the server's.", "token_invalid", 0, sid,
 			seal(inner(cl, protocol.TypSession, g.impostor, "impostor", keys.ES256), tk, protocol.TypSessionE, "JWT")},
 		{"token-inner-alg-none", "The inner JWS is unsigned.", "token_invalid", 0, sid,

@@ -48,6 +48,7 @@ const (
 	secToken     = "Opening a token"
 	secRegistry  = "Load-time rules"
 	secExchange  = "Overview"
+	secSession   = "Claims"
 )
 
 type gen struct {
@@ -121,6 +122,7 @@ func (g *gen) setup() error {
 		{"client-expired", keys.EdDSA, edKey("client expired"), devices, func(e *keys.Entry) {
 			e.NotBefore, e.NotAfter = time.Unix(Now-86400, 0), time.Unix(Now-3600, 0)
 		}, true},
+		{"client-expiring", keys.EdDSA, edKey("client expiring"), devices, func(e *keys.Entry) { e.NotAfter = time.Unix(Now+120, 0) }, true},
 		{"client-visitor", keys.EdDSA, edKey("client visitor"), []string{"visitors"}, nil, true},
 		{"client-cb-required", keys.ES256, ecKey(elliptic.P256(), "client cb required"), devices,
 			func(e *keys.Entry) { e.RequireChannelBinding = true }, true},
@@ -192,7 +194,7 @@ func (g *gen) setup() error {
 		License: "CC0-1.0",
 		Comment: "Test vectors for wsproof v1 (spec/wsproof-v1.md, section Test vectors). All private keys in this " +
 			"file are test keys, published on purpose: never use them for anything else.",
-		Generator: "go test ./internal/vectors -run TestVectorsUpToDate -update",
+		Generator: "go test ./internal/vectors -update",
 		Server: vectorfile.Server{
 			Identity: identity, Algs: algNames, RequiredGroups: []string{"devices"},
 			ChallengeLifetime: 30, TokenLifetime: 300, ClockSkew: 60,

@@ -213,9 +213,9 @@ func CheckSpec(spec []byte, f *vectorfile.File) []error {
 		title, step, _ := strings.Cut(v.Rule, ", step ")
 		body, ok := sections[title]
 		if !ok {
-			errs = append(errs, fmt.Errorf("rule %q (vector %s and others): the spec has no section %q", v.Rule, v.ID, title))
+			errs = append(errs, fmt.Errorf("rule %q (first used by %s): the spec has no section %q", v.Rule, v.ID, title))
 		} else if step != "" && !regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(step)+`\. `).MatchString(body) {
-			errs = append(errs, fmt.Errorf("rule %q (vector %s and others): section %q has no step %s", v.Rule, v.ID, title, step))
+			errs = append(errs, fmt.Errorf("rule %q (first used by %s): section %q has no step %s", v.Rule, v.ID, title, step))
 		}
 	}
 

@@ -1,10 +1,10 @@
 package protocol
 
 import (
-	"bytes"
 	"crypto"
 	"errors"
 	"io"
+	"strings"
 
 	"github.com/go-jose/go-jose/v4"
 
@@ -29,18 +29,24 @@ type compactJWS struct {
 // Only the header is decoded here; go-jose parses the whole object when the
 // signature is verified.
 func parseJWSHeader(msg []byte, typ string) (*compactJWS, error) {
-	segs := bytes.Split(msg, []byte{'.'})
-	if len(segs) != 3 {
+	raw := string(msg)
+	i := strings.IndexByte(raw, '.')
+	j := strings.LastIndexByte(raw, '.')
+	if i < 0 || i == j || strings.IndexByte(raw[i+1:j], '.') >= 0 {
 		return nil, fail(CodeMalformed, "not a JWS in compact serialization")
 	}
-	var dec [3][]byte
-	for i, s := range segs {
-		var err error
-		if dec[i], err = b64u.Decode(string(s)); err != nil {
-			return nil, wrap(CodeMalformed, err)
-		}
+	header, err := b64u.Decode(raw[:i])
+	if err != nil {
+		return nil, wrap(CodeMalformed, err)
 	}
-	h, err := parseObject(dec[0])
+	payload, err := b64u.Decode(raw[i+1 : j])
+	if err != nil {
+		return nil, wrap(CodeMalformed, err)
+	}
+	if err := b64u.Check(raw[j+1:]); err != nil {
+		return nil, wrap(CodeMalformed, err)
+	}
+	h, err := parseObject(header)
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +77,7 @@ func parseJWSHeader(msg []byte, typ string) (*compactJWS, error) {
 	if kid == "" {
 		return nil, fail(CodeMalformed, "empty kid")
 	}
-	return &compactJWS{raw: string(msg), alg: alg, kid: kid, payload: dec[1]}, nil
+	return &compactJWS{raw: raw, alg: alg, kid: kid, payload: payload}, nil
 }
 
 // verify checks the signature with go-jose, which hands the signing input to

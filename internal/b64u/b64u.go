@@ -31,10 +31,45 @@ func Decode(s string) ([]byte, error) {
 	return b, nil
 }
 
-// Check reports whether s is canonical base64url without keeping the bytes.
+// Check reports whether s is canonical base64url, without decoding it.
 func Check(s string) error {
-	_, err := Decode(s)
-	return err
+	if len(s)%4 == 1 {
+		return ErrNotCanonical
+	}
+	for i := 0; i < len(s); i++ {
+		if value(s[i]) < 0 {
+			return ErrNotCanonical
+		}
+	}
+	// The last character of a partial group carries unused bits, which
+	// must be zero: 4 of them after 2 characters, 2 after 3.
+	switch len(s) % 4 {
+	case 2:
+		if value(s[len(s)-1])&0x0f != 0 {
+			return ErrNotCanonical
+		}
+	case 3:
+		if value(s[len(s)-1])&0x03 != 0 {
+			return ErrNotCanonical
+		}
+	}
+	return nil
+}
+
+func value(c byte) int {
+	switch {
+	case c >= 'A' && c <= 'Z':
+		return int(c - 'A')
+	case c >= 'a' && c <= 'z':
+		return int(c-'a') + 26
+	case c >= '0' && c <= '9':
+		return int(c-'0') + 52
+	case c == '-':
+		return 62
+	case c == '_':
+		return 63
+	}
+	return -1
 }
 
 // DecodeLen decodes s and requires exactly n bytes.

@@ -30,5 +30,8 @@ func FuzzDecode(f *testing.F) {
 		if err == nil && Encode(b) != s {
 			t.Fatalf("Decode accepted %q, which is not the canonical %q", s, Encode(b))
 		}
+		if (Check(s) == nil) != (err == nil) {
+			t.Fatalf("Check and Decode disagree on %q: %v vs %v", s, Check(s), err)
+		}
 	})
 }

@@ -18,14 +18,14 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
-	"encoding/asn1"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 
 	"github.com/go-jose/go-jose/v4"
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // Algorithm is a JWS algorithm name from the closed list of spec section
@@ -237,18 +237,60 @@ func Sign(rand io.Reader, s crypto.Signer, alg Algorithm, signingInput []byte) (
 }
 
 // derToRaw converts an ASN.1 ECDSA-Sig-Value to r||s, each left-padded to n
-// bytes.
+// bytes, without going through math/big.
 func derToRaw(der []byte, n int) ([]byte, error) {
-	var sig struct{ R, S *big.Int }
-	rest, err := asn1.Unmarshal(der, &sig)
-	if err != nil || len(rest) != 0 || sig.R == nil || sig.S == nil || sig.R.Sign() <= 0 || sig.S.Sign() <= 0 ||
-		sig.R.BitLen() > 8*n || sig.S.BitLen() > 8*n {
+	var r, s cryptobyte.String
+	in := cryptobyte.String(der)
+	var seq cryptobyte.String
+	if !in.ReadASN1(&seq, cbasn1.SEQUENCE) || !in.Empty() ||
+		!seq.ReadASN1(&r, cbasn1.INTEGER) || !seq.ReadASN1(&s, cbasn1.INTEGER) || !seq.Empty() {
 		return nil, errors.New("keys: signer returned a malformed ECDSA signature")
 	}
 	out := make([]byte, 2*n)
-	sig.R.FillBytes(out[:n])
-	sig.S.FillBytes(out[n:])
+	if !putInt(out[:n], r) || !putInt(out[n:], s) {
+		return nil, errors.New("keys: signer returned a malformed ECDSA signature")
+	}
 	return out, nil
+}
+
+// putInt writes the positive DER INTEGER v into dst, left-padded.
+func putInt(dst []byte, v []byte) bool {
+	if len(v) == 0 || v[0]&0x80 != 0 {
+		return false // empty or negative
+	}
+	if len(v) > 1 && v[0] == 0 {
+		v = v[1:]
+	}
+	if len(v) > len(dst) || (len(v) == 1 && v[0] == 0) {
+		return false // too long, or zero
+	}
+	copy(dst[len(dst)-len(v):], v)
+	return true
+}
+
+// rawToDER converts r||s to the ASN.1 form crypto/ecdsa verifies.
+func rawToDER(sig []byte) []byte {
+	n := len(sig) / 2
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		addInt(b, sig[:n])
+		addInt(b, sig[n:])
+	})
+	der, _ := b.Bytes() // cannot fail: no length exceeds the builder's limits
+	return der
+}
+
+// addInt adds the unsigned big-endian v as a DER INTEGER.
+func addInt(b *cryptobyte.Builder, v []byte) {
+	for len(v) > 1 && v[0] == 0 {
+		v = v[1:]
+	}
+	b.AddASN1(cbasn1.INTEGER, func(b *cryptobyte.Builder) {
+		if v[0]&0x80 != 0 {
+			b.AddUint8(0)
+		}
+		b.AddBytes(v)
+	})
 }
 
 // Verify checks a JWS signature over signingInput under pub and alg, with the
@@ -266,9 +308,7 @@ func Verify(pub crypto.PublicKey, alg Algorithm, signingInput, sig []byte) error
 		if len(sig) != 2*n {
 			return fmt.Errorf("%w: %s signature of %d bytes, want %d", ErrBadSignature, alg, len(sig), 2*n)
 		}
-		r := new(big.Int).SetBytes(sig[:n])
-		s := new(big.Int).SetBytes(sig[n:])
-		ok = ecdsa.Verify(pub.(*ecdsa.PublicKey), digest(alg.hash(), signingInput), r, s)
+		ok = ecdsa.VerifyASN1(pub.(*ecdsa.PublicKey), digest(alg.hash(), signingInput), rawToDER(sig))
 	case RS256:
 		ok = rsa.VerifyPKCS1v15(pub.(*rsa.PublicKey), crypto.SHA256, digest(crypto.SHA256, signingInput), sig) == nil
 	case PS256:

@@ -320,3 +320,28 @@ func TestCheckKeyDegenerate(t *testing.T) {
 		}
 	}
 }
+
+func TestRawDERConversion(t *testing.T) {
+	for _, raw := range [][]byte{
+		append(bytes.Repeat([]byte{0}, 31), 1, 0x80), // r = 1, s with its top bit set (needs a 0x00 pad in DER)
+		bytes.Repeat([]byte{0xff}, 64),
+		append([]byte{0, 0, 5}, bytes.Repeat([]byte{7}, 61)...),
+	} {
+		raw = raw[:64]
+		back, err := derToRaw(rawToDER(raw), 32)
+		if err != nil || !bytes.Equal(back, raw) {
+			t.Fatalf("round trip of %x: %x, %v", raw, back, err)
+		}
+	}
+	bad := [][]byte{
+		{0x30, 0x06, 0x02, 0x01, 0x00, 0x02, 0x01, 0x01},                                                       // r = 0
+		{0x30, 0x06, 0x02, 0x01, 0x81, 0x02, 0x01, 0x01},                                                       // r negative
+		{0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01, 0x00},                                                 // trailing byte
+		append([]byte{0x30, 0x25, 0x02, 0x21, 0x01}, append(bytes.Repeat([]byte{1}, 32), 0x02, 0x01, 0x01)...), // r of 33 bytes
+	}
+	for _, der := range bad {
+		if _, err := derToRaw(der, 32); err == nil {
+			t.Errorf("derToRaw(%x) accepted", der)
+		}
+	}
+}

@@ -323,11 +323,8 @@ func (h *ServerHandshake) checkKey(r *response, now time.Time) (*keys.Entry, err
 	if _, err := r.jws.verify(e.Key); err != nil {
 		return nil, err
 	}
-	if e.Revoked {
-		return nil, fail(CodeKeyRevoked, "key revoked")
-	}
-	if !e.ValidAt(now) {
-		return nil, fail(CodeKeyNotValid, "key outside its validity window")
+	if err := h.s.keyState(e, now); err != nil {
+		return nil, err
 	}
 	if h.exporter != nil {
 		if r.cb == nil || subtle.ConstantTimeCompare(r.cb, h.exporter) != 1 {
@@ -341,15 +338,51 @@ func (h *ServerHandshake) checkKey(r *response, now time.Time) (*keys.Entry, err
 			return nil, fail(CodeChannelBindingRequired, "key requires channel binding")
 		}
 	}
-	if len(h.s.cfg.RequiredGroups) > 0 && !e.InAnyGroup(h.s.cfg.RequiredGroups) {
-		return nil, fail(CodeAccessDenied, "key in none of the required groups")
-	}
-	if h.s.cfg.Authorize != nil {
-		if err := h.s.cfg.Authorize(e); err != nil {
-			return nil, wrap(CodeAccessDenied, err)
-		}
+	if err := h.s.authorize(e); err != nil {
+		return nil, err
 	}
 	return e, nil
+}
+
+func (s *Server) keyState(e *keys.Entry, now time.Time) error {
+	if e.Revoked {
+		return fail(CodeKeyRevoked, "key revoked")
+	}
+	if !e.ValidAt(now) {
+		return fail(CodeKeyNotValid, "key outside its validity window")
+	}
+	return nil
+}
+
+func (s *Server) authorize(e *keys.Entry) error {
+	if len(s.cfg.RequiredGroups) > 0 && !e.InAnyGroup(s.cfg.RequiredGroups) {
+		return fail(CodeAccessDenied, "key in none of the required groups")
+	}
+	if s.cfg.Authorize != nil {
+		if err := s.cfg.Authorize(e); err != nil {
+			return wrap(CodeAccessDenied, err)
+		}
+	}
+	return nil
+}
+
+// Recheck reports whether the live session sess may continue under the
+// registry as it is now (spec section "Revocation"): its key is still
+// registered, not revoked, inside its validity window and authorized. The
+// returned error's code is the one the handshake would have failed with; a
+// transport closes the socket with session_revoked.
+func (s *Server) Recheck(sess *Session, now time.Time) error {
+	e, ok := s.cfg.Registry.Lookup(sess.KeyID)
+	if !ok {
+		return fail(CodeUnknownKey, "key removed from the registry")
+	}
+	if e.Thumbprint != sess.Thumbprint {
+		return fail(CodeKeyMismatch, "key id now names another key")
+	}
+	if err := s.keyState(e, now); err != nil {
+		return err
+	}
+	return s.authorize(e)
 }
 
 type acceptMessage struct {

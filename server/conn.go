@@ -39,11 +39,11 @@ type Conn struct {
 	sess atomic.Pointer[protocol.Session]
 	exp  atomic.Int64 // the current token's expiry, Unix nanoseconds: the per-message check
 
-	in      chan Message     // reader -> application; unbuffered: a slow handler slows the reader, not memory
-	out     chan []byte      // application -> writer, bounded by Config.SendQueue
-	control chan []byte      // accept messages: reader -> writer
-	renewed chan struct{}    // a refresh completed: re-arm the writer's timers
-	done    chan struct{}    // closed when the socket closes
+	in      chan Message  // reader -> application; unbuffered: a slow handler slows the reader, not memory
+	out     chan []byte   // application -> writer, bounded by Config.SendQueue
+	control chan []byte   // accept messages: reader -> writer
+	renewed chan struct{} // a refresh completed: re-arm the writer's timers
+	done    chan struct{} // closed when the socket closes
 	refresh atomic.Pointer[protocol.ServerHandshake]
 
 	closeOnce sync.Mutex

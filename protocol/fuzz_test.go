@@ -54,7 +54,7 @@ func FuzzServerReadResponse(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, _, err = h.ReadResponse(msg, fixedRand(), time.Unix(ex.Now, 0))
+		_, _, err = h.ReadResponse(msg, vectorRand(), time.Unix(ex.Now, 0))
 		checkFuzzError(t, err)
 	})
 }
@@ -62,9 +62,12 @@ func FuzzServerReadResponse(f *testing.F) {
 func FuzzClientReadChallenge(f *testing.F) {
 	env := loadVectors(f)
 	vectorSeeds(f, env, func(v vectorfile.Vector) string { return v.Challenge })
-	c := env.client(f, "client-es256", false)
+	c, err := env.client("client-es256", false)
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		_, err := c.Handshake().ReadChallenge(msg, fixedRand(), time.Unix(1767225600, 0), nil)
+		_, err := c.Handshake().ReadChallenge(msg, vectorRand(), time.Unix(1767225600, 0), nil)
 		checkFuzzError(t, err)
 	})
 }
@@ -73,10 +76,13 @@ func FuzzClientReadAccept(f *testing.F) {
 	env := loadVectors(f)
 	vectorSeeds(f, env, func(v vectorfile.Vector) string { return v.Accept })
 	ex := exchangeVector(f, env)
-	c := env.client(f, ex.Expected.ClientKID, false)
+	c, err := env.client(ex.Expected.ClientKID, false)
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		h := c.Handshake()
-		if _, err := h.ReadChallenge([]byte(ex.Challenge), fixedRand(), time.Unix(ex.Now, 0), nil); err != nil {
+		if _, err := h.ReadChallenge([]byte(ex.Challenge), vectorRand(), time.Unix(ex.Now, 0), nil); err != nil {
 			t.Fatal(err)
 		}
 		_, err := h.ReadAccept(msg, time.Unix(ex.Now, 0))

@@ -33,7 +33,7 @@ func (g *gen) signedResp(kid string, edit func(map[string]any)) func(string, cha
 	return func(challenge string, c challengeClaims) string {
 		claims := respClaims(challenge, c)
 		if c.CB == protocol.BindingTLSExporter {
-			claims["cb"] = b64u.Encode(exporter)
+			claims["cb"] = b64u.Encode(g.exporter)
 		}
 		if edit != nil {
 			edit(claims)
@@ -68,6 +68,36 @@ func (g *gen) withSig(sig func(si string) string) func(string, challengeClaims) 
 func step(sec string, n int) string { return fmt.Sprintf("%s, step %d", sec, n) }
 
 func (g *gen) serverVectors() error {
+	for _, r := range g.serverCases() {
+		challenge, c := g.challengeFor(r.id, r.cb)
+		if r.session != nil {
+			// A re-challenge on a live socket: same sid as the session.
+			r.session.SID = c.Sid
+		}
+		v := vectorfile.Vector{ID: r.id, Comment: r.comment, Role: vectorfile.RoleServer, Rule: r.rule, Now: r.now,
+			Session: r.session, Challenge: challenge, Response: r.build(challenge, c), Error: r.code}
+		if r.cb != nil {
+			v.ChannelBinding = b64u.Encode(r.cb)
+		}
+		if r.code == "" {
+			v.Expected = &vectorfile.Expected{SID: c.Sid, Subject: "device:" + es256, Groups: []string{"devices", "admins"}, ClientKID: es256,
+				JKT: g.thumb(es256), Expiry: Now + 300}
+			if r.id == "response-valid-token-capped-by-key" {
+				kid := "client-expiring"
+				v.Expected = &vectorfile.Expected{SID: c.Sid, Subject: "device:" + kid, Groups: []string{"devices"}, ClientKID: kid,
+					JKT: g.thumb(kid), Expiry: Now + 120}
+			}
+		}
+		g.add(v)
+	}
+	return nil
+}
+
+const es256 = "client-es256"
+
+// serverCases are the server-role vectors, each a function of the challenge
+// it answers, so that they can also be replayed against a live server.
+func (g *gen) serverCases() []resp {
 	es := "client-es256"
 	esHdr := func(extra string) string {
 		return `{"alg":"ES256",` + extra + `"kid":"client-es256","typ":"wsproof-response+jwt"}`
@@ -299,32 +329,9 @@ func (g *gen) serverVectors() error {
 			comment: "A correctly signed response of more than 4096 bytes.",
 			build:   g.signedResp(es, func(m map[string]any) { m["pad"] = strings.Repeat("a", 4000) })},
 	}
-	list = append(list, resp{id: "response-valid-token-capped-by-key", rule: secSession,
+	return append(list, resp{id: "response-valid-token-capped-by-key", rule: secSession,
 		comment: "A valid response by a key whose validity ends in 120 s: the token expires then, not after the 300 s token lifetime.",
 		build:   g.signedResp("client-expiring", nil)})
-	for _, r := range list {
-		challenge, c := g.challengeFor(r.id, r.cb)
-		if r.session != nil {
-			// A re-challenge on a live socket: same sid as the session.
-			r.session.SID = c.Sid
-		}
-		v := vectorfile.Vector{ID: r.id, Comment: r.comment, Role: vectorfile.RoleServer, Rule: r.rule, Now: r.now,
-			Session: r.session, Challenge: challenge, Response: r.build(challenge, c), Error: r.code}
-		if r.cb != nil {
-			v.ChannelBinding = b64u.Encode(r.cb)
-		}
-		if r.code == "" {
-			v.Expected = &vectorfile.Expected{SID: c.Sid, Subject: "device:" + es, Groups: []string{"devices", "admins"}, ClientKID: es,
-				JKT: g.thumb(es), Expiry: Now + 300}
-			if r.id == "response-valid-token-capped-by-key" {
-				kid := "client-expiring"
-				v.Expected = &vectorfile.Expected{SID: c.Sid, Subject: "device:" + kid, Groups: []string{"devices"}, ClientKID: kid,
-					JKT: g.thumb(kid), Expiry: Now + 120}
-			}
-		}
-		g.add(v)
-	}
-	return nil
 }
 
 func (g *gen) thumb(kid string) string {

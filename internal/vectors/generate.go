@@ -62,6 +62,7 @@ type gen struct {
 	clients  map[string]crypto.Signer // kid -> private key
 	algs     map[string]keys.Algorithm
 	reg      *keys.Set
+	exporter []byte // the tls-exporter value responses bind to
 }
 
 const (
@@ -73,7 +74,7 @@ const (
 
 // Generate builds the vector file.
 func Generate() (*vectorfile.File, error) {
-	g := &gen{clients: map[string]crypto.Signer{}, algs: map[string]keys.Algorithm{}}
+	g := &gen{clients: map[string]crypto.Signer{}, algs: map[string]keys.Algorithm{}, exporter: exporter}
 	if err := g.setup(); err != nil {
 		return nil, err
 	}

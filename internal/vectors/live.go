@@ -1,0 +1,68 @@
+package vectors
+
+import (
+	"crypto"
+	"time"
+
+	"github.com/wsproof/wsproof/keys"
+)
+
+// LiveCase is a server-role vector that a transport test replays against a
+// running server: Build answers the challenge the server really sent, the way
+// the vector answers its recorded one, so every rule is exercised over the
+// wire with the code the vector names.
+type LiveCase struct {
+	ID   string
+	Code string // expected error code; "" for a valid response
+
+	// TLS marks cases that need tls-exporter binding in force.
+	TLS bool
+	// Late is how long after the challenge was issued the server must
+	// believe the response arrives.
+	Late time.Duration
+	// SessionKID, when set, means the case answers a re-challenge on a
+	// session authenticated with this client key.
+	SessionKID string
+
+	// Build returns the response to challenge; exporter is the client's
+	// tls-exporter value, or nil. Cases are not safe for concurrent use.
+	Build func(challenge, exporter []byte) []byte
+}
+
+// LiveFixture is the server configuration the cases assume.
+type LiveFixture struct {
+	Identity       string
+	RequiredGroups []string
+	Keys           *keys.ServerKeys
+	Registry       *keys.Set
+	Clients        map[string]crypto.Signer // private keys of the registry entries, by key id
+	Cases          []LiveCase
+}
+
+// Live returns the server-role cases of the vectors in live form.
+func Live() (*LiveFixture, error) {
+	g := &gen{clients: map[string]crypto.Signer{}, algs: map[string]keys.Algorithm{}, exporter: exporter}
+	if err := g.setup(); err != nil {
+		return nil, err
+	}
+	if err := g.exchanges(); err != nil { // the token-as-response case needs a token
+		return nil, err
+	}
+	lf := &LiveFixture{Identity: identity, RequiredGroups: g.f.Server.RequiredGroups, Keys: g.sk, Registry: g.reg, Clients: g.clients}
+	for _, r := range g.serverCases() {
+		build := r.build
+		lc := LiveCase{ID: r.id, Code: r.code, TLS: r.cb != nil,
+			Build: func(challenge, exp []byte) []byte {
+				g.exporter = exp
+				return []byte(build(string(challenge), claimsOf(string(challenge))))
+			}}
+		if r.now != 0 {
+			lc.Late = time.Duration(r.now-Now) * time.Second
+		}
+		if r.session != nil {
+			lc.SessionKID = r.session.KID
+		}
+		lf.Cases = append(lf.Cases, lc)
+	}
+	return lf, nil
+}

@@ -144,4 +144,3 @@ func authenticate(t *testing.T, ws *websocket.Conn, lf *vectors.LiveFixture, kid
 	}
 	return rechallenge
 }
-

@@ -139,7 +139,13 @@ func (c *Conn) closeCode(code protocol.Code) { c.closeWith(code.CloseCode(), cod
 func (c *Conn) fail(err error, phase string) {
 	code := protocol.CodeOf(err)
 	if code == "" {
-		code = protocol.CodeInternalError
+		// The transport failed (the peer went away): nobody to tell.
+		if phase == "handshake" {
+			c.s.m.handshakes.WithLabelValues("aborted", "").Inc()
+		}
+		c.s.log.Debug("wsproof: "+phase+" aborted", "remote", c.remote, "err", err)
+		c.closeWith(websocket.CloseAbnormalClosure, "")
+		return
 	}
 	if phase == "handshake" {
 		c.s.m.handshake(code)

@@ -20,6 +20,7 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 
+	"github.com/wsproof/wsproof/internal/b64u"
 	"github.com/wsproof/wsproof/keys"
 	"github.com/wsproof/wsproof/protocol"
 )
@@ -245,7 +246,12 @@ func TestRejectionsCloseWithSpecCode(t *testing.T) {
 	}{
 		{"unknown group", "visitor", nil, protocol.CodeAccessDenied},
 		{"revoked", "revoked", nil, protocol.CodeKeyRevoked},
-		{"tampered", "c-ES256", func(b []byte) []byte { b[len(b)-5] ^= 1; return b }, protocol.CodeBadSignature},
+		{"tampered", "c-ES256", func(b []byte) []byte {
+			i := bytes.LastIndexByte(b, '.')
+			sig, _ := b64u.Decode(string(b[i+1:]))
+			sig[0] ^= 1
+			return append(b[:i+1], b64u.Encode(sig)...)
+		}, protocol.CodeBadSignature},
 		{"not a JWS", "c-ES256", func([]byte) []byte { return []byte("hello") }, protocol.CodeMalformed},
 		{"oversized", "c-ES256", func([]byte) []byte { return bytes.Repeat([]byte("a"), 5000) }, protocol.CodeTooLarge},
 	}

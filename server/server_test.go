@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/wsproof/wsproof/internal/b64u"
@@ -368,5 +369,48 @@ func TestShutdownClosesSessions(t *testing.T) {
 	}
 	if _, resp, err := f.dial(t, nil); err == nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("dial after shutdown: %v", err)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	f := newFixture(t, false, func(c *Config) { c.Metrics = reg })
+	ok, _, err := f.dial(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.handshake(t, ok, "c-ES256", nil); err != nil {
+		t.Fatal(err)
+	}
+	bad, _, err := f.dial(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.handshake(t, bad, "visitor", nil)
+	closeCode(t, bad.ws)
+	want := map[string]float64{
+		`wsproof_handshakes_total{code="",outcome="ok"}`:                   1,
+		`wsproof_handshakes_total{code="access_denied",outcome="refused"}`: 1,
+		`wsproof_sessions{}`: 1,
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+`="`+l.GetValue()+`"`)
+			}
+			v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			got[mf.GetName()+"{"+strings.Join(labels, ",")+"}"] = v
+		}
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v (all: %v)", k, got[k], v, got)
+		}
 	}
 }

@@ -159,7 +159,11 @@ func (c *Conn) fail(err error, phase string) {
 
 // handshake runs the pre-authentication phase under one deadline and one
 // small read limit (spec section "Limits").
-func (c *Conn) handshake() (*protocol.Session, error) {
+//
+// It returns the accept message without sending it: the server registers the
+// session first, so that no revocation can fall between the accept and the
+// moment Recheck can see the socket.
+func (c *Conn) handshake() (*protocol.Session, []byte, error) {
 	start := time.Now()
 	s := c.s
 	deadline := time.Now().Add(s.cfg.HandshakeTimeout)
@@ -167,28 +171,24 @@ func (c *Conn) handshake() (*protocol.Session, error) {
 	c.ws.SetWriteDeadline(deadline)
 	h, challenge, err := s.proto.Start(s.rand, s.now(), c.exporter)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := c.ws.WriteMessage(websocket.TextMessage, challenge); err != nil {
-		return nil, transportErr(err)
+		return nil, nil, transportErr(err)
 	}
 	mt, msg, err := c.readMessage(protocol.MaxHandshakeMessage, protocol.MaxHandshakeMessage)
 	if err != nil {
-		return nil, transportErr(err)
+		return nil, nil, transportErr(err)
 	}
 	if mt != websocket.TextMessage {
-		return nil, &protocol.ProtocolError{Code: protocol.CodeUnexpectedMessage, Err: errorf("binary message before authentication")}
+		return nil, nil, &protocol.ProtocolError{Code: protocol.CodeUnexpectedMessage, Err: errorf("binary message before authentication")}
 	}
 	sess, accept, err := h.ReadResponse(msg, s.rand, s.now())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if err := c.ws.WriteMessage(websocket.TextMessage, accept); err != nil {
-		return nil, transportErr(err)
-	}
-	s.m.handshake("")
 	s.m.latency.Observe(time.Since(start).Seconds())
-	return sess, nil
+	return sess, accept, nil
 }
 
 // transportErr maps a WebSocket read or write error to the spec's code.
@@ -205,8 +205,7 @@ func transportErr(err error) error {
 
 // serve runs an authenticated socket: the application handler, a writer
 // goroutine, and the reader on this goroutine.
-func (c *Conn) serve(sess *protocol.Session) {
-	c.setSession(sess)
+func (c *Conn) serve() {
 	c.ws.SetWriteDeadline(time.Time{})
 	c.alive()
 	c.ws.SetPongHandler(func(string) error { c.alive(); return nil })

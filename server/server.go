@@ -283,18 +283,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	c := newConn(s, ws, ip, exporter)
-	sess, err := c.handshake()
+	sess, accept, err := c.handshake()
 	release()
 	if err != nil {
 		c.fail(err, "handshake")
 		return
 	}
+	c.setSession(sess)
 	if !s.track(c) {
 		c.closeWith(websocket.CloseGoingAway, "server shutting down")
 		return
 	}
 	defer s.untrack(c)
-	c.serve(sess)
+	// The registry may have changed after the handshake consulted it and
+	// before track made the socket visible to Recheck.
+	if err := s.proto.Recheck(sess, s.now()); err != nil {
+		c.fail(err, "handshake")
+		return
+	}
+	if err := c.ws.WriteMessage(websocket.TextMessage, accept); err != nil {
+		c.closeWith(websocket.CloseAbnormalClosure, "")
+		return
+	}
+	s.m.handshake("")
+	c.serve()
 }
 
 func (s *Server) track(c *Conn) bool {

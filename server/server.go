@@ -301,11 +301,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.fail(err, "handshake")
 		return
 	}
+	s.m.handshake("")
 	if err := c.ws.WriteMessage(websocket.TextMessage, accept); err != nil {
 		c.closeWith(websocket.CloseAbnormalClosure, "")
 		return
 	}
-	s.m.handshake("")
 	c.serve()
 }
 

@@ -16,9 +16,10 @@ func invalidKey(kid, reason string) error {
 	return fmt.Errorf("%w: key %q: %s", ErrInvalidKey, kid, reason)
 }
 
-// checkKeyID enforces 1 to MaxKeyIDLen printable ASCII characters (0x21 to
-// 0x7e). Key ids appear in logs, so nothing else is allowed.
-func checkKeyID(kid string) error {
+// CheckKeyID enforces the key id rule of spec section "Key registry": 1 to
+// MaxKeyIDLen printable ASCII characters (0x21 to 0x7e). Key ids appear in
+// logs and on command lines, so nothing else is allowed.
+func CheckKeyID(kid string) error {
 	if len(kid) == 0 || len(kid) > MaxKeyIDLen {
 		return fmt.Errorf("%w: key id of %d bytes, want 1 to %d", ErrInvalidKey, len(kid), MaxKeyIDLen)
 	}
@@ -33,7 +34,7 @@ func checkKeyID(kid string) error {
 // checkEntry applies the registry rules of spec section "Key registry" and
 // fills in the thumbprint.
 func checkEntry(e *Entry) error {
-	if err := checkKeyID(e.KeyID); err != nil {
+	if err := CheckKeyID(e.KeyID); err != nil {
 		return err
 	}
 	if err := CheckKey(e.Algorithm, e.Key); err != nil {

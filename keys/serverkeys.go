@@ -47,7 +47,7 @@ func (k *ServerKeys) Check() error {
 	}
 	seen := map[string]bool{}
 	for _, s := range k.Signing {
-		if err := checkKeyID(s.KeyID); err != nil {
+		if err := CheckKeyID(s.KeyID); err != nil {
 			return err
 		}
 		if seen[s.KeyID] {
@@ -63,7 +63,7 @@ func (k *ServerKeys) Check() error {
 	}
 	seen = map[string]bool{}
 	for _, t := range k.Token {
-		if err := checkKeyID(t.KeyID); err != nil {
+		if err := CheckKeyID(t.KeyID); err != nil {
 			return err
 		}
 		if seen[t.KeyID] {
@@ -122,7 +122,7 @@ func NewPublicSet(keys []PublicKey) (*PublicSet, error) {
 	s := &PublicSet{m: make(map[string]*PublicKey, len(keys))}
 	for i := range keys {
 		p := keys[i]
-		if err := checkKeyID(p.KeyID); err != nil {
+		if err := CheckKeyID(p.KeyID); err != nil {
 			return nil, err
 		}
 		if _, dup := s.m[p.KeyID]; dup {

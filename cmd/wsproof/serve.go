@@ -1,0 +1,475 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/wsproof/wsproof/keys"
+	"github.com/wsproof/wsproof/protocol"
+	"github.com/wsproof/wsproof/server"
+)
+
+const serveUsage = `Usage: wsproof serve [flags]
+
+Runs a wsproof server: an authenticated echo and broadcast room on /ws, with
+Prometheus metrics on /metrics and a health check on /healthz.
+
+On first run it creates the state folder with server.jwks (the server's private
+signing and token keys, mode 0600), server.pub.jwks (the public key set clients
+pin) and an empty registry.jwks. It never overwrites a file. The registry is
+reloaded when it changes (edit it with "wsproof keys"), and live sessions whose
+key was revoked or removed are closed within a second.
+
+Each message the client sends is echoed back as "echo: <message>". A message
+"/all <text>" goes to every live session as "<subject>: <text>", if the
+sender's key is in the broadcast group.
+
+Flags:
+    --state DIR               state folder (default $WSPROOF_STATE, else $HOME/.wsproof)
+    --listen ADDR             address to listen on (default 127.0.0.1:7700; port 0 picks one)
+    --addr-file FILE          write the address actually bound to FILE once listening
+    --identity URL            the server identity clients check (default ws://ADDR/ws, or wss://)
+    --registry FILE           key registry (default STATE/registry.jwks)
+    --origin ORIGIN           allow browsers from this Origin (repeatable; default none)
+    --required-group GROUP    admit only keys in one of these groups (repeatable; default any key)
+    --broadcast-group GROUP   group whose keys may send "/all" (default "broadcast")
+    --token-lifetime D        session token lifetime (default 5m0s)
+    --challenge-lifetime D    challenge lifetime, 1s to 5m (default 30s)
+    --refresh-before D        re-challenge this long before the token expires (default 1m0s)
+    --tls-cert FILE           serve TLS 1.3 with this certificate chain (PEM) ...
+    --tls-key FILE            ... and this private key (PEM)
+    --tls-dev                 serve TLS 1.3 with a self-signed certificate for localhost, created
+                              once in the state folder; its SHA-256 pin is printed for
+                              "wsproof connect --pin"
+    --no-channel-binding      do not demand tls-exporter channel binding (browser profile);
+                              keys registered with --cb-required cannot connect
+`
+
+// State folder file names.
+const (
+	serverKeysFile = "server.jwks"
+	serverPubFile  = "server.pub.jwks"
+	registryFile   = "registry.jwks"
+	devCertFile    = "tls-dev.crt"
+	devKeyFile     = "tls-dev.key"
+)
+
+// defaultListen is the address serve listens on by default: loopback only,
+// so that a first run exposes nothing.
+const defaultListen = "127.0.0.1:7700"
+
+func (c *cli) serve(ctx context.Context, args []string) error {
+	fs := c.newFlags("serve", serveUsage)
+	var (
+		stateFlag        = fs.String("state", "", "")
+		listen           = fs.String("listen", defaultListen, "")
+		addrFile         = fs.String("addr-file", "", "")
+		identity         = fs.String("identity", "", "")
+		registryPath     = fs.String("registry", "", "")
+		broadcastGroup   = fs.String("broadcast-group", "broadcast", "")
+		tokenLifetime    = fs.Duration("token-lifetime", protocol.DefaultTokenLifetime, "")
+		challengeLife    = fs.Duration("challenge-lifetime", protocol.DefaultChallengeLifetime, "")
+		refreshBefore    = fs.Duration("refresh-before", 60*time.Second, "")
+		tlsCert          = fs.String("tls-cert", "", "")
+		tlsKey           = fs.String("tls-key", "", "")
+		tlsDev           = fs.Bool("tls-dev", false, "")
+		noChannelBinding = fs.Bool("no-channel-binding", false, "")
+		origins          listFlag
+		requiredGroups   listFlag
+	)
+	fs.Var(&origins, "origin", "")
+	fs.Var(&requiredGroups, "required-group", "")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return c.usageErr(fs, "serve takes no arguments, got %q", pos[0])
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return c.usageErr(fs, "--tls-cert and --tls-key go together")
+	}
+	if *tlsDev && *tlsCert != "" {
+		return c.usageErr(fs, "use either --tls-dev or --tls-cert and --tls-key, not both")
+	}
+	if *tokenLifetime < time.Second {
+		return c.usageErr(fs, "--token-lifetime must be at least 1s")
+	}
+	if *challengeLife < time.Second || *challengeLife > protocol.MaxChallengeLifetime {
+		return c.usageErr(fs, "--challenge-lifetime must be between 1s and %v", protocol.MaxChallengeLifetime)
+	}
+	if *refreshBefore <= 0 {
+		return c.usageErr(fs, "--refresh-before must be positive")
+	}
+
+	dir, err := c.stateDir(*stateFlag)
+	if err != nil {
+		return err
+	}
+	c.say("state folder %s", dir)
+	sk, err := c.initState(dir)
+	if err != nil {
+		return err
+	}
+	regPath := *registryPath
+	if regPath == "" {
+		regPath = filepath.Join(dir, registryFile)
+		created, err := writeNew(regPath, []byte("{\"keys\":[]}\n"), 0o644)
+		if err != nil {
+			return &userError{fmt.Sprintf("cannot create the registry %s", regPath), "check the state folder's permissions", err}
+		}
+		c.sayFile("registry", regPath, created, "the client keys this server accepts; edit it with \"wsproof keys\"")
+	} else {
+		c.sayFile("registry", regPath, false, "")
+	}
+	reg, err := keys.OpenFile(regPath)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return &userError{fmt.Sprintf("registry %s does not exist", regPath),
+				fmt.Sprintf("create it with \"wsproof keys add --registry %s ...\"", regPath), nil}
+		}
+		return &userError{fmt.Sprintf("cannot load the registry %s", regPath), "fix the file, or move it away to start from an empty one", err}
+	}
+
+	var tlsConfig *tls.Config
+	switch {
+	case *tlsDev:
+		cert, pin, created, err := devCertificate(dir)
+		if err != nil {
+			return err
+		}
+		c.sayFile("tls cert", filepath.Join(dir, devCertFile), created, "self-signed for localhost and 127.0.0.1")
+		c.say("  tls pin   %s (clients: wsproof connect --pin %s)", pin, pin)
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	case *tlsCert != "":
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			return &userError{"cannot load the TLS certificate", "check --tls-cert and --tls-key name a matching PEM certificate chain and private key", err}
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	}
+	if tlsConfig != nil {
+		// TLS 1.3 is what gives the tls-exporter channel binding of spec
+		// section "TLS channel binding"; 1.2 without extended master secret
+		// would not bind the exporter to the session.
+		tlsConfig.MinVersion = tls.VersionTLS13
+	}
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return &userError{fmt.Sprintf("cannot listen on %s", *listen), "pick another address with --listen, or stop the process using it", err}
+	}
+	defer ln.Close()
+	scheme := "ws"
+	if tlsConfig != nil {
+		scheme = "wss"
+	}
+	bound := ln.Addr().String()
+	id := *identity
+	if id == "" {
+		id = scheme + "://" + identityHost(*listen, bound) + "/ws"
+	}
+
+	logger := slog.New(slog.NewTextHandler(c.stderr, nil))
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	reloadErrors := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "wsproof_registry_reload_errors_total",
+		Help: "Registry file changes refused because the new file does not load; the last good registry stays in use.",
+	})
+	metrics.MustRegister(reloadErrors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "wsproof_registry_keys",
+		Help: "Entries in the registry in use, revoked ones included.",
+	}, func() float64 { return float64(reg.Current().Len()) }))
+	app := &room{group: *broadcastGroup, log: logger, conns: map[*server.Conn]struct{}{}}
+	srv, err := server.New(&server.Config{
+		Identity:          id,
+		Keys:              sk,
+		Registry:          reg,
+		RequiredGroups:    requiredGroups,
+		ChallengeLifetime: *challengeLife,
+		TokenLifetime:     *tokenLifetime,
+		RefreshBefore:     *refreshBefore,
+		Handler:           app,
+		Origins:           origins,
+		NoChannelBinding:  *noChannelBinding,
+		Logger:            logger,
+		Metrics:           metrics,
+	})
+	if err != nil {
+		return &userError{"cannot configure the server", "check --identity and the lifetimes", err}
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/ws", srv)
+	mux.Handle("/metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{Registry: metrics}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	// WebSocket needs HTTP/1.1: an HTTP/2 connection cannot be upgraded.
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	hs := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		MaxHeaderBytes:    8 << 10,
+		TLSConfig:         tlsConfig,
+		Protocols:         protocols,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelInfo),
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go reg.Watch(ctx, 0, func(old, new *keys.Set) {
+		closed := srv.Recheck()
+		logger.Info("wsproof: registry reloaded", "keys", new.Len(), "sessions_closed", closed)
+	}, func(err error) {
+		reloadErrors.Inc()
+		logger.Warn("wsproof: registry reload failed; keeping the last good registry", "err", err)
+	})
+
+	errc := make(chan error, 1)
+	go func() {
+		if tlsConfig != nil {
+			errc <- hs.ServeTLS(ln, "", "")
+		} else {
+			errc <- hs.Serve(ln)
+		}
+	}()
+	if *addrFile != "" {
+		if err := writeAtomic(*addrFile, []byte(bound+"\n"), 0o644); err != nil {
+			return &userError{fmt.Sprintf("cannot write --addr-file %s", *addrFile), "check the folder exists and is writable", err}
+		}
+	}
+	c.say("listening on %s://%s/ws (identity %s)", scheme, bound, id)
+	logger.Info("wsproof: serving", "addr", bound, "identity", id, "keys", reg.Current().Len(), "tls", tlsConfig != nil)
+
+	select {
+	case err := <-errc:
+		return &userError{"the server stopped", "", err}
+	case <-ctx.Done():
+	}
+	logger.Info("wsproof: shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	serr := srv.Shutdown(sctx)
+	herr := hs.Shutdown(sctx)
+	if err := errors.Join(serr, herr); err != nil {
+		return &userError{"shutdown did not finish cleanly", "", err}
+	}
+	logger.Info("wsproof: stopped")
+	return nil
+}
+
+// identityHost is host:port for the default identity: the host given to
+// --listen (a name stays a name), "localhost" for an unspecified address,
+// and the port actually bound.
+func identityHost(listen, bound string) string {
+	host, _, _ := net.SplitHostPort(listen)
+	_, port, _ := net.SplitHostPort(bound)
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// say prints one line of the startup banner to stderr.
+func (c *cli) say(format string, args ...any) {
+	fmt.Fprintf(c.stderr, "wsproof: "+format+"\n", args...)
+}
+
+func (c *cli) sayFile(label, path string, created bool, note string) {
+	switch {
+	case created && note != "":
+		c.say("  %-9s %s (created: %s)", label, path, note)
+	case created:
+		c.say("  %-9s %s (created)", label, path)
+	default:
+		c.say("  %-9s %s", label, path)
+	}
+}
+
+// initState creates the server's key files in dir if they do not exist yet,
+// and loads them.
+func (c *cli) initState(dir string) (*keys.ServerKeys, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, &userError{fmt.Sprintf("cannot create the state folder %s", dir), "choose another one with --state or $WSPROOF_STATE", err}
+	}
+	path := filepath.Join(dir, serverKeysFile)
+	created := false
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		sk, err := generateServerKeys()
+		if err != nil {
+			return nil, err
+		}
+		data, err := keys.MarshalServerKeys(sk)
+		if err != nil {
+			return nil, err
+		}
+		if created, err = writeNew(path, data, 0o600); err != nil {
+			return nil, &userError{fmt.Sprintf("cannot write %s", path), "check the state folder's permissions", err}
+		}
+	}
+	c.sayFile("keys", path, created, "the server's private keys; keep it secret")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &userError{fmt.Sprintf("cannot read %s", path), "check the state folder's permissions", err}
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		c.say("warning: %s is readable by other users; run: chmod 600 %s", path, path)
+	}
+	sk, err := keys.ParseServerKeys(data)
+	if err != nil {
+		return nil, &userError{fmt.Sprintf("cannot load the server keys %s", path), "restore the file, or move it away to create new keys (clients must then pin the new server.pub.jwks)", err}
+	}
+
+	pubPath := filepath.Join(dir, serverPubFile)
+	pub, err := keys.MarshalPublicSet(sk.Public())
+	if err != nil {
+		return nil, err
+	}
+	if created, err = writeNew(pubPath, pub, 0o644); err != nil {
+		return nil, &userError{fmt.Sprintf("cannot write %s", pubPath), "check the state folder's permissions", err}
+	}
+	c.sayFile("pinned", pubPath, created, "give this file to clients")
+	if !created {
+		if msg := checkPinned(pubPath, sk); msg != "" {
+			c.say("warning: %s", msg)
+		}
+	}
+	return sk, nil
+}
+
+// checkPinned reports, in one sentence, why the key set at path would not
+// let a client verify this server's challenges, or "" if it would.
+func checkPinned(path string, sk *keys.ServerKeys) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("cannot read %s: clients need it to pin this server", path)
+	}
+	set, err := keys.ParsePublicSet(data)
+	if err != nil {
+		return fmt.Sprintf("%s does not load (%s); clients cannot pin this server with it", path, oneLine(err.Error()))
+	}
+	cur := sk.Signing[0]
+	p, ok := set.Lookup(cur.KeyID)
+	if ok {
+		want, _ := keys.Thumbprint(cur.Signer.Public())
+		got, _ := keys.Thumbprint(p.Key)
+		ok = want == got && p.Algorithm == cur.Algorithm
+	}
+	if !ok {
+		return fmt.Sprintf("%s does not hold the current signing key %s; clients pinning it will refuse this server", path, cur.KeyID)
+	}
+	return ""
+}
+
+// generateServerKeys returns a fresh ES256 signing key and a dir token key,
+// each with a random key id.
+func generateServerKeys() (*keys.ServerKeys, error) {
+	signer, err := keys.Generate(keys.ES256, nil)
+	if err != nil {
+		return nil, err
+	}
+	secret, err := randomBytes(keys.TokenKeySize)
+	if err != nil {
+		return nil, err
+	}
+	sigID, err := randomID("sig-")
+	if err != nil {
+		return nil, err
+	}
+	tokID, err := randomID("tok-")
+	if err != nil {
+		return nil, err
+	}
+	return &keys.ServerKeys{
+		Signing: []keys.SigningKey{{KeyID: sigID, Algorithm: keys.ES256, Signer: signer}},
+		Token:   []keys.TokenKey{{KeyID: tokID, Algorithm: keys.TokenDir, Secret: secret}},
+	}, nil
+}
+
+// room is the default application: an authenticated echo and broadcast
+// room. Messages are binary frames holding UTF-8 text.
+type room struct {
+	group string
+	log   *slog.Logger
+
+	mu    sync.Mutex
+	conns map[*server.Conn]struct{}
+}
+
+func (r *room) ServeSession(ctx context.Context, c *server.Conn) {
+	s := c.Session()
+	r.log.Info("wsproof: session opened", "sub", s.Subject, "kid", s.KeyID, "sid", s.SocketID,
+		"channel_bound", s.ChannelBound, "remote", c.RemoteIP())
+	r.mu.Lock()
+	r.conns[c] = struct{}{}
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.conns, c)
+		r.mu.Unlock()
+	}()
+	for {
+		m, err := c.Read(ctx)
+		if err != nil {
+			return
+		}
+		text := strings.ToValidUTF8(string(m.Data), string(utf8.RuneError))
+		rest, all := strings.CutPrefix(text, "/all ")
+		var reply string
+		switch {
+		case !all:
+			reply = "echo: " + text
+		case !slices.Contains(m.Session.Groups, r.group):
+			reply = "denied: broadcast needs group " + r.group
+		default:
+			r.broadcast(ctx, []byte(m.Session.Subject+": "+rest))
+			continue
+		}
+		if err := c.Send(ctx, []byte(reply)); err != nil {
+			return
+		}
+	}
+}
+
+// broadcast sends msg to every live session. A session whose outbound queue
+// stays full for a second misses the message rather than stalling the room.
+func (r *room) broadcast(ctx context.Context, msg []byte) {
+	r.mu.Lock()
+	conns := make([]*server.Conn, 0, len(r.conns))
+	for c := range r.conns {
+		conns = append(conns, c)
+	}
+	r.mu.Unlock()
+	for _, c := range conns {
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		if err := c.Send(sctx, msg); err != nil && errors.Is(err, context.DeadlineExceeded) {
+			r.log.Info("wsproof: broadcast skipped a slow session", "sid", c.Session().SocketID)
+		}
+		cancel()
+	}
+}

@@ -87,6 +87,12 @@ type Vector struct {
 	SID       string          `json:"sid,omitempty"` // token role: the socket presenting the token
 	KeySet    json.RawMessage `json:"key_set,omitempty"`
 
+	// JOSE is true when the vector breaks a rule that any conforming JOSE
+	// implementation enforces (RFC 7515, 7516, 7518, 7519 with an algorithm
+	// allow-list), so that a generic JOSE library must refuse it too. The
+	// other negative vectors test wsproof's own rules.
+	JOSE bool `json:"jose,omitempty"`
+
 	Result   string    `json:"result"`
 	Error    string    `json:"error,omitempty"`
 	Expected *Expected `json:"expected,omitempty"`

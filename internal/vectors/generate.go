@@ -84,6 +84,15 @@ func Generate() (*vectorfile.File, error) {
 			return nil, err
 		}
 	}
+	flagged := 0
+	for _, v := range g.f.Vectors {
+		if v.JOSE {
+			flagged++
+		}
+	}
+	if flagged != len(joseRules) {
+		return nil, fmt.Errorf("vectors: joseRules names %d vectors, %d exist", len(joseRules), flagged)
+	}
 	return g.f, nil
 }
 
@@ -216,6 +225,7 @@ func (g *gen) add(v vectorfile.Vector) {
 	}
 	if v.Error != "" {
 		v.Result = vectorfile.Invalid
+		v.JOSE = joseRules[v.ID]
 	} else {
 		v.Result = vectorfile.Valid
 	}
@@ -420,4 +430,30 @@ func seal(inner string, tk keys.TokenKey, typ, cty string) string {
 		panic(err)
 	}
 	return s
+}
+
+// joseRules are the negative vectors whose rule a generic JOSE library
+// enforces: unknown or disallowed algorithms, algorithm/key confusion,
+// crit, serialization, signature and AEAD integrity, and the JWT time and
+// issuer claims. client/js/test/vectors.test.js checks that panva/jose
+// refuses every one of them. Everything else is wsproof's own rule.
+var joseRules = map[string]bool{
+	"response-alg-none": true, "response-alg-none-capitalized": true, "response-alg-none-upper": true,
+	"response-alg-es256-lower": true, "response-alg-rs512": true, "response-hs256-public-key": true,
+	"response-rs256-under-ps256-key": true, "response-ps256-under-rs256-key": true, "response-es384-under-p256-key": true,
+	"response-header-crit": true, "response-json-serialization-flattened": true, "response-json-serialization-general": true,
+	"response-token-as-response": true, "response-der-signature": true, "response-signature-short": true,
+	"response-signature-long": true, "response-signature-empty": true, "response-signature-flipped": true,
+	"response-ps256-salt-0": true, "response-ps256-salt-64": true, "response-signed-by-other-registered-key": true,
+
+	"challenge-impostor-key": true, "challenge-impostor-same-kid": true, "challenge-alg-none": true,
+	"challenge-hs256-server-public-key": true, "challenge-sibling-alg": true,
+
+	"token-tampered-ciphertext": true, "token-tampered-tag": true, "token-tampered-iv": true,
+	"token-dir-with-encrypted-key": true, "token-tag-shifted": true, "token-unknown-signing-key": true,
+	"token-inner-alg-none": true, "token-unknown-token-key": true, "token-expired": true,
+	"token-not-yet-valid": true, "token-other-issuer": true,
+
+	"key-rsa-1024": true, "key-off-curve": true, "key-alg-curve-mismatch": true, "key-alg-kty-mismatch": true,
+	"key-rsa-registered-hs256": true,
 }

@@ -163,7 +163,7 @@ func pretty(raw []byte) (string, error) {
 // negativeTable lists every invalid vector as a Markdown table.
 func negativeTable(f *vectorfile.File) string {
 	var b strings.Builder
-	b.WriteString("\n| Vector | Role | Rule | Error | What it tests |\n|---|---|---|---|---|\n")
+	b.WriteString("\n| Vector | Role | Rule | Error | JOSE | What it tests |\n|---|---|---|---|---|---|\n")
 	cell := strings.NewReplacer("|", `\|`, "\n", " ").Replace
 	for _, v := range f.Vectors {
 		if v.Result != vectorfile.Invalid {
@@ -174,7 +174,11 @@ func negativeTable(f *vectorfile.File) string {
 		if step != "" {
 			rule += ", " + step
 		}
-		fmt.Fprintf(&b, "| `%s` | %s | %s | `%s` | %s |\n", v.ID, v.Role, rule, v.Error, cell(v.Comment))
+		jose := ""
+		if v.JOSE {
+			jose = "yes"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s | `%s` | %s | %s |\n", v.ID, v.Role, rule, v.Error, jose, cell(v.Comment))
 	}
 	b.WriteString("\n")
 	return b.String()

@@ -25,7 +25,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -54,8 +53,9 @@ type Config struct {
 	// Handler runs the application for each authenticated socket. Required.
 	Handler Handler
 
-	// Origins lists the Origin header values (scheme://host[:port]) allowed
-	// to open a socket, compared case-insensitively. A request without an
+	// Origins lists the Origin header values (scheme://host[:port], as
+	// browsers serialize them: lowercase) allowed to open a socket, compared
+	// exactly (spec section "Opening handshake"). A request without an
 	// Origin header (a non-browser client) is allowed; a request with one
 	// not in the list is refused with HTTP 403. Empty allows no browser.
 	Origins []string
@@ -206,9 +206,6 @@ func New(cfg *Config) (*Server, error) {
 	if c.Time == nil {
 		c.Time = time.Now
 	}
-	for i, o := range c.Origins {
-		c.Origins[i] = strings.ToLower(o)
-	}
 	m, err := newMetrics(c.Metrics)
 	if err != nil {
 		return nil, err
@@ -250,7 +247,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, protocol.CodeSubprotocolRequired, http.StatusBadRequest)
 		return
 	}
-	if o := r.Header.Get("Origin"); o != "" && !s.cfg.InsecureAllowAnyOrigin && !slices.Contains(s.cfg.Origins, strings.ToLower(o)) {
+	if o := r.Header.Get("Origin"); o != "" && !s.cfg.InsecureAllowAnyOrigin && !slices.Contains(s.cfg.Origins, o) {
 		s.refuse(w, r, protocol.CodeOriginNotAllowed, http.StatusForbidden)
 		return
 	}

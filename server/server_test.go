@@ -298,8 +298,12 @@ func TestUpgradeRefusals(t *testing.T) {
 	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("foreign origin: %v %v", resp, err)
 	}
+	// An Origin is compared exactly, as browsers serialize it.
+	if _, resp, err = f.dial(t, http.Header{"Origin": {"https://APP.wsproof.test"}}); err == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("case-variant origin: %v %v", resp, err)
+	}
 	// Allowed origin.
-	c, _, err := f.dial(t, http.Header{"Origin": {"https://APP.wsproof.test"}})
+	c, _, err := f.dial(t, http.Header{"Origin": {"https://app.wsproof.test"}})
 	if err != nil {
 		t.Fatalf("allowed origin refused: %v", err)
 	}

@@ -47,6 +47,7 @@ Usage:
     wsproof keys add|list|revoke|import       edit the key registry
     wsproof connect URL --key FILE [flags]    connect as a client; stdin lines become messages
     wsproof vectors check [FILE]              run the test vectors
+    wsproof probe server URL | probe client   test a live server or client against the spec
     wsproof vectors generate DIR              write freshly generated test vectors
     wsproof version                           print the version
 
@@ -83,6 +84,7 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		"keys":    c.keys,
 		"connect": c.connect,
 		"vectors": c.vectors,
+		"probe":   c.probe,
 		"version": c.version,
 	}
 	name, rest := args[0], args[1:]

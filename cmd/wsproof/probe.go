@@ -1,0 +1,365 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/wsproof/wsproof/protocol"
+)
+
+const probeUsage = `Usage: wsproof probe server URL --key FILE --server-keys FILE --identity ID [flags]
+       wsproof probe client [flags]
+
+Runs the rules of spec/wsproof-v1.md against a live peer, the way the Autobahn
+Testsuite does for WebSocket itself, and reports each case with the spec section
+it tests, the outcome the spec requires and the outcome seen.
+
+    probe server   tests a wsproof server from the outside: every negative rule of
+                   the response procedure over the wire, plus transport abuse
+    probe client   runs a deliberately misbehaving server and checks that a client
+                   refuses each bad challenge
+
+Run "wsproof probe server -h" or "wsproof probe client -h" for the flags.
+
+Both print a live progress line and a summary table, and write a JSON report
+(--json FILE) and a self-contained HTML report (--html FILE). The exit status is 1
+when a case fails.
+`
+
+func (c *cli) probe(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(c.stderr, probeUsage)
+		return errUsage
+	}
+	switch args[0] {
+	case "server":
+		return c.probeServer(ctx, args[1:])
+	case "client":
+		return c.probeClient(ctx, args[1:])
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(c.stderr, probeUsage)
+		return flag.ErrHelp
+	}
+	fmt.Fprintf(c.stderr, "wsproof: unknown probe %q: use \"probe server\" or \"probe client\"\n\n", args[0])
+	fmt.Fprint(c.stderr, probeUsage)
+	return errUsage
+}
+
+// Case results.
+const (
+	resultPass = "pass"
+	resultFail = "fail"
+	resultSkip = "skip"
+)
+
+// caseResult is one case in a report.
+type caseResult struct {
+	ID       string `json:"id"`
+	Group    string `json:"group"`
+	Title    string `json:"title"`
+	Section  string `json:"section"`
+	Expected string `json:"expected"`
+	Got      string `json:"got"`
+	Result   string `json:"result"`
+	Note     string `json:"note,omitempty"`
+	Millis   int64  `json:"duration_ms"`
+}
+
+// probeReport is the JSON report of a probe run.
+type probeReport struct {
+	Tool     string       `json:"tool"`
+	Version  string       `json:"version"`
+	Spec     string       `json:"spec"`
+	Role     string       `json:"role"` // the role under test: "server" or "client"
+	Target   string       `json:"target"`
+	Identity string       `json:"identity,omitempty"`
+	Peer     string       `json:"peer,omitempty"` // the client under test, for probe client
+	Started  time.Time    `json:"started"`
+	Millis   int64        `json:"duration_ms"`
+	Passed   int          `json:"passed"`
+	Failed   int          `json:"failed"`
+	Skipped  int          `json:"skipped"`
+	Cases    []caseResult `json:"cases"`
+}
+
+func (r *probeReport) tally() {
+	r.Passed, r.Failed, r.Skipped = 0, 0, 0
+	for _, c := range r.Cases {
+		switch c.Result {
+		case resultPass:
+			r.Passed++
+		case resultFail:
+			r.Failed++
+		default:
+			r.Skipped++
+		}
+	}
+}
+
+func moduleVersion() string {
+	v := "(unknown)"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v = bi.Main.Version
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v += " " + s.Value[:12]
+			}
+		}
+	}
+	return v
+}
+
+// probeCase is one case: what it tests, where the spec says so, and what the
+// spec requires, and the function that runs it on its own connections.
+type probeCase struct {
+	id      string
+	group   string
+	section string
+	title   string
+	expect  string
+	slow    bool // waits for a deadline: scheduled first so that waits overlap
+	run     func(ctx context.Context, r *caseRun)
+}
+
+// caseRun is a case being run: its verdict and what was seen.
+type caseRun struct {
+	res     caseResult
+	verdict bool
+	notes   []string
+	paced   time.Duration // spent waiting for a turn to connect, not in the case
+}
+
+func (r *caseRun) pass(got string) { r.set(resultPass, got) }
+func (r *caseRun) fail(got string) { r.set(resultFail, got) }
+
+func (r *caseRun) skip(why string) {
+	r.set(resultSkip, "not run")
+	r.note("%s", why)
+}
+
+func (r *caseRun) set(result, got string) {
+	if r.verdict {
+		return
+	}
+	r.verdict = true
+	r.res.Result, r.res.Got = result, got
+}
+
+// judge passes the case when ok, and fails it otherwise, recording got.
+func (r *caseRun) judge(ok bool, got string) {
+	if ok {
+		r.pass(got)
+	} else {
+		r.fail(got)
+	}
+}
+
+func (r *caseRun) note(format string, args ...any) {
+	r.notes = append(r.notes, oneLine(fmt.Sprintf(format, args...)))
+}
+
+// runCases runs cases, at most parallel at a time, and reports each result
+// to prog as it completes. Results keep the order of cases.
+func runCases(ctx context.Context, cases []probeCase, parallel int, prog *progress) []caseResult {
+	if parallel < 1 {
+		parallel = 1
+	}
+	order := make([]int, len(cases))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return cases[order[a]].slow && !cases[order[b]].slow })
+	results := make([]caseResult, len(cases))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				results[i] = runCase(ctx, cases[i])
+				prog.finish(results[i])
+			}
+		}()
+	}
+	for _, i := range order {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	return results
+}
+
+func runCase(ctx context.Context, pc probeCase) caseResult {
+	r := &caseRun{res: caseResult{ID: pc.id, Group: pc.group, Title: pc.title, Section: pc.section, Expected: pc.expect}}
+	start := time.Now()
+	if ctx.Err() != nil {
+		r.skip("interrupted")
+	} else {
+		func() {
+			defer func() {
+				if v := recover(); v != nil {
+					r.fail(fmt.Sprintf("the probe failed: %v", v))
+				}
+			}()
+			pc.run(ctx, r)
+		}()
+	}
+	if !r.verdict {
+		r.fail("the case reached no verdict")
+	}
+	r.res.Millis = (time.Since(start) - r.paced).Milliseconds()
+	r.res.Note = strings.Join(r.notes, "; ")
+	return r.res
+}
+
+// filterCases keeps the cases whose id matches re.
+func filterCases(cases []probeCase, re *regexp.Regexp) []probeCase {
+	if re == nil {
+		return cases
+	}
+	var out []probeCase
+	for _, c := range cases {
+		if re.MatchString(c.id) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// progress is the live progress line: rewritten in place on a terminal,
+// one line per finished case otherwise. Failures always get a line of
+// their own, so that they stay visible.
+type progress struct {
+	w     io.Writer
+	tty   bool
+	total int
+
+	mu                   sync.Mutex
+	done, failed, passed int
+	last                 string
+}
+
+func newProgress(w io.Writer, total int) *progress {
+	return &progress{w: w, tty: isTTY(w), total: total}
+}
+
+// isTTY reports whether w is a terminal.
+func isTTY(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func (p *progress) finish(r caseResult) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done++
+	switch r.Result {
+	case resultFail:
+		p.failed++
+	case resultPass:
+		p.passed++
+	}
+	width := len(fmt.Sprint(p.total))
+	count := fmt.Sprintf("[%*d/%d]", width, p.done, p.total)
+	if !p.tty {
+		fmt.Fprintf(p.w, "%s %s %s (%s)\n", count, strings.ToUpper(r.Result), r.ID, ms(r.Millis))
+		if r.Result == resultFail {
+			fmt.Fprintf(p.w, "    expected %s; got %s\n", r.Expected, r.Got)
+		}
+		return
+	}
+	if r.Result == resultFail {
+		fmt.Fprintf(p.w, "\r\x1b[KFAIL %s: expected %s; got %s\n", r.ID, r.Expected, r.Got)
+	}
+	// One line that fits a narrow terminal, so that \r can rewrite it.
+	line := cell(fmt.Sprintf("%s %d passed, %d failed  %s %s", count, p.passed, p.failed, r.Result, r.ID), 79)
+	fmt.Fprintf(p.w, "\r\x1b[K%s", line)
+	p.last = line
+}
+
+// end clears the progress line on a terminal.
+func (p *progress) end() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tty && p.last != "" {
+		fmt.Fprint(p.w, "\r\x1b[K")
+	}
+}
+
+func ms(n int64) string {
+	if n >= 10000 {
+		return fmt.Sprintf("%.1f s", float64(n)/1000)
+	}
+	return fmt.Sprintf("%d ms", n)
+}
+
+// printTable prints the summary table of a report.
+func printTable(w io.Writer, rep *probeReport) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RESULT\tCASE\tSECTION\tEXPECTED\tGOT\tTIME")
+	for _, c := range rep.Cases {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", strings.ToUpper(c.Result), c.ID, c.Section, c.Expected, cell(c.Got, 60), ms(c.Millis))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\n%d cases: %d passed, %d failed, %d skipped, in %s\n",
+		len(rep.Cases), rep.Passed, rep.Failed, rep.Skipped, time.Duration(rep.Millis)*time.Millisecond)
+}
+
+// cell shortens s for a table column.
+func cell(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}
+
+// finishProbe prints the table and writes the reports. It returns an error
+// when a case failed, so that the exit status says so.
+func (c *cli) finishProbe(rep *probeReport, jsonPath, htmlPath string) error {
+	rep.tally()
+	printTable(c.stdout, rep)
+	if jsonPath != "" {
+		if err := writeJSONReport(jsonPath, rep); err != nil {
+			return &userError{fmt.Sprintf("cannot write the JSON report %s", jsonPath), "check --json", err}
+		}
+		fmt.Fprintf(c.stdout, "JSON report: %s\n", jsonPath)
+	}
+	if htmlPath != "" {
+		if err := writeHTMLReport(htmlPath, rep); err != nil {
+			return &userError{fmt.Sprintf("cannot write the HTML report %s", htmlPath), "check --html", err}
+		}
+		fmt.Fprintf(c.stdout, "HTML report: %s\n", htmlPath)
+	}
+	if rep.Failed > 0 {
+		return &userError{fmt.Sprintf("%d of %d probe cases failed", rep.Failed, len(rep.Cases)), "see the table above", nil}
+	}
+	return nil
+}
+
+// Expected outcomes as the reports state them.
+
+// expClose is a close with the code and fixed reason of the spec's table.
+func expClose(code protocol.Code) string {
+	return fmt.Sprintf("close %d %q (%s)", code.CloseCode(), code.Reason(), code)
+}
+
+func expHTTP(code protocol.Code) string {
+	return fmt.Sprintf("HTTP %d (%s)", code.HTTPStatus(), code)
+}
+
+const expAccept = "accept"

@@ -1,0 +1,1295 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/wsproof/wsproof/client"
+	"github.com/wsproof/wsproof/internal/b64u"
+	"github.com/wsproof/wsproof/keys"
+	"github.com/wsproof/wsproof/protocol"
+)
+
+const probeClientUsage = `Usage: wsproof probe client [flags]
+
+Runs a deliberately misbehaving wsproof server and checks that a client under
+test refuses each bad challenge: it must close with the close code and fixed
+reason of the spec's Errors table that the case names, without sending a
+response. Each case is one connection. Point the client under test at
+
+    ws://ADDR/case/NAME   to run the case NAME, or
+    ws://ADDR/ws          to run the next case, in order, once per connection
+
+and configure it to pin the printed key set and to expect the printed server
+identity. Any client key will do: the probe has no registry, so it checks the
+structure and bindings of responses (typ, aud, sid, nonce, cha), not their
+signature. The probe stops once every case has run, or after --timeout.
+
+A test harness for another client (a browser, another language) can start the
+probe with --addr-file, then GET http://ADDR/cases.json: the identity, the
+pinned key set and, for each case, its URL and the outcome the probe expects.
+It connects its client once to each URL, and reads the verdicts from the
+--json report when the probe exits.
+
+Flags:
+    --listen ADDR       address to listen on (default 127.0.0.1:0)
+    --addr-file FILE    write the address actually bound to FILE once listening
+    --state DIR         folder for the probe's own server keys: probe-client.jwks and
+                        probe-client.pub.jwks, the set the client pins; created once
+                        (default $WSPROOF_STATE, else $HOME/.wsproof)
+    --identity ID       the server identity the probe's challenges carry (default
+                        ws://ADDR/probe)
+    --client-alg ALG    the client key's algorithm, until a response shows it
+                        (default ES256); needed by challenge-alg-not-offered
+    --case-timeout D    how long a case waits for the client at each step (default 5s)
+    --timeout D         give up waiting for cases after D (default 10m)
+    --run REGEXP        run only the cases whose id matches REGEXP
+    --run-go-client     drive this repository's Go client (package client) through
+                        every case, then exit
+    --json FILE         write the JSON report to FILE
+    --html FILE         write the HTML report to FILE
+`
+
+// State files of probe client.
+const (
+	probeKeysFile = "probe-client.jwks"
+	probePubFile  = "probe-client.pub.jwks"
+)
+
+func (c *cli) probeClient(ctx context.Context, args []string) error {
+	fs := c.newFlags("probe client", probeClientUsage)
+	var (
+		listen      = fs.String("listen", "127.0.0.1:0", "")
+		addrFile    = fs.String("addr-file", "", "")
+		stateFlag   = fs.String("state", "", "")
+		identity    = fs.String("identity", "", "")
+		clientAlg   = fs.String("client-alg", "ES256", "")
+		caseTimeout = fs.Duration("case-timeout", 5*time.Second, "")
+		timeout     = fs.Duration("timeout", 10*time.Minute, "")
+		runFlag     = fs.String("run", "", "")
+		goClient    = fs.Bool("run-go-client", false, "")
+		jsonPath    = fs.String("json", "", "")
+		htmlPath    = fs.String("html", "", "")
+	)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return c.usageErr(fs, "probe client takes no arguments, got %q", pos[0])
+	}
+	alg, err := keys.ParseAlgorithm(*clientAlg)
+	if err != nil {
+		return c.usageErr(fs, "unknown algorithm %q: choose one of %s", *clientAlg, algList())
+	}
+	if *caseTimeout <= 0 || *timeout <= 0 {
+		return c.usageErr(fs, "timeouts must be positive")
+	}
+	var re *regexp.Regexp
+	if *runFlag != "" {
+		if re, err = regexp.Compile(*runFlag); err != nil {
+			return c.usageErr(fs, "bad --run: %v", err)
+		}
+	}
+	dir, err := c.stateDir(*stateFlag)
+	if err != nil {
+		return err
+	}
+	sk, pubPath, err := c.probeKeys(dir)
+	if err != nil {
+		return err
+	}
+	impostorSigner, err := keys.Generate(keys.ES256, nil)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return &userError{fmt.Sprintf("cannot listen on %s", *listen), "pick another address with --listen", err}
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+	base := "ws://" + addr
+	id := *identity
+	if id == "" {
+		id = base + "/probe"
+	}
+	cur := sk.Signing[0]
+	pinnedJSON, err := keys.MarshalPublicSet(sk.Public())
+	if err != nil {
+		return err
+	}
+	p := &clientProbe{
+		identity:    id,
+		pinned:      pinnedJSON,
+		cur:         &probeKey{kid: cur.KeyID, alg: cur.Algorithm, signer: cur.Signer},
+		impostor:    &probeKey{kid: "impostor-" + randB64(9), alg: keys.ES256, signer: impostorSigner},
+		caseTimeout: *caseTimeout,
+		clientAlg:   alg,
+		results:     map[string]caseResult{},
+		waiters:     map[string]chan caseResult{},
+		allDone:     make(chan struct{}),
+	}
+	if len(sk.Signing) > 1 {
+		prev := sk.Signing[1]
+		p.prev = &probeKey{kid: prev.KeyID, alg: prev.Algorithm, signer: prev.Signer}
+	}
+	p.cases = p.allCases()
+	if re != nil {
+		var kept []clientCase
+		for _, cc := range p.cases {
+			if re.MatchString(cc.id) {
+				kept = append(kept, cc)
+			}
+		}
+		if len(kept) == 0 {
+			return c.usageErr(fs, "--run %q matches no case", *runFlag)
+		}
+		p.cases = kept
+	}
+	for _, cc := range p.cases {
+		p.waiters[cc.id] = make(chan caseResult, 1)
+	}
+	p.prog = newProgress(c.stdout, len(p.cases))
+
+	hs := &http.Server{Handler: p, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 8 << 10}
+	go hs.Serve(ln)
+	defer hs.Close()
+	if *addrFile != "" {
+		if err := writeAtomic(*addrFile, []byte(addr+"\n"), 0o644); err != nil {
+			return &userError{fmt.Sprintf("cannot write --addr-file %s", *addrFile), "check the folder exists and is writable", err}
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+
+	c.say("probing clients at %s (%d cases)", base, len(p.cases))
+	c.say("  pinned    %s (the server key set the client must pin)", pubPath)
+	c.say("  identity  %s (the server identity the client must expect)", id)
+	rep := &probeReport{Tool: "wsproof probe client", Version: moduleVersion(), Spec: "wsproof-v1", Role: "client",
+		Target: base, Identity: id, Started: time.Now()}
+	if *goClient {
+		rep.Peer = "Go client (package client)"
+		if err := p.driveGoClient(ctx, base, sk.Public()); err != nil {
+			return err
+		}
+	} else {
+		c.say("connect the client under test to each URL, or %d times to %s/ws:", len(p.cases), base)
+		for _, cc := range p.cases {
+			fmt.Fprintf(c.stderr, "    %s/case/%s\n", base, cc.id)
+		}
+		select {
+		case <-p.allDone:
+		case <-ctx.Done():
+			c.say("stopped waiting: the cases not run are reported as skipped")
+		}
+	}
+	p.prog.end()
+	rep.Millis = time.Since(rep.Started).Milliseconds()
+	p.mu.Lock()
+	if rep.Peer == "" {
+		rep.Peer = p.peer
+	}
+	for _, cc := range p.cases {
+		res, ok := p.results[cc.id]
+		if !ok {
+			res = cc.result()
+			res.Result, res.Got, res.Note = resultSkip, "not run", "no client connected for this case"
+		}
+		rep.Cases = append(rep.Cases, res)
+	}
+	p.mu.Unlock()
+	return c.finishProbe(rep, *jsonPath, *htmlPath)
+}
+
+// probeKeys loads the probe's own server keys from dir, creating them on
+// first use: a current ES256 key and a previous Ed25519 key, both pinned,
+// so that a challenge signed by the previous key tests rotation.
+func (c *cli) probeKeys(dir string) (*keys.ServerKeys, string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, "", &userError{fmt.Sprintf("cannot create the state folder %s", dir), "choose another one with --state", err}
+	}
+	path, pubPath := filepath.Join(dir, probeKeysFile), filepath.Join(dir, probePubFile)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		sk, err := newProbeServerKeys()
+		if err != nil {
+			return nil, "", err
+		}
+		data, err := keys.MarshalServerKeys(sk)
+		if err != nil {
+			return nil, "", err
+		}
+		if _, err := writeNew(path, data, 0o600); err != nil {
+			return nil, "", &userError{fmt.Sprintf("cannot write %s", path), "check the state folder's permissions", err}
+		}
+	}
+	data, err := readSmall(path, keys.MaxRegistryFile)
+	if err != nil {
+		return nil, "", &userError{fmt.Sprintf("cannot read %s", path), "check the state folder's permissions", err}
+	}
+	sk, err := keys.ParseServerKeys(data)
+	if err != nil {
+		return nil, "", &userError{fmt.Sprintf("cannot load %s", path), "move it away to create new probe keys", err}
+	}
+	pub, err := keys.MarshalPublicSet(sk.Public())
+	if err != nil {
+		return nil, "", err
+	}
+	if err := writeAtomic(pubPath, pub, 0o644); err != nil {
+		return nil, "", &userError{fmt.Sprintf("cannot write %s", pubPath), "check the state folder's permissions", err}
+	}
+	return sk, pubPath, nil
+}
+
+func newProbeServerKeys() (*keys.ServerKeys, error) {
+	es, err := keys.Generate(keys.ES256, nil)
+	if err != nil {
+		return nil, err
+	}
+	ed, err := keys.Generate(keys.EdDSA, nil)
+	if err != nil {
+		return nil, err
+	}
+	secret := make([]byte, keys.TokenKeySize)
+	rand.Read(secret)
+	return &keys.ServerKeys{
+		Signing: []keys.SigningKey{
+			{KeyID: "probe-es256-" + randB64(9), Algorithm: keys.ES256, Signer: es},
+			{KeyID: "probe-ed25519-" + randB64(9), Algorithm: keys.EdDSA, Signer: ed},
+		},
+		Token: []keys.TokenKey{{KeyID: "probe-tok-" + randB64(9), Algorithm: keys.TokenDir, Secret: secret}},
+	}, nil
+}
+
+// clientProbe is the misbehaving server.
+type clientProbe struct {
+	identity    string
+	pinned      []byte // the public key set, as JSON
+	cur, prev   *probeKey
+	impostor    *probeKey
+	caseTimeout time.Duration
+	cases       []clientCase
+	prog        *progress
+
+	mu        sync.Mutex
+	clientAlg keys.Algorithm // learned from the client's responses
+	peer      string         // the User-Agent of the first client
+	seq       int            // the next case for /ws
+	results   map[string]caseResult
+	waiters   map[string]chan caseResult
+	allDone   chan struct{}
+}
+
+// Upgrade variants: what the 101 response selects.
+const (
+	upgradeNormal = iota
+	upgradeNoProtocol
+	upgradeOtherProtocol
+	upgradeExtension
+)
+
+// clientCase is one connection's misbehaviour and the client's required
+// answer.
+type clientCase struct {
+	id, group, section, title string
+	code                      protocol.Code // the client's close; "" with success or upgrade set
+	success                   bool          // the client must complete the exchange
+	upgrade                   int
+	fails                     []int // RFC 6455 close codes that fail the connection, which may also just drop
+	allow                     int   // responses the client may still send after the stimulus
+	script                    func(s *csess) error
+}
+
+func (cc clientCase) expected() string {
+	switch {
+	case cc.success:
+		return "the client completes the exchange"
+	case cc.upgrade != upgradeNormal:
+		return "the client fails the connection without a response"
+	case len(cc.fails) > 0:
+		var alts []string
+		for _, c := range cc.fails {
+			alts = append(alts, fmt.Sprintf("close %d", c))
+		}
+		if cc.code != "" {
+			alts = append(alts, expClose(cc.code))
+		}
+		return strings.Join(alts, ", or ") + ", or the connection dropped; no response"
+	}
+	return expClose(cc.code) + ", no response"
+}
+
+func (cc clientCase) result() caseResult {
+	return caseResult{ID: cc.id, Group: cc.group, Title: cc.title, Section: cc.section, Expected: cc.expected()}
+}
+
+func (p *clientProbe) byID(id string) (clientCase, bool) {
+	for _, cc := range p.cases {
+		if cc.id == id {
+			return cc, true
+		}
+	}
+	return clientCase{}, false
+}
+
+// ServeHTTP runs one case per upgrade: /case/NAME by name, any other path
+// the next case in order. A plain GET lists the cases.
+func (p *clientProbe) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	name, named := strings.CutPrefix(r.URL.Path, "/case/")
+	if r.URL.Path == "/cases.json" {
+		p.serveCaseList(w, r)
+		return
+	}
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "wsproof probe client: %d cases. Connect a wsproof client to ws://%s/case/NAME or to ws://%s/ws.\n\n", len(p.cases), r.Host, r.Host)
+		for _, cc := range p.cases {
+			fmt.Fprintf(w, "%-40s %s\n", cc.id, cc.expected())
+		}
+		return
+	}
+	var cc clientCase
+	if named {
+		var ok bool
+		if cc, ok = p.byID(name); !ok {
+			http.Error(w, "wsproof probe: no such case", http.StatusNotFound)
+			return
+		}
+	} else {
+		p.mu.Lock()
+		if p.seq >= len(p.cases) {
+			p.mu.Unlock()
+			http.Error(w, "wsproof probe: every case has run", http.StatusGone)
+			return
+		}
+		cc = p.cases[p.seq]
+		p.seq++
+		p.mu.Unlock()
+	}
+	p.mu.Lock()
+	if p.peer == "" {
+		p.peer = oneLine(cell(r.Header.Get("User-Agent"), 80))
+	}
+	p.mu.Unlock()
+	p.record(p.run(cc, w, r))
+}
+
+// serveCaseList describes the cases for a test harness: what to pin, what
+// identity to expect, and for each case the URL to connect to and what the
+// probe expects the client to do there.
+func (p *clientProbe) serveCaseList(w http.ResponseWriter, r *http.Request) {
+	type expect struct {
+		Close   int    `json:"close,omitempty"`
+		Reason  string `json:"reason,omitempty"`
+		Code    string `json:"code,omitempty"`
+		Success bool   `json:"success,omitempty"`
+		Fail    bool   `json:"fail_connection,omitempty"`
+	}
+	type item struct {
+		ID      string `json:"id"`
+		URL     string `json:"url"`
+		Section string `json:"section"`
+		Title   string `json:"title"`
+		Expect  expect `json:"expect"`
+	}
+	list := struct {
+		Identity   string          `json:"identity"`
+		ServerKeys json.RawMessage `json:"server_keys"`
+		Cases      []item          `json:"cases"`
+	}{Identity: p.identity, ServerKeys: p.pinned}
+	for _, cc := range p.cases {
+		e := expect{Success: cc.success, Fail: cc.upgrade != upgradeNormal || len(cc.fails) > 0}
+		if cc.code != "" {
+			e.Close, e.Reason, e.Code = cc.code.CloseCode(), cc.code.Reason(), string(cc.code)
+		}
+		list.Cases = append(list.Cases, item{ID: cc.id, URL: "ws://" + r.Host + "/case/" + cc.id, Section: cc.section, Title: cc.title, Expect: e})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(list)
+}
+
+func (p *clientProbe) record(res caseResult) {
+	p.mu.Lock()
+	_, again := p.results[res.ID]
+	p.results[res.ID] = res
+	n := len(p.results)
+	ch := p.waiters[res.ID]
+	p.mu.Unlock()
+	if !again {
+		p.prog.finish(res)
+		if n == len(p.cases) {
+			close(p.allDone)
+		}
+	}
+	select {
+	case ch <- res:
+	default:
+	}
+}
+
+// run upgrades the request as the case says and runs the case on it.
+func (p *clientProbe) run(cc clientCase, hw http.ResponseWriter, req *http.Request) caseResult {
+	r := &caseRun{res: cc.result()}
+	start := time.Now()
+	defer func() {
+		if v := recover(); v != nil {
+			r.fail(fmt.Sprintf("the probe failed: %v", v))
+		}
+	}()
+	p.runCase(cc, r, hw, req)
+	if !r.verdict {
+		r.fail("the case reached no verdict")
+	}
+	r.res.Millis = time.Since(start).Milliseconds()
+	r.res.Note = strings.Join(r.notes, "; ")
+	return r.res
+}
+
+func (p *clientProbe) runCase(cc clientCase, r *caseRun, hw http.ResponseWriter, req *http.Request) {
+	key := req.Header.Get("Sec-WebSocket-Key")
+	offered := false
+	for _, h := range req.Header.Values("Sec-WebSocket-Protocol") {
+		for v := range strings.SplitSeq(h, ",") {
+			offered = offered || strings.TrimSpace(v) == protocol.Subprotocol
+		}
+	}
+	switch {
+	case req.Method != http.MethodGet || key == "" || req.Header.Get("Sec-WebSocket-Version") != "13":
+		http.Error(hw, "wsproof probe: not a WebSocket upgrade", http.StatusBadRequest)
+		r.fail("the client's upgrade request is not a WebSocket upgrade (RFC 6455 section 4.1)")
+		return
+	case !offered:
+		http.Error(hw, protocol.CodeSubprotocolRequired.Reason(), http.StatusBadRequest)
+		r.fail("the client did not offer " + protocol.Subprotocol)
+		return
+	}
+	if req.Header.Get("Cookie") != "" || req.Header.Get("Authorization") != "" {
+		r.note("the client sent a Cookie or Authorization header: credentials must travel in band only")
+	}
+	hj, ok := hw.(http.Hijacker)
+	if !ok {
+		r.fail("the probe cannot take over the connection")
+		return
+	}
+	conn, brw, err := hj.Hijack()
+	if err != nil {
+		r.fail("the probe cannot take over the connection: " + err.Error())
+		return
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Time{})
+	var b strings.Builder
+	fmt.Fprintf(&b, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n", wsAccept(key))
+	switch cc.upgrade {
+	case upgradeNormal:
+		fmt.Fprintf(&b, "Sec-WebSocket-Protocol: %s\r\n", protocol.Subprotocol)
+	case upgradeOtherProtocol:
+		b.WriteString("Sec-WebSocket-Protocol: wsproof.v2\r\n")
+	case upgradeExtension:
+		fmt.Fprintf(&b, "Sec-WebSocket-Protocol: %s\r\n", protocol.Subprotocol)
+		b.WriteString("Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n")
+	}
+	b.WriteString("\r\n")
+	if _, err := conn.Write([]byte(b.String())); err != nil {
+		r.fail("cannot write the 101 response: " + err.Error())
+		return
+	}
+	var sid [protocol.SocketIDSize]byte
+	rand.Read(sid[:])
+	s := &csess{p: p, r: r, w: newWire(conn, brw.Reader, false), sid: b64u.Encode(sid[:])}
+	if err := cc.script(s); err != nil {
+		r.fail(err.Error())
+		s.addViolations()
+		return
+	}
+	switch {
+	case cc.success:
+		s.w.sendClose(1000, "")
+		ev := s.w.next(s.deadline())
+		ok := ev.kind == evEOF || ev.kind == evClose && ev.code == 1000
+		s.judge(ok, s.summary+"; "+describe(ev, p.caseTimeout))
+	case cc.upgrade != upgradeNormal || len(cc.fails) > 0:
+		texts, ev := s.drain()
+		ok := texts == 0 && (ev.kind == evEOF || ev.kind == evClose)
+		if len(cc.fails) > 0 && ev.kind == evClose {
+			ok = ok && (slices.Contains(cc.fails, ev.code) || cc.code != "" && ev.code == cc.code.CloseCode() && ev.reason == cc.code.Reason())
+		}
+		got := describe(ev, p.caseTimeout)
+		if texts > 0 {
+			got = fmt.Sprintf("%d response(s), then %s", texts, got)
+		}
+		s.judge(ok, got)
+	default:
+		texts, ev := s.drain()
+		ok := ev.kind == evClose && ev.code == cc.code.CloseCode() && ev.reason == cc.code.Reason() && texts <= cc.allow
+		got := describe(ev, p.caseTimeout)
+		if texts > cc.allow {
+			got = fmt.Sprintf("a response to the bad message, then %s", got)
+		}
+		s.judge(ok, got)
+	}
+}
+
+// csess is one case's connection, in the server role.
+type csess struct {
+	p        *clientProbe
+	r        *caseRun
+	w        *wire
+	sid      string
+	last     string // the last challenge sent
+	nonce    string // its nonce
+	response string // the client's last response
+	summary  string // what a success case did
+}
+
+func (s *csess) deadline() time.Time { return time.Now().Add(s.p.caseTimeout) }
+
+// drain reads until the client closes, the connection ends or the case
+// times out, counting the text messages (responses) the client sends.
+func (s *csess) drain() (texts int, last event) {
+	for {
+		ev := s.w.next(s.deadline())
+		if ev.kind == evMessage {
+			if ev.op == opText {
+				texts++
+			}
+			continue
+		}
+		return texts, ev
+	}
+}
+
+func (s *csess) addViolations() {
+	if v := s.w.Violations(); len(v) > 0 {
+		s.r.note("the client %s", strings.Join(v, "; "))
+	}
+}
+
+// judge records the verdict, failing a client that broke RFC 6455.
+func (s *csess) judge(ok bool, got string) {
+	if v := s.w.Violations(); len(v) > 0 {
+		s.addViolations()
+		ok = false
+	}
+	s.r.judge(ok, got)
+}
+
+// claims are the claims of a valid challenge on this socket, with a fresh
+// nonce.
+func (s *csess) claims() *challengeClaims {
+	now := time.Now().Unix()
+	algs := make([]string, len(keys.Algorithms))
+	for i, a := range keys.Algorithms {
+		algs[i] = string(a)
+	}
+	return &challengeClaims{Iss: s.p.identity, Sid: s.sid, Nonce: randB64(protocol.NonceSize), Iat: now, Exp: now + 30,
+		Algs: algs, CB: protocol.BindingNone}
+}
+
+// chal signs a challenge: the claims (edited by edit) under the header h
+// with key k. The defaults are a valid challenge by the current key.
+func (s *csess) chal(k *probeKey, h jobj, edit func(o jobj) jobj) (string, error) {
+	if k == nil {
+		k = s.p.cur
+	}
+	if h == nil {
+		h = header(string(k.alg), k.kid, protocol.TypChallenge)
+	}
+	c := s.claims()
+	o := c.obj()
+	if edit != nil {
+		o = edit(o)
+	}
+	msg, err := k.sign(h.String(), o.String())
+	if err != nil {
+		return "", fmt.Errorf("the probe cannot sign: %w", err)
+	}
+	s.last, s.nonce = msg, c.Nonce
+	return msg, nil
+}
+
+func (s *csess) send(msg string) error {
+	if err := s.w.sendText(msg); err != nil {
+		return fmt.Errorf("cannot send to the client: %w", err)
+	}
+	return nil
+}
+
+// challenge sends a valid challenge.
+func (s *csess) challenge() error {
+	msg, err := s.chal(nil, nil, nil)
+	if err != nil {
+		return err
+	}
+	return s.send(msg)
+}
+
+// readResponse reads the client's response to the last challenge and
+// checks what the probe can check without the client's public key.
+func (s *csess) readResponse() error {
+	ev := s.w.next(s.deadline())
+	if ev.kind != evMessage {
+		return fmt.Errorf("no response to a valid challenge: %s", describe(ev, s.p.caseTimeout))
+	}
+	if ev.op != opText {
+		return errors.New("a binary message instead of the response")
+	}
+	msg := string(ev.data)
+	if err := s.checkResponse(msg); err != nil {
+		return fmt.Errorf("the response to a valid challenge is wrong: %w", err)
+	}
+	s.response = msg
+	return nil
+}
+
+func (s *csess) checkResponse(msg string) error {
+	h, pl, sig, ok := splitJWS(msg)
+	if !ok || b64u.Check(sig) != nil {
+		return errors.New("not a compact JWS")
+	}
+	hb, err1 := b64u.Decode(h)
+	pb, err2 := b64u.Decode(pl)
+	if err1 != nil || err2 != nil {
+		return errors.New("a segment is not canonical base64url")
+	}
+	var hdr map[string]any
+	if err := json.Unmarshal(hb, &hdr); err != nil {
+		return errors.New("the header is not JSON")
+	}
+	for name := range hdr {
+		if name != "alg" && name != "kid" && name != "typ" {
+			return fmt.Errorf("header member %q", name)
+		}
+	}
+	if hdr["typ"] != protocol.TypResponse {
+		return fmt.Errorf("typ is not %s", protocol.TypResponse)
+	}
+	alg, _ := hdr["alg"].(string)
+	a, err := keys.ParseAlgorithm(alg)
+	if err != nil {
+		return fmt.Errorf("alg %q", alg)
+	}
+	if kid, _ := hdr["kid"].(string); kid == "" {
+		return errors.New("no kid")
+	}
+	s.p.mu.Lock()
+	s.p.clientAlg = a
+	s.p.mu.Unlock()
+	var cl map[string]any
+	if err := json.Unmarshal(pb, &cl); err != nil {
+		return errors.New("the payload is not JSON")
+	}
+	switch {
+	case cl["aud"] != s.p.identity:
+		return errors.New("aud is not the challenge's iss")
+	case cl["sid"] != s.sid:
+		return errors.New("sid is not the challenge's")
+	case cl["nonce"] != s.nonce:
+		return errors.New("nonce is not the challenge's")
+	case cl["cha"] != sha256b64(s.last):
+		return errors.New("cha is not the hash of the challenge")
+	case cl["cb"] != nil:
+		return errors.New(`cb is present though the challenge said "none"`)
+	}
+	return nil
+}
+
+// accept sends an accept whose token expires in 300 s.
+func (s *csess) accept() error {
+	return s.send(s.acceptMsg(nil))
+}
+
+func (s *csess) acceptMsg(edit func(o jobj) jobj) string {
+	o := jobj{{"token", jstr("wsproof-probe-token." + randB64(48))}, {"sub", jstr("wsproof-probe")},
+		{"groups", `["probe"]`}, {"exp", fmt.Sprint(time.Now().Unix() + 300)}}
+	if edit != nil {
+		o = edit(o)
+	}
+	return o.String()
+}
+
+// handshake runs a valid exchange: challenge, response, accept.
+func (s *csess) handshake() error {
+	if err := s.challenge(); err != nil {
+		return err
+	}
+	if err := s.readResponse(); err != nil {
+		return err
+	}
+	return s.accept()
+}
+
+// rechallenge signs a re-challenge on this socket.
+func (s *csess) rechallenge(k *probeKey, edit func(o jobj) jobj) (string, error) {
+	return s.chal(k, nil, edit)
+}
+
+// Client-side sections the cases cite.
+func cstep(n int) string { return step(secChallenge, n) }
+
+const secAccept = "Client: processing an accept"
+
+func (p *clientProbe) allCases() []clientCase {
+	var cs []clientCase
+	add := func(c ...clientCase) { cs = append(cs, c...) }
+	// bad sends one bad message in place of the challenge.
+	bad := func(group, id, section, title string, code protocol.Code, msg func(s *csess) (string, error)) clientCase {
+		return clientCase{id: id, group: group, section: section, title: title, code: code, script: func(s *csess) error {
+			m, err := msg(s)
+			if err != nil {
+				return err
+			}
+			return s.send(m)
+		}}
+	}
+	// badClaims is a challenge by the current key with edited claims.
+	badClaims := func(group, id, section, title string, code protocol.Code, edit func(o jobj) jobj) clientCase {
+		return bad(group, id, section, title, code, func(s *csess) (string, error) { return s.chal(nil, nil, edit) })
+	}
+	// badHeader is a challenge by key k (nil: the current key) under header h.
+	badHeader := func(group, id, section, title string, code protocol.Code, k func() *probeKey, h func(k *probeKey) jobj) clientCase {
+		return bad(group, id, section, title, code, func(s *csess) (string, error) {
+			key := p.cur
+			if k != nil {
+				key = k()
+			}
+			return s.chal(key, h(key), nil)
+		})
+	}
+	typ := protocol.TypChallenge
+	now := func() int64 { return time.Now().Unix() }
+
+	const gControl = "Handshake (controls)"
+	add(clientCase{id: "handshake-valid", group: gControl, section: secChallenge, success: true,
+		title: "A valid challenge: the client answers with a correct response and accepts the accept.",
+		script: func(s *csess) error {
+			if err := s.handshake(); err != nil {
+				return err
+			}
+			s.summary = "valid response, accept taken"
+			return nil
+		}})
+	add(clientCase{id: "challenge-rotated-key", group: gControl, section: "Server keys, key ids and rotation", success: true,
+		title: "A valid challenge signed by the previous server key, still pinned.",
+		script: func(s *csess) error {
+			if p.prev == nil {
+				return errors.New("the probe's key file has no previous signing key")
+			}
+			msg, err := s.chal(p.prev, nil, nil)
+			if err != nil {
+				return err
+			}
+			if err := s.send(msg); err != nil {
+				return err
+			}
+			if err := s.readResponse(); err != nil {
+				return err
+			}
+			s.summary = "valid response"
+			return s.accept()
+		}})
+	add(clientCase{id: "challenge-fragmented", group: gControl, section: secFraming, success: true,
+		title: "A valid challenge in three frames with a Ping between them (RFC 6455 section 5.4).",
+		script: func(s *csess) error {
+			msg, err := s.chal(nil, nil, nil)
+			if err != nil {
+				return err
+			}
+			m := []byte(msg)
+			a, b := len(m)/3, 2*len(m)/3
+			s.w.write(frame{op: opText, payload: m[:a], length: -1})
+			s.w.write(frame{fin: true, op: opPing, payload: []byte("probe"), length: -1})
+			s.w.write(frame{op: opContinuation, payload: m[a:b], length: -1})
+			s.w.write(frame{fin: true, op: opContinuation, payload: m[b:], length: -1})
+			if err := s.readResponse(); err != nil {
+				return err
+			}
+			s.summary = "valid response"
+			return s.accept()
+		}})
+	add(clientCase{id: "rechallenge-valid", group: gControl, section: secRefresh, success: true,
+		title: "After the accept, a valid re-challenge (same sid, fresh nonce): the client answers it on the live socket.",
+		script: func(s *csess) error {
+			if err := s.handshake(); err != nil {
+				return err
+			}
+			rc, err := s.rechallenge(nil, nil)
+			if err != nil {
+				return err
+			}
+			if err := s.send(rc); err != nil {
+				return err
+			}
+			if err := s.readResponse(); err != nil {
+				return fmt.Errorf("re-challenge: %w", err)
+			}
+			s.summary = "valid responses to the challenge and the re-challenge"
+			return s.accept()
+		}})
+
+	success := func(id, section, title string, msg func(s *csess) (string, error)) clientCase {
+		return clientCase{id: id, group: gControl, section: section, title: title, success: true, script: func(s *csess) error {
+			m, err := msg(s)
+			if err != nil {
+				return err
+			}
+			if err := s.send(m); err != nil {
+				return err
+			}
+			if err := s.readResponse(); err != nil {
+				return err
+			}
+			s.summary = "valid response"
+			return s.accept()
+		}}
+	}
+	add(success("challenge-unknown-claim", "Conventions: Unknown members", "A valid challenge with a claim the client does not know: it must be ignored.",
+		func(s *csess) (string, error) {
+			return s.chal(nil, nil, func(o jobj) jobj { return o.set("x-future", `{"a":[1,2]}`) })
+		}))
+	add(success("challenge-header-order", secChallenge, "A valid challenge whose header lists typ, kid, alg: member order carries no meaning.",
+		func(s *csess) (string, error) {
+			k := p.cur
+			return s.chal(nil, jobj{{"typ", jstr(typ)}, {"kid", jstr(k.kid)}, {"alg", jstr(string(k.alg))}}, nil)
+		}))
+	add(success("challenge-sid-32-octets", secSockets, "A valid challenge with a 32-octet sid: receivers accept 16 to 32.",
+		func(s *csess) (string, error) {
+			s.sid = randB64(32)
+			return s.chal(nil, nil, nil)
+		}))
+	add(success("challenge-within-skew", step(secChallenge, 11), "A challenge that expired 30 s ago: within the default 60 s clock skew allowance.",
+		func(s *csess) (string, error) {
+			s.r.note("assumes the client's default clock skew of 60 s")
+			return s.chal(nil, nil, func(o jobj) jobj { return o.set("iat", fmt.Sprint(now()-60)).set("exp", fmt.Sprint(now()-30)) })
+		}))
+	add(clientCase{id: "ping-before-challenge", group: gControl, section: secFraming, success: true,
+		title: "A Ping before the challenge: control frames are allowed in every state.",
+		script: func(s *csess) error {
+			// next answers Pings and skips Pongs, so the Pong is read raw.
+			s.w.send(opPing, []byte("wsproof-probe"))
+			s.w.conn.SetReadDeadline(s.deadline())
+			f, err := s.w.readFrame()
+			if err != nil || f.op != opPong || string(f.payload) != "wsproof-probe" {
+				return errors.New("no Pong echoing the Ping (RFC 6455 section 5.5.3)")
+			}
+			if err := s.handshake(); err != nil {
+				return err
+			}
+			s.summary = "Pong, then a valid response"
+			return nil
+		}})
+	add(clientCase{id: "accept-extra-members", group: gControl, section: step(secAccept, 2), success: true,
+		title: "An accept with members the client does not know: it must ignore them.",
+		script: func(s *csess) error {
+			if err := s.challenge(); err != nil {
+				return err
+			}
+			if err := s.readResponse(); err != nil {
+				return err
+			}
+			s.summary = "valid response, accept taken"
+			return s.send(s.acceptMsg(func(o jobj) jobj { return o.set("x-future", `[true]`).set("cnf", `{"jkt":"x"}`) }))
+		}})
+
+	const gChallenge = "Challenge verification"
+	add(bad(gChallenge, "challenge-oversized", cstep(1), "A correctly signed challenge of more than 4096 octets.", protocol.CodeTooLarge,
+		func(s *csess) (string, error) {
+			return s.chal(nil, nil, func(o jobj) jobj { return o.set("pad", jstr(strings.Repeat("w", 4200))) })
+		}))
+	add(bad(gChallenge, "challenge-truncated", cstep(2), "A valid challenge cut in the middle of its payload.", protocol.CodeMalformed,
+		func(s *csess) (string, error) {
+			msg, err := s.chal(nil, nil, nil)
+			h, pl, _, _ := splitJWS(msg)
+			return h + "." + pl[:len(pl)/2], err
+		}))
+	add(bad(gChallenge, "challenge-noncanonical-signature", cstep(2), "The signature's last base64url character has non-zero unused bits.", protocol.CodeMalformed,
+		func(s *csess) (string, error) {
+			msg, err := s.chal(nil, nil, nil)
+			h, pl, sig, _ := splitJWS(msg)
+			if nc := nonCanonicalLast(sig); nc != "" {
+				sig = nc
+			} else {
+				sig += "="
+			}
+			return h + "." + pl + "." + sig, err
+		}))
+	add(badHeader(gChallenge, "challenge-duplicate-header-member", cstep(2), "The header names alg twice.", protocol.CodeMalformed, nil,
+		func(k *probeKey) jobj {
+			return append(jobj{{"alg", jstr(string(k.alg))}}, header(string(k.alg), k.kid, typ)...)
+		}))
+	add(badHeader(gChallenge, "challenge-header-jwk", cstep(3), "A challenge by an impostor key that embeds that key as jwk.", protocol.CodeHeaderNotAllowed,
+		func() *probeKey { return p.impostor },
+		func(k *probeKey) jobj {
+			j, _ := keys.MarshalJWK(k.signer.Public(), k.kid, k.alg)
+			return header(string(k.alg), k.kid, typ, member{"jwk", strings.TrimSpace(string(j))})
+		}))
+	add(badHeader(gChallenge, "challenge-header-jku", cstep(3), "A jku header pointing at an attacker's key set.", protocol.CodeHeaderNotAllowed, nil,
+		func(k *probeKey) jobj {
+			return header(string(k.alg), k.kid, typ, member{"jku", jstr("https://wsproof-probe.invalid/jwks.json")})
+		}))
+	add(badHeader(gChallenge, "challenge-header-crit", cstep(3), "A crit header.", protocol.CodeHeaderNotAllowed, nil,
+		func(k *probeKey) jobj { return header(string(k.alg), k.kid, typ, member{"crit", `["exp"]`}) }))
+	add(badHeader(gChallenge, "challenge-missing-kid", cstep(3), "No kid header.", protocol.CodeMalformed, nil,
+		func(k *probeKey) jobj { return header(string(k.alg), k.kid, typ).del("kid") }))
+	add(badHeader(gChallenge, "challenge-wrong-typ", cstep(4), `"typ":"JWT" instead of wsproof-challenge+jwt.`, protocol.CodeWrongType, nil,
+		func(k *probeKey) jobj { return header(string(k.alg), k.kid, "JWT") }))
+	add(bad(gChallenge, "challenge-typed-response", cstep(4), "A JWS typed as a response, signed by the pinned server key: one kind never passes for another.", protocol.CodeWrongType,
+		func(s *csess) (string, error) {
+			return s.chal(nil, header(string(p.cur.alg), p.cur.kid, protocol.TypResponse), func(o jobj) jobj {
+				return jobj{{"aud", jstr(p.identity)}, {"sid", jstr(s.sid)}, {"nonce", jstr(randB64(32))}, {"cha", jstr(randB64(32))}}
+			})
+		}))
+	unsignedChal := func(alg string) func(s *csess) (string, error) {
+		return func(s *csess) (string, error) {
+			msg, err := s.chal(nil, nil, nil)
+			_, pl, _, _ := splitJWS(msg)
+			return b64u.Encode([]byte(header(alg, p.cur.kid, typ).String())) + "." + pl + ".", err
+		}
+	}
+	add(bad(gChallenge, "challenge-alg-none", cstep(5), `An unsigned challenge, "alg":"none".`, protocol.CodeAlgNotAllowed, unsignedChal("none")))
+	add(bad(gChallenge, "challenge-alg-none-capitalized", cstep(5), `"alg":"None".`, protocol.CodeAlgNotAllowed, unsignedChal("None")))
+	add(bad(gChallenge, "challenge-hs256-public-key", cstep(5), "A challenge MACed with HS256 keyed by the PEM of the pinned server key.", protocol.CodeAlgNotAllowed,
+		func(s *csess) (string, error) {
+			msg, err := s.chal(nil, nil, nil)
+			_, pl, _, _ := splitJWS(msg)
+			si := b64u.Encode([]byte(header("HS256", p.cur.kid, typ).String())) + "." + pl
+			mac, merr := hs256(p.cur.signer.Public(), si)
+			return si + "." + b64u.Encode(mac), errors.Join(err, merr)
+		}))
+	add(badHeader(gChallenge, "challenge-empty-kid", cstep(6), "An empty kid.", protocol.CodeMalformed, nil,
+		func(k *probeKey) jobj { return header(string(k.alg), "", typ) }))
+	add(badHeader(gChallenge, "challenge-impostor-key", cstep(6), "A challenge signed by a key the client does not pin.", protocol.CodeUnknownKey,
+		func() *probeKey { return p.impostor }, func(k *probeKey) jobj { return header(string(k.alg), k.kid, typ) }))
+	add(bad(gChallenge, "challenge-sibling-alg", cstep(7), "ES384 claimed under the pinned ES256 key, with a matching raw signature.", protocol.CodeAlgMismatch,
+		func(s *csess) (string, error) {
+			msg, err := s.chal(nil, nil, nil)
+			_, pl, _, _ := splitJWS(msg)
+			alg := sibling(p.cur.alg, nil)
+			si := b64u.Encode([]byte(header(string(alg), p.cur.kid, typ).String())) + "." + pl
+			sig, serr := p.cur.signAs(alg, si)
+			return si + "." + b64u.Encode(sig), errors.Join(err, serr)
+		}))
+	add(bad(gChallenge, "challenge-impostor-same-kid", cstep(8), "A challenge naming the pinned kid but signed by an impostor key.", protocol.CodeBadSignature,
+		func(s *csess) (string, error) {
+			return s.chal(&probeKey{kid: p.cur.kid, alg: p.impostor.alg, signer: p.impostor.signer}, nil, nil)
+		}))
+	add(bad(gChallenge, "challenge-signature-truncated", cstep(8), "A valid challenge whose signature lost its last three octets.", protocol.CodeBadSignature,
+		func(s *csess) (string, error) {
+			msg, err := s.chal(nil, nil, nil)
+			h, pl, sig, _ := splitJWS(msg)
+			raw, _ := b64u.Decode(sig)
+			return h + "." + pl + "." + b64u.Encode(raw[:len(raw)-3]), err
+		}))
+	add(bad(gChallenge, "challenge-der-signature", cstep(8), "A correct ECDSA signature in ASN.1 DER instead of raw r||s.", protocol.CodeBadSignature,
+		func(s *csess) (string, error) {
+			msg, err := s.chal(nil, nil, nil)
+			h, pl, _, _ := splitJWS(msg)
+			der, derr := p.cur.derSig(h + "." + pl)
+			return h + "." + pl + "." + b64u.Encode(der), errors.Join(err, derr)
+		}))
+	for _, c := range []struct {
+		id, title string
+		edit      func(o jobj) jobj
+	}{
+		{"challenge-lifetime-too-long", "exp - iat is 301 s; the maximum is 300.", func(o jobj) jobj { return o.set("exp", fmt.Sprint(now()+301)) }},
+		{"challenge-exp-before-iat", "exp is before iat.", func(o jobj) jobj { return o.set("iat", fmt.Sprint(now()+20)).set("exp", fmt.Sprint(now()+10)) }},
+		{"challenge-iat-fraction", "iat is not an integer.", func(o jobj) jobj { return o.set("iat", fmt.Sprintf("%d.5", now())) }},
+		{"challenge-nonce-short", "A 16-octet nonce; nonces are 32 octets.", func(o jobj) jobj { return o.set("nonce", jstr(randB64(16))) }},
+		{"challenge-sid-short", "An 8-octet sid; 16 to 32 are allowed.", func(o jobj) jobj { return o.set("sid", jstr(randB64(8))) }},
+		{"challenge-algs-unknown-name", "algs names an algorithm outside the closed list.", func(o jobj) jobj { return o.set("algs", `["ES256","HS256"]`) }},
+		{"challenge-algs-duplicate", "algs names an algorithm twice.", func(o jobj) jobj { return o.set("algs", `["ES256","ES256","EdDSA","ES384","ES512","RS256","PS256"]`) }},
+		{"challenge-algs-empty", "algs is empty.", func(o jobj) jobj { return o.set("algs", `[]`) }},
+		{"challenge-cb-unknown", `cb is "tls-unique", neither of the two values.`, func(o jobj) jobj { return o.set("cb", jstr("tls-unique")) }},
+		{"challenge-missing-iss", "No iss claim.", func(o jobj) jobj { return o.del("iss") }},
+		{"challenge-duplicate-claim", "The payload names nonce twice.", func(o jobj) jobj { return o.add("nonce", jstr(randB64(32))) }},
+	} {
+		add(badClaims(gChallenge, c.id, cstep(9), c.title, protocol.CodeMalformed, c.edit))
+	}
+	add(bad(gChallenge, "challenge-trailing-data", cstep(9), "Bytes after the payload's JSON object.", protocol.CodeMalformed,
+		func(s *csess) (string, error) {
+			return p.cur.sign(header(string(p.cur.alg), p.cur.kid, typ).String(), s.claims().obj().String()+" []")
+		}))
+	add(badClaims(gChallenge, "challenge-wrong-issuer", cstep(10), "A challenge from another server identity under the pinned key.", protocol.CodeAudienceMismatch,
+		func(o jobj) jobj { return o.set("iss", jstr("wss://wsproof-probe.invalid/ws")) }))
+	add(badClaims(gChallenge, "challenge-stale", cstep(11), "A challenge that expired an hour ago.", protocol.CodeChallengeExpired,
+		func(o jobj) jobj { return o.set("iat", fmt.Sprint(now()-3600)).set("exp", fmt.Sprint(now()-3570)) }))
+	add(badClaims(gChallenge, "challenge-from-future", cstep(11), "A challenge issued an hour in the client's future.", protocol.CodeChallengeExpired,
+		func(o jobj) jobj { return o.set("iat", fmt.Sprint(now()+3600)).set("exp", fmt.Sprint(now()+3630)) }))
+	add(badClaims(gChallenge, "challenge-binding-without-tls", cstep(12), "The challenge demands tls-exporter binding on a connection without TLS (a relay downgraded it).", protocol.CodeChannelBindingMismatch,
+		func(o jobj) jobj { return o.set("cb", jstr(protocol.BindingTLSExporter)) }))
+	add(clientCase{id: "challenge-alg-not-offered", group: gChallenge, section: cstep(13), code: protocol.CodeAlgNotAllowed,
+		title: "algs offers every algorithm but the client key's (learned from an earlier response, else --client-alg).",
+		script: func(s *csess) error {
+			p.mu.Lock()
+			alg := p.clientAlg
+			p.mu.Unlock()
+			s.r.note("assumes the client signs with %s", alg)
+			var algs []string
+			for _, a := range keys.Algorithms {
+				if a != alg {
+					algs = append(algs, `"`+string(a)+`"`)
+				}
+			}
+			msg, err := s.chal(nil, nil, func(o jobj) jobj { return o.set("algs", "["+strings.Join(algs, ",")+"]") })
+			if err != nil {
+				return err
+			}
+			return s.send(msg)
+		}})
+
+	const gState = "Client state machine"
+	add(clientCase{id: "binary-before-challenge", group: gState, section: secClientSM, code: protocol.CodeUnexpectedMessage,
+		title:  "A binary message before the challenge.",
+		script: func(s *csess) error { return s.w.send(opBinary, []byte("application data before authentication")) }})
+	add(bad(gState, "accept-before-challenge", secClientSM, "An accept before any challenge.", protocol.CodeUnexpectedMessage,
+		func(s *csess) (string, error) { return s.acceptMsg(nil), nil }))
+	add(bad(gState, "challenge-json-serialization", secClientSM, "A valid challenge in flattened JWS JSON serialization: it begins with '{', so the state machine refuses it as an accept out of turn.", protocol.CodeUnexpectedMessage,
+		func(s *csess) (string, error) {
+			msg, err := s.chal(nil, nil, nil)
+			h, pl, sig, _ := splitJWS(msg)
+			return jobj{{"protected", jstr(h)}, {"payload", jstr(pl)}, {"signature", jstr(sig)}}.String(), err
+		}))
+	add(bad(gState, "challenge-json-serialization-spaced", cstep(2), "The flattened JWS JSON serialization after a space: it does not begin with '{', so it is verified as a challenge, and is malformed.", protocol.CodeMalformed,
+		func(s *csess) (string, error) {
+			msg, err := s.chal(nil, nil, nil)
+			h, pl, sig, _ := splitJWS(msg)
+			return " " + jobj{{"protected", jstr(h)}, {"payload", jstr(pl)}, {"signature", jstr(sig)}}.String(), err
+		}))
+	afterResponse := func(id, section, title string, code protocol.Code, then func(s *csess) error) clientCase {
+		return clientCase{id: id, group: gState, section: section, title: title, code: code, script: func(s *csess) error {
+			if err := s.challenge(); err != nil {
+				return err
+			}
+			if err := s.readResponse(); err != nil {
+				return err
+			}
+			return then(s)
+		}}
+	}
+	add(afterResponse("rechallenge-before-accept", secClientSM, "A second challenge instead of the accept.", protocol.CodeUnexpectedMessage,
+		func(s *csess) error {
+			msg, err := s.rechallenge(nil, nil)
+			if err != nil {
+				return err
+			}
+			return s.send(msg)
+		}))
+	add(afterResponse("response-reflected", secClientSM, "The client's own response sent back instead of the accept.", protocol.CodeUnexpectedMessage,
+		func(s *csess) error { return s.send(s.response) }))
+	add(afterResponse("binary-before-accept", secClientSM, "A binary message instead of the accept.", protocol.CodeUnexpectedMessage,
+		func(s *csess) error { return s.w.send(opBinary, []byte("application data before the accept")) }))
+	for _, c := range []struct {
+		id, section, title string
+		code               protocol.Code
+		edit               func(o jobj) jobj
+	}{
+		{"accept-missing-token", step(secAccept, 2), "An accept without token.", protocol.CodeMalformed, func(o jobj) jobj { return o.del("token") }},
+		{"accept-empty-token", step(secAccept, 2), "An accept whose token is empty.", protocol.CodeMalformed, func(o jobj) jobj { return o.set("token", `""`) }},
+		{"accept-groups-not-array", step(secAccept, 2), "An accept whose groups is a string.", protocol.CodeMalformed, func(o jobj) jobj { return o.set("groups", jstr("probe")) }},
+		{"accept-duplicate-member", step(secAccept, 2), "An accept naming token twice.", protocol.CodeMalformed, func(o jobj) jobj { return o.add("token", jstr("wsproof-probe.other")) }},
+		{"accept-expired", step(secAccept, 3), "An accept whose exp passed an hour ago.", protocol.CodeTokenExpired, func(o jobj) jobj { return o.set("exp", fmt.Sprint(now()-3600)) }},
+		{"accept-oversized", step(secAccept, 1), "An accept of more than 16384 octets.", protocol.CodeTooLarge, func(o jobj) jobj { return o.set("pad", jstr(strings.Repeat("w", 16400))) }},
+	} {
+		add(afterResponse(c.id, c.section, c.title, c.code, func(s *csess) error { return s.send(s.acceptMsg(c.edit)) }))
+	}
+	afterAccept := func(id, section, title string, code protocol.Code, then func(s *csess) error) clientCase {
+		return clientCase{id: id, group: gState, section: section, title: title, code: code, script: func(s *csess) error {
+			if err := s.handshake(); err != nil {
+				return err
+			}
+			return then(s)
+		}}
+	}
+	add(afterAccept("accept-without-response", secClientSM, "A second accept on the open socket, with no response outstanding.", protocol.CodeUnexpectedMessage,
+		func(s *csess) error { return s.accept() }))
+	twice := afterAccept("rechallenge-twice", secClientSM, "Two re-challenges without waiting for the answer: the second arrives in REFRESHING.", protocol.CodeUnexpectedMessage,
+		func(s *csess) error {
+			a, err := s.rechallenge(nil, nil)
+			if err != nil {
+				return err
+			}
+			b, err := s.rechallenge(nil, nil)
+			if err != nil {
+				return err
+			}
+			s.send(a)
+			return s.send(b)
+		})
+	twice.allow = 1 // the answer to the first is legitimate
+	add(twice)
+	add(afterAccept("rechallenge-wrong-sid", cstep(14), "A re-challenge, valid in itself, for another socket.", protocol.CodeSocketMismatch,
+		func(s *csess) error {
+			msg, err := s.rechallenge(nil, func(o jobj) jobj { return o.set("sid", jstr(randB64(16))) })
+			if err != nil {
+				return err
+			}
+			return s.send(msg)
+		}))
+	add(afterAccept("rechallenge-impostor-key", cstep(6), "A re-challenge signed by a key the client does not pin.", protocol.CodeUnknownKey,
+		func(s *csess) error {
+			msg, err := s.rechallenge(p.impostor, nil)
+			if err != nil {
+				return err
+			}
+			return s.send(msg)
+		}))
+	add(afterAccept("rechallenge-stale", cstep(11), "A re-challenge that expired an hour ago.", protocol.CodeChallengeExpired,
+		func(s *csess) error {
+			msg, err := s.rechallenge(nil, func(o jobj) jobj {
+				return o.set("iat", fmt.Sprint(now()-3600)).set("exp", fmt.Sprint(now()-3570))
+			})
+			if err != nil {
+				return err
+			}
+			return s.send(msg)
+		}))
+	add(afterAccept("rechallenge-reflected-response", cstep(4), "The client's own response sent back as a re-challenge.", protocol.CodeWrongType,
+		func(s *csess) error { return s.send(s.response) }))
+	add(afterAccept("rechallenge-oversized", secClientSM, "A text message of more than 4096 octets on the open socket.", protocol.CodeTooLarge,
+		func(s *csess) error {
+			msg, err := s.rechallenge(nil, func(o jobj) jobj { return o.set("pad", jstr(strings.Repeat("w", 4200))) })
+			if err != nil {
+				return err
+			}
+			return s.send(msg)
+		}))
+	add(afterAccept("binary-over-application-limit", secLimits, "A binary message of 65537 octets: over the default application message limit.", protocol.CodeTooLarge,
+		func(s *csess) error {
+			s.r.note("assumes the client's default limit of 65536 octets")
+			return s.w.send(opBinary, make([]byte, 65537))
+		}))
+
+	const gFraming = "Framing (RFC 6455)"
+	frameCase := func(id, section, title string, send func(s *csess, good []byte) error, codes ...int) clientCase {
+		return clientCase{id: id, group: gFraming, section: section, title: title, fails: codes, script: func(s *csess) error {
+			good, err := s.chal(nil, nil, nil)
+			if err != nil {
+				return err
+			}
+			return send(s, []byte(good))
+		}}
+	}
+	add(frameCase("frame-masked-by-server", "RFC 6455 section 5.1", "A valid challenge in a masked frame: a client must close the connection.",
+		func(s *csess, good []byte) error {
+			return s.w.write(frame{fin: true, op: opText, masked: true, payload: good, length: -1})
+		}, 1002))
+	add(frameCase("frame-rsv1-from-server", "RFC 6455 section 5.2", "A valid challenge with RSV1 set though no extension was negotiated.",
+		func(s *csess, good []byte) error {
+			return s.w.write(frame{fin: true, rsv: 4, op: opText, payload: good, length: -1})
+		}, 1002))
+	add(frameCase("frame-reserved-opcode-from-server", "RFC 6455 section 5.2", "A valid challenge under reserved data opcode 0x3.",
+		func(s *csess, good []byte) error {
+			return s.w.write(frame{fin: true, op: 0x3, payload: good, length: -1})
+		}, 1002))
+	add(frameCase("control-frame-too-long-from-server", "RFC 6455 section 5.5", "A Ping with a 126-octet payload before the challenge.",
+		func(s *csess, good []byte) error {
+			s.w.write(frame{fin: true, op: opPing, payload: make([]byte, 126), length: -1})
+			return s.w.sendText(string(good))
+		}, 1002))
+	utf8Case := frameCase("challenge-invalid-utf8", "RFC 6455 section 8.1; "+cstep(2),
+		"A text message that is not UTF-8 in place of the challenge: RFC 6455 fails the connection (1007), or the client refuses it as a challenge (malformed).",
+		func(s *csess, _ []byte) error { return s.w.send(opText, []byte("eyJ\xff\xfe.e30.AA")) }, 1007)
+	utf8Case.code = protocol.CodeMalformed
+	add(utf8Case)
+
+	const gOpening = "Opening handshake"
+	for _, u := range []struct {
+		id, title string
+		variant   int
+	}{
+		{"subprotocol-not-selected", "The 101 response selects no subprotocol; a valid challenge follows.", upgradeNoProtocol},
+		{"subprotocol-wrong", "The 101 response selects wsproof.v2, which the client did not offer; a valid challenge follows.", upgradeOtherProtocol},
+		{"extension-accepted", "The 101 response accepts permessage-deflate; a valid challenge follows.", upgradeExtension},
+	} {
+		add(clientCase{id: u.id, group: gOpening, section: secOpening, upgrade: u.variant, title: u.title,
+			script: func(s *csess) error {
+				s.challenge() // the client may already be gone
+				return nil
+			}})
+	}
+	return cs
+}
+
+// driveGoClient runs this repository's Go client against every case, one
+// after the other, and waits for the probe's verdict on each.
+func (p *clientProbe) driveGoClient(ctx context.Context, base string, pinned *keys.PublicSet) error {
+	signer, err := keys.Generate(keys.ES256, nil)
+	if err != nil {
+		return err
+	}
+	cfg := &client.Config{
+		KeyID: "wsproof-probe-go-client", Signer: signer, ServerKeys: pinned, ServerIdentity: p.identity,
+		HandshakeTimeout: p.caseTimeout,
+	}
+	for _, cc := range p.cases {
+		if ctx.Err() != nil {
+			return nil
+		}
+		note := goClientRun(ctx, base+"/case/"+cc.id, cfg, 2*p.caseTimeout)
+		select {
+		case res := <-p.waiters[cc.id]:
+			if note != "" {
+				p.mu.Lock()
+				res.Note = strings.TrimPrefix(res.Note+"; go client: "+note, "; ")
+				p.results[cc.id] = res
+				p.mu.Unlock()
+			}
+		case <-time.After(3 * p.caseTimeout):
+			res := cc.result()
+			res.Result, res.Got, res.Note = resultFail, "the probe saw no connection", "go client: "+note
+			p.record(res)
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	return nil
+}
+
+// goClientRun dials url with cfg and, when the handshake succeeds, reads
+// until the socket ends. It returns how the client saw the exchange.
+func goClientRun(ctx context.Context, url string, cfg *client.Config, limit time.Duration) string {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	conn, err := client.Dial(ctx, url, cfg)
+	if err != nil {
+		return goClientErr(err)
+	}
+	defer conn.Close()
+	for {
+		if _, err := conn.Read(ctx); err != nil {
+			var ce *client.CloseError
+			if errors.As(err, &ce) && ce.Code == 1000 {
+				return "connected, then closed normally by the probe"
+			}
+			return "connected, then " + goClientErr(err)
+		}
+	}
+}
+
+func goClientErr(err error) string {
+	if code := protocol.CodeOf(err); code != "" {
+		return "refused (" + string(code) + ")"
+	}
+	return oneLine(detail(err))
+}

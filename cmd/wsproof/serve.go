@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -22,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	jsclient "github.com/wsproof/wsproof/client/js"
 	"github.com/wsproof/wsproof/keys"
 	"github.com/wsproof/wsproof/protocol"
 	"github.com/wsproof/wsproof/server"
@@ -31,6 +34,18 @@ const serveUsage = `Usage: wsproof serve [flags]
 
 Runs a wsproof server: an authenticated echo and broadcast room on /ws, with
 Prometheus metrics on /metrics and a health check on /healthz.
+
+The same room is on /ws/browser for web pages, under the spec's browser
+profile: it never demands TLS channel binding, which browsers cannot compute,
+so keys registered with --cb-required cannot use it. Its identity is the
+identity followed by "/browser", and its metrics carry endpoint="browser".
+Its Origin allow-list holds the --origin values and the origins of this
+server's own pages: http(s)://ADDR (with localhost, 127.0.0.1 and [::1] for a
+loopback or unspecified ADDR) and the origin of a ws:// or wss:// --identity.
+
+A demo page at / makes a non-extractable key in the browser, shows the
+command that enrolls it, and talks to the room over /ws/browser. It reads the
+pinned key set from /server.pub.jwks and the identity from /identity.
 
 On first run it creates the state folder with server.jwks (the server's private
 signing and token keys, mode 0600), server.pub.jwks (the public key set clients
@@ -48,7 +63,8 @@ Flags:
     --addr-file FILE          write the address actually bound to FILE once listening
     --identity URL            the server identity clients check (default ws://ADDR/ws, or wss://)
     --registry FILE           key registry (default STATE/registry.jwks)
-    --origin ORIGIN           allow browsers from this Origin (repeatable; default none)
+    --origin ORIGIN           allow browsers from this Origin (repeatable; default none but,
+                              on /ws/browser, this server's own pages)
     --required-group GROUP    admit only keys in one of these groups (repeatable; default any key)
     --broadcast-group GROUP   group whose keys may send "/all" (default "broadcast")
     --token-lifetime D        session token lifetime (default 5m0s)
@@ -203,7 +219,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		Help: "Entries in the registry in use, revoked ones included.",
 	}, func() float64 { return float64(reg.Current().Len()) }))
 	app := &room{group: *broadcastGroup, log: logger, conns: map[*server.Conn]struct{}{}}
-	srv, err := server.New(&server.Config{
+	cfg := server.Config{
 		Identity:          id,
 		Keys:              sk,
 		Registry:          reg,
@@ -212,18 +228,46 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		TokenLifetime:     *tokenLifetime,
 		RefreshBefore:     *refreshBefore,
 		Handler:           app,
-		Origins:           origins,
+		Origins:           slices.Clone(origins),
 		NoChannelBinding:  *noChannelBinding,
 		Logger:            logger,
 		Metrics:           metrics,
-	})
+	}
+	srv, err := server.New(&cfg)
 	if err != nil {
 		return &userError{"cannot configure the server", "check --identity and the lifetimes", err}
+	}
+	// The browser endpoint: the same keys, registry and room, under the
+	// browser profile. Its own identity keeps a relay from passing a
+	// challenge of this unbound endpoint to a client that expects /ws, and
+	// its metrics go to their own registry, labeled, because the collector
+	// names are the same.
+	pageScheme := "http"
+	if tlsConfig != nil {
+		pageScheme = "https"
+	}
+	browserMetrics := prometheus.NewRegistry()
+	bcfg := cfg
+	bcfg.Identity = browserIdentity(id)
+	bcfg.Origins = pageOrigins(origins, pageScheme, *listen, bound, id)
+	bcfg.NoChannelBinding = true
+	bcfg.Logger = logger.With("endpoint", "browser")
+	bcfg.Metrics = prometheus.WrapRegistererWith(prometheus.Labels{"endpoint": "browser"}, browserMetrics)
+	bsrv, err := server.New(&bcfg)
+	if err != nil {
+		return &userError{"cannot configure the browser endpoint", "check --identity and the lifetimes", err}
+	}
+	pubSet, err := keys.MarshalPublicSet(sk.Public())
+	if err != nil {
+		return err
 	}
 
 	mux := http.NewServeMux()
 	mux.Handle("/ws", srv)
-	mux.Handle("/metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{Registry: metrics}))
+	mux.Handle("/ws/browser", bsrv)
+	mountDemo(mux, pubSet, bcfg.Identity)
+	gather := prometheus.Gatherers{metrics, browserMetrics}
+	mux.Handle("/metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{Registry: metrics}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
@@ -243,7 +287,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go reg.Watch(ctx, 0, func(old, new *keys.Set) {
-		closed := srv.Recheck()
+		closed := srv.Recheck() + bsrv.Recheck()
 		logger.Info("wsproof: registry reloaded", "keys", new.Len(), "sessions_closed", closed)
 	}, func(err error) {
 		reloadErrors.Inc()
@@ -264,6 +308,8 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		}
 	}
 	c.say("listening on %s://%s/ws (identity %s)", scheme, bound, id)
+	c.say("  browsers  %s://%s/ws/browser (identity %s, no channel binding)", scheme, bound, bcfg.Identity)
+	c.say("  demo page %s://%s/", pageScheme, identityHost(*listen, bound))
 	logger.Info("wsproof: serving", "addr", bound, "identity", id, "keys", reg.Current().Len(), "tls", tlsConfig != nil)
 
 	select {
@@ -275,8 +321,9 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	serr := srv.Shutdown(sctx)
+	berr := bsrv.Shutdown(sctx)
 	herr := hs.Shutdown(sctx)
-	if err := errors.Join(serr, herr); err != nil {
+	if err := errors.Join(serr, berr, herr); err != nil {
 		return &userError{"shutdown did not finish cleanly", "", err}
 	}
 	logger.Info("wsproof: stopped")
@@ -293,6 +340,104 @@ func identityHost(listen, bound string) string {
 		host = "localhost"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// browserIdentity is the server identity of /ws/browser: the identity of
+// /ws followed by "/browser", which for the default identity is the URL of
+// the browser endpoint, as the spec recommends.
+func browserIdentity(id string) string {
+	return strings.TrimSuffix(id, "/") + "/browser"
+}
+
+// pageOrigins is the Origin allow-list of /ws/browser: the --origin values
+// and the origins the demo page has when a browser opens it at the listen
+// address (with localhost, 127.0.0.1 and [::1] for a loopback or unspecified
+// address) or at the host of a ws:// or wss:// identity.
+func pageOrigins(extra []string, scheme, listen, bound, identity string) []string {
+	out := slices.Clone(extra)
+	add := func(o string) {
+		if o = strings.ToLower(o); !slices.Contains(out, o) {
+			out = append(out, o)
+		}
+	}
+	origin := func(scheme, host, port string) string {
+		if (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
+			port = ""
+		}
+		if port == "" {
+			if strings.Contains(host, ":") {
+				host = "[" + host + "]"
+			}
+			return scheme + "://" + host
+		}
+		return scheme + "://" + net.JoinHostPort(host, port)
+	}
+	host, _, _ := net.SplitHostPort(listen)
+	_, port, _ := net.SplitHostPort(bound)
+	ip := net.ParseIP(host)
+	if host == "" || host == "localhost" || (ip != nil && (ip.IsUnspecified() || ip.IsLoopback())) {
+		for _, h := range []string{"localhost", "127.0.0.1", "::1"} {
+			add(origin(scheme, h, port))
+		}
+		if ip != nil && ip.IsLoopback() {
+			add(origin(scheme, ip.String(), port))
+		}
+	} else {
+		add(origin(scheme, host, port))
+	}
+	if u, err := url.Parse(identity); err == nil && u.Host != "" && u.User == nil {
+		switch u.Scheme {
+		case "ws":
+			add(origin("http", u.Hostname(), u.Port()))
+		case "wss":
+			add(origin("https", u.Hostname(), u.Port()))
+		}
+	}
+	return out
+}
+
+// mountDemo serves the demo page at / with wsproof.js, and the two things
+// the page needs to authenticate the server: the pinned public key set at
+// /server.pub.jwks and the identity of /ws/browser at /identity. Both are
+// public. The page's script comes from this origin, so the page trusts them
+// as much as it trusts itself.
+func mountDemo(mux *http.ServeMux, pubSet []byte, identity string) {
+	page, err := fs.Sub(jsclient.Files, "demo")
+	if err != nil {
+		panic(err) // the embedded tree always has demo/
+	}
+	files := http.FileServerFS(page)
+	// No inline script or style, nothing from elsewhere, no framing. The
+	// patterns take every method, as "/ws" does: a "GET /" would conflict
+	// with it.
+	const csp = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; " +
+		"img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+	static := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				w.Header().Set("Allow", "GET, HEAD")
+				http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+				return
+			}
+			w.Header().Set("Content-Security-Policy", csp)
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			w.Header().Set("Referrer-Policy", "no-referrer")
+			w.Header().Set("Cache-Control", "no-cache")
+			h.ServeHTTP(w, r)
+		})
+	}
+	mux.Handle("/", static(files))
+	mux.Handle("/wsproof.js", static(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFileFS(w, r, jsclient.Files, "wsproof.js")
+	})))
+	mux.Handle("/server.pub.jwks", static(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		w.Write(pubSet)
+	})))
+	mux.Handle("/identity", static(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, identity)
+	})))
 }
 
 // say prints one line of the startup banner to stderr.

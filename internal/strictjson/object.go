@@ -94,7 +94,7 @@ func (o Object) Date(name string) (int64, error) {
 		return 0, bad(name)
 	}
 	n, err := strconv.ParseInt(string(raw), 10, 64)
-	if err != nil || n < 0 || n > 1<<53-1 || (len(raw) > 1 && raw[0] == '0') {
+	if err != nil || raw[0] == '-' || raw[0] == '+' || n > 1<<53-1 || (len(raw) > 1 && raw[0] == '0') {
 		return 0, bad(name)
 	}
 	return n, nil

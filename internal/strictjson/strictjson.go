@@ -213,6 +213,9 @@ func (s *scanner) str() (string, error) {
 			if err != nil {
 				return "", err
 			}
+			if noncharacter(r) {
+				return "", s.fail("noncharacter in string")
+			}
 			buf = utf8.AppendRune(buf, r)
 			start = s.pos
 		case c < 0x20:
@@ -223,6 +226,9 @@ func (s *scanner) str() (string, error) {
 			r, n := utf8.DecodeRune(s.data[s.pos:])
 			if r == utf8.RuneError && n <= 1 {
 				return "", s.fail("invalid UTF-8")
+			}
+			if noncharacter(r) {
+				return "", s.fail("noncharacter in string")
 			}
 			s.pos += n
 		}
@@ -297,6 +303,13 @@ func (s *scanner) hex4() (rune, error) {
 	}
 	s.pos += 4
 	return r, nil
+}
+
+// noncharacter reports whether r is a Unicode noncharacter, which I-JSON
+// (RFC 7493 section 2.1) forbids: U+FDD0..U+FDEF and the last two code points
+// of every plane.
+func noncharacter(r rune) bool {
+	return (r >= 0xFDD0 && r <= 0xFDEF) || r&0xFFFE == 0xFFFE
 }
 
 // number scans an RFC 8259 number.

@@ -14,7 +14,7 @@ func TestCheck(t *testing.T) {
 	good := []string{`{}`, `{"a":1,"b":[true,false,null],"c":{"a":"x"}}`, ` {"a":"\u00e9\ud83d\ude00"} `, `[]`, `"s"`, `-0.5e+3`,
 		`{"a":1,"A2":2}`}
 	bad := []string{``, `{`, `{"a":1,"a":2}`, `{"nonce":1,"Nonce":2}`, `{"a":1,"\u0061":2}`, `{"a":1} x`, `{"a":01}`,
-		`{"a":"\ud800"}`, "{\"a\":\"\xff\"}", `{"a":"` + "\x01" + `"}`, `{"a":1,}`, `[1,]`, `{'a':1}`, `{"a":NaN}`,
+		`{"a":"\ud800"}`, `{"a":"\uffff"}`, `{"a":"\ufdd0"}`, "{\"a\":\"\xef\xbf\xbf\"}", `{"a":"\udbff\udfff"}`, "{\"a\":\"\xff\"}", `{"a":"` + "\x01" + `"}`, `{"a":1,}`, `[1,]`, `{'a':1}`, `{"a":NaN}`,
 		strings.Repeat("[", MaxDepth+2) + strings.Repeat("]", MaxDepth+2)}
 	for _, s := range good {
 		if err := Check([]byte(s)); err != nil {
@@ -73,6 +73,15 @@ func TestParseObject(t *testing.T) {
 	}
 	if n, err := o.Date("n"); err != nil || n != 12 {
 		t.Fatalf("Date = %d, %v", n, err)
+	}
+	for _, bad := range []string{`{"n":-0}`, `{"n":-1}`, `{"n":1.0}`, `{"n":1e3}`, `{"n":9007199254740992}`} {
+		o, err := ParseObject([]byte(bad))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := o.Date("n"); err == nil {
+			t.Errorf("Date accepted %s", bad)
+		}
 	}
 	if b, err := o.Bool("t"); err != nil || !b {
 		t.Fatalf("Bool = %v, %v", b, err)

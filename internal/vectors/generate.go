@@ -445,6 +445,7 @@ var joseRules = map[string]bool{
 	"response-token-as-response": true, "response-der-signature": true, "response-signature-short": true,
 	"response-signature-long": true, "response-signature-empty": true, "response-signature-flipped": true,
 	"response-ps256-salt-0": true, "response-ps256-salt-64": true, "response-signed-by-other-registered-key": true,
+	"response-unknown-key": true,
 
 	"challenge-impostor-key": true, "challenge-impostor-same-kid": true, "challenge-alg-none": true,
 	"challenge-hs256-server-public-key": true, "challenge-sibling-alg": true,

@@ -1,0 +1,595 @@
+// wsproof.js against a scripted server (the `ws` package's WebSocketServer
+// with a server key made here), for the rows of spec section "Client state
+// machine" that the real server never exercises, and unit tests of the
+// encodings, keys and the error table.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { WebSocket, WebSocketServer } from 'ws';
+import {
+  ALGORITHMS, ERRORS, ProtocolError, SUBPROTOCOL, connect, generateKey, importKey, keep, loadServerKeys,
+  processAccept, publicJwk, thumbprint, verifyChallenge,
+} from '../wsproof.js';
+
+const IDENTITY = 'wss://fake.example/ws';
+const enc = (s) => Buffer.from(s).toString('base64url');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const now = () => Math.floor(Date.now() / 1000);
+
+let serverKey, pinned, client, clientJwk;
+
+before(async () => {
+  serverKey = await generateKey('ES256');
+  pinned = { keys: [{ ...(await publicJwk(serverKey)), kid: 'srv' }] };
+  client = await generateKey('ES256');
+  clientJwk = await publicJwk(client);
+});
+
+// challengeText signs a challenge with the scripted server's key. claims
+// and header override the defaults; raw* replace whole segments.
+async function challengeText({ claims = {}, header = {}, rawPayload, sigMangle } = {}) {
+  const t = now();
+  const c = {
+    iss: IDENTITY, sid: enc(Buffer.alloc(16, 7)), nonce: enc(Buffer.alloc(32, 9)), iat: t, exp: t + 30,
+    algs: ['ES256', 'EdDSA'], cb: 'none', ...claims,
+  };
+  for (const [k, v] of Object.entries(claims)) if (v === undefined) delete c[k];
+  const h = { alg: 'ES256', kid: 'srv', typ: 'wsproof-challenge+jwt', ...header };
+  const input = `${enc(JSON.stringify(h))}.${rawPayload ?? enc(JSON.stringify(c))}`;
+  const sig = new Uint8Array(await crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, serverKey.privateKey, Buffer.from(input)));
+  const s = Buffer.from(sig).toString('base64url');
+  return `${input}.${sigMangle ? sigMangle(s) : s}`;
+}
+
+// A scripted server: each connection becomes a Peer whose messages the test
+// reads in order.
+class Peer {
+  constructor(ws) {
+    this.ws = ws;
+    this.queue = [];
+    this.waiters = [];
+    ws.on('message', (data, isBinary) => this.push({ data: isBinary ? data : data.toString(), isBinary }));
+    this.closed = new Promise((r) => ws.on('close', (code, reason) => r({ code, reason: reason.toString() })));
+  }
+  push(m) {
+    const w = this.waiters.shift();
+    if (w) w(m);
+    else this.queue.push(m);
+  }
+  next() {
+    return this.queue.length ? Promise.resolve(this.queue.shift()) : new Promise((r) => this.waiters.push(r));
+  }
+  // handshake sends a challenge, checks the response and sends an accept.
+  async handshake({ accept = {}, challenge } = {}) {
+    const C = challenge ?? (await challengeText());
+    this.ws.send(C);
+    const r = await this.next();
+    assert.equal(r.isBinary, false);
+    const sid = await checkResponse(r.data, C);
+    this.ws.send(JSON.stringify({ token: 'a.b.c.d.e', sub: 'alice', groups: ['g'], exp: now() + 300, ...accept }));
+    return sid;
+  }
+}
+
+// checkResponse verifies a response the way a server would, for the checks
+// that concern the client: exact header, claims, cha and the signature.
+async function checkResponse(R, C, cb) {
+  const [h, p, s] = R.split('.');
+  assert.equal(Buffer.from(h, 'base64url').toString(), JSON.stringify({ alg: 'ES256', kid: clientJwk.kid, typ: 'wsproof-response+jwt' }));
+  const claims = JSON.parse(Buffer.from(p, 'base64url').toString());
+  const cc = JSON.parse(Buffer.from(C.split('.')[1], 'base64url').toString());
+  const cha = Buffer.from(await crypto.subtle.digest('SHA-256', Buffer.from(C))).toString('base64url');
+  const want = { aud: cc.iss, sid: cc.sid, nonce: cc.nonce, cha };
+  if (cb) want.cb = cb;
+  assert.deepEqual(claims, want);
+  const ok = await crypto.subtle.verify({ name: 'ECDSA', hash: 'SHA-256' }, client.publicKey, Buffer.from(s, 'base64url'), Buffer.from(`${h}.${p}`));
+  assert.ok(ok, 'response signature');
+  return cc.sid;
+}
+
+async function scripted(script, wssOptions = {}) {
+  const wss = new WebSocketServer({
+    host: '127.0.0.1', port: 0, perMessageDeflate: false,
+    handleProtocols: (p) => (p.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
+    ...wssOptions,
+  });
+  await once(wss, 'listening');
+  const peers = [];
+  wss.on('connection', (ws) => {
+    const peer = new Peer(ws);
+    peers.push(peer);
+    Promise.resolve(script(peer, peers.length)).catch((e) => {
+      peer.error = e;
+    });
+  });
+  return {
+    url: `ws://127.0.0.1:${wss.address().port}/ws`,
+    peers,
+    close: () => new Promise((r) => {
+      for (const c of wss.clients) c.terminate();
+      wss.close(r);
+    }),
+  };
+}
+
+const opts = (extra = {}) => ({
+  keyId: clientJwk.kid, keyPair: client, serverKeys: pinned, serverIdentity: IDENTITY, WebSocket, handshakeTimeout: 3000, ...extra,
+});
+
+const failure = (p) => p.then(() => assert.fail('expected a failure'), (e) => e);
+
+describe('handshake states', () => {
+  const cases = [
+    ['a binary message before the challenge', async (p) => p.ws.send(Buffer.from('x')), 'unexpected_message'],
+    ['an oversized binary message before the challenge (size before type)', async (p) => p.ws.send(Buffer.alloc(5000)), 'too_large'],
+    ['an accept before the challenge', async (p) => p.ws.send('{"token":"t"}'), 'unexpected_message'],
+    ['an oversized challenge', async (p) => p.ws.send('a'.repeat(4097)), 'too_large'],
+    ['a challenge with non-ASCII text', async (p) => p.ws.send('é.b.c'), 'malformed'],
+    ['a challenge with a padded signature', async (p) => p.ws.send(await challengeText({ sigMangle: (s) => s + '=' })), 'malformed'],
+    ['a challenge with a standard-alphabet signature', async (p) => p.ws.send(await challengeText({ sigMangle: (s) => s.replace(/-/g, '+').replace(/_/g, '/') + (/[-_]/.test(s) ? '' : '+') })), 'malformed'],
+    ['a challenge with a DER signature length', async (p) => p.ws.send(await challengeText({ sigMangle: (s) => s + 'AA' })), 'bad_signature'],
+    ['a challenge with a case-variant claim', async (p) => {
+      const t = now();
+      const raw = enc(`{"iss":"${IDENTITY}","sid":"${enc(Buffer.alloc(16))}","nonce":"${enc(Buffer.alloc(32))}","iat":${t},"exp":${t + 30},"algs":["ES256"],"cb":"none","ISS":"x"}`);
+      p.ws.send(await challengeText({ rawPayload: raw }));
+    }, 'malformed'],
+    ['a challenge with iat written as 1.0e9', async (p) => {
+      const raw = enc(`{"iss":"${IDENTITY}","sid":"${enc(Buffer.alloc(16))}","nonce":"${enc(Buffer.alloc(32))}","iat":${now()}.0,"exp":${now() + 30},"algs":["ES256"],"cb":"none"}`);
+      p.ws.send(await challengeText({ rawPayload: raw }));
+    }, 'malformed'],
+    ['a challenge with a zip header', async (p) => p.ws.send(await challengeText({ header: { zip: 'DEF' } })), 'header_not_allowed'],
+    ['a challenge typed with an application/ prefix', async (p) => p.ws.send(await challengeText({ header: { typ: 'application/wsproof-challenge+jwt' } })), 'wrong_type'],
+    ['a challenge with a 33-byte sid', async (p) => p.ws.send(await challengeText({ claims: { sid: enc(Buffer.alloc(33)) } })), 'malformed'],
+    ['a challenge with a 257-octet iss', async (p) => p.ws.send(await challengeText({ claims: { iss: 'é'.repeat(129) } })), 'malformed'],
+    ['a challenge with an unknown cb', async (p) => p.ws.send(await challengeText({ claims: { cb: 'tls-unique' } })), 'malformed'],
+    ['a challenge without algs', async (p) => p.ws.send(await challengeText({ claims: { algs: undefined } })), 'malformed'],
+    ['a challenge that demands channel binding over ws://', async (p) => p.ws.send(await challengeText({ claims: { cb: 'tls-exporter' } })), 'channel_binding_mismatch'],
+    ['a binary message before the accept', async (p) => {
+      p.ws.send(await challengeText());
+      await p.next();
+      p.ws.send(Buffer.from('early'));
+    }, 'unexpected_message'],
+    ['a second challenge instead of the accept', async (p) => {
+      p.ws.send(await challengeText());
+      await p.next();
+      p.ws.send(await challengeText());
+    }, 'unexpected_message'],
+    ['an accept with a case-variant member inside an unknown member', async (p) => {
+      p.ws.send(await challengeText());
+      await p.next();
+      p.ws.send(`{"token":"t","sub":"s","groups":[],"exp":${now() + 60},"x":[{"a":1,"A":2}]}`);
+    }, 'malformed'],
+    ['an accept with an expired exp', async (p) => {
+      p.ws.send(await challengeText());
+      await p.next();
+      p.ws.send(`{"token":"t","sub":"s","groups":[],"exp":${now() - 61}}`);
+    }, 'token_expired'],
+    ['an oversized accept', async (p) => {
+      p.ws.send(await challengeText());
+      await p.next();
+      p.ws.send(`{"token":"t","sub":"s","groups":[],"exp":${now() + 60},"pad":"${'x'.repeat(16384)}"}`);
+    }, 'too_large'],
+  ];
+  for (const [name, script, code] of cases) {
+    test(name, async () => {
+      const srv = await scripted(script);
+      try {
+        const err = await failure(connect(srv.url, opts()));
+        assert.ok(err instanceof ProtocolError, String(err));
+        assert.equal(err.code, code);
+        assert.equal(err.closeCode, ERRORS[code].close);
+        assert.equal(err.remote, false);
+        assert.doesNotMatch(err.message, /fake\.example|é|xxxx/);
+        const c = await srv.peers[0].closed;
+        assert.equal(c.code, ERRORS[code].close);
+        assert.equal(c.reason, ERRORS[code].reason);
+      } finally {
+        await srv.close();
+      }
+    });
+  }
+
+  test('the handshake timeout closes with 4008 and is retryable', async () => {
+    const srv = await scripted(() => {});
+    try {
+      const err = await failure(connect(srv.url, opts({ handshakeTimeout: 200 })));
+      assert.equal(err.code, 'handshake_timeout');
+      assert.equal(err.retryable, true);
+      assert.deepEqual(await srv.peers[0].closed, { code: 4008, reason: 'handshake timed out' });
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('a server that does not select wsproof.v1 fails the connection', async () => {
+    const srv = await scripted(() => {}, { handleProtocols: () => false });
+    try {
+      const err = await failure(connect(srv.url, opts()));
+      assert.match(err.message, /did not select subprotocol/);
+      assert.equal(err.retryable, false);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('HTTP 429 is rate_limited and retryable; 403 is origin_not_allowed', async () => {
+    for (const [status, code, retryable] of [[429, 'rate_limited', true], [403, 'origin_not_allowed', false]]) {
+      const srv = await scripted(() => {}, { verifyClient: (_info, cb) => cb(false, status) });
+      try {
+        const err = await failure(connect(srv.url, opts()));
+        assert.equal(err.code, code);
+        assert.equal(err.retryable, retryable);
+      } finally {
+        await srv.close();
+      }
+    }
+  });
+
+  test('the origin option sets the Origin header', async () => {
+    let origin;
+    const srv = await scripted(() => {}, { verifyClient: (info, cb) => { origin = info.origin; cb(false, 403); } });
+    try {
+      await failure(connect(srv.url, opts({ origin: 'https://app.example' })));
+      assert.equal(origin, 'https://app.example');
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('a server closure during the handshake rejects with its code', async () => {
+    const srv = await scripted(async (p) => {
+      p.ws.send(await challengeText());
+      await p.next();
+      p.ws.close(4003, 'authentication failed');
+    });
+    try {
+      const err = await failure(connect(srv.url, opts()));
+      assert.equal(err.code, null);
+      assert.equal(err.closeCode, 4003);
+      assert.equal(err.remote, true);
+      assert.equal(err.retryable, false);
+    } finally {
+      await srv.close();
+    }
+  });
+});
+
+describe('open and refreshing states', () => {
+  test('re-challenges are answered while messages flow both ways, in order', async () => {
+    const got = [];
+    const srv = await scripted(async (p) => {
+      const sid = await p.handshake();
+      // Binary messages before, around and after a re-challenge.
+      p.ws.send(Buffer.from('m1'));
+      const C = await challengeText({ claims: { sid, nonce: enc(Buffer.alloc(32, 1)) } });
+      p.ws.send(C);
+      p.ws.send(Buffer.from('m2'));
+      // The client's application messages and its response arrive in the
+      // order it sent them.
+      for (;;) {
+        const m = await p.next();
+        if (!m.isBinary) {
+          await checkResponse(m.data, C);
+          break;
+        }
+        got.push(m.data.toString());
+      }
+      p.ws.send(Buffer.from('m3'));
+      p.ws.send(JSON.stringify({ token: 'n.e.w.t.k', sub: 'alice', groups: ['h'], exp: now() + 600, extra: { ignored: true } }));
+      p.ws.send(Buffer.from('m4'));
+      for (;;) {
+        const m = await p.next();
+        got.push(m.data.toString());
+        if (m.data.toString() === 'last') break;
+      }
+      p.ws.close(1000);
+    });
+    try {
+      const steps = [];
+      const conn = await connect(srv.url, opts({ onStep: (s) => steps.push(s) }));
+      const first = conn.session;
+      assert.equal(first.token, 'a.b.c.d.e');
+      const msgs = [];
+      const refreshed = new Promise((r) => conn.addEventListener('refresh', (ev) => r(ev.session)));
+      conn.addEventListener('message', (ev) => {
+        msgs.push(new TextDecoder().decode(ev.data));
+        conn.send(`re ${msgs.length}`);
+      });
+      const s = await refreshed;
+      conn.send('last');
+      const c = await conn.closed;
+      assert.equal(c.code, 1000);
+      assert.deepEqual(msgs, ['m1', 'm2', 'm3', 'm4']);
+      assert.deepEqual(got, ['re 1', 're 2', 're 3', 're 4', 'last']);
+      assert.equal(s.token, 'n.e.w.t.k');
+      assert.deepEqual([...s.groups], ['h']);
+      assert.equal(s.socketId, first.socketId);
+      assert.equal(conn.session, s);
+      assert.deepEqual(steps, ['open', 'challenge', 'verified', 'response', 'accept',
+        'challenge', 'verified', 'response', 'accept', 'refresh']);
+      assert.throws(() => conn.send('after'), /not open/);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  const openCases = [
+    ['an accept with no response outstanding', async (p) => p.ws.send(`{"token":"t","sub":"s","groups":[],"exp":${now() + 60}}`), 'unexpected_message'],
+    ['an application message over maxMessageSize', async (p) => p.ws.send(Buffer.alloc(1025)), 'too_large'],
+    ['a text message over 4096 octets in OPEN', async (p) => p.ws.send('x'.repeat(4097)), 'too_large'],
+    ['a re-challenge for another socket', async (p) => p.ws.send(await challengeText({ claims: { sid: enc(Buffer.alloc(16, 3)) } })), 'socket_mismatch'],
+    ['text other than the accept while refreshing', async (p, sid) => {
+      p.ws.send(await challengeText({ claims: { sid } }));
+      await p.next();
+      p.ws.send(await challengeText({ claims: { sid } }));
+    }, 'unexpected_message'],
+    ['an expired accept while refreshing', async (p, sid) => {
+      p.ws.send(await challengeText({ claims: { sid } }));
+      await p.next();
+      p.ws.send(`{"token":"t","sub":"s","groups":[],"exp":${now() - 100}}`);
+    }, 'token_expired'],
+  ];
+  for (const [name, script, code] of openCases) {
+    test(name, async () => {
+      const srv = await scripted(async (p) => script(p, await p.handshake()));
+      try {
+        const conn = await connect(srv.url, opts({ maxMessageSize: 1024 }));
+        const ev = await new Promise((r) => conn.addEventListener('close', r));
+        assert.equal(ev.code, ERRORS[code].close);
+        assert.equal(ev.error.code, code);
+        assert.equal(ev.retryable, ERRORS[code].retryable);
+        const c = await srv.peers[0].closed;
+        assert.deepEqual(c, { code: ERRORS[code].close, reason: ERRORS[code].reason });
+        assert.equal((await conn.closed).code, ERRORS[code].close);
+      } finally {
+        await srv.close();
+      }
+    });
+  }
+
+  test('a text message up to 16384 octets is an acceptable accept while refreshing', async () => {
+    const srv = await scripted(async (p) => {
+      const sid = await p.handshake();
+      p.ws.send(await challengeText({ claims: { sid } }));
+      await p.next();
+      p.ws.send(`{"token":"t","sub":"s","groups":[],"exp":${now() + 60},"pad":"${'x'.repeat(8000)}"}`);
+    });
+    try {
+      const conn = await connect(srv.url, opts());
+      const s = await new Promise((r) => conn.addEventListener('refresh', (ev) => r(ev.session)));
+      assert.equal(s.subject, 's');
+      conn.close();
+      await conn.closed;
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('messages that arrive before the first listener are held for it', async () => {
+    const srv = await scripted(async (p) => {
+      await p.handshake();
+      for (let i = 0; i < 5; i++) p.ws.send(Buffer.from([i]));
+    });
+    try {
+      const conn = await connect(srv.url, opts());
+      await sleep(100);
+      const got = [];
+      conn.addEventListener('message', (ev) => got.push(ev.data[0]));
+      assert.deepEqual(got, [0, 1, 2, 3, 4]);
+      conn.close();
+      await conn.closed;
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('send takes strings, Uint8Arrays and ArrayBuffers, always as binary', async () => {
+    const got = [];
+    const srv = await scripted(async (p) => {
+      await p.handshake();
+      for (let i = 0; i < 3; i++) got.push(await p.next());
+      p.ws.close(1000);
+    });
+    try {
+      const conn = await connect(srv.url, opts());
+      conn.send('héllo');
+      conn.send(new Uint8Array([1, 2]));
+      conn.send(new Uint8Array([9, 3, 4, 9]).subarray(1, 3).buffer.slice(1, 3));
+      await conn.closed;
+      assert.deepEqual(got.map((m) => m.isBinary), [true, true, true]);
+      assert.equal(got[0].data.toString(), 'héllo');
+      assert.deepEqual([...got[1].data], [1, 2]);
+      assert.deepEqual([...got[2].data], [3, 4]);
+    } finally {
+      await srv.close();
+    }
+  });
+});
+
+describe('keep', () => {
+  test('retries retryable closures with backoff, then stops on a terminal one', async () => {
+    const srv = await scripted(async (p, n) => {
+      if (n <= 2) {
+        p.ws.close(4050, 'internal error');
+        return;
+      }
+      if (n === 3) {
+        await p.handshake();
+        p.ws.close(4010, 'session expired');
+        return;
+      }
+      p.ws.close(4005, 'header not allowed');
+    });
+    try {
+      const conns = [];
+      const t0 = Date.now();
+      const k = keep(srv.url, opts(), (c) => conns.push(c), { initial: 40, max: 80, jitter: 0 });
+      const end = await k.done;
+      assert.equal(end.code, 4005);
+      assert.equal(end.retryable, false);
+      assert.equal(end.error.code, 'header_not_allowed');
+      assert.equal(srv.peers.length, 4);
+      assert.equal(conns.length, 1);
+      assert.ok(Date.now() - t0 >= 40 + 80 + 80, 'backoff delays');
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('stop() ends keep and closes the connection', async () => {
+    const srv = await scripted((p) => p.handshake());
+    try {
+      let conn;
+      const k = keep(srv.url, opts(), (c) => (conn = c));
+      while (!conn) await sleep(5);
+      k.stop();
+      assert.deepEqual(await k.done, { stopped: true });
+      assert.equal((await conn.closed).code, 1000);
+    } finally {
+      await srv.close();
+    }
+  });
+});
+
+describe('options', () => {
+  test('credentials in the URL are refused', async () => {
+    await assert.rejects(connect('wss://user:pw@example.com/ws', opts()), TypeError);
+    await assert.rejects(connect('https://example.com/ws', opts()), TypeError);
+    await assert.rejects(connect('wss://example.com/ws', opts({ wsOptions: { headers: { Cookie: 'a=b' } } })), TypeError);
+  });
+
+  test('required options', async () => {
+    await assert.rejects(connect('ws://127.0.0.1:1/ws', opts({ keyId: '' })), TypeError);
+    await assert.rejects(connect('ws://127.0.0.1:1/ws', opts({ keyPair: { ...client, alg: 'ES384' } })), TypeError);
+    await assert.rejects(connect('ws://127.0.0.1:1/ws', opts({ serverKeys: undefined })), TypeError);
+  });
+
+  test('a connection refused is retryable', async () => {
+    const srv = await scripted(() => {});
+    const url = srv.url;
+    await srv.close();
+    const err = await failure(connect(url, opts()));
+    assert.equal(err.closeCode, 1006);
+    assert.equal(err.retryable, true);
+  });
+});
+
+describe('keys', () => {
+  test('generateKey, publicJwk and non-extractable private keys', async () => {
+    for (const alg of ALGORITHMS) {
+      const kp = await generateKey(alg);
+      assert.equal(kp.privateKey.extractable, false);
+      const jwk = await publicJwk(kp);
+      assert.equal(jwk.alg, alg);
+      assert.equal(jwk.use, 'sig');
+      assert.equal(jwk.kid, await thumbprint(jwk));
+      assert.equal(jwk.d, undefined);
+      await loadServerKeys({ keys: [jwk] });
+    }
+    await assert.rejects(generateKey('RS256', { modulusLength: 1024 }), RangeError);
+    await assert.rejects(generateKey('HS256'), TypeError);
+  });
+
+  test('RFC 7638 section 3.1 thumbprint', async () => {
+    const jwk = {
+      kty: 'RSA', e: 'AQAB', alg: 'RS256', kid: '2011-04-29',
+      n: '0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw',
+    };
+    assert.equal(await thumbprint(jwk), 'NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs');
+  });
+
+  test('importKey enforces one key, one algorithm and the key rules', async () => {
+    const ec = await generateKey('ES256', { extractable: true });
+    const priv = await crypto.subtle.exportKey('jwk', ec.privateKey);
+    const kp = await importKey({ ...priv, alg: 'ES256' });
+    assert.equal(kp.alg, 'ES256');
+    assert.equal(kp.privateKey.extractable, false);
+    for (const bad of [{ ...priv }, { ...priv, alg: 'ES384' }, { ...priv, alg: 'EdDSA' }, { ...priv, alg: 'ES256', use: 'enc' },
+      { ...priv, alg: 'ES256', d: undefined }, { ...priv, alg: 'ES256', y: priv.x }]) {
+      const err = await importKey(bad).then(() => null, (e) => e);
+      assert.equal(err && err.code, 'bad_key', JSON.stringify(Object.keys(bad)));
+    }
+  });
+
+  test('loadServerKeys applies the load-time rules', async () => {
+    const good = pinned.keys[0];
+    const cases = [
+      '{"keys":[]}',
+      `{"keys":[${JSON.stringify(good)}],"keys":[]}`,
+      `{"keys":[${JSON.stringify({ ...good, kid: 'a' })},${JSON.stringify({ ...good, kid: 'a' })}]}`,
+      { keys: [{ ...good, alg: undefined }] },
+      { keys: [{ ...good, kid: 'has space' }] },
+      { keys: [{ ...good, d: 'AAAA' }] },
+      { keys: [{ kty: 'oct', k: 'AAAA', alg: 'HS256', kid: 'x' }] },
+      { keys: [{ ...good, x: good.x + 'A' }] },
+      { nokeys: [] },
+    ];
+    for (const c of cases) {
+      const err = await loadServerKeys(c).then(() => null, (e) => e);
+      assert.equal(err && err.code, 'bad_key', JSON.stringify(c));
+      assert.equal(err.closeCode, null);
+    }
+  });
+});
+
+describe('strict JSON and NumericDate (through processAccept)', () => {
+  const t = now() + 100;
+  const base = (extra = '') => `{"token":"t","sub":"s","groups":["g"],"exp":${t}${extra}}`;
+  test('accepted', () => {
+    for (const a of [base(), base(',"x":{"a":[1,2.5,-3e2,true,null,"\\u00e9\\ud83d\\ude00"]}'), base(',"Exp2":1'), `{"token":"t","sub":"s","groups":[],"exp":${t}}  `]) {
+      assert.equal(processAccept(a).exp, t, a);
+    }
+  });
+  test('refused as malformed', () => {
+    const cases = [
+      base(',"exp":1'), base(',"EXP":1'), base(',"x":{"y":{"a":1,"A":1}}'), base(',"\\u0074oken":"u"'),
+      base(' x'), base(',"x":"\\ud800"'), base(',"x":"\\udc00\\ud800"'), base(',"x":"\\uffff"'), base(',"x":"\ufdd0"'),
+      base(',"x":"\\q"'), base(',"x":01'), base(',"x":"a\tb"'), base(','), '\ufeff' + base(),
+      `{"token":"t","sub":"s","groups":["g"],"exp":${t}.0}`, `{"token":"t","sub":"s","groups":["g"],"exp":1e9}`,
+      '{"token":"t","sub":"s","groups":["g"],"exp":-0}', '{"token":"t","sub":"s","groups":["g"],"exp":9007199254740992}',
+      `{"token":"t","sub":"s","groups":["g"],"exp":0${t}}`, `{"token":"","sub":"s","groups":[],"exp":${t}}`,
+      `{"token":"t","sub":"","groups":[],"exp":${t}}`, `{"token":"t","sub":"s","groups":[""],"exp":${t}}`,
+      `{"token":"t","sub":"s","groups":"g","exp":${t}}`, `{"token":"t","sub":"s","exp":${t}}`, `["token"]`,
+      `{"token":"${'t'.repeat(8193)}","sub":"s","groups":[],"exp":${t}}`,
+      `{"token":"t","sub":"s","groups":${JSON.stringify(Array(65).fill('g'))},"exp":${t}}`,
+      `{"token":"t","sub":"s","groups":[],"exp":${t},"deep":${'['.repeat(40)}${']'.repeat(40)}}`,
+    ];
+    for (const a of cases) {
+      const err = (() => {
+        try {
+          processAccept(a);
+        } catch (e) {
+          return e;
+        }
+      })();
+      assert.equal(err && err.code, 'malformed', a.slice(0, 200));
+    }
+  });
+  test('exp plus the skew at or before now is token_expired', () => {
+    assert.throws(() => processAccept(`{"token":"t","sub":"s","groups":[],"exp":1000}`, { now: 1060 * 1000 }), { code: 'token_expired' });
+    assert.equal(processAccept(`{"token":"t","sub":"s","groups":[],"exp":1000}`, { now: 1059 * 1000 }).exp, 1000);
+    assert.throws(() => processAccept(`{"token":"t","sub":"s","groups":[],"exp":1000}`, { now: 1000 * 1000, clockSkew: 0 }), { code: 'token_expired' });
+  });
+});
+
+test('ERRORS is the spec\'s error table', () => {
+  const spec = readFileSync(new URL('../../../spec/wsproof-v1.md', import.meta.url), 'utf8');
+  const section = spec.slice(spec.indexOf('\n## Errors'), spec.indexOf('**Retry.**'));
+  const rows = {};
+  for (const line of section.split('\n')) {
+    const m = /^\| `([a-z_]+)` \|[^|]*\| (\d{4}|—) \| [^|]* \| (yes|no) \| `([^`]+)` \|$/.exec(line);
+    if (m && m[2] !== '—') rows[m[1]] = { close: Number(m[2]), retryable: m[3] === 'yes', reason: m[4] };
+  }
+  assert.ok(Object.keys(rows).length >= 20, 'could not read the spec table');
+  assert.deepEqual({ ...ERRORS }, rows);
+});
+
+test('verifyChallenge does not echo peer input in errors', async () => {
+  const C = await challengeText({ claims: { iss: 'wss://evil.example/<script>' } });
+  const err = await verifyChallenge(C, opts()).then(() => null, (e) => e);
+  assert.equal(err.code, 'audience_mismatch');
+  assert.doesNotMatch(err.message, /evil|script/);
+});
+
+after(() => {});

@@ -1,0 +1,469 @@
+// Command wsproof-bench measures wsproof's server and client against their
+// baselines, each measured in the same run on the same machine and printed
+// beside it as a ratio (issue 5, BENCHMARKS.md):
+//
+//   - handshakes: rate, p50/p99 latency and server CPU per handshake at
+//     several concurrencies, for every client algorithm, with and without
+//     TLS 1.3; beside a plain gorilla upgrade on the same server, the
+//     raw-primitive floor and Centrifuge's JWT connect;
+//   - frames: echo rate and latency on authenticated versus plain gorilla
+//     sockets, and a run during which every session refreshes (no frame may
+//     be lost);
+//   - memory: server RSS per idle authenticated socket versus plain gorilla;
+//   - scale: 10,000 sessions opened at a steady rate with refreshes running;
+//   - device: size and RSS of a minimal client program.
+//
+// The server runs in a child process (this program, started again with the
+// hidden "server" subcommand; the Centrifuge harness is its own module in
+// ./centrifuge), whose CPU time comes from its own getrusage. Everything
+// listens on and dials 127.0.0.0/8 only, and every load loop is bounded in
+// time and count.
+//
+// Usage:
+//
+//	go run ./cmd/wsproof-bench [-quick] [-out DIR] [-md FILE] [-only LIST] [-skip LIST]
+//
+// Run it from the repository. -quick is the smoke version CI runs (seconds);
+// without it the full run takes about a quarter of an hour on two cores.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/wsproof/wsproof/keys"
+)
+
+const usage = `Usage: wsproof-bench [flags]
+
+Measures wsproof beside its baselines (plain gorilla/websocket on the same
+server, the raw cryptographic floor, Centrifuge's JWT connect), in separate
+server and load-generator processes on loopback. Figures are medians of
+-runs repetitions; the log shows every repetition.
+
+Flags:
+    -quick         smoke run: small counts, one repetition, a few seconds
+    -out DIR       write DIR/results.json and the SVG plots
+    -md FILE       write the Markdown tables to FILE, between the markers
+                   <!-- wsproof-bench:begin --> and <!-- wsproof-bench:end -->
+                   when FILE has them (the rest of FILE is kept)
+    -only LIST     run only these sections (comma-separated)
+    -skip LIST     skip these sections
+                   sections: handshake, centrifuge, frames, refresh, memory,
+                   scale, device
+    -runs N        repetitions of each measurement (default 3; quick 1)
+    -conns N       sockets of the memory and scale runs (default 10000; quick 200)
+    -cross         cross-build the device programs for linux/arm64 and
+                   linux/arm (default on; off with -quick)
+    -profile       capture pprof profiles from the server child for each
+                   missed target, into DIR/profiles (default on with -out,
+                   off with -quick)
+    -from FILE     do not measure: render -out and -md from a results.json
+                   written by an earlier run
+    -v             log every repetition to stderr (default on)
+`
+
+var allSections = []string{"handshake", "centrifuge", "frames", "refresh", "memory", "scale", "device"}
+
+// options are the sizes of one run.
+type options struct {
+	quick    bool
+	out, md  string
+	from     string
+	sections map[string]bool
+	verbose  bool
+	cross    bool
+	profile  bool
+	runs     int
+
+	concs    []int
+	algs     []keys.Algorithm
+	tlsModes []bool
+	hsDur    time.Duration
+	hsWarm   time.Duration
+	hsMax    int
+	settle   time.Duration
+
+	floorIters int
+
+	frameConns int
+	sizes      []int
+	inflights  []int
+	frameWarm  time.Duration
+	frameDur   time.Duration
+	drain      time.Duration
+
+	refreshLifetime time.Duration
+	refreshBefore   time.Duration
+	refreshDur      time.Duration
+
+	memN      int
+	memSettle time.Duration
+
+	scaleN        int
+	scaleRate     float64
+	scaleHold     time.Duration
+	scaleLifetime time.Duration
+	scaleRuns     int
+
+	profDur time.Duration
+}
+
+func defaultOptions(quick bool) *options {
+	o := &options{
+		quick: quick, verbose: true, runs: 3, cross: true,
+		concs: []int{1, 32, 256}, algs: benchAlgs, tlsModes: []bool{false, true},
+		hsDur: 3 * time.Second, hsWarm: 300 * time.Millisecond, hsMax: 30000, settle: 150 * time.Millisecond,
+		floorIters: 300,
+		frameConns: 64, sizes: []int{64, 4096}, inflights: []int{1, 16},
+		frameWarm: 500 * time.Millisecond, frameDur: 3 * time.Second, drain: 5 * time.Second,
+		refreshLifetime: 3 * time.Second, refreshBefore: 1500 * time.Millisecond, refreshDur: 8 * time.Second,
+		memN: 10000, memSettle: time.Second,
+		scaleN: 10000, scaleRate: 400, scaleHold: 20 * time.Second, scaleLifetime: 30 * time.Second, scaleRuns: 3,
+		profDur: 10 * time.Second,
+	}
+	if quick {
+		o.runs, o.cross = 1, false
+		o.concs = []int{1, 16}
+		o.hsDur, o.hsWarm, o.hsMax, o.settle = 150*time.Millisecond, 30*time.Millisecond, 300, 30*time.Millisecond
+		o.floorIters = 20
+		o.frameWarm, o.frameDur, o.drain = 100*time.Millisecond, 300*time.Millisecond, 3*time.Second
+		o.refreshLifetime, o.refreshBefore, o.refreshDur = 2*time.Second, time.Second, 2500*time.Millisecond
+		o.memN, o.memSettle = 200, 100*time.Millisecond
+		o.scaleN, o.scaleRate, o.scaleHold, o.scaleLifetime, o.scaleRuns = 200, 400, 1500*time.Millisecond, 2*time.Second, 1
+		o.profDur = 2 * time.Second
+	}
+	return o
+}
+
+// parseOptions reads the command line.
+func parseOptions(args []string, stderr io.Writer) (*options, error) {
+	fs := flag.NewFlagSet("wsproof-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	quick := fs.Bool("quick", false, "")
+	out := fs.String("out", "", "")
+	md := fs.String("md", "", "")
+	only := fs.String("only", "", "")
+	skip := fs.String("skip", "", "")
+	runs := fs.Int("runs", 0, "")
+	conns := fs.Int("conns", 0, "")
+	cross := fs.String("cross", "", "")
+	profile := fs.String("profile", "", "")
+	verbose := fs.Bool("v", true, "")
+	from := fs.String("from", "", "")
+	// -cross and -profile are booleans with mode-dependent defaults.
+	for i, a := range args {
+		for _, name := range []string{"cross", "profile"} {
+			if a == "-"+name || a == "--"+name {
+				args[i] = a + "=true"
+			}
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	o := defaultOptions(*quick)
+	o.out, o.md, o.verbose, o.from = *out, *md, *verbose, *from
+	o.profile = o.out != "" && !o.quick
+	if *runs > 0 {
+		o.runs = *runs
+		o.scaleRuns = min(o.scaleRuns, *runs)
+		if !o.quick {
+			o.scaleRuns = *runs
+		}
+	}
+	if *conns > 0 {
+		o.memN, o.scaleN = *conns, *conns
+	}
+	for name, p := range map[string]*bool{"cross": &o.cross, "profile": &o.profile} {
+		switch v := map[string]string{"cross": *cross, "profile": *profile}[name]; v {
+		case "":
+		case "true", "1":
+			*p = true
+		case "false", "0":
+			*p = false
+		default:
+			return nil, fmt.Errorf("-%s=%s: want true or false", name, v)
+		}
+	}
+	o.sections = map[string]bool{}
+	list := func(s string) ([]string, error) {
+		var out []string
+		for _, f := range strings.Split(s, ",") {
+			if f = strings.TrimSpace(f); f == "" {
+				continue
+			}
+			if !slices.Contains(allSections, f) {
+				return nil, fmt.Errorf("unknown section %q (have %s)", f, strings.Join(allSections, ", "))
+			}
+			out = append(out, f)
+		}
+		return out, nil
+	}
+	onlyList, err := list(*only)
+	if err != nil {
+		return nil, err
+	}
+	skipList, err := list(*skip)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range allSections {
+		if (len(onlyList) == 0 || slices.Contains(onlyList, s)) && !slices.Contains(skipList, s) {
+			o.sections[s] = true
+		}
+	}
+	return o, nil
+}
+
+// bench is one run in progress.
+type bench struct {
+	o       *options
+	e       *env
+	res     *Results
+	srv     *child // the main server child: handshakes, frames, device
+	cent    *child // the Centrifuge harness, or nil
+	src     *sources
+	profDir string
+	logw    io.Writer
+}
+
+func (b *bench) logf(format string, args ...any) {
+	if b.o.verbose {
+		fmt.Fprintf(b.logw, format+"\n", args...)
+	}
+}
+
+func main() {
+	if os.Getenv(childEnv) == "1" || (len(os.Args) > 1 && os.Args[1] == "server") {
+		args := os.Args[1:]
+		if len(args) > 0 && args[0] == "server" {
+			args = args[1:]
+		}
+		if err := serverChild(args); err != nil {
+			fmt.Fprintln(os.Stderr, "wsproof-bench server:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	o, err := parseOptions(os.Args[1:], os.Stderr)
+	if err == flag.ErrHelp {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "wsproof-bench:", err)
+		os.Exit(2)
+	}
+	run := run
+	if o.from != "" {
+		run = render
+	}
+	res, err := run(o, os.Stdout, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "wsproof-bench:", err)
+		os.Exit(1)
+	}
+	for _, t := range res.Targets {
+		fmt.Fprintf(os.Stdout, "%-4s %s: %s (limit %s)\n", passWord(t.Pass), t.Name, t.Figure, t.Limit)
+	}
+}
+
+// run performs every selected section and writes the outputs.
+func run(o *options, stdout, stderr io.Writer) (*Results, error) {
+	start := time.Now()
+	limit, err := raiseNofile()
+	if err != nil {
+		return nil, err
+	}
+	if need := uint64(max(o.memN, o.scaleN) + 1024); (o.sections["memory"] || o.sections["scale"]) && limit < need {
+		return nil, fmt.Errorf("open-file limit %d is below the %d the memory and scale runs need: raise the hard limit (ulimit -Hn) or use -conns", limit, need)
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "wsproof-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	logw := io.Discard
+	if o.verbose {
+		logw = stderr
+	}
+	e, err := newEnv(o, dir, logw)
+	if err != nil {
+		return nil, err
+	}
+	e.root = root
+	res := &Results{Started: start.UTC(), Mode: map[bool]string{true: "quick", false: "full"}[o.quick], Runs: o.runs,
+		Command: commandLine(o), Machine: machine()}
+	for _, s := range allSections {
+		if o.sections[s] {
+			res.Sections = append(res.Sections, s)
+		}
+	}
+	b := &bench{o: o, e: e, res: res, src: &sources{n: 64}, logw: logw}
+	if o.out != "" && o.profile {
+		b.profDir = filepath.Join(o.out, "profiles")
+	}
+	b.logf("wsproof-bench: %s run, %d repetition(s), sections %s; %s, %d cores, %s",
+		res.Mode, o.runs, strings.Join(res.Sections, ","), res.Machine.CPU, res.Machine.Cores, res.Machine.GoVersion)
+	if b.srv, err = e.startServer("main", 0, 0); err != nil {
+		return nil, err
+	}
+	defer b.srv.stop()
+	if o.sections["handshake"] && o.sections["centrifuge"] {
+		if b.cent, err = e.startCentrifuge(); err != nil {
+			return nil, err
+		}
+		defer b.cent.stop()
+	}
+	steps := []struct {
+		name string
+		f    func() error
+	}{
+		{"handshake", b.handshakes}, {"frames", b.frames}, {"refresh", b.refresh},
+		{"memory", b.memory}, {"scale", b.scale}, {"device", b.device},
+	}
+	for _, s := range steps {
+		if !o.sections[s.name] {
+			continue
+		}
+		t0 := time.Now()
+		if err := s.f(); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.name, err)
+		}
+		b.logf("%s done in %s", s.name, time.Since(t0).Round(time.Second))
+	}
+	res.Targets = evaluate(res, o)
+	if b.profDir != "" {
+		b.captureProfiles()
+	}
+	res.Machine.LoadAfter = loadavg()
+	res.Elapsed = time.Since(start).Round(time.Second).String()
+	if o.out != "" {
+		if err := writeOutputs(o.out, res); err != nil {
+			return nil, err
+		}
+	}
+	if o.md != "" {
+		if err := writeMarkdown(o.md, res); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// render writes -out and -md from the results of an earlier run.
+func render(o *options, stdout, stderr io.Writer) (*Results, error) {
+	data, err := os.ReadFile(o.from)
+	if err != nil {
+		return nil, err
+	}
+	res := &Results{}
+	if err := json.Unmarshal(data, res); err != nil {
+		return nil, fmt.Errorf("%s: %w", o.from, err)
+	}
+	for i, p := range res.Profiles {
+		if strings.HasSuffix(p.File, "-cpu.pprof") && len(p.Shares) == 0 {
+			res.Profiles[i].Shares = pprofShares(p.File)
+		}
+	}
+	if o.out != "" {
+		if err := writeOutputs(o.out, res); err != nil {
+			return nil, err
+		}
+	}
+	if o.md != "" {
+		if err := writeMarkdown(o.md, res); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func commandLine(o *options) string {
+	args := []string{"go run ./cmd/wsproof-bench"}
+	if o.quick {
+		args = append(args, "-quick")
+	}
+	if o.out != "" {
+		args = append(args, "-out", filepath.ToSlash(o.out))
+	}
+	if o.md != "" {
+		args = append(args, "-md", filepath.ToSlash(o.md))
+	}
+	return strings.Join(args, " ")
+}
+
+func machine() Machine {
+	m := Machine{Cores: runtime.NumCPU(), GoVersion: runtime.Version(), LoadBefore: loadavg()}
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if data, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(data))
+	}
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		line, _, _ := strings.Cut(string(data), "\n")
+		m.MemTotal = strings.Join(strings.Fields(strings.TrimPrefix(line, "MemTotal:")), " ")
+	}
+	return m
+}
+
+func loadavg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// writeOutputs writes results.json and the plots into dir.
+func writeOutputs(dir string, res *Results) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	for name, svg := range plots(res) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(svg), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func passWord(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "MISS"
+}

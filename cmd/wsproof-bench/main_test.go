@@ -1,0 +1,142 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary serve as the server child, as the real
+// binary does: run starts os.Executable() with the child marker set.
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		args := os.Args[1:]
+		if len(args) > 0 && args[0] == "server" {
+			args = args[1:]
+		}
+		if err := serverChild(args); err != nil {
+			os.Stderr.WriteString("server child: " + err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestQuick runs the quick mode end to end (without the Centrifuge harness,
+// a separate module whose first build takes a minute, and without the
+// cross builds) and checks that every section produced results, the files
+// were written and no frame was lost. It asserts no performance figure.
+func TestQuick(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts server processes")
+	}
+	out := t.TempDir()
+	md := filepath.Join(out, "BENCH.md")
+	if err := os.WriteFile(md, []byte("# kept\n\n"+mdBegin+"\nold\n"+mdEnd+"\n\ntail kept\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o, err := parseOptions([]string{"-quick", "-skip", "centrifuge", "-out", out, "-md", md, "-v=false"}, os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if testing.Verbose() {
+		o.verbose = true
+	}
+	// Smaller still than -quick: the race detector slows every handshake.
+	o.algs = o.algs[:3]
+	o.concs = []int{4}
+	o.memN, o.scaleN = 100, 100
+	o.frameConns, o.frameDur, o.refreshDur, o.memSettle = 16, 150*time.Millisecond, 1500*time.Millisecond, 50*time.Millisecond
+	res, err := run(o, os.Stdout, os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if n := len(res.Handshakes); n != 2*(1+len(o.algs)) {
+		t.Errorf("%d handshake cells, want %d", n, 2*(1+len(o.algs)))
+	}
+	for _, c := range res.Handshakes {
+		if c.Ops == 0 || c.Rate <= 0 || c.CPUus <= 0 || len(c.Failures) > 0 {
+			t.Errorf("handshake %s tls=%v: %d ops, %.0f/s, %.0f µs, failures %v", c.name(), c.TLS, c.Ops, c.Rate, c.CPUus, c.Failures)
+		}
+	}
+	if len(res.Floors) != len(o.algs) {
+		t.Errorf("%d floors, want %d", len(res.Floors), len(o.algs))
+	}
+	if len(res.Frames) != 8 {
+		t.Errorf("%d frame cells, want 8", len(res.Frames))
+	}
+	for _, c := range res.Frames {
+		if c.Received == 0 || c.Lost != 0 || c.Errors != 0 {
+			t.Errorf("frames %s %d B x%d: received %d, lost %d, errors %d", c.System, c.Size, c.Inflight, c.Received, c.Lost, c.Errors)
+		}
+	}
+	if rf := res.Refresh; rf == nil {
+		t.Error("no refresh run")
+	} else if rf.Lost != 0 || rf.Errors != 0 || rf.RefreshFails != 0 || rf.Refreshes < rf.Conns || rf.Received == 0 {
+		t.Errorf("refresh run: %d refreshes (%d failed), received %d, lost %d, errors %d", rf.Refreshes, rf.RefreshFails, rf.Received, rf.Lost, rf.Errors)
+	}
+	if len(res.Memory) != 2 {
+		t.Errorf("%d memory results, want 2", len(res.Memory))
+	}
+	for _, m := range res.Memory {
+		if m.PerConnKiB <= 0 || m.Failures != 0 {
+			t.Errorf("memory %s: %.1f KiB per socket, %d failures", m.System, m.PerConnKiB, m.Failures)
+		}
+	}
+	if s := res.Scale; s == nil || s.Opened != o.scaleN || s.Failures != 0 {
+		t.Errorf("scale: %+v", s)
+	}
+	if len(res.Device) != 2 || res.Device[0].SizeBytes == 0 || res.Device[1].RSSKiB == 0 {
+		t.Errorf("device: %+v", res.Device)
+	}
+	if len(res.Targets) == 0 {
+		t.Error("no targets evaluated")
+	}
+
+	data, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Results
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatalf("results.json: %v", err)
+	}
+	for _, f := range []string{"handshakes.svg", "handshake-latency.svg", "frames.svg", "frame-latency.svg", "memory.svg", "scale-latency.svg"} {
+		svg, err := os.ReadFile(filepath.Join(out, f))
+		if err != nil || !strings.HasPrefix(string(svg), "<svg") || !strings.Contains(string(svg), "polyline") && !strings.Contains(string(svg), "<rect x=") {
+			t.Errorf("plot %s missing or empty: %v", f, err)
+		}
+	}
+	doc, err := os.ReadFile(md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"# kept", "tail kept", "### Handshakes without TLS", "### Frames while every session refreshes", "### Targets"} {
+		if !strings.Contains(string(doc), want) {
+			t.Errorf("markdown lacks %q", want)
+		}
+	}
+	if strings.Contains(string(doc), "\nold\n") {
+		t.Error("markdown kept the old generated block")
+	}
+
+	// -from renders the same outputs from the saved results.
+	again := t.TempDir()
+	o2, err := parseOptions([]string{"-from", filepath.Join(out, "results.json"), "-out", again, "-md", filepath.Join(again, "B.md")}, os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := render(o2, os.Stdout, os.Stderr); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"results.json", "handshakes.svg", "memory.svg", "B.md"} {
+		if _, err := os.Stat(filepath.Join(again, f)); err != nil {
+			t.Errorf("-from: %v", err)
+		}
+	}
+}

@@ -39,12 +39,21 @@ type Conn struct {
 	sess atomic.Pointer[protocol.Session]
 	exp  atomic.Int64 // the current token's expiry, Unix nanoseconds: the per-message check
 
-	in      chan Message  // reader -> application; unbuffered: a slow handler slows the reader, not memory
-	out     chan []byte   // application -> writer, bounded by Config.SendQueue
-	control chan []byte   // accept messages: reader -> writer
-	renewed chan struct{} // a refresh completed: re-arm the writer's timers
-	done    chan struct{} // closed when the socket closes
-	refresh atomic.Pointer[protocol.ServerHandshake]
+	rmu    sync.Mutex    // one Read at a time (gorilla allows one reader)
+	wsem   chan struct{} // one writer at a time (gorilla allows one); a ctx-aware mutex
+	cancel func()        // cancels the handler's context when the socket closes
+	done   chan struct{} // closed when the socket closes
+
+	refresh atomic.Pointer[protocol.ServerHandshake] // the outstanding re-challenge
+
+	// Timers run their functions on their own short-lived goroutines, so an
+	// idle session costs no goroutine for them.
+	tmu            sync.Mutex
+	refreshTimer   *time.Timer
+	expireTimer    *time.Timer
+	pingTimer      *time.Timer
+	lastRefreshExp int64 // the token expiry a re-challenge was last sent for
+	lastAlive      int64 // Unix nanoseconds of the last read-deadline extension
 
 	closeOnce sync.Mutex
 	closed    bool
@@ -54,11 +63,8 @@ type Conn struct {
 func newConn(s *Server, ws *websocket.Conn, remote string, exporter []byte) *Conn {
 	return &Conn{
 		s: s, ws: ws, remote: remote, exporter: exporter,
-		in:      make(chan Message),
-		out:     make(chan []byte, s.cfg.SendQueue),
-		control: make(chan []byte, 1),
-		renewed: make(chan struct{}, 1),
-		done:    make(chan struct{}),
+		wsem: make(chan struct{}, 1),
+		done: make(chan struct{}),
 	}
 }
 
@@ -68,37 +74,44 @@ func (c *Conn) Session() *protocol.Session { return c.sess.Load() }
 // RemoteIP is the client's IP address.
 func (c *Conn) RemoteIP() string { return c.remote }
 
-// Read returns the next application message. It returns ErrClosed, wrapped
-// with the reason, once the socket has closed, or ctx.Err().
+// Read returns the next application message. Like every WebSocket
+// library, the connection processes what the client sends only while it is
+// read: Read also answers pings and completes in-band refreshes, so the
+// handler must keep calling it for the session to stay alive (a handler that
+// only sends still runs a loop of Read). One Read runs at a time.
+//
+// Read returns ErrClosed, joined with how the socket ended, once it has
+// closed. If ctx ends while Read waits, the socket is closed: a WebSocket
+// read cannot be resumed after it is interrupted.
 func (c *Conn) Read(ctx context.Context) (Message, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
 	select {
-	case m := <-c.in:
-		return m, nil
 	case <-c.done:
 		return Message{}, c.err()
-	case <-ctx.Done():
-		return Message{}, ctx.Err()
-	}
-}
-
-// Send queues data as one binary message. It blocks while the outbound queue
-// is full, until ctx ends or the socket closes. Send does not keep data
-// after it returns an error; it keeps it until written otherwise, so the
-// caller must not modify it.
-func (c *Conn) Send(ctx context.Context, data []byte) error {
-	select {
-	case <-c.done:
-		return c.err()
 	default:
 	}
-	select {
-	case c.out <- data:
-		return nil
-	case <-c.done:
-		return c.err()
-	case <-ctx.Done():
-		return ctx.Err()
+	stop := context.AfterFunc(ctx, func() { c.closeWith(websocket.CloseGoingAway, "") })
+	defer stop()
+	c.alive(time.Now()) // the handler may have been busy elsewhere since its last Read
+	m, err := c.next()
+	if err != nil {
+		if ctx.Err() != nil {
+			return Message{}, ctx.Err()
+		}
+		return Message{}, c.err()
 	}
+	return m, nil
+}
+
+// Send writes data as one binary message. Writes are serialized: Send waits
+// while another write is in progress, until ctx ends or the socket closes,
+// and a write that cannot finish within Config.WriteTimeout closes the
+// socket. So the outbound queue of a socket is bounded by the socket buffer
+// and one message per waiting caller. Send does not keep data after it
+// returns.
+func (c *Conn) Send(ctx context.Context, data []byte) error {
+	return c.write(ctx, websocket.BinaryMessage, data)
 }
 
 // Close closes the socket with 1000 Normal Closure.
@@ -122,14 +135,25 @@ func (c *Conn) closeWith(code int, reason string) {
 	}
 	c.closed = true
 	c.closeErr = errors.Join(ErrClosed, &websocket.CloseError{Code: code, Text: reason})
+	cancel := c.cancel
 	c.closeOnce.Unlock()
-	// WriteControl may run concurrently with the writer goroutine. 1006
+	// WriteControl may run concurrently with a writer. 1006
 	// means the connection broke: there is no one to send a frame to.
 	if code != websocket.CloseAbnormalClosure {
 		c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
 	}
 	c.ws.Close()
 	close(c.done)
+	if cancel != nil {
+		cancel()
+	}
+	c.tmu.Lock()
+	for _, t := range []*time.Timer{c.refreshTimer, c.expireTimer, c.pingTimer} {
+		if t != nil {
+			t.Stop()
+		}
+	}
+	c.tmu.Unlock()
 }
 
 // closeCode closes with a code from the spec's error table.
@@ -203,25 +227,32 @@ func transportErr(err error) error {
 	return err
 }
 
-// serve runs an authenticated socket: the application handler, a writer
-// goroutine, and the reader on this goroutine.
+// serve runs an authenticated socket: the application handler on this
+// goroutine, reading through Conn.Read, and timers for keepalive, refresh and
+// expiry. Writes happen on the goroutine that asks for them (Send, Read's
+// accepts, the timers), one at a time. An idle session costs one goroutine,
+// as with a plain WebSocket echo.
 func (c *Conn) serve() {
 	c.ws.SetWriteDeadline(time.Time{})
-	c.alive()
-	c.ws.SetPongHandler(func(string) error { c.alive(); return nil })
-
+	c.alive(time.Now())
+	c.ws.SetPongHandler(func(string) error { c.alive(time.Now()); return nil })
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); c.write() }()
-	go func() {
-		defer wg.Done()
-		defer c.Close()
-		c.s.cfg.Handler.ServeSession(ctx, c)
-	}()
-	c.read()
+	c.closeOnce.Lock()
+	c.cancel = cancel
+	closed := c.closed
+	c.closeOnce.Unlock()
+	if closed {
+		cancel()
+	}
+	c.tmu.Lock()
+	c.pingTimer = time.AfterFunc(c.s.cfg.PingInterval, c.ping)
+	c.refreshTimer = time.AfterFunc(time.Hour, c.startRefresh)
+	c.expireTimer = time.AfterFunc(time.Hour, c.checkExpiry)
+	c.tmu.Unlock()
+	c.arm()
+	c.s.cfg.Handler.ServeSession(ctx, c)
+	c.Close()
 	cancel()
-	wg.Wait()
 	s := c.Session()
 	c.s.log.Debug("wsproof: session ended", "sid", s.SocketID, "kid", s.KeyID, "err", c.err())
 }
@@ -232,114 +263,121 @@ func (c *Conn) setSession(s *protocol.Session) {
 }
 
 // alive extends the read deadline: a socket silent for two ping intervals is
-// dead.
-func (c *Conn) alive() { c.ws.SetReadDeadline(time.Now().Add(2 * c.s.cfg.PingInterval)) }
+// dead. It moves the deadline at most once a second, which keeps the cost off
+// the per-message path.
+func (c *Conn) alive(now time.Time) {
+	if n := now.UnixNano(); n-atomic.LoadInt64(&c.lastAlive) >= int64(time.Second) {
+		atomic.StoreInt64(&c.lastAlive, n)
+		c.ws.SetReadDeadline(now.Add(2 * c.s.cfg.PingInterval))
+	}
+}
 
-// read is the reader loop. Every application message is checked against the
+// next reads until the next application message, handling refresh
+// responses on the way. Every application message is checked against the
 // current session in O(1): a comparison with the token's expiry (spec section
-// "Later-frame authorization"); revocation closes the socket directly.
-func (c *Conn) read() {
-	defer c.closeWith(websocket.CloseNormalClosure, "")
+// "Later-frame authorization"); revocation closes the socket directly. Any
+// failure closes the socket.
+func (c *Conn) next() (Message, error) {
 	for {
 		mt, data, err := c.readMessage(protocol.MaxHandshakeMessage, c.s.cfg.MaxMessageSize)
 		if err != nil {
 			if errors.Is(err, errTooLarge) {
 				c.closeCode(protocol.CodeTooLarge)
+			} else {
+				c.closeWith(websocket.CloseNormalClosure, "")
 			}
-			return
+			return Message{}, err
 		}
-		c.alive()
+		now := c.s.now()
+		c.alive(time.Now())
 		switch mt {
 		case websocket.BinaryMessage:
-			if c.s.now().UnixNano() >= c.exp.Load() {
+			if now.UnixNano() >= c.exp.Load() {
 				c.closeCode(protocol.CodeTokenExpired)
-				return
+				return Message{}, ErrClosed
 			}
-			select {
-			case c.in <- Message{Data: data, Session: c.sess.Load()}:
-			case <-c.done:
-				return
-			}
+			return Message{Data: data, Session: c.sess.Load()}, nil
 		case websocket.TextMessage:
 			h := c.refresh.Swap(nil)
 			if h == nil {
 				c.closeCode(protocol.CodeUnexpectedMessage)
-				return
+				return Message{}, ErrClosed
 			}
-			sess, accept, err := h.ReadResponse(data, c.s.rand, c.s.now())
+			sess, accept, err := h.ReadResponse(data, c.s.rand, now)
 			if err != nil {
 				c.fail(err, "refresh")
-				return
+				return Message{}, err
 			}
 			c.setSession(sess)
 			c.s.m.refreshes.WithLabelValues("ok").Inc()
-			select {
-			case c.control <- accept:
-			case <-c.done:
-				return
+			if err := c.write(context.Background(), websocket.TextMessage, accept); err != nil {
+				return Message{}, err
 			}
+			c.arm()
 		}
 	}
 }
 
-// write is the only goroutine that writes data frames: application
-// messages, re-challenges, accepts and pings. It also owns the refresh and
-// expiry timers.
-func (c *Conn) write() {
-	ping := time.NewTicker(c.s.cfg.PingInterval)
-	defer ping.Stop()
-	refresh := time.NewTimer(0)
-	expire := time.NewTimer(0)
-	defer refresh.Stop()
-	defer expire.Stop()
-	arm := func() {
-		exp := time.Unix(0, c.exp.Load())
-		now := c.s.now()
-		refresh.Reset(exp.Add(-c.s.cfg.RefreshBefore).Sub(now))
-		expire.Reset(exp.Sub(now))
+// arm sets the refresh and expiry timers for the current token.
+func (c *Conn) arm() {
+	exp := time.Unix(0, c.exp.Load())
+	now := c.s.now()
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	select {
+	case <-c.done:
+		return
+	default:
 	}
-	arm()
-	var lastRefreshExp int64
-	for {
-		var err error
-		select {
-		case <-c.done:
-			return
-		case msg := <-c.out:
-			err = c.send(websocket.BinaryMessage, msg)
-		case msg := <-c.control:
-			err = c.send(websocket.TextMessage, msg)
-			arm()
-		case <-ping.C:
-			err = c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.s.cfg.WriteTimeout))
-		case <-refresh.C:
-			// A token capped by its key's expiry cannot be extended: do
-			// not re-challenge again for the same expiry.
-			exp := c.exp.Load()
-			if exp == lastRefreshExp {
-				continue
-			}
-			lastRefreshExp = exp
-			h, msg, rerr := c.s.proto.Refresh(c.Session(), c.s.rand, c.s.now(), c.exporter)
-			if rerr != nil {
-				c.fail(rerr, "refresh")
-				return
-			}
-			c.refresh.Store(h)
-			err = c.send(websocket.TextMessage, msg)
-		case <-expire.C:
-			if c.s.now().UnixNano() >= c.exp.Load() {
-				c.s.m.refreshes.WithLabelValues(string(protocol.CodeTokenExpired)).Inc()
-				c.closeCode(protocol.CodeTokenExpired)
-				return
-			}
-			arm()
-		}
-		if err != nil {
-			c.closeWith(websocket.CloseAbnormalClosure, "")
-			return
-		}
+	c.refreshTimer.Reset(exp.Add(-c.s.cfg.RefreshBefore).Sub(now))
+	c.expireTimer.Reset(exp.Sub(now))
+}
+
+// ping sends a keepalive and schedules the next one.
+func (c *Conn) ping() {
+	if c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.s.cfg.WriteTimeout)) != nil {
+		c.closeWith(websocket.CloseAbnormalClosure, "")
+		return
 	}
+	c.tmu.Lock()
+	select {
+	case <-c.done:
+	default:
+		c.pingTimer.Reset(c.s.cfg.PingInterval)
+	}
+	c.tmu.Unlock()
+}
+
+// startRefresh sends a re-challenge (spec section "Refresh").
+func (c *Conn) startRefresh() {
+	exp := c.exp.Load()
+	c.tmu.Lock()
+	// A token capped by its key's expiry cannot be extended: do not
+	// re-challenge again for the same expiry.
+	again := exp == c.lastRefreshExp
+	c.lastRefreshExp = exp
+	c.tmu.Unlock()
+	if again {
+		return
+	}
+	h, msg, err := c.s.proto.Refresh(c.Session(), c.s.rand, c.s.now(), c.exporter)
+	if err != nil {
+		c.fail(err, "refresh")
+		return
+	}
+	c.refresh.Store(h)
+	c.write(context.Background(), websocket.TextMessage, msg)
+}
+
+// checkExpiry closes the socket when its token has expired without a
+// completed refresh.
+func (c *Conn) checkExpiry() {
+	if c.s.now().UnixNano() >= c.exp.Load() {
+		c.s.m.refreshes.WithLabelValues(string(protocol.CodeTokenExpired)).Inc()
+		c.closeCode(protocol.CodeTokenExpired)
+		return
+	}
+	c.arm()
 }
 
 var errTooLarge = errorf("message too large")
@@ -367,7 +405,26 @@ func (c *Conn) readMessage(textLimit, binLimit int64) (int, []byte, error) {
 	return mt, data, nil
 }
 
-func (c *Conn) send(mt int, msg []byte) error {
+// write sends one data message, waiting for its turn until ctx ends or the
+// socket closes. A failed write closes the socket.
+func (c *Conn) write(ctx context.Context, mt int, msg []byte) error {
+	select {
+	case <-c.done:
+		return c.err()
+	default:
+	}
+	select {
+	case c.wsem <- struct{}{}:
+	case <-c.done:
+		return c.err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-c.wsem }()
 	c.ws.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-	return c.ws.WriteMessage(mt, msg)
+	if err := c.ws.WriteMessage(mt, msg); err != nil {
+		c.closeWith(websocket.CloseAbnormalClosure, "")
+		return c.err()
+	}
+	return nil
 }

@@ -6,7 +6,8 @@
 // The server adds no protocol rules of its own; it adds transport limits
 // (spec section "Limits"): an Origin allow-list, a deadline and a read limit
 // for the whole pre-authentication phase, caps on pending sockets, handshake
-// rate limits applied before a challenge is signed, bounded outbound queues,
+// rate limits applied before a challenge is signed, serialized writes (Send
+// blocks while a write is in progress, so the outbound queue is bounded),
 // write deadlines and keepalive pings.
 //
 // Mount it on any mux and serve it with an http.Server that sets
@@ -90,10 +91,6 @@ type Config struct {
 	// MaxMessageSize bounds application messages from the client. Zero
 	// means 65536 bytes.
 	MaxMessageSize int64
-
-	// SendQueue bounds each socket's outbound queue, in messages. Zero
-	// means 64.
-	SendQueue int
 
 	// WriteTimeout bounds each write. Zero means 10 s.
 	WriteTimeout time.Duration
@@ -194,9 +191,6 @@ func New(cfg *Config) (*Server, error) {
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = 65536
 	}
-	if c.SendQueue == 0 {
-		c.SendQueue = 64
-	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -291,19 +285,26 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.closeWith(websocket.CloseGoingAway, "server shutting down")
 		return
 	}
-	defer s.untrack(c)
 	// The registry may have changed after the handshake consulted it and
 	// before track made the socket visible to Recheck.
 	if err := s.proto.Recheck(sess, s.now()); err != nil {
 		c.fail(err, "handshake")
+		s.untrack(c)
 		return
 	}
 	s.m.handshake("")
 	if err := c.ws.WriteMessage(websocket.TextMessage, accept); err != nil {
 		c.closeWith(websocket.CloseAbnormalClosure, "")
+		s.untrack(c)
 		return
 	}
-	c.serve()
+	// The session's reader runs on a fresh goroutine: this one grew its
+	// stack during the handshake's signature work and ends here, so an idle
+	// session does not keep that stack.
+	go func() {
+		defer s.untrack(c)
+		c.serve()
+	}()
 }
 
 func (s *Server) track(c *Conn) bool {

@@ -96,6 +96,11 @@ type Config struct {
 	// Time returns the current time for checking challenges and accepts. Nil
 	// means time.Now.
 	Time func() time.Time
+
+	// NetDialContext, when set, opens the TCP connection (for a custom
+	// source address, a SOCKS dialer or a test harness). Nil means a
+	// net.Dialer, through the proxy that the environment names.
+	NetDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Defaults and fixed limits of spec section "Limits" that apply to a client.
@@ -132,6 +137,7 @@ type setup struct {
 	maxMsg  int
 	header  http.Header
 	tlsConf *tls.Config
+	netDial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 func newSetup(cfg *Config) (*setup, error) {
@@ -150,7 +156,7 @@ func newSetup(cfg *Config) (*setup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	s := &setup{pc: pc, rand: cfg.Rand, now: cfg.Time, timeout: cfg.HandshakeTimeout, tlsConf: cfg.TLSConfig}
+	s := &setup{pc: pc, rand: cfg.Rand, now: cfg.Time, timeout: cfg.HandshakeTimeout, tlsConf: cfg.TLSConfig, netDial: cfg.NetDialContext}
 	if s.rand == nil {
 		s.rand = rand.Reader
 	}
@@ -223,11 +229,17 @@ func (s *setup) dial(ctx context.Context, url string) (*Conn, error) {
 	w := &watch{}
 	stop := context.AfterFunc(hctx, w.fire)
 	defer stop()
-	var nd net.Dialer
+	netDial := s.netDial
+	proxy := http.ProxyFromEnvironment
+	if netDial == nil {
+		netDial = (&net.Dialer{}).DialContext
+	} else {
+		proxy = nil // a custom dialer decides the route itself
+	}
 	d := websocket.Dialer{
-		Proxy: http.ProxyFromEnvironment,
+		Proxy: proxy,
 		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := nd.DialContext(ctx, network, addr)
+			c, err := netDial(ctx, network, addr)
 			if err == nil {
 				w.add(c)
 			}

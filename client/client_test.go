@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -654,4 +655,30 @@ func TestExtensionRefused(t *testing.T) {
 	if !errors.Is(err, errExtension) {
 		t.Fatalf("Dial: %v, want %v", err, errExtension)
 	}
+}
+
+// TestCustomDialer: Config.NetDialContext opens the TCP connection, here from
+// a chosen loopback source address.
+func TestCustomDialer(t *testing.T) {
+	f := newFixture(t, keys.EdDSA)
+	ts := newServer(t, f, serverOptions{})
+	var used atomic.Bool
+	cfg := f.config()
+	cfg.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		used.Store(true)
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+		return d.DialContext(ctx, network, addr)
+	}
+	c, err := Dial(ctxT(t), ts.url, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if !used.Load() {
+		t.Fatal("the custom dialer was not used")
+	}
+	if got := c.ws.UnderlyingConn().LocalAddr().(*net.TCPAddr).IP.String(); got != "127.0.0.2" {
+		t.Fatalf("source address %s, want 127.0.0.2", got)
+	}
+	echoOnce(t, c, "hello")
 }

@@ -11,11 +11,7 @@
 //     be lost);
 //   - memory: server RSS per idle authenticated socket versus plain gorilla;
 //   - scale: 10,000 sessions opened at a steady rate with refreshes running;
-//   - device: size and RSS of a minimal client program;
-//   - dos: legitimate handshakes and authenticated sessions while idle
-//     unauthenticated sockets and a flood of bad handshakes attack the
-//     server with its default limits (dos.go; the attacker is a third
-//     process, dos_attack.go).
+//   - device: size and RSS of a minimal client program.
 //
 // The server runs in a child process (this program, started again with the
 // hidden "server" subcommand; the Centrifuge harness is its own module in
@@ -62,7 +58,7 @@ Flags:
     -only LIST     run only these sections (comma-separated)
     -skip LIST     skip these sections
                    sections: handshake, centrifuge, frames, refresh, memory,
-                   scale, device, dos
+                   scale, device
     -runs N        repetitions of each measurement (default 3; quick 1)
     -conns N       sockets of the memory and scale runs (default 10000; quick 200)
     -cross         cross-build the device programs for linux/arm64 and
@@ -75,7 +71,7 @@ Flags:
     -v             log every repetition to stderr (default on)
 `
 
-var allSections = []string{"handshake", "centrifuge", "frames", "refresh", "memory", "scale", "device", "dos"}
+var allSections = []string{"handshake", "centrifuge", "frames", "refresh", "memory", "scale", "device"}
 
 // options are the sizes of one run.
 type options struct {
@@ -251,9 +247,13 @@ func (b *bench) logf(format string, args ...any) {
 }
 
 func main() {
-	if os.Getenv(childEnv) == "1" || (len(os.Args) > 1 && (os.Args[1] == "server" || os.Args[1] == attackSubcommand)) {
-		if err := childMain(os.Args[1:]); err != nil {
-			fmt.Fprintln(os.Stderr, "wsproof-bench child:", err)
+	if os.Getenv(childEnv) == "1" || (len(os.Args) > 1 && os.Args[1] == "server") {
+		args := os.Args[1:]
+		if len(args) > 0 && args[0] == "server" {
+			args = args[1:]
+		}
+		if err := serverChild(args); err != nil {
+			fmt.Fprintln(os.Stderr, "wsproof-bench server:", err)
 			os.Exit(1)
 		}
 		return
@@ -275,25 +275,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "wsproof-bench:", err)
 		os.Exit(1)
 	}
-	targets := res.Targets
-	if res.DoS != nil {
-		targets = append(targets, res.DoS.Targets...)
-	}
-	for _, t := range targets {
+	for _, t := range res.Targets {
 		fmt.Fprintf(os.Stdout, "%-4s %s: %s (limit %s)\n", passWord(t.Pass), t.Name, t.Figure, t.Limit)
 	}
-}
-
-// childMain runs a child process: the server ("server", the default) or
-// the attacker of the denial-of-service runs ("dos-attack").
-func childMain(args []string) error {
-	if len(args) > 0 && args[0] == attackSubcommand {
-		return attackChild(args[1:])
-	}
-	if len(args) > 0 && args[0] == "server" {
-		args = args[1:]
-	}
-	return serverChild(args)
 }
 
 // run performs every selected section and writes the outputs.
@@ -352,7 +336,7 @@ func run(o *options, stdout, stderr io.Writer) (*Results, error) {
 		f    func() error
 	}{
 		{"handshake", b.handshakes}, {"frames", b.frames}, {"refresh", b.refresh},
-		{"memory", b.memory}, {"scale", b.scale}, {"device", b.device}, {"dos", b.dos},
+		{"memory", b.memory}, {"scale", b.scale}, {"device", b.device},
 	}
 	for _, s := range steps {
 		if !o.sections[s.name] {

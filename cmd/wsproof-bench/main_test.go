@@ -13,8 +13,12 @@ import (
 // binary does: run starts os.Executable() with the child marker set.
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
-		if err := childMain(os.Args[1:]); err != nil {
-			os.Stderr.WriteString("child: " + err.Error() + "\n")
+		args := os.Args[1:]
+		if len(args) > 0 && args[0] == "server" {
+			args = args[1:]
+		}
+		if err := serverChild(args); err != nil {
+			os.Stderr.WriteString("server child: " + err.Error() + "\n")
 			os.Exit(1)
 		}
 		os.Exit(0)

@@ -39,6 +39,20 @@ type childConfig struct {
 	TokenLifetime time.Duration   `json:"token_lifetime"`
 	RefreshBefore time.Duration   `json:"refresh_before"`
 	MaxLife       time.Duration   `json:"max_life"`
+	// Limits, when set, replaces the raised pre-authentication limits of
+	// the throughput runs: the denial-of-service runs measure the server's
+	// own defence, so a zero field keeps the server package's default.
+	Limits *childLimits `json:"limits,omitempty"`
+}
+
+// childLimits are server.Config's pre-authentication limits; zero fields
+// select the server package's defaults.
+type childLimits struct {
+	MaxPending           int           `json:"max_pending,omitempty"`
+	MaxPendingPerAddr    int           `json:"max_pending_per_addr,omitempty"`
+	HandshakeRate        float64       `json:"handshake_rate,omitempty"`
+	HandshakeRatePerAddr float64       `json:"handshake_rate_per_addr,omitempty"`
+	HandshakeTimeout     time.Duration `json:"handshake_timeout,omitempty"`
 }
 
 // childReady is the one line the child prints once it listens.
@@ -77,7 +91,7 @@ func serverChild(args []string) error {
 		return err
 	}
 	metrics := prometheus.NewRegistry()
-	srv, err := server.New(&server.Config{
+	scfg := &server.Config{
 		Identity:      cfg.Identity,
 		Keys:          sk,
 		Registry:      reg,
@@ -92,7 +106,13 @@ func serverChild(args []string) error {
 		HandshakeRatePerAddr: 1e9,
 		Logger:               slog.New(slog.DiscardHandler),
 		Metrics:              metrics,
-	})
+	}
+	if l := cfg.Limits; l != nil {
+		scfg.MaxPending, scfg.MaxPendingPerAddr = l.MaxPending, l.MaxPendingPerAddr
+		scfg.HandshakeRate, scfg.HandshakeRatePerAddr = l.HandshakeRate, l.HandshakeRatePerAddr
+		scfg.HandshakeTimeout = l.HandshakeTimeout
+	}
+	srv, err := server.New(scfg)
 	if err != nil {
 		return err
 	}

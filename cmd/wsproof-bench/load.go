@@ -224,6 +224,10 @@ func runOps(conc int, dur time.Duration, max int, f op) *loadResult {
 // errKind names a failure for the tables: its spec code when it has one,
 // otherwise a short, stable description.
 func errKind(err error) string {
+	var se *statusError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("HTTP %d", se.code)
+	}
 	if code := protocol.CodeOf(err); code != "" {
 		return string(code)
 	}

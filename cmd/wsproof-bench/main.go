@@ -11,7 +11,11 @@
 //     be lost);
 //   - memory: server RSS per idle authenticated socket versus plain gorilla;
 //   - scale: 10,000 sessions opened at a steady rate with refreshes running;
-//   - device: size and RSS of a minimal client program.
+//   - device: size and RSS of a minimal client program;
+//   - dos: legitimate handshakes and authenticated sessions while idle
+//     unauthenticated sockets and a flood of bad handshakes attack the
+//     server with its default limits (dos.go; the attacker is a third
+//     process, dos_attack.go).
 //
 // The server runs in a child process (this program, started again with the
 // hidden "server" subcommand; the Centrifuge harness is its own module in
@@ -58,7 +62,7 @@ Flags:
     -only LIST     run only these sections (comma-separated)
     -skip LIST     skip these sections
                    sections: handshake, centrifuge, frames, refresh, memory,
-                   scale, device
+                   scale, device, dos
     -runs N        repetitions of each measurement (default 3; quick 1)
     -conns N       sockets of the memory and scale runs (default 10000; quick 200)
     -cross         cross-build the device programs for linux/arm64 and
@@ -71,11 +75,12 @@ Flags:
     -v             log every repetition to stderr (default on)
 `
 
-var allSections = []string{"handshake", "centrifuge", "frames", "refresh", "memory", "scale", "device"}
+var allSections = []string{"handshake", "centrifuge", "frames", "refresh", "memory", "scale", "device", "dos"}
 
 // options are the sizes of one run.
 type options struct {
 	quick    bool
+	args     []string // the command line's flags, recorded with the results
 	out, md  string
 	from     string
 	sections map[string]bool
@@ -115,6 +120,8 @@ type options struct {
 	scaleRuns     int
 
 	profDur time.Duration
+
+	dos dosOptions
 }
 
 func defaultOptions(quick bool) *options {
@@ -130,6 +137,7 @@ func defaultOptions(quick bool) *options {
 		scaleN: 10000, scaleRate: 400, scaleHold: 20 * time.Second, scaleLifetime: 30 * time.Second, scaleRuns: 3,
 		profDur: 10 * time.Second,
 	}
+	o.dos = defaultDoSOptions(quick)
 	if quick {
 		o.runs, o.cross = 1, false
 		o.concs = []int{1, 16}
@@ -176,6 +184,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	}
 	o := defaultOptions(*quick)
 	o.out, o.md, o.verbose, o.from = *out, *md, *verbose, *from
+	o.args = args
 	o.profile = o.out != "" && !o.quick
 	if *runs > 0 {
 		o.runs = *runs
@@ -247,13 +256,9 @@ func (b *bench) logf(format string, args ...any) {
 }
 
 func main() {
-	if os.Getenv(childEnv) == "1" || (len(os.Args) > 1 && os.Args[1] == "server") {
-		args := os.Args[1:]
-		if len(args) > 0 && args[0] == "server" {
-			args = args[1:]
-		}
-		if err := serverChild(args); err != nil {
-			fmt.Fprintln(os.Stderr, "wsproof-bench server:", err)
+	if os.Getenv(childEnv) == "1" || (len(os.Args) > 1 && (os.Args[1] == "server" || os.Args[1] == attackSubcommand)) {
+		if err := childMain(os.Args[1:]); err != nil {
+			fmt.Fprintln(os.Stderr, "wsproof-bench child:", err)
 			os.Exit(1)
 		}
 		return
@@ -275,9 +280,25 @@ func main() {
 		fmt.Fprintln(os.Stderr, "wsproof-bench:", err)
 		os.Exit(1)
 	}
-	for _, t := range res.Targets {
+	targets := res.Targets
+	if res.DoS != nil {
+		targets = append(targets, res.DoS.Targets...)
+	}
+	for _, t := range targets {
 		fmt.Fprintf(os.Stdout, "%-4s %s: %s (limit %s)\n", passWord(t.Pass), t.Name, t.Figure, t.Limit)
 	}
+}
+
+// childMain runs a child process: the server ("server", the default) or
+// the attacker of the denial-of-service runs ("dos-attack").
+func childMain(args []string) error {
+	if len(args) > 0 && args[0] == attackSubcommand {
+		return attackChild(args[1:])
+	}
+	if len(args) > 0 && args[0] == "server" {
+		args = args[1:]
+	}
+	return serverChild(args)
 }
 
 // run performs every selected section and writes the outputs.
@@ -336,7 +357,7 @@ func run(o *options, stdout, stderr io.Writer) (*Results, error) {
 		f    func() error
 	}{
 		{"handshake", b.handshakes}, {"frames", b.frames}, {"refresh", b.refresh},
-		{"memory", b.memory}, {"scale", b.scale}, {"device", b.device},
+		{"memory", b.memory}, {"scale", b.scale}, {"device", b.device}, {"dos", b.dos},
 	}
 	for _, s := range steps {
 		if !o.sections[s.name] {
@@ -395,16 +416,36 @@ func render(o *options, stdout, stderr io.Writer) (*Results, error) {
 	return res, nil
 }
 
+// commandLine is the command that produced a run, as recorded with its
+// results: the flags that change what is measured or where it goes, in
+// the order given (not -v).
 func commandLine(o *options) string {
 	args := []string{"go run ./cmd/wsproof-bench"}
-	if o.quick {
-		args = append(args, "-quick")
+	if o.args == nil { // options built without parseOptions
+		if o.quick {
+			args = append(args, "-quick")
+		}
+		if o.out != "" {
+			args = append(args, "-out", filepath.ToSlash(o.out))
+		}
+		if o.md != "" {
+			args = append(args, "-md", filepath.ToSlash(o.md))
+		}
+		return strings.Join(args, " ")
 	}
-	if o.out != "" {
-		args = append(args, "-out", filepath.ToSlash(o.out))
-	}
-	if o.md != "" {
-		args = append(args, "-md", filepath.ToSlash(o.md))
+	for i := 0; i < len(o.args); i++ {
+		a := o.args[i]
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if name == "v" {
+			continue
+		}
+		args = append(args, a)
+		// A flag with its value in the next argument (booleans take theirs
+		// with "=").
+		if !hasValue && name != "quick" && i+1 < len(o.args) {
+			i++
+			args = append(args, filepath.ToSlash(o.args[i]))
+		}
 	}
 	return strings.Join(args, " ")
 }

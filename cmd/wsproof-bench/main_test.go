@@ -13,12 +13,8 @@ import (
 // binary does: run starts os.Executable() with the child marker set.
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
-		args := os.Args[1:]
-		if len(args) > 0 && args[0] == "server" {
-			args = args[1:]
-		}
-		if err := serverChild(args); err != nil {
-			os.Stderr.WriteString("server child: " + err.Error() + "\n")
+		if err := childMain(os.Args[1:]); err != nil {
+			os.Stderr.WriteString("child: " + err.Error() + "\n")
 			os.Exit(1)
 		}
 		os.Exit(0)
@@ -97,6 +93,34 @@ func TestQuick(t *testing.T) {
 	if len(res.Targets) == 0 {
 		t.Error("no targets evaluated")
 	}
+	if want := "go run ./cmd/wsproof-bench -quick -skip centrifuge -out " + filepath.ToSlash(out) + " -md " + filepath.ToSlash(md); res.Command != want {
+		t.Errorf("recorded command %q, want %q", res.Command, want)
+	}
+	// The denial-of-service scenario: every part ran and the counts add up;
+	// no figure that depends on the machine's speed is asserted (the
+	// legitimate handshakes refused under attack, for one, are a finding).
+	if x := res.DoS; x == nil || len(x.Configs) == 0 {
+		t.Error("no denial-of-service result")
+	} else {
+		for _, c := range x.Configs {
+			b, a := c.Base, c.Attack
+			if b.LegitOK == 0 || b.LegitFailed != 0 || a.LegitAttempts == 0 {
+				t.Errorf("dos %s: legitimate baseline %d ok, %d failed (%v); under attack %d attempts", c.Name, b.LegitOK, b.LegitFailed, b.LegitFailures, a.LegitAttempts)
+			}
+			if b.FramesSent == 0 || a.FramesSent == 0 || b.FramesLost+a.FramesLost != 0 || b.FrameErrors+a.FrameErrors != 0 || a.SessionsAlive != x.Sessions {
+				t.Errorf("dos %s: frames sent %d/%d lost %d/%d errors %d/%d, sessions alive %d of %d", c.Name, b.FramesSent, a.FramesSent, b.FramesLost, a.FramesLost, b.FrameErrors, a.FrameErrors, a.SessionsAlive, x.Sessions)
+			}
+			if c.Idle.Admitted == 0 || c.Idle.Closed == nil || c.Flood.Attempts == 0 || c.Flood.Admitted == 0 || c.Flood.Accepted != 0 {
+				t.Errorf("dos %s: idle %+v; flood %+v", c.Name, c.Idle, c.Flood)
+			}
+			if len(a.RSS) == 0 || a.RSSPeakMiB <= 0 || a.ServerOutcomes["ok"] == 0 {
+				t.Errorf("dos %s: RSS samples %v, server outcomes %v", c.Name, a.RSS, a.ServerOutcomes)
+			}
+		}
+		if len(x.Targets) != 5*len(x.Configs) {
+			t.Errorf("%d dos targets, want %d", len(x.Targets), 5*len(x.Configs))
+		}
+	}
 
 	data, err := os.ReadFile(filepath.Join(out, "results.json"))
 	if err != nil {
@@ -106,7 +130,7 @@ func TestQuick(t *testing.T) {
 	if err := json.Unmarshal(data, &back); err != nil {
 		t.Fatalf("results.json: %v", err)
 	}
-	for _, f := range []string{"handshakes.svg", "handshake-latency.svg", "frames.svg", "frame-latency.svg", "memory.svg", "scale-latency.svg"} {
+	for _, f := range []string{"handshakes.svg", "handshake-latency.svg", "frames.svg", "frame-latency.svg", "memory.svg", "scale-latency.svg", "dos-rss.svg", "dos-latency.svg"} {
 		svg, err := os.ReadFile(filepath.Join(out, f))
 		if err != nil || !strings.HasPrefix(string(svg), "<svg") || !strings.Contains(string(svg), "polyline") && !strings.Contains(string(svg), "<rect x=") {
 			t.Errorf("plot %s missing or empty: %v", f, err)
@@ -123,6 +147,31 @@ func TestQuick(t *testing.T) {
 	}
 	if strings.Contains(string(doc), "\nold\n") {
 		t.Error("markdown kept the old generated block")
+	}
+	if !strings.Contains(string(doc), mdDoSBegin) || !strings.Contains(string(doc), "every figure beside its baseline") {
+		t.Error("markdown lacks the denial-of-service block")
+	}
+
+	// -only dos rewrites only the denial-of-service block.
+	if err := os.WriteFile(md, []byte("# kept\n\n"+mdBegin+"\nmain kept\n"+mdEnd+"\n\n"+mdDoSBegin+"\nold dos\n"+mdDoSEnd+"\n\ntail kept\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	only := *res
+	only.Sections = []string{"dos"}
+	if err := writeMarkdown(md, &only); err != nil {
+		t.Fatal(err)
+	}
+	doc, err = os.ReadFile(md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"main kept", "tail kept", "every figure beside its baseline"} {
+		if !strings.Contains(string(doc), want) {
+			t.Errorf("markdown after -only dos lacks %q", want)
+		}
+	}
+	if strings.Contains(string(doc), "old dos") {
+		t.Error("-only dos kept the old denial-of-service block")
 	}
 
 	// -from renders the same outputs from the saved results.

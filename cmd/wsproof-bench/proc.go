@@ -25,6 +25,9 @@ type child struct {
 	ready childReady
 	ctl   *http.Client
 	done  chan struct{}
+	// more receives the lines the child prints after its ready line (the
+	// attacker's report); it closes when the child's output ends.
+	more <-chan string
 }
 
 // startChild runs path with args, waits for its ready line and checks that
@@ -49,12 +52,22 @@ func startChild(name, path string, args []string, env []string, logw io.Writer) 
 	c := &child{name: name, cmd: cmd, stdin: stdin, done: make(chan struct{}),
 		ctl: &http.Client{Timeout: 60 * time.Second}}
 	lines := make(chan string, 1)
+	more := make(chan string, 4)
+	c.more = more
 	go func() {
 		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 16<<20)
 		if sc.Scan() {
 			lines <- sc.Text()
 		}
 		close(lines)
+		for sc.Scan() {
+			select {
+			case more <- sc.Text():
+			default: // nobody is reading: drop it
+			}
+		}
+		close(more)
 		io.Copy(io.Discard, stdout)
 	}()
 	go func() { cmd.Wait(); close(c.done) }()
@@ -83,6 +96,12 @@ func startChild(name, path string, args []string, env []string, logw io.Writer) 
 	}
 	c.ready.PID = cmd.Process.Pid
 	return c, nil
+}
+
+// command writes one line to the child's standard input.
+func (c *child) command(line string) error {
+	_, err := io.WriteString(c.stdin, line+"\n")
+	return err
 }
 
 // stop closes the child's stdin, which ends it, and kills it if it has not

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,9 +36,9 @@ type rawConn struct {
 
 // dialRaw opens and authenticates one socket.
 func dialRaw(ctx context.Context, d *websocket.Dialer, u string, pc *protocol.Client) (*rawConn, error) {
-	ws, _, err := d.DialContext(ctx, u, nil)
+	ws, resp, err := d.DialContext(ctx, u, nil)
 	if err != nil {
-		return nil, err
+		return nil, upgradeErr(err, resp)
 	}
 	if ws.Subprotocol() != protocol.Subprotocol {
 		ws.Close()
@@ -78,6 +79,21 @@ func dialRaw(ctx context.Context, d *websocket.Dialer, u string, pc *protocol.Cl
 	return c, nil
 }
 
+// statusError is an upgrade the server refused with an HTTP status (429
+// from the pre-authentication limits, for example).
+type statusError struct{ code int }
+
+func (e *statusError) Error() string { return fmt.Sprintf("upgrade refused: HTTP %d", e.code) }
+
+// upgradeErr names the HTTP status of a refused upgrade; gorilla reports
+// every refusal as ErrBadHandshake.
+func upgradeErr(err error, resp *http.Response) error {
+	if errors.Is(err, websocket.ErrBadHandshake) && resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+		return &statusError{resp.StatusCode}
+	}
+	return err
+}
+
 // step reads a challenge and writes the response computed by f.
 func (c *rawConn) step(f func([]byte) ([]byte, error)) error {
 	mt, msg, err := c.ws.ReadMessage()
@@ -99,7 +115,11 @@ func (c *rawConn) step(f func([]byte) ([]byte, error)) error {
 // serve reads until the socket ends: it answers Pings (gorilla's default
 // handler) and re-challenges, and counts refreshes. The socket is idle
 // otherwise.
-func (c *rawConn) serve() {
+func (c *rawConn) serve() { c.serveWith(nil) }
+
+// serveWith is serve, handing every binary message to onBinary when it is
+// set (the denial-of-service runs' echo sessions).
+func (c *rawConn) serveWith(onBinary func([]byte)) {
 	defer close(c.done)
 	var h *protocol.ClientHandshake
 	for {
@@ -107,6 +127,10 @@ func (c *rawConn) serve() {
 		if err != nil {
 			c.err = err
 			return
+		}
+		if mt == websocket.BinaryMessage && onBinary != nil {
+			onBinary(msg)
+			continue
 		}
 		if mt != websocket.TextMessage {
 			continue

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -240,12 +241,15 @@ func (b *bench) cpuProfile(target, name string, load func(time.Duration)) {
 	b.res.Profiles = append(b.res.Profiles, Profile{Target: target, File: file, Top: pprofTop(file, false), Shares: pprofShares(file)})
 }
 
+// cpuCategory is one group of a CPU profile's samples.
+type cpuCategory struct{ name, focus, ignore string }
+
 // cpuCategories group a CPU profile's samples by what they were doing:
 // each is a -focus (and optional -ignore) regular expression for go tool
 // pprof. A sample counts in every category whose functions are on its
 // stack, so the shares overlap (GC inside go-jose counts twice, for
 // example).
-var cpuCategories = []struct{ name, focus, ignore string }{
+var cpuCategories = []cpuCategory{
 	{"crypto primitives (ECDSA, Ed25519, RSA, AES, SHA)", `^crypto/`, ""},
 	{"go-jose, outside the crypto primitives", `go-jose`, `^crypto/`},
 	{"wsproof/protocol, outside go-jose and crypto", `wsproof/protocol\.`, `go-jose|^crypto/`},
@@ -262,9 +266,12 @@ var cpuCategories = []struct{ name, focus, ignore string }{
 }
 
 // pprofShares measures every category of a CPU profile.
-func pprofShares(file string) []Share {
+func pprofShares(file string) []Share { return pprofSharesOf(file, cpuCategories) }
+
+// pprofSharesOf measures the given categories of a CPU profile.
+func pprofSharesOf(file string, cats []cpuCategory) []Share {
 	var out []Share
-	for _, c := range cpuCategories {
+	for _, c := range cats {
 		args := []string{"tool", "pprof", "-top", "-focus=" + c.focus}
 		if c.ignore != "" {
 			args = append(args, "-ignore="+c.ignore)
@@ -331,23 +338,44 @@ const (
 
 // writeMarkdown writes the generated tables into file between the markers,
 // keeping the rest of the file; a file without markers gets them appended.
+// The denial-of-service tables have markers of their own (mdDoSBegin,
+// mdDoSEnd), and each block is rewritten only when the run measured its
+// sections, so that "-only dos" leaves the other tables alone and the
+// other sections leave the denial-of-service tables alone.
 func writeMarkdown(file string, r *Results) error {
-	block := mdBegin + "\n" + markdown(r, file) + mdEnd + "\n"
 	old, err := os.ReadFile(file)
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
 	s := string(old)
-	i, j := strings.Index(s, mdBegin), strings.Index(s, mdEnd)
-	switch {
-	case i >= 0 && j > i:
-		s = s[:i] + block + strings.TrimPrefix(s[j+len(mdEnd):], "\n")
-	case s == "":
-		s = "# wsproof benchmarks\n\n" + block
-	default:
-		s = strings.TrimRight(s, "\n") + "\n\n" + block
+	if slices.ContainsFunc(r.Sections, func(x string) bool { return x != "dos" }) {
+		s = replaceBlock(s, mdBegin, mdEnd, markdown(r, file))
+	}
+	if r.DoS != nil {
+		s = replaceBlock(s, mdDoSBegin, mdDoSEnd, dosMarkdown(r, file))
 	}
 	return os.WriteFile(file, []byte(s), 0o644)
+}
+
+// replaceBlock puts body between the begin and end markers of s, or
+// appends the markers and body when s has none.
+func replaceBlock(s, begin, end, body string) string {
+	block := begin + "\n" + body + end + "\n"
+	i := strings.Index(s, begin)
+	j := -1
+	if i >= 0 {
+		if k := strings.Index(s[i:], end); k >= 0 {
+			j = i + k
+		}
+	}
+	switch {
+	case i >= 0 && j > i:
+		return s[:i] + block + strings.TrimPrefix(s[j+len(end):], "\n")
+	case s == "":
+		return "# wsproof benchmarks\n\n" + block
+	default:
+		return strings.TrimRight(s, "\n") + "\n\n" + block
+	}
 }
 
 type table struct {

@@ -23,6 +23,7 @@ type Results struct {
 	Memory     []*MemResult   `json:"memory,omitempty"`
 	Scale      *ScaleResult   `json:"scale,omitempty"`
 	Device     []*DeviceItem  `json:"device,omitempty"`
+	DoS        *DoSResult     `json:"dos,omitempty"`
 	Targets    []Target       `json:"targets,omitempty"`
 	Profiles   []Profile      `json:"profiles,omitempty"`
 	Errors     []string       `json:"errors,omitempty"`

@@ -176,12 +176,18 @@ func (e *env) protoClient(alg keys.Algorithm) (*protocol.Client, error) {
 // startServer starts a wsproof-bench server child with the given token
 // lifetime and refresh lead (zero: the server's defaults).
 func (e *env) startServer(name string, tokenLifetime, refreshBefore time.Duration) (*child, error) {
+	return e.startServerLimits(name, tokenLifetime, refreshBefore, nil)
+}
+
+// startServerLimits is startServer with the given pre-authentication
+// limits (nil: the raised limits of the throughput runs).
+func (e *env) startServerLimits(name string, tokenLifetime, refreshBefore time.Duration, limits *childLimits) (*child, error) {
 	sk, err := keys.MarshalServerKeys(e.sk)
 	if err != nil {
 		return nil, err
 	}
 	cfg := childConfig{Identity: identity, ServerKeys: sk, Registry: e.registry, CertPEM: e.certPEM, KeyPEM: e.keyPEM,
-		TokenLifetime: tokenLifetime, RefreshBefore: refreshBefore, MaxLife: 2 * time.Hour}
+		TokenLifetime: tokenLifetime, RefreshBefore: refreshBefore, MaxLife: 2 * time.Hour, Limits: limits}
 	data, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err

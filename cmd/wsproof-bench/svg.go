@@ -335,6 +335,11 @@ func plots(r *Results) map[string]string {
 		out["memory.svg"] = lineChart("Server RSS growth by idle open sockets (after GC)",
 			axis{label: "open sockets"}, axis{label: "RSS growth (MiB)"}, ms)
 	}
+	if r.DoS != nil {
+		for name, svg := range dosPlots(r.DoS) {
+			out[name] = svg
+		}
+	}
 	if s := r.Scale; s != nil && len(s.CDF) > 0 {
 		out["scale-latency.svg"] = lineChart(fmt.Sprintf("Handshake latency while opening %d sessions at %.0f/s", s.N, s.ArrivalRate),
 			axis{label: "connect latency (ms)", log: true}, axis{label: "percentile"},

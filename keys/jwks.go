@@ -106,36 +106,61 @@ func parseEntry(m []byte) (*Entry, error) {
 	return e, nil
 }
 
+// ParseEntry reads one registry entry: a single member of a registry file's
+// "keys" array, checked by the same rules as ParseRegistry. Database-backed
+// registries store each entry in this form, so that both kinds of registry
+// accept exactly the same entries.
+func ParseEntry(data []byte) (*Entry, error) {
+	e, err := parseEntry(data)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkEntry(e); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// MarshalEntry writes e as the one JSON object ParseEntry reads back, the
+// same bytes MarshalRegistry writes for e. The output is deterministic.
+func MarshalEntry(e *Entry) ([]byte, error) {
+	if err := checkEntry(e); err != nil {
+		return nil, err
+	}
+	jwk, err := MarshalJWK(e.Key, e.KeyID, e.Algorithm)
+	if err != nil {
+		return nil, err
+	}
+	extra := struct {
+		Sub        string   `json:"sub"`
+		Groups     []string `json:"groups"`
+		NBF        int64    `json:"nbf,omitempty"`
+		Exp        int64    `json:"exp,omitempty"`
+		Revoked    bool     `json:"revoked,omitempty"`
+		CBRequired bool     `json:"cb_required,omitempty"`
+	}{Sub: e.Subject, Groups: e.Groups, Revoked: e.Revoked, CBRequired: e.RequireChannelBinding}
+	if extra.Groups == nil {
+		extra.Groups = []string{}
+	}
+	if !e.NotBefore.IsZero() {
+		extra.NBF = e.NotBefore.Unix()
+	}
+	if !e.NotAfter.IsZero() {
+		extra.Exp = e.NotAfter.Unix()
+	}
+	return mergeObjects(jwk, extra), nil
+}
+
 // MarshalRegistry writes entries as a registry file that ParseRegistry reads
 // back. The output is deterministic.
 func MarshalRegistry(entries []*Entry) ([]byte, error) {
 	members := make([][]byte, 0, len(entries))
 	for _, e := range entries {
-		if err := checkEntry(e); err != nil {
-			return nil, err
-		}
-		jwk, err := MarshalJWK(e.Key, e.KeyID, e.Algorithm)
+		m, err := MarshalEntry(e)
 		if err != nil {
 			return nil, err
 		}
-		extra := struct {
-			Sub        string   `json:"sub"`
-			Groups     []string `json:"groups"`
-			NBF        int64    `json:"nbf,omitempty"`
-			Exp        int64    `json:"exp,omitempty"`
-			Revoked    bool     `json:"revoked,omitempty"`
-			CBRequired bool     `json:"cb_required,omitempty"`
-		}{Sub: e.Subject, Groups: e.Groups, Revoked: e.Revoked, CBRequired: e.RequireChannelBinding}
-		if extra.Groups == nil {
-			extra.Groups = []string{}
-		}
-		if !e.NotBefore.IsZero() {
-			extra.NBF = e.NotBefore.Unix()
-		}
-		if !e.NotAfter.IsZero() {
-			extra.Exp = e.NotAfter.Unix()
-		}
-		members = append(members, mergeObjects(jwk, extra))
+		members = append(members, m)
 	}
 	return marshalSet(members), nil
 }

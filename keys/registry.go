@@ -2,6 +2,7 @@ package keys
 
 import (
 	"crypto"
+	"errors"
 	"slices"
 	"time"
 )
@@ -64,6 +65,24 @@ func (e *Entry) InAnyGroup(groups []string) bool {
 // elsewhere.
 type Registry interface {
 	Lookup(kid string) (*Entry, bool)
+}
+
+// ErrUnavailable is wrapped by the error a [Checker] returns while its
+// registry cannot vouch for any key.
+var ErrUnavailable = errors.New("keys: registry unavailable")
+
+// Checker is implemented by registries that can lose contact with their
+// source of truth, such as a database-backed registry cut off from its
+// database for longer than its grace period. While Check returns an error
+// (wrapping ErrUnavailable), the server refuses every handshake and ends every
+// session with internal_error, which clients retry with backoff, rather than
+// with unknown_key, which they would not (spec section "Key registry"). The
+// registry calls its owner's change callback when Check's answer changes, so
+// that live sessions are rechecked.
+//
+// Check must be cheap, safe for concurrent use, and must not block on I/O.
+type Checker interface {
+	Check() error
 }
 
 // Set is an immutable, in-memory Registry.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/wsproof/wsproof/internal/b64u"
@@ -61,7 +62,14 @@ type Server struct {
 	algNames   []string
 	challengeD time.Duration
 	tokenD     time.Duration
-	tokens     *TokenVerifier
+	keys       atomic.Pointer[serverKeys]
+}
+
+// serverKeys is one generation of the server's keys with the verifier built
+// from them, swapped as a unit by SetKeys.
+type serverKeys struct {
+	k      *keys.ServerKeys
+	tokens *TokenVerifier
 }
 
 // NewServer validates cfg and returns a Server.
@@ -72,9 +80,6 @@ func NewServer(cfg *ServerConfig) (*Server, error) {
 	}
 	if cfg.Keys == nil || cfg.Registry == nil {
 		return nil, errors.New("protocol: server config needs Keys and Registry")
-	}
-	if err := cfg.Keys.Check(); err != nil {
-		return nil, err
 	}
 	if s.algs == nil {
 		s.algs = keys.Algorithms
@@ -103,12 +108,35 @@ func NewServer(cfg *ServerConfig) (*Server, error) {
 	if s.tokenD < time.Second {
 		return nil, errors.New("protocol: token lifetime must be at least 1s")
 	}
-	s.tokens = &TokenVerifier{Identity: cfg.Identity, TokenKeys: cfg.Keys.Token, SigningKeys: cfg.Keys.Public()}
+	if err := s.SetKeys(cfg.Keys); err != nil {
+		return nil, err
+	}
+	s.cfg.Keys = nil // the current keys live in s.keys only
 	return s, nil
 }
 
-// Tokens returns a verifier for the tokens this server issues.
-func (s *Server) Tokens() *TokenVerifier { return s.tokens }
+// SetKeys replaces the server's keys, for rotation (spec section "Server key
+// rotation"): handshakes that start afterwards sign and seal with the first
+// key of each list, and every listed key verifies and decrypts, so objects
+// issued before keep verifying while their keys stay listed. k must not be
+// modified afterwards. SetKeys is safe to call concurrently with everything else.
+func (s *Server) SetKeys(k *keys.ServerKeys) error {
+	if k == nil {
+		return errors.New("protocol: nil server keys")
+	}
+	if err := k.Check(); err != nil {
+		return err
+	}
+	s.keys.Store(&serverKeys{k: k, tokens: &TokenVerifier{Identity: s.cfg.Identity, TokenKeys: k.Token, SigningKeys: k.Public()}})
+	return nil
+}
+
+// Keys returns the server's current keys. The caller must not modify them.
+func (s *Server) Keys() *keys.ServerKeys { return s.keys.Load().k }
+
+// Tokens returns a verifier for the tokens this server issues, with the keys
+// current at the time of the call.
+func (s *Server) Tokens() *TokenVerifier { return s.keys.Load().tokens }
 
 // Session is the verified state of an authenticated socket, what the
 // application sees with each message. A refresh produces a new Session; a
@@ -198,7 +226,7 @@ func (s *Server) challenge(rand io.Reader, now time.Time, exporter []byte, sid s
 	if err != nil {
 		return nil, nil, wrap(CodeInternalError, err)
 	}
-	msg, err := signJWS(rand, &s.cfg.Keys.Signing[0], TypChallenge, payload)
+	msg, err := signJWS(rand, &s.Keys().Signing[0], TypChallenge, payload)
 	if err != nil {
 		return nil, nil, wrap(CodeInternalError, err)
 	}
@@ -307,12 +335,29 @@ func (h *ServerHandshake) checkResponse(msg []byte, now time.Time) (*response, e
 	return r, nil
 }
 
+// lookup finds kid in the registry. A registry that cannot currently vouch
+// for any key (a keys.Checker failing) fails with internal_error, which
+// clients retry, rather than unknown_key, which they do not (spec section
+// "Key registry").
+func (s *Server) lookup(kid string) (*keys.Entry, error) {
+	if c, ok := s.cfg.Registry.(keys.Checker); ok {
+		if err := c.Check(); err != nil {
+			return nil, wrap(CodeInternalError, err)
+		}
+	}
+	e, ok := s.cfg.Registry.Lookup(kid)
+	if !ok {
+		return nil, fail(CodeUnknownKey, "key id not in the registry")
+	}
+	return e, nil
+}
+
 // checkKey runs steps 12 to 19: the registry, the signature, the key's state,
 // channel binding and authorization.
 func (h *ServerHandshake) checkKey(r *response, now time.Time) (*keys.Entry, error) {
-	e, ok := h.s.cfg.Registry.Lookup(r.jws.kid)
-	if !ok {
-		return nil, fail(CodeUnknownKey, "key id not in the registry")
+	e, err := h.s.lookup(r.jws.kid)
+	if err != nil {
+		return nil, err
 	}
 	if h.prev != nil && e.KeyID != h.prev.KeyID {
 		return nil, fail(CodeKeyMismatch, "refresh signed by another key than the session's")
@@ -372,9 +417,9 @@ func (s *Server) authorize(e *keys.Entry) error {
 // returned error's code is the one the handshake would have failed with; a
 // transport closes the socket with session_revoked.
 func (s *Server) Recheck(sess *Session, now time.Time) error {
-	e, ok := s.cfg.Registry.Lookup(sess.KeyID)
-	if !ok {
-		return fail(CodeUnknownKey, "key removed from the registry")
+	e, err := s.lookup(sess.KeyID)
+	if err != nil {
+		return err
 	}
 	if e.Thumbprint != sess.Thumbprint {
 		return fail(CodeKeyMismatch, "key id now names another key")
@@ -419,7 +464,7 @@ func (h *ServerHandshake) accept(e *keys.Entry, r *response, rand io.Reader, now
 		sum := sha256.Sum256(h.exporter)
 		c.ChannelBindingHash = b64u.Encode(sum[:])
 	}
-	token, err := issueToken(h.s.cfg.Keys, c, rand)
+	token, err := issueToken(h.s.Keys(), c, rand)
 	if err != nil {
 		return nil, nil, wrap(CodeInternalError, err)
 	}
@@ -448,7 +493,7 @@ func (s *Server) resume(challenge []byte, exporter []byte, prev *Session) (*Serv
 	if err != nil {
 		return nil, err
 	}
-	pk, ok := s.tokens.SigningKeys.Lookup(j.kid)
+	pk, ok := s.Tokens().SigningKeys.Lookup(j.kid)
 	if !ok {
 		return nil, fail(CodeUnknownKey, "challenge not signed by this server")
 	}

@@ -25,7 +25,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,7 +43,8 @@ import (
 type Config struct {
 	// Identity, Keys, Registry, Algorithms, RequiredGroups, Authorize,
 	// ChallengeLifetime and TokenLifetime are passed to protocol.ServerConfig;
-	// see there. Identity, Keys and Registry are required.
+	// see there. Identity, Keys and Registry are required. Keys are the
+	// initial keys; Server.SetKeys rotates them.
 	Identity          string
 	Keys              *keys.ServerKeys
 	Registry          keys.Registry
@@ -60,6 +63,14 @@ type Config struct {
 	// Origin header (a non-browser client) is allowed; a request with one
 	// not in the list is refused with HTTP 403. Empty allows no browser.
 	Origins []string
+
+	// TrustedProxies lists the addresses of load balancers in front of the
+	// server. For a request from one of them, the client address that the
+	// per-address limits and the logs use is the rightmost address in
+	// X-Forwarded-For that is not itself a trusted proxy. Empty trusts no
+	// one: X-Forwarded-For is ignored and every client behind a balancer
+	// shares the balancer's per-address limits.
+	TrustedProxies []netip.Prefix
 
 	// InsecureAllowAnyOrigin disables the Origin check, which exposes the
 	// server to cross-site WebSocket hijacking from any web page.
@@ -220,12 +231,17 @@ func New(cfg *Config) (*Server, error) {
 	return s, nil
 }
 
-// Tokens returns a verifier for the tokens this server issues.
+// Tokens returns a verifier for the tokens this server issues, with its
+// current keys.
 func (s *Server) Tokens() *protocol.TokenVerifier { return s.proto.Tokens() }
+
+// SetKeys rotates the server's keys; see protocol.Server.SetKeys. Live
+// sessions keep their tokens, which verify as long as their keys stay listed.
+func (s *Server) SetKeys(k *keys.ServerKeys) error { return s.proto.SetKeys(k) }
 
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code protocol.Code, status int) {
 	s.m.handshake(code)
-	s.log.Info("wsproof: upgrade refused", "code", string(code), "remote", remoteIP(r))
+	s.log.Info("wsproof: upgrade refused", "code", string(code), "remote", s.remoteIP(r))
 	http.Error(w, code.Reason(), status)
 }
 
@@ -252,7 +268,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "wsproof: server shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	ip := remoteIP(r)
+	ip := s.remoteIP(r)
 	release, ok := s.limit.admit(ip, s.now())
 	if !ok {
 		s.refuse(w, r, protocol.CodeRateLimited, http.StatusTooManyRequests)
@@ -388,14 +404,46 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// remoteIP is the client's IP address without the port. X-Forwarded-For is
-// not trusted: a proxy in front must enforce its own per-client limits.
-func remoteIP(r *http.Request) string {
+// remoteIP is the client's IP address without the port: the peer's, or,
+// when the peer is a trusted proxy, the rightmost untrusted address of
+// X-Forwarded-For (the leftmost entries are whatever the client wrote).
+func (s *Server) remoteIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	if len(s.cfg.TrustedProxies) == 0 {
+		return host
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil || !s.trusted(peer) {
+		return host
+	}
+	hops := r.Header.Values("X-Forwarded-For")
+	for i := len(hops) - 1; i >= 0; i-- {
+		list := strings.Split(hops[i], ",")
+		for j := len(list) - 1; j >= 0; j-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(list[j]))
+			if err != nil {
+				return host // a malformed hop: fall back to the proxy itself
+			}
+			if !s.trusted(a) {
+				return a.Unmap().String()
+			}
+			host = a.Unmap().String()
+		}
 	}
 	return host
+}
+
+func (s *Server) trusted(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 func errorf(format string, args ...any) error { return fmt.Errorf("server: "+format, args...) }

@@ -115,3 +115,51 @@ func TestClientSeesRevocation(t *testing.T) {
 		t.Fatalf("Read after revocation: %v", err)
 	}
 }
+
+// outageRegistry is a registry whose availability the test switches, as a
+// database-backed registry's does when its grace period ends.
+type outageRegistry struct {
+	keys.Registry
+	down atomic.Bool
+}
+
+func (r *outageRegistry) Check() error {
+	if r.down.Load() {
+		return keys.ErrUnavailable
+	}
+	return nil
+}
+
+func TestRegistryOutageIsRetryable(t *testing.T) {
+	var reg *outageRegistry
+	f := newFixture(t, false, func(c *Config) {
+		reg = &outageRegistry{Registry: c.Registry}
+		c.Registry = reg
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, f.url, f.clientConfig("c-ES256"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	reg.down.Store(true)
+	if n := f.srv.Recheck(); n != 1 {
+		t.Fatalf("Recheck closed %d sockets, want 1", n)
+	}
+	_, err = c.Read(ctx)
+	var ce *client.CloseError
+	if !errors.As(err, &ce) || ce.Code != protocol.CodeInternalError.CloseCode() || !ce.Retryable() {
+		t.Fatalf("Read after the registry went down: %v", err)
+	}
+	_, err = client.Dial(ctx, f.url, f.clientConfig("c-ES256"))
+	if !errors.As(err, &ce) || ce.Code != protocol.CodeInternalError.CloseCode() {
+		t.Fatalf("Dial while the registry is down: %v", err)
+	}
+	reg.down.Store(false)
+	c2, err := client.Dial(ctx, f.url, f.clientConfig("c-ES256"))
+	if err != nil {
+		t.Fatalf("Dial after the registry came back: %v", err)
+	}
+	c2.Close()
+}

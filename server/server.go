@@ -356,24 +356,31 @@ func (s *Server) live() []*Conn {
 // Recheck re-evaluates every live session against the registry as it is
 // now and closes, with session_revoked, each one whose key was removed,
 // revoked, left its validity window or is no longer authorized (spec section
-// "Revocation"). Call it whenever the registry changes, for example from
-// keys.FileRegistry.Watch. It returns the number of sockets closed.
+// "Revocation"); while the registry is unavailable (a keys.Checker failing)
+// it closes every session with internal_error, which clients retry (spec
+// section "Availability"). Call it whenever the registry changes, for example
+// from keys.FileRegistry.Watch. It returns the number of sockets closed.
 func (s *Server) Recheck() int {
 	now := s.now()
 	n := 0
 	for _, c := range s.live() {
 		sess := c.Session()
 		if err := s.proto.Recheck(sess, now); err != nil {
-			s.log.Info("wsproof: session revoked", "sid", sess.SocketID, "kid", sess.KeyID, "reason", string(protocol.CodeOf(err)))
-			s.m.revocations.Inc()
-			c.closeCode(protocol.CodeSessionRevoked)
+			code := protocol.CodeSessionRevoked
+			if protocol.CodeOf(err) == protocol.CodeInternalError {
+				code = protocol.CodeInternalError
+				s.log.Warn("wsproof: session closed, registry unavailable", "sid", sess.SocketID, "kid", sess.KeyID)
+			} else {
+				s.log.Info("wsproof: session revoked", "sid", sess.SocketID, "kid", sess.KeyID, "reason", string(protocol.CodeOf(err)))
+				s.m.revocations.Inc()
+			}
+			c.closeCode(code)
 			n++
 		}
 	}
 	return n
 }
 
-// Sessions returns the number of live authenticated sockets.
 func (s *Server) Sessions() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

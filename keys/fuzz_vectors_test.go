@@ -55,5 +55,49 @@ func FuzzParseKeySets(f *testing.F) {
 		if _, err := ParseServerKeys(data); err != nil && !errors.Is(err, ErrInvalidKey) {
 			t.Fatalf("ParseServerKeys: %v does not wrap ErrInvalidKey", err)
 		}
+		ts, err := ParseTokenKeys(data)
+		if err != nil && !errors.Is(err, ErrInvalidKey) {
+			t.Fatalf("ParseTokenKeys: %v does not wrap ErrInvalidKey", err)
+		}
+		if err == nil {
+			again, err := MarshalTokenKeys(ts)
+			if err != nil {
+				t.Fatalf("accepted token keys do not marshal: %v", err)
+			}
+			if back, err := ParseTokenKeys(again); err != nil || len(back) != len(ts) {
+				t.Fatalf("token keys do not round-trip: %v", err)
+			}
+		}
+	})
+}
+
+// FuzzParseEntry fuzzes one registry entry, the form a database-backed
+// registry stores, seeded with every key of the vectors' key sets.
+func FuzzParseEntry(f *testing.F) {
+	for _, s := range vectorKeySets(f) {
+		members, err := jwkSetMembers(s)
+		if err != nil {
+			continue
+		}
+		for _, m := range members {
+			f.Add([]byte(m))
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		e, err := ParseEntry(data)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidKey) {
+				t.Fatalf("ParseEntry: %v does not wrap ErrInvalidKey", err)
+			}
+			return
+		}
+		again, err := MarshalEntry(e)
+		if err != nil {
+			t.Fatalf("accepted entry does not marshal: %v", err)
+		}
+		back, err := ParseEntry(again)
+		if err != nil || back.Thumbprint != e.Thumbprint || back.Subject != e.Subject || back.Revoked != e.Revoked {
+			t.Fatalf("entry does not round-trip: %v", err)
+		}
 	})
 }

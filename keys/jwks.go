@@ -254,6 +254,57 @@ func ParseServerKeys(data []byte) (*ServerKeys, error) {
 	return k, nil
 }
 
+// ParseTokenKeys reads a backend's token key file: a JWK Set of token keys
+// ("oct" JWKs), current first, as MarshalTokenKeys writes it. With the
+// server's public key set, a backend builds a protocol.TokenVerifier from it.
+// A set that holds anything else, signing keys in particular, is refused: a
+// backend that only reads tokens must not be able to mint them.
+func ParseTokenKeys(data []byte) ([]TokenKey, error) {
+	members, err := jwkSetMembers(data)
+	if err != nil {
+		return nil, err
+	}
+	var ts []TokenKey
+	for i, m := range members {
+		o, err := strictjson.ParseObject(m)
+		if err != nil {
+			return nil, fmt.Errorf("%w: token key %d: %v", ErrInvalidKey, i, err)
+		}
+		if kty, _ := o.Str("kty"); kty != "oct" {
+			return nil, fmt.Errorf("%w: token key %d is not an \"oct\" key; a token key file must hold token keys only", ErrInvalidKey, i)
+		}
+		t, err := parseTokenKey(o)
+		if err != nil {
+			return nil, fmt.Errorf("keys: token key %d: %w", i, err)
+		}
+		ts = append(ts, t)
+	}
+	if len(ts) == 0 {
+		return nil, fmt.Errorf("%w: empty token key set", ErrInvalidKey)
+	}
+	if err := checkTokenKeys(ts); err != nil {
+		return nil, err
+	}
+	return ts, nil
+}
+
+// MarshalTokenKeys writes ts as the file ParseTokenKeys reads. The output
+// holds secrets: write it with mode 0600.
+func MarshalTokenKeys(ts []TokenKey) ([]byte, error) {
+	if len(ts) == 0 {
+		return nil, fmt.Errorf("%w: empty token key set", ErrInvalidKey)
+	}
+	if err := checkTokenKeys(ts); err != nil {
+		return nil, err
+	}
+	members := make([][]byte, 0, len(ts))
+	for _, t := range ts {
+		jwk, _ := json.Marshal(oct{Kty: "oct", Kid: t.KeyID, Alg: t.Algorithm, K: b64u.Encode(t.Secret)})
+		members = append(members, jwk)
+	}
+	return marshalSet(members), nil
+}
+
 func parseTokenKey(o strictjson.Object) (TokenKey, error) {
 	var t TokenKey
 	var err error

@@ -345,3 +345,34 @@ func TestRawDERConversion(t *testing.T) {
 		}
 	}
 }
+
+func TestTokenKeyFile(t *testing.T) {
+	sk := &ServerKeys{
+		Signing: []SigningKey{{KeyID: "s", Algorithm: EdDSA, Signer: testSigner(t, EdDSA)}},
+		Token: []TokenKey{
+			{KeyID: "t2", Algorithm: TokenA256KW, Secret: bytes.Repeat([]byte{2}, TokenKeySize)},
+			{KeyID: "t1", Algorithm: TokenDir, Secret: bytes.Repeat([]byte{1}, TokenKeySize)},
+		},
+	}
+	data, err := MarshalTokenKeys(sk.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := ParseTokenKeys(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ts) != 2 || ts[0].KeyID != "t2" || !bytes.Equal(ts[1].Secret, sk.Token[1].Secret) {
+		t.Fatalf("round trip: %+v", ts)
+	}
+	full, err := MarshalServerKeys(sk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseTokenKeys(full); !errors.Is(err, ErrInvalidKey) {
+		t.Fatalf("a file with a signing key was accepted as a token key file: %v", err)
+	}
+	if _, err := ParseTokenKeys([]byte(`{"keys":[]}`)); !errors.Is(err, ErrInvalidKey) {
+		t.Fatalf("empty token key file: %v", err)
+	}
+}

@@ -61,8 +61,12 @@ func (k *ServerKeys) Check() error {
 			return fmt.Errorf("keys: key %q: %w", s.KeyID, err)
 		}
 	}
-	seen = map[string]bool{}
-	for _, t := range k.Token {
+	return checkTokenKeys(k.Token)
+}
+
+func checkTokenKeys(ts []TokenKey) error {
+	seen := map[string]bool{}
+	for _, t := range ts {
 		if err := CheckKeyID(t.KeyID); err != nil {
 			return err
 		}

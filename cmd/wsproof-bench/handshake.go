@@ -2,10 +2,10 @@ package main
 
 import (
 	"crypto/ecdsa"
-	"fmt"
 	"slices"
 	"time"
 
+	"github.com/wsproof/wsproof/internal/benchfloor"
 	"github.com/wsproof/wsproof/keys"
 )
 
@@ -116,7 +116,7 @@ func (b *bench) floors(runs map[string][]float64, parts map[string]string) error
 		}
 		name := "wsproof " + string(alg)
 		runs[name] = append(runs[name], us(d))
-		parts[name] = fmt.Sprintf("P-256 sign + %s verify + P-256 sign + AES-256-GCM seal (512 B)", alg)
+		parts[name] = benchfloor.ServerParts(alg)
 	}
 	if b.cent != nil {
 		for alg, key := range map[string]any{"HS256": b.e.hsSecret, "ES256": &b.e.esKey.PublicKey} {

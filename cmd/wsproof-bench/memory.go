@@ -207,7 +207,9 @@ func (b *bench) memoryRun(system string, n int, profileDir string) (*memRun, err
 			f := filepath.Join(profileDir, fmt.Sprintf("memory-%s-%s.pprof", system, kind))
 			if _, err := s.profile(ctx, kind, 0, f); err != nil {
 				b.logf("profile %s: %v", f, err)
+				continue
 			}
+			pprofTop(f, kind == "heap") // the .txt beside it, from this run even when the target passes
 		}
 	}
 	return r, nil

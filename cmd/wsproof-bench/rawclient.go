@@ -17,11 +17,13 @@ import (
 )
 
 // rawConn is a wsproof client made of gorilla/websocket and package
-// protocol, for the runs with thousands of sockets. Package client has no
-// way to choose the local address it dials from (client.Config has no
-// dialer), and those runs spread their sockets over many 127.x.y.z source
-// addresses; the protocol steps, including the answers to re-challenges,
-// are package protocol's, as in package client.
+// protocol, for the runs with thousands of sockets, which spread their
+// sockets over many 127.x.y.z source addresses. It was written when
+// client.Config had no dialer to choose the local address with (it now has
+// NetDialContext; moving these runs to package client would change what
+// they measure, so it waits for a full run). The protocol steps, including
+// the answers to re-challenges, are package protocol's, as in package
+// client.
 type rawConn struct {
 	ws        *websocket.Conn
 	pc        *protocol.Client

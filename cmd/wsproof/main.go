@@ -5,6 +5,8 @@
 //	wsproof serve                       run a server (creates the state folder)
 //	wsproof keygen                      generate a client key
 //	wsproof keys add|list|revoke|import edit the key registry
+//	wsproof server-keys ...             rotate the server's keys
+//	wsproof db migrate|audit            the PostgreSQL registry (fleet mode)
 //	wsproof connect URL --key FILE      talk to a server over standard input
 //	wsproof vectors check|generate      run or write the test vectors
 //	wsproof version
@@ -45,6 +47,9 @@ Usage:
     wsproof keygen [--alg ES256] [--out FILE] [--jwk]
                                               generate a client key
     wsproof keys add|list|revoke|import       edit the key registry
+    wsproof server-keys list|add|promote|retire|public|token-keys
+                                              manage and rotate the server's own keys
+    wsproof db migrate|audit                  the PostgreSQL registry of fleet mode
     wsproof connect URL --key FILE [flags]    connect as a client; stdin lines become messages
     wsproof vectors check [FILE]              run the test vectors
     wsproof probe server URL | probe client   test a live server or client against the spec
@@ -79,13 +84,15 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		return 2
 	}
 	cmds := map[string]func(context.Context, []string) error{
-		"serve":   c.serve,
-		"keygen":  c.keygen,
-		"keys":    c.keys,
-		"connect": c.connect,
-		"vectors": c.vectors,
-		"probe":   c.probe,
-		"version": c.version,
+		"serve":       c.serve,
+		"keygen":      c.keygen,
+		"keys":        c.keys,
+		"server-keys": c.serverKeys,
+		"db":          c.db,
+		"connect":     c.connect,
+		"vectors":     c.vectors,
+		"probe":       c.probe,
+		"version":     c.version,
 	}
 	name, rest := args[0], args[1:]
 	switch name {

@@ -50,11 +50,12 @@ func TestScripts(t *testing.T) {
 			return os.WriteFile(filepath.Join(env.WorkDir, "testdata", "vectors.json"), vectors, 0o644)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"waitfile": cmdWaitFile,
-			"waithttp": cmdWaitHTTP,
-			"certpin":  cmdCertPin,
-			"filemode": cmdFileMode,
-			"replace":  cmdReplace,
+			"waitfile":  cmdWaitFile,
+			"waithttp":  cmdWaitHTTP,
+			"certpin":   cmdCertPin,
+			"filemode":  cmdFileMode,
+			"replace":   cmdReplace,
+			"stdoutvar": cmdStdoutVar,
 		},
 	})
 }
@@ -179,6 +180,21 @@ func cmdReplace(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("%s does not contain %q", args[0], args[1])
 	}
 	ts.Check(os.WriteFile(path, []byte(strings.Replace(s, args[1], args[2], 1)), 0o644))
+}
+
+// cmdStdoutVar sets NAME to the first submatch of REGEXP in the last
+// command's standard output, for a key id a command made up.
+func cmdStdoutVar(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: stdoutvar NAME REGEXP")
+	}
+	re, err := regexp.Compile(`(?m)` + args[1])
+	ts.Check(err)
+	m := re.FindStringSubmatch(ts.ReadFile("stdout"))
+	if len(m) < 2 {
+		ts.Fatalf("stdout does not match %q", args[1])
+	}
+	ts.Setenv(args[0], m[1])
 }
 
 func TestOneLine(t *testing.T) {

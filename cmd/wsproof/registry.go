@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -19,12 +20,15 @@ import (
 	"unicode"
 
 	"github.com/wsproof/wsproof/keys"
+	"github.com/wsproof/wsproof/keys/postgres"
 )
 
 const keysUsage = `Usage: wsproof keys COMMAND [flags]
 
-Edits a key registry file: the client keys a server accepts. A running server
-picks up each change within a second; the file is replaced atomically.
+Edits a key registry: the client keys a server accepts, in a registry file or,
+with --db, in the PostgreSQL registry of fleet mode. A running server picks up
+each change within a second; a file is replaced atomically, and a database
+change is one transaction, recorded in the audit log ("wsproof db audit").
 
 Commands:
     add       enroll one key
@@ -34,6 +38,8 @@ Commands:
 
 Run "wsproof keys COMMAND -h" for its flags. Every command takes
     --registry FILE   the registry (default STATE/registry.jwks)
+    --db URL          the registry database instead (default $WSPROOF_DATABASE_URL,
+                      unless --registry is given)
     --state DIR       state folder (default $WSPROOF_STATE, else $HOME/.wsproof)
 `
 
@@ -54,16 +60,17 @@ Flags:
     --not-after TIME       the key is not valid at or after TIME (RFC 3339)
     --cb-required          accept the key only with TLS channel binding
     --registry FILE        the registry (default STATE/registry.jwks)
+    --db URL               the registry database instead (see "wsproof keys -h")
     --state DIR            state folder (default $WSPROOF_STATE, else $HOME/.wsproof)
 `
 
-const keysListUsage = `Usage: wsproof keys list [--registry FILE]
+const keysListUsage = `Usage: wsproof keys list [--registry FILE | --db URL]
 
 Prints every key of the registry: key id, algorithm, subject, groups, validity,
 whether it is revoked, and whether it needs channel binding.
 `
 
-const keysRevokeUsage = `Usage: wsproof keys revoke KID [--registry FILE]
+const keysRevokeUsage = `Usage: wsproof keys revoke KID [--registry FILE | --db URL]
 
 Marks the key KID as revoked. A running server closes its live sessions
 within a second and refuses it from then on. The entry stays in the registry,
@@ -85,6 +92,7 @@ Flags:
     --not-after TIME        as for "wsproof keys add"
     --cb-required           as for "wsproof keys add"
     --registry FILE         the registry (default STATE/registry.jwks)
+    --db URL                the registry database instead (see "wsproof keys -h")
     --state DIR             state folder (default $WSPROOF_STATE, else $HOME/.wsproof)
 `
 
@@ -95,13 +103,13 @@ func (c *cli) keys(ctx context.Context, args []string) error {
 	}
 	switch args[0] {
 	case "add":
-		return c.keysAdd(args[1:])
+		return c.keysAdd(ctx, args[1:])
 	case "list":
-		return c.keysList(args[1:])
+		return c.keysList(ctx, args[1:])
 	case "revoke":
-		return c.keysRevoke(args[1:])
+		return c.keysRevoke(ctx, args[1:])
 	case "import":
-		return c.keysImport(args[1:])
+		return c.keysImport(ctx, args[1:])
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(c.stdout, keysUsage)
 		return nil
@@ -113,11 +121,62 @@ func (c *cli) keys(ctx context.Context, args []string) error {
 
 // registryFlags are the flags every keys command takes.
 type registryFlags struct {
-	registry, state *string
+	registry, db, state *string
 }
 
 func addRegistryFlags(fs *flag.FlagSet) registryFlags {
-	return registryFlags{registry: fs.String("registry", "", ""), state: fs.String("state", "", "")}
+	return registryFlags{registry: fs.String("registry", "", ""), db: fs.String("db", "", ""), state: fs.String("state", "", "")}
+}
+
+// keyStore is the registry a keys command edits: a file or the database.
+// Changes are staged by add and revoke and made by save, all at once.
+type keyStore interface {
+	name() string
+	list() []*keys.Entry
+	byKID(kid string) (int, *keys.Entry)
+	byThumbprint(tp string) *keys.Entry
+	add(e *keys.Entry) error
+	revoke(i int)
+	save(ctx context.Context) error
+	close()
+}
+
+// openStore opens the registry the flags name: --db, else --registry, else
+// $WSPROOF_DATABASE_URL, else the state folder's registry file. A missing
+// file is an empty registry if create is set.
+func (c *cli) openStore(ctx context.Context, f registryFlags, create bool) (keyStore, error) {
+	if *f.db != "" && *f.registry != "" {
+		return nil, &userError{"both --db and --registry given", "use one of them", nil}
+	}
+	url := *f.db
+	if url == "" && *f.registry == "" {
+		url = c.getenv("WSPROOF_DATABASE_URL")
+	}
+	if url != "" {
+		a, err := c.dbAdmin(ctx, url)
+		if err != nil {
+			return nil, err
+		}
+		es, err := a.List(ctx)
+		if err != nil {
+			a.Close(context.Background())
+			hint := ""
+			if errors.Is(err, postgres.ErrSchemaVersion) {
+				hint = "run \"wsproof db migrate\""
+			}
+			return nil, &userError{fmt.Sprintf("cannot read the registry in %s", redactURL(url)), hint, err}
+		}
+		actor := c.getenv("USER")
+		if actor == "" {
+			actor = "wsproof"
+		}
+		return &dbDoc{admin: a, url: redactURL(url), entries: es, actor: actor}, nil
+	}
+	path, err := c.registryPath(f)
+	if err != nil {
+		return nil, err
+	}
+	return loadRegistry(path, create)
 }
 
 func (c *cli) registryPath(f registryFlags) (string, error) {
@@ -266,7 +325,7 @@ func loadRegistry(path string, create bool) (*registryDoc, error) {
 // save validates the entries as a whole and replaces the file atomically.
 // It refuses if the file changed since it was read, so that two edits at
 // once cannot silently lose one of them.
-func (r *registryDoc) save() error {
+func (r *registryDoc) save(context.Context) error {
 	if _, err := keys.NewSet(r.entries); err != nil {
 		return &userError{"the registry would not load", "nothing was written", err}
 	}
@@ -291,8 +350,23 @@ func (r *registryDoc) save() error {
 	return nil
 }
 
-func (r *registryDoc) byKID(kid string) (int, *keys.Entry) {
-	for i, e := range r.entries {
+func (r *registryDoc) name() string        { return r.path }
+func (r *registryDoc) list() []*keys.Entry { return r.entries }
+func (r *registryDoc) close()              {}
+
+// revoke replaces entry i with a revoked copy: entries are immutable once in
+// a set.
+func (r *registryDoc) revoke(i int) {
+	revoked := *r.entries[i]
+	revoked.Revoked = true
+	r.entries[i] = &revoked
+}
+
+func (r *registryDoc) byKID(kid string) (int, *keys.Entry) { return byKID(r.entries, kid) }
+func (r *registryDoc) byThumbprint(tp string) *keys.Entry  { return byThumbprint(r.entries, tp) }
+
+func byKID(es []*keys.Entry, kid string) (int, *keys.Entry) {
+	for i, e := range es {
 		if e.KeyID == kid {
 			return i, e
 		}
@@ -300,8 +374,8 @@ func (r *registryDoc) byKID(kid string) (int, *keys.Entry) {
 	return -1, nil
 }
 
-func (r *registryDoc) byThumbprint(tp string) *keys.Entry {
-	for _, e := range r.entries {
+func byThumbprint(es []*keys.Entry, tp string) *keys.Entry {
+	for _, e := range es {
 		if e.Thumbprint == tp {
 			return e
 		}
@@ -313,17 +387,85 @@ func (r *registryDoc) byThumbprint(tp string) *keys.Entry {
 // already: one key has one entry and one algorithm (spec section "One key,
 // one algorithm").
 func (r *registryDoc) add(e *keys.Entry) error {
-	if _, old := r.byKID(e.KeyID); old != nil {
-		return &userError{fmt.Sprintf("key id %s is already in %s", e.KeyID, r.path), "choose another --kid, or see \"wsproof keys list\"", nil}
-	}
-	if old := r.byThumbprint(e.Thumbprint); old != nil {
-		return &userError{fmt.Sprintf("this key is already enrolled as %s", old.KeyID), "one key has one entry; see \"wsproof keys list\"", nil}
+	if err := checkNew(r, e); err != nil {
+		return err
 	}
 	r.entries = append(r.entries, e)
 	return nil
 }
 
-func (c *cli) keysAdd(args []string) error {
+// checkNew refuses an entry whose key id is taken or whose key is enrolled
+// already: one key has one entry and one algorithm (spec section "One key,
+// one algorithm").
+func checkNew(s keyStore, e *keys.Entry) error {
+	if _, old := s.byKID(e.KeyID); old != nil {
+		return &userError{fmt.Sprintf("key id %s is already in %s", e.KeyID, s.name()), "choose another --kid, or see \"wsproof keys list\"", nil}
+	}
+	if old := s.byThumbprint(e.Thumbprint); old != nil {
+		return &userError{fmt.Sprintf("this key is already enrolled as %s", old.KeyID), "one key has one entry; see \"wsproof keys list\"", nil}
+	}
+	return nil
+}
+
+// dbDoc is the registry in the database, as listed when the command began.
+type dbDoc struct {
+	admin   *postgres.Admin
+	url     string // without credentials
+	actor   string // for the audit log
+	entries []*keys.Entry
+	added   []*keys.Entry
+	revoked []string
+}
+
+func (d *dbDoc) name() string        { return d.url }
+func (d *dbDoc) list() []*keys.Entry { return d.entries }
+func (d *dbDoc) close()              { d.admin.Close(context.Background()) }
+
+func (d *dbDoc) byKID(kid string) (int, *keys.Entry) { return byKID(d.entries, kid) }
+func (d *dbDoc) byThumbprint(tp string) *keys.Entry  { return byThumbprint(d.entries, tp) }
+
+func (d *dbDoc) add(e *keys.Entry) error {
+	if err := checkNew(d, e); err != nil {
+		return err
+	}
+	d.entries = append(d.entries, e)
+	d.added = append(d.added, e)
+	return nil
+}
+
+func (d *dbDoc) revoke(i int) { d.revoked = append(d.revoked, d.entries[i].KeyID) }
+
+// save makes the staged changes: the additions in one transaction, then
+// each revocation. The database enforces the registry's uniqueness rules
+// again, against changes made meanwhile by others.
+func (d *dbDoc) save(ctx context.Context) error {
+	var err error
+	switch len(d.added) {
+	case 0:
+	case 1:
+		err = d.admin.Add(ctx, d.added[0], d.actor)
+	default:
+		var existing []string
+		if existing, err = d.admin.Import(ctx, d.added, d.actor); err == nil && slices.ContainsFunc(existing, func(s string) bool { return s != "" }) {
+			err = errors.New("keys were enrolled by someone else meanwhile")
+		}
+	}
+	if err != nil {
+		var dup *postgres.DuplicateError
+		if errors.As(err, &dup) {
+			return &userError{dup.Error(), "nothing was written; see \"wsproof keys list\"", nil}
+		}
+		return &userError{fmt.Sprintf("cannot write to %s", d.url), "nothing was written", err}
+	}
+	for _, kid := range d.revoked {
+		if err := d.admin.Revoke(ctx, kid, d.actor); err != nil && !errors.Is(err, postgres.ErrAlreadyRevoked) {
+			return &userError{fmt.Sprintf("cannot revoke %s in %s", printable(kid), d.url), "", err}
+		}
+	}
+	return nil
+}
+
+func (c *cli) keysAdd(ctx context.Context, args []string) error {
 	fs := c.newFlags("keys add", keysAddUsage)
 	rf := addRegistryFlags(fs)
 	ef := addEntryFlags(fs)
@@ -365,14 +507,11 @@ func (c *cli) keysAdd(args []string) error {
 	if err != nil {
 		return err
 	}
-	path, err := c.registryPath(rf)
+	reg, err := c.openStore(ctx, rf, true)
 	if err != nil {
 		return err
 	}
-	reg, err := loadRegistry(path, true)
-	if err != nil {
-		return err
-	}
+	defer reg.close()
 	e, err := ef.entry(pub, *ef.alg, *kid, kidHint, algHint, *ef.sub)
 	if err != nil {
 		return err
@@ -380,10 +519,10 @@ func (c *cli) keysAdd(args []string) error {
 	if err := reg.add(e); err != nil {
 		return err
 	}
-	if err := reg.save(); err != nil {
+	if err := reg.save(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "added %s (%s) for %s to %s\n", e.KeyID, e.Algorithm, printable(e.Subject), path)
+	fmt.Fprintf(c.stdout, "added %s (%s) for %s to %s\n", e.KeyID, e.Algorithm, printable(e.Subject), reg.name())
 	return nil
 }
 
@@ -439,7 +578,7 @@ func readPublicKey(path string) (crypto.PublicKey, string, keys.Algorithm, error
 		"give a PEM or OpenSSH key, or a JWK, of type EC (P-256, P-384, P-521), RSA (2048 to 4096 bits) or Ed25519", perr}
 }
 
-func (c *cli) keysList(args []string) error {
+func (c *cli) keysList(ctx context.Context, args []string) error {
 	fs := c.newFlags("keys list", keysListUsage)
 	rf := addRegistryFlags(fs)
 	pos, err := parse(fs, args)
@@ -449,22 +588,19 @@ func (c *cli) keysList(args []string) error {
 	if len(pos) > 0 {
 		return c.usageErr(fs, "keys list takes no arguments, got %q", pos[0])
 	}
-	path, err := c.registryPath(rf)
+	reg, err := c.openStore(ctx, rf, false)
 	if err != nil {
 		return err
 	}
-	reg, err := loadRegistry(path, false)
-	if err != nil {
-		return err
-	}
-	if len(reg.entries) == 0 {
-		fmt.Fprintf(c.stdout, "%s has no keys; enroll one with \"wsproof keys add\"\n", path)
+	defer reg.close()
+	if len(reg.list()) == 0 {
+		fmt.Fprintf(c.stdout, "%s has no keys; enroll one with \"wsproof keys add\"\n", reg.name())
 		return nil
 	}
 	now := time.Now()
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KID\tALG\tSUB\tGROUPS\tVALIDITY\tREVOKED\tCB")
-	for _, e := range reg.entries {
+	for _, e := range reg.list() {
 		groups := "-"
 		if len(e.Groups) > 0 {
 			qs := make([]string, len(e.Groups))
@@ -521,7 +657,7 @@ func printable(s string) string {
 	return s
 }
 
-func (c *cli) keysRevoke(args []string) error {
+func (c *cli) keysRevoke(ctx context.Context, args []string) error {
 	fs := c.newFlags("keys revoke", keysRevokeUsage)
 	rf := addRegistryFlags(fs)
 	pos, err := parse(fs, args)
@@ -532,34 +668,28 @@ func (c *cli) keysRevoke(args []string) error {
 		return c.usageErr(fs, "keys revoke takes one key id")
 	}
 	kid := pos[0]
-	path, err := c.registryPath(rf)
+	reg, err := c.openStore(ctx, rf, false)
 	if err != nil {
 		return err
 	}
-	reg, err := loadRegistry(path, false)
-	if err != nil {
-		return err
-	}
+	defer reg.close()
 	i, e := reg.byKID(kid)
 	if e == nil {
-		return &userError{fmt.Sprintf("no key %s in %s", printable(kid), path), "\"wsproof keys list\" shows the key ids", nil}
+		return &userError{fmt.Sprintf("no key %s in %s", printable(kid), reg.name()), "\"wsproof keys list\" shows the key ids", nil}
 	}
 	if e.Revoked {
 		fmt.Fprintf(c.stdout, "%s was already revoked\n", kid)
 		return nil
 	}
-	// Entries are immutable once in a set: replace it with a revoked copy.
-	revoked := *e
-	revoked.Revoked = true
-	reg.entries[i] = &revoked
-	if err := reg.save(); err != nil {
+	reg.revoke(i)
+	if err := reg.save(ctx); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "revoked %s (%s); a running server closes its sessions within a second\n", kid, printable(e.Subject))
 	return nil
 }
 
-func (c *cli) keysImport(args []string) error {
+func (c *cli) keysImport(ctx context.Context, args []string) error {
 	fs := c.newFlags("keys import", keysImportUsage)
 	rf := addRegistryFlags(fs)
 	ef := addEntryFlags(fs)
@@ -598,14 +728,11 @@ func (c *cli) keysImport(args []string) error {
 	if len(aks) == 0 {
 		return &userError{fmt.Sprintf("%s has no keys", *file), "check --authorized-keys", nil}
 	}
-	path, err := c.registryPath(rf)
+	reg, err := c.openStore(ctx, rf, true)
 	if err != nil {
 		return err
 	}
-	reg, err := loadRegistry(path, true)
-	if err != nil {
-		return err
-	}
+	defer reg.close()
 	var added []*keys.Entry
 	for _, ak := range aks {
 		sub := *ef.sub
@@ -647,13 +774,13 @@ func (c *cli) keysImport(args []string) error {
 		added = append(added, e)
 	}
 	if len(added) > 0 {
-		if err := reg.save(); err != nil {
+		if err := reg.save(ctx); err != nil {
 			return err
 		}
 	}
 	for _, e := range added {
 		fmt.Fprintf(c.stdout, "added %s (%s) for %s\n", e.KeyID, e.Algorithm, printable(e.Subject))
 	}
-	fmt.Fprintf(c.stdout, "imported %d of %d keys into %s\n", len(added), len(aks), path)
+	fmt.Fprintf(c.stdout, "imported %d of %d keys into %s\n", len(added), len(aks), reg.name())
 	return nil
 }

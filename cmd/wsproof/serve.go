@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -53,6 +54,15 @@ pin) and an empty registry.jwks. It never overwrites a file. The registry is
 reloaded when it changes (edit it with "wsproof keys"), and live sessions whose
 key was revoked or removed are closed within a second.
 
+In fleet mode (--db) the registry is a PostgreSQL database ("wsproof db
+migrate" creates it; "wsproof keys ... --db" edits it); the node keeps an
+in-memory copy that LISTEN/NOTIFY keeps current, so a change reaches every node
+within a second. Without the database it serves the keys it knows for
+--db-grace, then refuses everyone (retryably) until the database is back;
+/healthz says "degraded" (200) and then "unavailable" (503). Nodes behind one
+load balancer share --server-keys and --identity. The deployment guide is
+docs/fleet.md in the source repository.
+
 Each message the client sends is echoed back as "echo: <message>". A message
 "/all <text>" goes to every live session as "<subject>: <text>", if the
 sender's key is in the broadcast group.
@@ -63,6 +73,14 @@ Flags:
     --addr-file FILE          write the address actually bound to FILE once listening
     --identity URL            the server identity clients check (default ws://ADDR/ws, or wss://)
     --registry FILE           key registry (default STATE/registry.jwks)
+    --db URL                  fleet mode: read the key registry from PostgreSQL instead
+                              (default $WSPROOF_DATABASE_URL; see "wsproof db")
+    --db-grace D              after losing the database, keep serving known keys this
+                              long, then refuse everyone until it is back (default 5m0s)
+    --server-keys FILE        the server's key file (default STATE/server.jwks); nodes
+                              behind one balancer share it; reloaded when it changes
+    --trusted-proxy CIDR      a load balancer's address: take the client address from
+                              X-Forwarded-For on its requests (repeatable)
     --origin ORIGIN           allow browsers from this Origin (repeatable; default none but,
                               on /ws/browser, this server's own pages)
     --required-group GROUP    admit only keys in one of these groups (repeatable; default any key)
@@ -100,6 +118,9 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		addrFile         = fs.String("addr-file", "", "")
 		identity         = fs.String("identity", "", "")
 		registryPath     = fs.String("registry", "", "")
+		dbURL            = fs.String("db", "", "")
+		dbGrace          = fs.Duration("db-grace", 0, "")
+		serverKeysPath   = fs.String("server-keys", "", "")
 		broadcastGroup   = fs.String("broadcast-group", "broadcast", "")
 		tokenLifetime    = fs.Duration("token-lifetime", protocol.DefaultTokenLifetime, "")
 		challengeLife    = fs.Duration("challenge-lifetime", protocol.DefaultChallengeLifetime, "")
@@ -110,8 +131,10 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		noChannelBinding = fs.Bool("no-channel-binding", false, "")
 		origins          listFlag
 		requiredGroups   listFlag
+		proxies          listFlag
 	)
 	fs.Var(&origins, "origin", "")
+	fs.Var(&proxies, "trusted-proxy", "")
 	fs.Var(&requiredGroups, "required-group", "")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -135,34 +158,72 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if *refreshBefore <= 0 {
 		return c.usageErr(fs, "--refresh-before must be positive")
 	}
+	if *dbURL == "" {
+		*dbURL = c.getenv("WSPROOF_DATABASE_URL")
+	}
+	if *dbURL != "" && *registryPath != "" {
+		return c.usageErr(fs, "use either --registry or --db, not both")
+	}
+	if *dbGrace < 0 || (*dbGrace != 0 && *dbURL == "") {
+		return c.usageErr(fs, "--db-grace needs --db and must not be negative")
+	}
+	trusted, err := parsePrefixes(proxies)
+	if err != nil {
+		return c.usageErr(fs, "--trusted-proxy: %v", err)
+	}
 
 	dir, err := c.stateDir(*stateFlag)
 	if err != nil {
 		return err
 	}
 	c.say("state folder %s", dir)
-	sk, err := c.initState(dir)
-	if err != nil {
-		return err
-	}
-	regPath := *registryPath
-	if regPath == "" {
-		regPath = filepath.Join(dir, registryFile)
-		created, err := writeNew(regPath, []byte("{\"keys\":[]}\n"), 0o644)
-		if err != nil {
-			return &userError{fmt.Sprintf("cannot create the registry %s", regPath), "check the state folder's permissions", err}
+	keysPath := *serverKeysPath
+	var sk *keys.ServerKeys
+	if keysPath == "" {
+		keysPath = filepath.Join(dir, serverKeysFile)
+		if sk, err = c.initState(dir); err != nil {
+			return err
 		}
-		c.sayFile("registry", regPath, created, "the client keys this server accepts; edit it with \"wsproof keys\"")
 	} else {
-		c.sayFile("registry", regPath, false, "")
-	}
-	reg, err := keys.OpenFile(regPath)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return &userError{fmt.Sprintf("registry %s does not exist", regPath),
-				fmt.Sprintf("create it with \"wsproof keys add --registry %s ...\"", regPath), nil}
+		c.sayFile("keys", keysPath, false, "")
+		if sk, err = c.loadServerKeys(keysPath, "restore the file from the copy the other nodes use"); err != nil {
+			return err
 		}
-		return &userError{fmt.Sprintf("cannot load the registry %s", regPath), "fix the file, or move it away to start from an empty one", err}
+	}
+
+	logger := slog.New(slog.NewTextHandler(c.stderr, nil))
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	var src registrySource
+	if *dbURL != "" {
+		if src, err = c.openDBSource(ctx, *dbURL, *dbGrace, logger, metrics); err != nil {
+			return err
+		}
+		c.sayFile("registry", src.describe(), false, "")
+	} else {
+		regPath := *registryPath
+		if regPath == "" {
+			regPath = filepath.Join(dir, registryFile)
+			created, err := writeNew(regPath, []byte("{\"keys\":[]}\n"), 0o644)
+			if err != nil {
+				return &userError{fmt.Sprintf("cannot create the registry %s", regPath), "check the state folder's permissions", err}
+			}
+			c.sayFile("registry", regPath, created, "the client keys this server accepts; edit it with \"wsproof keys\"")
+		} else {
+			c.sayFile("registry", regPath, false, "")
+		}
+		reg, err := keys.OpenFile(regPath)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return &userError{fmt.Sprintf("registry %s does not exist", regPath),
+					fmt.Sprintf("create it with \"wsproof keys add --registry %s ...\"", regPath), nil}
+			}
+			return &userError{fmt.Sprintf("cannot load the registry %s", regPath), "fix the file, or move it away to start from an empty one", err}
+		}
+		src = newFileSource(reg, regPath, logger, metrics)
 	}
 
 	var tlsConfig *tls.Config
@@ -204,25 +265,17 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		id = scheme + "://" + identityHost(*listen, bound) + "/ws"
 	}
 
-	logger := slog.New(slog.NewTextHandler(c.stderr, nil))
-	metrics := prometheus.NewRegistry()
-	metrics.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
-	reloadErrors := prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "wsproof_registry_reload_errors_total",
-		Help: "Registry file changes refused because the new file does not load; the last good registry stays in use.",
+	keyReloadErrors := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "wsproof_server_keys_reload_errors_total",
+		Help: "Server key file changes refused because the new file does not load; the keys in use stay.",
 	})
-	metrics.MustRegister(reloadErrors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "wsproof_registry_keys",
-		Help: "Entries in the registry in use, revoked ones included.",
-	}, func() float64 { return float64(reg.Current().Len()) }))
+	metrics.MustRegister(keyReloadErrors)
 	app := &room{group: *broadcastGroup, log: logger, conns: map[*server.Conn]struct{}{}}
 	cfg := server.Config{
 		Identity:          id,
 		Keys:              sk,
-		Registry:          reg,
+		Registry:          src,
+		TrustedProxies:    trusted,
 		RequiredGroups:    requiredGroups,
 		ChallengeLifetime: *challengeLife,
 		TokenLifetime:     *tokenLifetime,
@@ -257,21 +310,27 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return &userError{"cannot configure the browser endpoint", "check --identity and the lifetimes", err}
 	}
-	pubSet, err := keys.MarshalPublicSet(sk.Public())
-	if err != nil {
+	var pubSet atomic.Pointer[[]byte]
+	setPub := func(sk *keys.ServerKeys) error {
+		p, err := keys.MarshalPublicSet(sk.Public())
+		if err == nil {
+			pubSet.Store(&p)
+		}
 		return err
 	}
+	if err := setPub(sk); err != nil {
+		return err
+	}
+	var keysProblem atomic.Pointer[string]
+	keysProblem.Store(new(string))
 
 	mux := http.NewServeMux()
 	mux.Handle("/ws", srv)
 	mux.Handle("/ws/browser", bsrv)
-	mountDemo(mux, pubSet, bcfg.Identity)
+	mountDemo(mux, func() []byte { return *pubSet.Load() }, bcfg.Identity)
 	gather := prometheus.Gatherers{metrics, browserMetrics}
 	mux.Handle("/metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{Registry: metrics}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "ok")
-	})
+	mux.Handle("/healthz", healthHandler(src, func() string { return *keysProblem.Load() }))
 	// WebSocket needs HTTP/1.1: an HTTP/2 connection cannot be upgraded.
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
@@ -286,12 +345,34 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go reg.Watch(ctx, 0, func(old, new *keys.Set) {
-		closed := srv.Recheck() + bsrv.Recheck()
-		logger.Info("wsproof: registry reloaded", "keys", new.Len(), "sessions_closed", closed)
-	}, func(err error) {
-		reloadErrors.Inc()
-		logger.Warn("wsproof: registry reload failed; keeping the last good registry", "err", err)
+	wctx, wcancel := context.WithCancel(ctx)
+	var watchers sync.WaitGroup
+	defer func() { wcancel(); watchers.Wait() }()
+	watchers.Go(func() {
+		src.watch(wctx, func() {
+			if closed := srv.Recheck() + bsrv.Recheck(); closed > 0 {
+				logger.Info("wsproof: registry changed", "keys", src.Len(), "sessions_closed", closed)
+			}
+		})
+	})
+	watchers.Go(func() {
+		watchServerKeys(wctx, keysPath, time.Second, func(sk *keys.ServerKeys) error {
+			if err := srv.SetKeys(sk); err != nil {
+				return err
+			}
+			if err := bsrv.SetKeys(sk); err != nil {
+				return err
+			}
+			keysProblem.Store(new(string))
+			logger.Info("wsproof: server keys reloaded", "signing", sk.Signing[0].KeyID, "token", sk.Token[0].KeyID,
+				"signing_keys", len(sk.Signing), "token_keys", len(sk.Token))
+			return setPub(sk)
+		}, func(err error) {
+			keyReloadErrors.Inc()
+			p := fmt.Sprintf("server key file %s does not load; using the keys loaded before", keysPath)
+			keysProblem.Store(&p)
+			logger.Warn("wsproof: server key reload failed; keeping the keys in use", "err", err)
+		})
 	})
 
 	errc := make(chan error, 1)
@@ -310,7 +391,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	c.say("listening on %s://%s/ws (identity %s)", scheme, bound, id)
 	c.say("  browsers  %s://%s/ws/browser (identity %s, no channel binding)", scheme, bound, bcfg.Identity)
 	c.say("  demo page %s://%s/", pageScheme, identityHost(*listen, bound))
-	logger.Info("wsproof: serving", "addr", bound, "identity", id, "keys", reg.Current().Len(), "tls", tlsConfig != nil)
+	logger.Info("wsproof: serving", "addr", bound, "identity", id, "keys", src.Len(), "tls", tlsConfig != nil)
 
 	select {
 	case err := <-errc:
@@ -401,7 +482,7 @@ func pageOrigins(extra []string, scheme, listen, bound, identity string) []strin
 // /server.pub.jwks and the identity of /ws/browser at /identity. Both are
 // public. The page's script comes from this origin, so the page trusts them
 // as much as it trusts itself.
-func mountDemo(mux *http.ServeMux, pubSet []byte, identity string) {
+func mountDemo(mux *http.ServeMux, pubSet func() []byte, identity string) {
 	page, err := fs.Sub(jsclient.Files, "demo")
 	if err != nil {
 		panic(err) // the embedded tree always has demo/
@@ -432,7 +513,7 @@ func mountDemo(mux *http.ServeMux, pubSet []byte, identity string) {
 	})))
 	mux.Handle("/server.pub.jwks", static(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/jwk-set+json")
-		w.Write(pubSet)
+		w.Write(pubSet())
 	})))
 	mux.Handle("/identity", static(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -478,16 +559,9 @@ func (c *cli) initState(dir string) (*keys.ServerKeys, error) {
 		}
 	}
 	c.sayFile("keys", path, created, "the server's private keys; keep it secret")
-	data, err := os.ReadFile(path)
+	sk, err := c.loadServerKeys(path, "restore the file, or move it away to create new keys (clients must then pin the new server.pub.jwks)")
 	if err != nil {
-		return nil, &userError{fmt.Sprintf("cannot read %s", path), "check the state folder's permissions", err}
-	}
-	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		c.say("warning: %s is readable by other users; run: chmod 600 %s", path, path)
-	}
-	sk, err := keys.ParseServerKeys(data)
-	if err != nil {
-		return nil, &userError{fmt.Sprintf("cannot load the server keys %s", path), "restore the file, or move it away to create new keys (clients must then pin the new server.pub.jwks)", err}
+		return nil, err
 	}
 
 	pubPath := filepath.Join(dir, serverPubFile)

@@ -103,10 +103,23 @@ func TestFleet(t *testing.T) {
 	if err := os.WriteFile(path("server.jwks"), skData, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Step 1 of a rotation (docs/fleet.md), done ahead: a second signing key
+	// is published, not yet used, and every client and backend pins both.
+	out := run(t, "server-keys", "add", "--signing", "--alg", "EdDSA", "--file", path("server.jwks"))
+	next := regexp.MustCompile(`added signing key (\S+) `).FindStringSubmatch(out)
+	if next == nil {
+		t.Fatalf("server-keys add: %s", out)
+	}
+	run(t, "server-keys", "public", "--file", path("server.jwks"), "--out", path("server.pub.jwks"))
+	pubData, _ := os.ReadFile(path("server.pub.jwks"))
+	pinned, err := keys.ParsePublicSet(pubData)
+	if err != nil || len(pinned.Keys()) != 2 {
+		t.Fatalf("published set: %v", err)
+	}
 
 	lbPort := freePort(t)
 	identity := fmt.Sprintf("ws://127.0.0.1:%d/ws", lbPort)
-	const grace = 3 * time.Second
+	const grace = 4 * time.Second
 	start := func(name string) *fleetNode {
 		return startNode(t, name, path(name+".addr"),
 			"serve", "--db", db.URL(), "--db-grace", grace.String(), "--server-keys", path("server.jwks"),
@@ -124,7 +137,7 @@ func TestFleet(t *testing.T) {
 	cfgFor := func(kid string, src int) *client.Config {
 		ka := signers[kid]
 		return &client.Config{
-			KeyID: kid, Signer: ka.s, Algorithm: ka.alg, ServerKeys: sk.Public(), ServerIdentity: identity,
+			KeyID: kid, Signer: ka.s, Algorithm: ka.alg, ServerKeys: pinned, ServerIdentity: identity,
 			NetDialContext: sourceDialer(src),
 		}
 	}
@@ -170,7 +183,7 @@ func TestFleet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	backend := &protocol.TokenVerifier{Identity: identity, TokenKeys: tks, SigningKeys: sk.Public()}
+	backend := &protocol.TokenVerifier{Identity: identity, TokenKeys: tks, SigningKeys: pinned}
 	for _, c := range clients[:2] {
 		s := c.conn.Load().Session()
 		claims, err := backend.Open(s.Token, s.SocketID, time.Now())
@@ -216,6 +229,40 @@ func TestFleet(t *testing.T) {
 		c.echo(ctx, t)
 	}
 
+	// Steps 2 and 3 of the rotation: switch to the published key. Both nodes
+	// pick the file up without a restart; a client that pinned only the old
+	// key is now refused by both, and the sessions opened before the switch
+	// are untouched.
+	run(t, "server-keys", "promote", next[1], "--file", path("server.jwks"))
+	switched := time.Now()
+	for _, n := range []*fleetNode{nodeA, nodeB} {
+		waitHTTP(t, "http://"+n.addr+"/server.pub.jwks", 200, `{"keys":[`+"\n"+`{"alg":"EdDSA"`)
+	}
+	report("rotation: both nodes signed with the new key %v after the switch was written", time.Since(switched).Round(time.Millisecond))
+	oldOnly := &protocol.TokenVerifier{Identity: identity, TokenKeys: tks, SigningKeys: sk.Public()}
+	for i := range 2 { // round robin: one dial per node
+		old := cfgFor("k1", 40+i)
+		old.ServerKeys = sk.Public()
+		if _, err := client.Dial(ctx, "ws"+strings.TrimPrefix(lb, "http")+"/ws", old); err == nil {
+			t.Fatal("a client pinning only the old key accepted a node after the switch")
+		}
+		c, err := client.Dial(ctx, "ws"+strings.TrimPrefix(lb, "http")+"/ws", cfgFor("k1", 42+i))
+		if err != nil {
+			t.Fatalf("client pinning the published set: %v", err)
+		}
+		s := c.Session()
+		if _, err := backend.Open(s.Token, s.SocketID, time.Now()); err != nil {
+			t.Fatalf("token signed with the new key: %v", err)
+		}
+		if _, err := oldOnly.Open(s.Token, s.SocketID, time.Now()); protocol.CodeOf(err) != protocol.CodeTokenInvalid {
+			t.Fatalf("a backend without the new public key opened its token: %v", err)
+		}
+		c.Close()
+	}
+	for _, c := range clients[2:] {
+		c.echo(ctx, t)
+	}
+
 	// 2. Stopping node A moves its clients, through the balancer, to B.
 	var movers []*fleetClient
 	for _, c := range clients[2:] {
@@ -255,7 +302,7 @@ func TestFleet(t *testing.T) {
 			t.Fatalf("known key refused during the grace period: %v", err)
 		}
 		c.Close()
-		strangerCfg := &client.Config{KeyID: "stranger", Signer: stranger, Algorithm: keys.EdDSA, ServerKeys: sk.Public(), ServerIdentity: identity}
+		strangerCfg := &client.Config{KeyID: "stranger", Signer: stranger, Algorithm: keys.EdDSA, ServerKeys: pinned, ServerIdentity: identity}
 		if _, err := client.Dial(ctx, "ws"+strings.TrimPrefix(lb, "http")+"/ws", strangerCfg); !isAuthFailure(err) {
 			t.Fatalf("unknown key during the outage: %v", err)
 		}
@@ -282,7 +329,7 @@ func TestFleet(t *testing.T) {
 		len(live), time.Since(back).Round(time.Millisecond))
 	// The node listens again: a revocation, this time with the command,
 	// still arrives within a second of the command's return.
-	out := run(t, "keys", "revoke", "--db", db.URL(), "k1")
+	out = run(t, "keys", "revoke", "--db", db.URL(), "k1")
 	committed = time.Now()
 	if !strings.Contains(out, "revoked k1") {
 		t.Fatalf("keys revoke --db: %s", out)

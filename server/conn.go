@@ -39,10 +39,16 @@ type Conn struct {
 	sess atomic.Pointer[protocol.Session]
 	exp  atomic.Int64 // the current token's expiry, Unix nanoseconds: the per-message check
 
-	rmu    sync.Mutex    // one Read at a time (gorilla allows one reader)
-	wsem   chan struct{} // one writer at a time (gorilla allows one); a ctx-aware mutex
-	cancel func()        // cancels the handler's context when the socket closes
-	done   chan struct{} // closed when the socket closes
+	rmu     sync.Mutex       // one Read at a time (gorilla allows one reader)
+	limited io.LimitedReader // readMessage's limit, reused by the one reader: no allocation per message
+	wsem    chan struct{}    // one writer at a time (gorilla allows one); a ctx-aware mutex
+	cancel  func()           // cancels the handler's context when the socket closes
+	done    chan struct{}    // closed when the socket closes
+
+	// ctxDone is the Done channel of the handler's context, set before the
+	// handler starts and never changed. That context is cancelled only
+	// after the socket has closed, so Read need not watch it.
+	ctxDone <-chan struct{}
 
 	refresh atomic.Pointer[protocol.ServerHandshake] // the outstanding re-challenge
 
@@ -82,7 +88,11 @@ func (c *Conn) RemoteIP() string { return c.remote }
 //
 // Read returns ErrClosed, joined with how the socket ended, once it has
 // closed. If ctx ends while Read waits, the socket is closed: a WebSocket
-// read cannot be resumed after it is interrupted.
+// read cannot be resumed after it is interrupted. The context ServeSession
+// received, and any that shares its cancellation (a context.WithValue of
+// it), ends only once the socket has closed, so Read does not watch it and
+// passing it adds no per-message cost; any other cancellable ctx is watched
+// for the duration of each Read.
 func (c *Conn) Read(ctx context.Context) (Message, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
@@ -91,9 +101,13 @@ func (c *Conn) Read(ctx context.Context) (Message, error) {
 		return Message{}, c.err()
 	default:
 	}
-	stop := context.AfterFunc(ctx, func() { c.closeWith(websocket.CloseGoingAway, "") })
-	defer stop()
-	c.alive(time.Now()) // the handler may have been busy elsewhere since its last Read
+	// A context that is never done, or that is done only once the socket
+	// has closed, has nothing to interrupt; watching one costs an
+	// allocation and a registration with ctx on every message.
+	if d := ctx.Done(); d != nil && d != c.ctxDone {
+		stop := context.AfterFunc(ctx, func() { c.closeWith(websocket.CloseGoingAway, "") })
+		defer stop()
+	}
 	m, err := c.next()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -237,6 +251,7 @@ func (c *Conn) serve() {
 	c.alive(time.Now())
 	c.ws.SetPongHandler(func(string) error { c.alive(time.Now()); return nil })
 	ctx, cancel := context.WithCancel(context.Background())
+	c.ctxDone = ctx.Done()
 	c.closeOnce.Lock()
 	c.cancel = cancel
 	closed := c.closed
@@ -264,7 +279,7 @@ func (c *Conn) setSession(s *protocol.Session) {
 
 // alive extends the read deadline: a socket silent for two ping intervals is
 // dead. It moves the deadline at most once a second, which keeps the cost off
-// the per-message path.
+// the per-message path; next calls it with one clock read before each read.
 func (c *Conn) alive(now time.Time) {
 	if n := now.UnixNano(); n-atomic.LoadInt64(&c.lastAlive) >= int64(time.Second) {
 		atomic.StoreInt64(&c.lastAlive, n)
@@ -279,6 +294,10 @@ func (c *Conn) alive(now time.Time) {
 // failure closes the socket.
 func (c *Conn) next() (Message, error) {
 	for {
+		// Before each read rather than after: the handler may have been
+		// busy elsewhere since its last Read, and a message just read has
+		// shown the socket alive until this moment anyway.
+		c.alive(time.Now())
 		mt, data, err := c.readMessage(protocol.MaxHandshakeMessage, c.s.cfg.MaxMessageSize)
 		if err != nil {
 			if errors.Is(err, errTooLarge) {
@@ -288,8 +307,7 @@ func (c *Conn) next() (Message, error) {
 			}
 			return Message{}, err
 		}
-		now := c.s.now()
-		c.alive(time.Now())
+		now := c.s.now() // the session's clock, which may not be the real one
 		switch mt {
 		case websocket.BinaryMessage:
 			if now.UnixNano() >= c.exp.Load() {
@@ -395,7 +413,9 @@ func (c *Conn) readMessage(textLimit, binLimit int64) (int, []byte, error) {
 	if mt == websocket.TextMessage {
 		limit = textLimit
 	}
-	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	c.limited = io.LimitedReader{R: r, N: limit + 1}
+	data, err := io.ReadAll(&c.limited)
+	c.limited.R = nil
 	if err != nil {
 		return 0, nil, err
 	}
@@ -413,12 +433,20 @@ func (c *Conn) write(ctx context.Context, mt int, msg []byte) error {
 		return c.err()
 	default:
 	}
+	// When no other write is in progress, the semaphore is taken at once,
+	// without the select over ctx and the socket that waiting needs: ctx
+	// bounds the wait for a turn, so a ctx already done does not stop an
+	// uncontended write.
 	select {
 	case c.wsem <- struct{}{}:
-	case <-c.done:
-		return c.err()
-	case <-ctx.Done():
-		return ctx.Err()
+	default:
+		select {
+		case c.wsem <- struct{}{}:
+		case <-c.done:
+			return c.err()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	defer func() { <-c.wsem }()
 	c.ws.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))

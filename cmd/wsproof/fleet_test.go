@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/wsproof/wsproof/client"
 	"github.com/wsproof/wsproof/internal/pgtest"
 	"github.com/wsproof/wsproof/keys"
@@ -92,6 +94,27 @@ func TestFleet(t *testing.T) {
 	if out := run(t, "keys", "list", "--db", db.URL()); strings.Count(out, "device-k") != 4 {
 		t.Fatalf("keys list --db:\n%s", out)
 	}
+	// The nodes connect with the least privilege docs/fleet.md recommends:
+	// they read the registry and listen, and cannot change it.
+	nodeURL := strings.Replace(db.URL(), "postgres@", "wsproof_node@", 1)
+	func() {
+		conn, err := pgx.Connect(ctx, db.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, nodeRoleSQL); err != nil {
+			t.Fatal(err)
+		}
+		node, err := pgx.Connect(ctx, nodeURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer node.Close(ctx)
+		if _, err := node.Exec(ctx, "UPDATE wsproof_keys SET revoked = true"); err == nil {
+			t.Fatal("the node role can write the registry")
+		}
+	}()
 	stranger, _ := keys.Generate(keys.EdDSA, nil) // never enrolled
 
 	// One server key file for both nodes, as a fleet shares it.
@@ -122,7 +145,7 @@ func TestFleet(t *testing.T) {
 	const grace = 4 * time.Second
 	start := func(name string) *fleetNode {
 		return startNode(t, name, path(name+".addr"),
-			"serve", "--db", db.URL(), "--db-grace", grace.String(), "--server-keys", path("server.jwks"),
+			"serve", "--db", nodeURL, "--db-grace", grace.String(), "--server-keys", path("server.jwks"),
 			"--state", path("state-"+name), "--listen", "127.0.0.1:0", "--addr-file", path(name+".addr"),
 			"--identity", identity, "--trusted-proxy", "127.0.0.1",
 			"--token-lifetime", "1m", "--refresh-before", "20s")
@@ -360,6 +383,10 @@ func TestFleet(t *testing.T) {
 		}
 	}
 }
+
+// nodeRoleSQL is the node role of docs/fleet.md, word for word.
+const nodeRoleSQL = `CREATE ROLE wsproof_node LOGIN;
+GRANT SELECT ON wsproof_keys, wsproof_schema TO wsproof_node;`
 
 type keyAndAlg struct {
 	s   crypto.Signer

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -144,7 +146,7 @@ func TestFleet(t *testing.T) {
 	identity := fmt.Sprintf("ws://127.0.0.1:%d/ws", lbPort)
 	const grace = 4 * time.Second
 	start := func(name string) *fleetNode {
-		return startNode(t, name, path(name+".addr"),
+		return startNode(t, name, path(name+".addr"), true,
 			"serve", "--db", nodeURL, "--db-grace", grace.String(), "--server-keys", path("server.jwks"),
 			"--state", path("state-"+name), "--listen", "127.0.0.1:0", "--addr-file", path(name+".addr"),
 			"--identity", identity, "--trusted-proxy", "127.0.0.1",
@@ -434,7 +436,9 @@ type fleetNode struct {
 	done chan error
 }
 
-func startNode(t *testing.T, name, addrFile string, args ...string) *fleetNode {
+// startNode starts "wsproof ARGS..." and waits for its address file and,
+// unless plain is false, for "ok" on its /healthz over plain HTTP.
+func startNode(t *testing.T, name, addrFile string, plain bool, args ...string) *fleetNode {
 	t.Helper()
 	n := &fleetNode{name: name, log: &syncBuffer{}, done: make(chan error, 1)}
 	n.cmd = exec.Command("wsproof", args...)
@@ -467,7 +471,9 @@ func startNode(t *testing.T, name, addrFile string, args ...string) *fleetNode {
 			t.Fatalf("node %s did not start:\n%s", name, n.log.String())
 		}
 	}
-	waitHTTP(t, "http://"+n.addr+"/healthz", 200, "ok")
+	if plain {
+		waitHTTP(t, "http://"+n.addr+"/healthz", 200, "ok")
+	}
 	return n
 }
 
@@ -480,6 +486,112 @@ func (n *fleetNode) stop(t *testing.T) {
 		n.done <- nil // for the cleanup
 	case <-time.After(15 * time.Second):
 		t.Fatalf("node %s did not stop", n.name)
+	}
+}
+
+// TestProxyProtocolTLS puts HAProxy in TCP mode (layer 4, TLS passed
+// through) in front of a node that serves TLS 1.3 with --proxy-protocol:
+// channel binding survives the balancer, the node sees each client's own
+// address in the PROXY v2 header, a trusted peer without a header is
+// refused, and an untrusted peer cannot claim an address with one.
+func TestProxyProtocolTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts HAProxy and a node")
+	}
+	haproxy, err := exec.LookPath("haproxy")
+	if err != nil {
+		if os.Getenv("WSPROOF_REQUIRE_POSTGRES") == "1" {
+			t.Fatal("haproxy is not installed: apt-get install haproxy (bash .ci/run does)")
+		}
+		t.Skip("haproxy is not installed: apt-get install haproxy (bash .ci/run does)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	signer, _ := keys.Generate(keys.EdDSA, nil)
+	pem, _ := keys.MarshalPrivatePEM(signer)
+	if err := os.WriteFile(filepath.Join(dir, "dev.pem"), pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "keys", "add", "--state", state, "--key", filepath.Join(dir, "dev.pem"), "--kid", "dev", "--sub", "sensor")
+	lbPort := freePort(t)
+	identity := fmt.Sprintf("wss://127.0.0.1:%d/ws", lbPort)
+	node := startNode(t, "tls", filepath.Join(dir, "addr"), false,
+		"serve", "--state", state, "--tls-dev", "--listen", "127.0.0.1:0", "--addr-file", filepath.Join(dir, "addr"),
+		"--identity", identity, "--trusted-proxy", "127.0.0.1", "--proxy-protocol")
+	cfgPath := filepath.Join(dir, "haproxy.cfg")
+	cfg := fmt.Sprintf(`defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+frontend tls
+    bind 127.0.0.1:%d
+    default_backend nodes
+backend nodes
+    server a %s send-proxy-v2
+`, lbPort, node.addr)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	startHAProxyConfig(t, haproxy, cfgPath)
+
+	certPEM, err := os.ReadFile(filepath.Join(state, devCertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(certPEM)
+	pubData, _ := os.ReadFile(filepath.Join(state, serverPubFile))
+	pinned, err := keys.ParsePublicSet(pubData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgFrom := func(src int) *client.Config {
+		return &client.Config{KeyID: "dev", Signer: signer, Algorithm: keys.EdDSA, ServerKeys: pinned,
+			TLSConfig:      &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS13},
+			NetDialContext: sourceDialer(src), RequireChannelBinding: true}
+	}
+	var c *client.Conn
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if c, err = client.Dial(ctx, identity, cfgFrom(50)); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("through the balancer: %v", err)
+	}
+	if !c.Session().ChannelBound {
+		t.Fatal("no channel binding through a TCP balancer")
+	}
+	c.Close()
+	if !strings.Contains(node.log.String(), "remote=127.0.0.50") {
+		t.Fatalf("the node did not see the client's address:\n%s", node.log.String())
+	}
+	direct := "wss://" + node.addr + "/ws"
+	if _, err := client.Dial(ctx, direct, cfgFrom(1)); err == nil {
+		t.Fatal("a trusted peer without a PROXY header was served")
+	}
+	c, err = client.Dial(ctx, direct, cfgFrom(2))
+	if err != nil {
+		t.Fatalf("an untrusted peer without a header: %v", err)
+	}
+	c.Close()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 3)}, Timeout: 5 * time.Second}
+	raw, err := d.DialContext(ctx, "tcp", node.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(raw, "PROXY TCP4 203.0.113.9 127.0.0.1 4000 443\r\n")
+	tc := tls.Client(raw, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13})
+	if err := tc.Handshake(); err == nil {
+		t.Fatal("an untrusted peer's PROXY header was accepted")
+	}
+	if strings.Contains(node.log.String(), "203.0.113.9") {
+		t.Fatal("the node used an address an untrusted peer claimed")
 	}
 }
 
@@ -514,6 +626,13 @@ backend nodes
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	startHAProxyConfig(t, bin, cfgPath)
+}
+
+// startHAProxyConfig runs HAProxy in the foreground with the configuration at
+// cfgPath until the test ends.
+func startHAProxyConfig(t *testing.T, bin, cfgPath string) {
+	t.Helper()
 	log := &syncBuffer{}
 	cmd := exec.Command(bin, "-db", "-f", cfgPath)
 	cmd.Stdout, cmd.Stderr = log, log

@@ -81,6 +81,10 @@ Flags:
                               behind one balancer share it; reloaded when it changes
     --trusted-proxy CIDR      a load balancer's address: take the client address from
                               X-Forwarded-For on its requests (repeatable)
+    --proxy-protocol          connections from --trusted-proxy addresses must begin with a
+                              PROXY protocol (v1 or v2) header naming the client, as a TCP
+                              (layer 4) balancer sends it; others must not. With TLS here,
+                              this keeps channel binding and per-client limits behind one
     --origin ORIGIN           allow browsers from this Origin (repeatable; default none but,
                               on /ws/browser, this server's own pages)
     --required-group GROUP    admit only keys in one of these groups (repeatable; default any key)
@@ -129,6 +133,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		tlsKey           = fs.String("tls-key", "", "")
 		tlsDev           = fs.Bool("tls-dev", false, "")
 		noChannelBinding = fs.Bool("no-channel-binding", false, "")
+		proxyProtocol    = fs.Bool("proxy-protocol", false, "")
 		origins          listFlag
 		requiredGroups   listFlag
 		proxies          listFlag
@@ -170,6 +175,9 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	trusted, err := parsePrefixes(proxies)
 	if err != nil {
 		return c.usageErr(fs, "--trusted-proxy: %v", err)
+	}
+	if *proxyProtocol && len(trusted) == 0 {
+		return c.usageErr(fs, "--proxy-protocol needs --trusted-proxy: the balancers allowed to name clients")
 	}
 
 	dir, err := c.stateDir(*stateFlag)
@@ -255,6 +263,9 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		return &userError{fmt.Sprintf("cannot listen on %s", *listen), "pick another address with --listen, or stop the process using it", err}
 	}
 	defer ln.Close()
+	if *proxyProtocol {
+		ln = proxyListener(ln, trusted)
+	}
 	scheme := "ws"
 	if tlsConfig != nil {
 		scheme = "wss"

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	neturl "net/url"
@@ -14,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pires/go-proxyproto"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wsproof/wsproof/keys"
@@ -216,4 +218,27 @@ func redactURL(u string) string {
 		return pu.String()
 	}
 	return regexp.MustCompile(`password\s*=\s*('[^']*'|\S+)`).ReplaceAllString(u, "password=xxxxx")
+}
+
+// proxyListener reads the PROXY protocol header (v1 or v2) that a TCP
+// balancer at a trusted address puts before each connection, so that the
+// server sees the client's address. A trusted peer must send one; any other
+// peer must not, so that no client can claim another's address.
+func proxyListener(ln net.Listener, trusted []netip.Prefix) net.Listener {
+	return &proxyproto.Listener{
+		Listener:          ln,
+		ReadHeaderTimeout: 5 * time.Second,
+		ConnPolicy: func(o proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
+			ap, err := netip.ParseAddrPort(o.Upstream.String())
+			if err != nil {
+				return proxyproto.REJECT, fmt.Errorf("%w: %v", proxyproto.ErrInvalidUpstream, err)
+			}
+			for _, p := range trusted {
+				if p.Contains(ap.Addr().Unmap()) {
+					return proxyproto.REQUIRE, nil
+				}
+			}
+			return proxyproto.REJECT, nil
+		},
+	}
 }

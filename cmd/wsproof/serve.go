@@ -81,6 +81,10 @@ Flags:
                               behind one balancer share it; reloaded when it changes
     --trusted-proxy CIDR      a load balancer's address: take the client address from
                               X-Forwarded-For on its requests (repeatable)
+    --handshake-rate N        new sockets per second, in total (default 100; burst twice that)
+    --handshake-rate-per-addr N   ... and per client address (default 10)
+    --max-pending N           sockets upgraded but not yet authenticated, in total (default 1024)
+    --max-pending-per-addr N  ... and per client address (default 16)
     --proxy-protocol          connections from --trusted-proxy addresses must begin with a
                               PROXY protocol (v1 or v2) header naming the client, as a TCP
                               (layer 4) balancer sends it; others must not. With TLS here,
@@ -134,6 +138,10 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		tlsDev           = fs.Bool("tls-dev", false, "")
 		noChannelBinding = fs.Bool("no-channel-binding", false, "")
 		proxyProtocol    = fs.Bool("proxy-protocol", false, "")
+		rate             = fs.Float64("handshake-rate", 0, "")
+		ratePerAddr      = fs.Float64("handshake-rate-per-addr", 0, "")
+		maxPending       = fs.Int("max-pending", 0, "")
+		maxPendingPer    = fs.Int("max-pending-per-addr", 0, "")
 		origins          listFlag
 		requiredGroups   listFlag
 		proxies          listFlag
@@ -175,6 +183,9 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	trusted, err := parsePrefixes(proxies)
 	if err != nil {
 		return c.usageErr(fs, "--trusted-proxy: %v", err)
+	}
+	if *rate < 0 || *ratePerAddr < 0 || *maxPending < 0 || *maxPendingPer < 0 {
+		return c.usageErr(fs, "the handshake limits must not be negative")
 	}
 	if *proxyProtocol && len(trusted) == 0 {
 		return c.usageErr(fs, "--proxy-protocol needs --trusted-proxy: the balancers allowed to name clients")
@@ -283,19 +294,23 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	metrics.MustRegister(keyReloadErrors)
 	app := &room{group: *broadcastGroup, log: logger, conns: map[*server.Conn]struct{}{}}
 	cfg := server.Config{
-		Identity:          id,
-		Keys:              sk,
-		Registry:          src,
-		TrustedProxies:    trusted,
-		RequiredGroups:    requiredGroups,
-		ChallengeLifetime: *challengeLife,
-		TokenLifetime:     *tokenLifetime,
-		RefreshBefore:     *refreshBefore,
-		Handler:           app,
-		Origins:           slices.Clone(origins),
-		NoChannelBinding:  *noChannelBinding,
-		Logger:            logger,
-		Metrics:           metrics,
+		Identity:             id,
+		Keys:                 sk,
+		Registry:             src,
+		TrustedProxies:       trusted,
+		HandshakeRate:        *rate,
+		HandshakeRatePerAddr: *ratePerAddr,
+		MaxPending:           *maxPending,
+		MaxPendingPerAddr:    *maxPendingPer,
+		RequiredGroups:       requiredGroups,
+		ChallengeLifetime:    *challengeLife,
+		TokenLifetime:        *tokenLifetime,
+		RefreshBefore:        *refreshBefore,
+		Handler:              app,
+		Origins:              slices.Clone(origins),
+		NoChannelBinding:     *noChannelBinding,
+		Logger:               logger,
+		Metrics:              metrics,
 	}
 	srv, err := server.New(&cfg)
 	if err != nil {

@@ -318,6 +318,7 @@ func TestFleet(t *testing.T) {
 	db.Stop(t)
 	outage := time.Now()
 	waitHTTP(t, "http://"+nodeB.addr+"/healthz", 200, "degraded: ")
+	waitMetric(t, "http://"+nodeB.addr+"/metrics", "wsproof_registry_db_up 0")
 	if time.Since(outage) < grace {
 		for _, c := range live {
 			c.echo(ctx, t)
@@ -350,6 +351,9 @@ func TestFleet(t *testing.T) {
 		c.waitSession(t, 20*time.Second)
 		c.echo(ctx, t)
 	}
+	waitMetric(t, "http://"+nodeB.addr+"/metrics", "wsproof_registry_db_up 1")
+	waitMetric(t, "http://"+nodeB.addr+"/metrics", "wsproof_registry_db_reconnects_total 1")
+	waitHTTP(t, "http://"+nodeB.addr+"/healthz", 200, "ok")
 	report("recovery: all %d clients authenticated again %v after the database restarted",
 		len(live), time.Since(back).Round(time.Millisecond))
 	// The node listens again: a revocation, this time with the command,
@@ -680,6 +684,26 @@ func waitHTTP(t *testing.T, url string, status int, prefix string) {
 		last = fmt.Sprintf("%d %q", resp.StatusCode, body)
 	}
 	t.Fatalf("%s never answered %d %q; last: %s", url, status, prefix, last)
+}
+
+// waitMetric waits up to 20 s for a line of the Prometheus text at url.
+func waitMetric(t *testing.T, url, line string) {
+	t.Helper()
+	var last string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get(url)
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if slices.Contains(strings.Split(string(body), "\n"), line) {
+			return
+		}
+		last = string(body)
+	}
+	t.Fatalf("%s never showed %q; last:\n%s", url, line, last)
 }
 
 // sourceDialer dials from 127.0.0.n, so that each client has its own address.

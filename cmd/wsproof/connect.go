@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -189,21 +190,8 @@ func (c *cli) connect(ctx context.Context, args []string) error {
 	if *origin != "" {
 		cfg.Header = http.Header{"Origin": {*origin}}
 	}
-	switch {
-	case *pinHex != "":
-		if cfg.TLSConfig, err = pinnedTLS(*pinHex); err != nil {
-			return c.usageErr(fs, "%v", err)
-		}
-	case *caFile != "":
-		pem, err := readSmall(*caFile, maxKeyFile)
-		if err != nil {
-			return &userError{fmt.Sprintf("cannot read the CA file %s", *caFile), "check --ca", err}
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return &userError{fmt.Sprintf("%s holds no PEM certificate", *caFile), "give the CA certificate that signed the server's, in PEM", nil}
-		}
-		cfg.TLSConfig = &tls.Config{RootCAs: pool}
+	if cfg.TLSConfig, err = c.trustTLS(fs, *caFile, *pinHex); err != nil {
+		return err
 	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -392,8 +380,10 @@ func readPrivateKey(path string) (crypto.Signer, string, keys.Algorithm, error) 
 
 var errPinMismatch = errors.New("the server's certificate does not match --pin")
 
-// pinnedTLS trusts exactly the certificate whose SHA-256 is pinHex.
+// trustTLS is the TLS configuration that --ca or --pin asks for, or nil
+// without either (the system's roots).
 //
+// With --pin it trusts exactly the certificate whose SHA-256 is pinHex:
 // InsecureSkipVerify turns off the chain and host name checks, and
 // VerifyPeerCertificate puts the pin in their place: the leaf certificate
 // must be the very one pinned, byte for byte. That is a stronger check than a
@@ -402,10 +392,24 @@ var errPinMismatch = errors.New("the server's certificate does not match --pin")
 // cache is set, so every connection runs a full handshake and meets the pin.
 // The wsproof handshake then checks the server's signing key against the
 // pinned key set on top of it, and binds the session to this TLS connection.
-func pinnedTLS(pinHex string) (*tls.Config, error) {
+func (c *cli) trustTLS(fs *flag.FlagSet, caFile, pinHex string) (*tls.Config, error) {
+	if caFile != "" {
+		pem, err := readSmall(caFile, maxKeyFile)
+		if err != nil {
+			return nil, &userError{fmt.Sprintf("cannot read the CA file %s", caFile), "check --ca", err}
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, &userError{fmt.Sprintf("%s holds no PEM certificate", caFile), "give the CA certificate that signed the server's, in PEM", nil}
+		}
+		return &tls.Config{RootCAs: pool}, nil
+	}
+	if pinHex == "" {
+		return nil, nil
+	}
 	pin, err := hex.DecodeString(strings.ReplaceAll(strings.TrimSpace(pinHex), ":", ""))
 	if err != nil || len(pin) != sha256.Size {
-		return nil, errors.New("--pin must be the 64 hex digits of a SHA-256, as \"wsproof serve --tls-dev\" prints it")
+		return nil, c.usageErr(fs, `--pin must be the 64 hex digits of a SHA-256, as "wsproof serve --tls-dev" prints it`)
 	}
 	return &tls.Config{
 		MinVersion:         tls.VersionTLS13,

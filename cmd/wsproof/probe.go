@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -221,20 +220,6 @@ func runCase(ctx context.Context, pc probeCase) caseResult {
 	r.res.Millis = (time.Since(start) - r.paced).Milliseconds()
 	r.res.Note = strings.Join(r.notes, "; ")
 	return r.res
-}
-
-// filterCases keeps the cases whose id matches re.
-func filterCases(cases []probeCase, re *regexp.Regexp) []probeCase {
-	if re == nil {
-		return cases
-	}
-	var out []probeCase
-	for _, c := range cases {
-		if re.MatchString(c.id) {
-			out = append(out, c)
-		}
-	}
-	return out
 }
 
 // progress is the live progress line: rewritten in place on a terminal,

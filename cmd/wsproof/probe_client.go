@@ -100,11 +100,9 @@ func (c *cli) probeClient(ctx context.Context, args []string) error {
 	if *caseTimeout <= 0 || *timeout <= 0 {
 		return c.usageErr(fs, "timeouts must be positive")
 	}
-	var re *regexp.Regexp
-	if *runFlag != "" {
-		if re, err = regexp.Compile(*runFlag); err != nil {
-			return c.usageErr(fs, "bad --run: %v", err)
-		}
+	re, err := regexp.Compile(*runFlag) // "" keeps every case
+	if err != nil {
+		return c.usageErr(fs, "bad --run: %v", err)
 	}
 	dir, err := c.stateDir(*stateFlag)
 	if err != nil {
@@ -150,18 +148,9 @@ func (c *cli) probeClient(ctx context.Context, args []string) error {
 		prev := sk.Signing[1]
 		p.prev = &probeKey{kid: prev.KeyID, alg: prev.Algorithm, signer: prev.Signer}
 	}
-	p.cases = p.allCases()
-	if re != nil {
-		var kept []clientCase
-		for _, cc := range p.cases {
-			if re.MatchString(cc.id) {
-				kept = append(kept, cc)
-			}
-		}
-		if len(kept) == 0 {
-			return c.usageErr(fs, "--run %q matches no case", *runFlag)
-		}
-		p.cases = kept
+	p.cases = slices.DeleteFunc(p.allCases(), func(cc clientCase) bool { return !re.MatchString(cc.id) })
+	if len(p.cases) == 0 {
+		return c.usageErr(fs, "--run %q matches no case", *runFlag)
 	}
 	for _, cc := range p.cases {
 		p.waiters[cc.id] = make(chan caseResult, 1)
@@ -781,6 +770,23 @@ func (p *clientProbe) allCases() []clientCase {
 	now := func() int64 { return time.Now().Unix() }
 
 	const gControl = "Handshake (controls)"
+	// success sends the valid challenge msg makes: the client must answer it.
+	success := func(id, section, title string, msg func(s *csess) (string, error)) clientCase {
+		return clientCase{id: id, group: gControl, section: section, title: title, success: true, script: func(s *csess) error {
+			m, err := msg(s)
+			if err != nil {
+				return err
+			}
+			if err := s.send(m); err != nil {
+				return err
+			}
+			if err := s.readResponse(); err != nil {
+				return err
+			}
+			s.summary = "valid response"
+			return s.accept()
+		}}
+	}
 	add(clientCase{id: "handshake-valid", group: gControl, section: secChallenge, success: true,
 		title: "A valid challenge: the client answers with a correct response and accepts the accept.",
 		script: func(s *csess) error {
@@ -790,25 +796,13 @@ func (p *clientProbe) allCases() []clientCase {
 			s.summary = "valid response, accept taken"
 			return nil
 		}})
-	add(clientCase{id: "challenge-rotated-key", group: gControl, section: "Server keys, key ids and rotation", success: true,
-		title: "A valid challenge signed by the previous server key, still pinned.",
-		script: func(s *csess) error {
+	add(success("challenge-rotated-key", "Server keys, key ids and rotation", "A valid challenge signed by the previous server key, still pinned.",
+		func(s *csess) (string, error) {
 			if p.prev == nil {
-				return errors.New("the probe's key file has no previous signing key")
+				return "", errors.New("the probe's key file has no previous signing key")
 			}
-			msg, err := s.chal(p.prev, nil, nil)
-			if err != nil {
-				return err
-			}
-			if err := s.send(msg); err != nil {
-				return err
-			}
-			if err := s.readResponse(); err != nil {
-				return err
-			}
-			s.summary = "valid response"
-			return s.accept()
-		}})
+			return s.chal(p.prev, nil, nil)
+		}))
 	add(clientCase{id: "challenge-fragmented", group: gControl, section: secFraming, success: true,
 		title: "A valid challenge in three frames with a Ping between them (RFC 6455 section 5.4).",
 		script: func(s *csess) error {
@@ -847,23 +841,6 @@ func (p *clientProbe) allCases() []clientCase {
 			s.summary = "valid responses to the challenge and the re-challenge"
 			return s.accept()
 		}})
-
-	success := func(id, section, title string, msg func(s *csess) (string, error)) clientCase {
-		return clientCase{id: id, group: gControl, section: section, title: title, success: true, script: func(s *csess) error {
-			m, err := msg(s)
-			if err != nil {
-				return err
-			}
-			if err := s.send(m); err != nil {
-				return err
-			}
-			if err := s.readResponse(); err != nil {
-				return err
-			}
-			s.summary = "valid response"
-			return s.accept()
-		}}
-	}
 	add(success("challenge-unknown-claim", "Conventions: Unknown members", "A valid challenge with a claim the client does not know: it must be ignored.",
 		func(s *csess) (string, error) {
 			return s.chal(nil, nil, func(o jobj) jobj { return o.set("x-future", `{"a":[1,2]}`) })

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -125,11 +124,9 @@ func (c *cli) probeServer(ctx context.Context, args []string) error {
 	if u.Scheme == "ws" && (*caFile != "" || *pinHex != "") {
 		return c.usageErr(fs, "--ca and --pin are for wss:// URLs")
 	}
-	var re *regexp.Regexp
-	if *runFlag != "" {
-		if re, err = regexp.Compile(*runFlag); err != nil {
-			return c.usageErr(fs, "bad --run: %v", err)
-		}
+	re, err := regexp.Compile(*runFlag) // "" keeps every case
+	if err != nil {
+		return c.usageErr(fs, "bad --run: %v", err)
 	}
 	key, err := loadProbeKey(*keyFile, *kidFlag, *algFlag)
 	if err != nil {
@@ -154,22 +151,9 @@ func (c *cli) probeServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return &userError{"cannot use the key given with --key", "check --kid and --alg", err}
 	}
-	var tlsConf *tls.Config
-	switch {
-	case *pinHex != "":
-		if tlsConf, err = pinnedTLS(*pinHex); err != nil {
-			return c.usageErr(fs, "%v", err)
-		}
-	case *caFile != "":
-		pem, err := readSmall(*caFile, maxKeyFile)
-		if err != nil {
-			return &userError{fmt.Sprintf("cannot read the CA file %s", *caFile), "check --ca", err}
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return &userError{fmt.Sprintf("%s holds no PEM certificate", *caFile), "give the CA certificate that signed the server's, in PEM", nil}
-		}
-		tlsConf = &tls.Config{RootCAs: pool}
+	tlsConf, err := c.trustTLS(fs, *caFile, *pinHex)
+	if err != nil {
+		return err
 	}
 
 	p := &serverProbe{
@@ -177,7 +161,7 @@ func (c *cli) probeServer(ctx context.Context, args []string) error {
 		origin: *origin, hsTimeout: *hsTimeout, hdrTimeout: *hdrTimeout, refreshWait: *refresh,
 		pace: newPacer(*rate),
 	}
-	cases := filterCases(p.cases(), re)
+	cases := slices.DeleteFunc(p.cases(), func(pc probeCase) bool { return !re.MatchString(pc.id) })
 	if len(cases) == 0 {
 		return c.usageErr(fs, "--run %q matches no case", *runFlag)
 	}
@@ -374,6 +358,19 @@ func (p *serverProbe) open(ctx context.Context, r *caseRun, o dialOptions) (*wir
 	return w, ch, ok
 }
 
+// onSocket is the run of a case on one socket: it opens the socket, hands
+// it and its challenge to body, and closes it when body returns.
+func (p *serverProbe) onSocket(body func(ctx context.Context, r *caseRun, w *wire, ch *liveChallenge)) func(context.Context, *caseRun) {
+	return func(ctx context.Context, r *caseRun) {
+		w, ch, ok := p.open(ctx, r, dialOptions{})
+		if !ok {
+			return
+		}
+		defer w.Close()
+		body(ctx, r, w, ch)
+	}
+}
+
 func (p *serverProbe) readChallenge(r *caseRun, w *wire) (*liveChallenge, bool) {
 	ev := w.next(time.Now().Add(p.wait()))
 	if ev.kind != evMessage || ev.op != opText {
@@ -471,11 +468,18 @@ func hdr(k *probeKey) jobj { return header(string(k.alg), k.kid, protocol.TypRes
 
 // signed signs header and payload with k, failing the case if it cannot.
 func signed(r *caseRun, k *probeKey, header, payload string) string {
-	s, err := k.sign(header, payload)
+	return sealed(r, signingInput(header, payload), k.sigOver)
+}
+
+// sealed is signing input si completed with the signature sig makes over
+// it, failing the case if the probe cannot sign.
+func sealed(r *caseRun, si string, sig func(si string) ([]byte, error)) string {
+	s, err := sig(si)
 	if err != nil {
 		r.fail("the probe cannot sign: " + err.Error())
+		return ""
 	}
-	return s
+	return si + "." + b64u.Encode(s)
 }
 
 // good is a correct response to ch by the accepted key.
@@ -543,12 +547,7 @@ func (p *serverProbe) resp(group, id, section, title string, code protocol.Code,
 		exp = expClose(code)
 	}
 	return probeCase{id: id, group: group, section: section, title: title, expect: exp,
-		run: func(ctx context.Context, r *caseRun) {
-			w, ch, ok := p.open(ctx, r, dialOptions{})
-			if !ok {
-				return
-			}
-			defer w.Close()
+		run: p.onSocket(func(_ context.Context, r *caseRun, w *wire, ch *liveChallenge) {
 			msg := b(r, ch)
 			if r.verdict {
 				return
@@ -558,7 +557,7 @@ func (p *serverProbe) resp(group, id, section, title string, code protocol.Code,
 				return
 			}
 			p.observe(r, w, code)
-		}}
+		})}
 }
 
 // headerCase answers with a response by the accepted key under the given
@@ -653,12 +652,7 @@ func (p *serverProbe) cases() []probeCase {
 	add(probeCase{id: "response-extra-claims-ignored", group: gHandshake, section: step(secResponse, 19),
 		title:  "A valid response that also claims groups, a subject and an unknown member: the server ignores them, and the accept does not echo them.",
 		expect: expAccept + " with the registry's sub and groups",
-		run: func(ctx context.Context, r *caseRun) {
-			w, ch, ok := p.open(ctx, r, dialOptions{})
-			if !ok {
-				return
-			}
-			defer w.Close()
+		run: p.onSocket(func(_ context.Context, r *caseRun, w *wire, ch *liveChallenge) {
 			const claimed = "wsproof-probe-claimed"
 			cl := p.claims(ch).set("groups", `["`+claimed+`"]`).set("sub", jstr(claimed)).set("x-future", "1")
 			msg := signed(r, A, hdr(A).String(), cl.String())
@@ -670,16 +664,11 @@ func (p *serverProbe) cases() []probeCase {
 			a, ok := parseAccept(ev.data)
 			ok = ok && ev.kind == evMessage && a.Sub != claimed && !slices.Contains(a.Groups, claimed)
 			p.judge(r, w, ok, describe(ev, p.wait()))
-		}})
+		})})
 	add(probeCase{id: "response-fragmented", group: gHandshake, section: secFraming,
 		title:  "A valid response split into three frames with a Ping between them: one message, as RFC 6455 section 5.4 allows.",
 		expect: expAccept,
-		run: func(ctx context.Context, r *caseRun) {
-			w, ch, ok := p.open(ctx, r, dialOptions{})
-			if !ok {
-				return
-			}
-			defer w.Close()
+		run: p.onSocket(func(_ context.Context, r *caseRun, w *wire, ch *liveChallenge) {
 			msg := []byte(p.good(r, ch))
 			if r.verdict {
 				return
@@ -690,7 +679,7 @@ func (p *serverProbe) cases() []probeCase {
 			w.write(frame{op: opContinuation, masked: true, payload: msg[a:b], length: -1})
 			w.write(frame{fin: true, op: opContinuation, masked: true, payload: msg[b:], length: -1})
 			p.observe(r, w, "")
-		}})
+		})})
 	add(p.resp(gHandshake, "response-at-size-limit", secLimits,
 		"A valid response padded with an ignored claim to the 4096-octet limit (or 4095 when base64url cannot make 4096).", "",
 		func(r *caseRun, ch *liveChallenge) string { return p.padded(r, ch, protocol.MaxHandshakeMessage) }))
@@ -752,12 +741,7 @@ func (p *serverProbe) cases() []probeCase {
 			for len(pl)%3 == 0 {
 				pl += " "
 			}
-			si := b64u.Encode([]byte(hdr(A).String())) + "." + nonCanonicalLast(b64u.Encode([]byte(pl)))
-			sig, err := A.sigOver(si)
-			if err != nil {
-				r.fail("the probe cannot sign: " + err.Error())
-			}
-			return si + "." + b64u.Encode(sig)
+			return sealed(r, b64u.Encode([]byte(hdr(A).String()))+"."+nonCanonicalLast(b64u.Encode([]byte(pl))), A.sigOver)
 		}))
 	add(p.resp(gStructure, "response-line-break", step(secResponse, 2), "A line break inside the header segment (base64 decoders often skip it).", protocol.CodeMalformed,
 		func(r *caseRun, ch *liveChallenge) string {
@@ -830,34 +814,24 @@ func (p *serverProbe) cases() []probeCase {
 
 	// Steps 5 and 14: algorithms.
 	const gAlg = "Response: algorithms (steps 5, 14)"
+	// under is the signing input of a correct response by A under header alg.
+	under := func(alg string, ch *liveChallenge) string {
+		return signingInput(header(alg, A.kid, typ).String(), p.claims(ch).String())
+	}
 	unsigned := func(alg string) build {
-		return func(_ *caseRun, ch *liveChallenge) string {
-			return signingInput(header(alg, A.kid, typ).String(), p.claims(ch).String()) + "."
-		}
+		return func(_ *caseRun, ch *liveChallenge) string { return under(alg, ch) + "." }
+	}
+	misnamed := func(alg string) build {
+		return func(r *caseRun, ch *liveChallenge) string { return sealed(r, under(alg, ch), A.sigOver) }
 	}
 	add(p.resp(gAlg, "response-alg-none", step(secResponse, 5), `"alg":"none" with an empty signature.`, protocol.CodeAlgNotAllowed, unsigned("none")))
 	add(p.resp(gAlg, "response-alg-none-capitalized", step(secResponse, 5), `"alg":"None": algorithm names are case-sensitive.`, protocol.CodeAlgNotAllowed, unsigned("None")))
 	add(p.resp(gAlg, "response-alg-lowercase", step(secResponse, 5), "The key's algorithm name in lower case, over a correct signature.", protocol.CodeAlgNotAllowed,
-		func(r *caseRun, ch *liveChallenge) string {
-			si := signingInput(header(strings.ToLower(string(A.alg)), A.kid, typ).String(), p.claims(ch).String())
-			sig, err := A.sigOver(si)
-			if err != nil {
-				r.fail("the probe cannot sign: " + err.Error())
-			}
-			return si + "." + b64u.Encode(sig)
-		}))
-	add(p.resp(gAlg, "response-alg-rs512", step(secResponse, 5), "RS512 is a JOSE algorithm but not a wsproof one.", protocol.CodeAlgNotAllowed,
-		func(r *caseRun, ch *liveChallenge) string {
-			si := signingInput(header("RS512", A.kid, typ).String(), p.claims(ch).String())
-			sig, err := A.sigOver(si)
-			if err != nil {
-				r.fail("the probe cannot sign: " + err.Error())
-			}
-			return si + "." + b64u.Encode(sig)
-		}))
+		misnamed(strings.ToLower(string(A.alg)))))
+	add(p.resp(gAlg, "response-alg-rs512", step(secResponse, 5), "RS512 is a JOSE algorithm but not a wsproof one.", protocol.CodeAlgNotAllowed, misnamed("RS512")))
 	add(p.resp(gAlg, "response-hs256-public-key", step(secResponse, 5), "HS256 keyed with the PEM of the client's registered public key (RFC 8725 section 2.1).", protocol.CodeAlgNotAllowed,
 		func(r *caseRun, ch *liveChallenge) string {
-			si := signingInput(header("HS256", A.kid, typ).String(), p.claims(ch).String())
+			si := under("HS256", ch)
 			mac, err := hs256(A.signer.Public(), si)
 			if err != nil {
 				r.fail("the probe cannot MAC: " + err.Error())
@@ -868,7 +842,7 @@ func (p *serverProbe) cases() []probeCase {
 		func(r *caseRun, ch *liveChallenge) string {
 			for _, a := range keys.Algorithms {
 				if !slices.Contains(ch.c.Algs, string(a)) {
-					si := signingInput(header(string(a), A.kid, typ).String(), p.claims(ch).String())
+					si := under(string(a), ch)
 					sig, err := A.signAs(a, si)
 					if err != nil {
 						sig, _ = A.sigOver(si)
@@ -884,12 +858,7 @@ func (p *serverProbe) cases() []probeCase {
 	add(probeCase{id: "response-sibling-alg", group: gAlg, section: step(secResponse, 14),
 		title:  "A correct signature by the accepted key under another algorithm its key type allows (RS256/PS256, ES256/ES384): one key, one algorithm.",
 		expect: expClose(protocol.CodeAlgMismatch) + ", or " + expClose(protocol.CodeAlgNotAllowed) + " when that algorithm is not offered",
-		run: func(ctx context.Context, r *caseRun) {
-			w, ch, ok := p.open(ctx, r, dialOptions{})
-			if !ok {
-				return
-			}
-			defer w.Close()
+		run: p.onSocket(func(_ context.Context, r *caseRun, w *wire, ch *liveChallenge) {
 			sib := sibling(A.alg, ch.c.Algs)
 			code := protocol.CodeAlgMismatch
 			if !slices.Contains(ch.c.Algs, string(sib)) {
@@ -897,15 +866,13 @@ func (p *serverProbe) cases() []probeCase {
 			}
 			r.res.Expected = expClose(code)
 			r.note("%s signature by the %s key", sib, A.alg)
-			si := signingInput(header(string(sib), A.kid, typ).String(), p.claims(ch).String())
-			sig, err := A.signAs(sib, si)
-			if err != nil {
-				r.fail("the probe cannot sign: " + err.Error())
+			msg := sealed(r, under(string(sib), ch), func(si string) ([]byte, error) { return A.signAs(sib, si) })
+			if r.verdict {
 				return
 			}
-			w.sendText(si + "." + b64u.Encode(sig))
+			w.sendText(msg)
 			p.observe(r, w, code)
-		}})
+		})})
 
 	// Step 6: claims.
 	const gClaims = "Response: claims (step 6)"
@@ -948,12 +915,7 @@ func (p *serverProbe) cases() []probeCase {
 	add(probeCase{id: "response-challenge-expired", group: gBinding, section: step(secResponse, 11), slow: true,
 		title:  "A correct response sent just after the challenge's exp, when the challenge outlives no handshake deadline.",
 		expect: expClose(protocol.CodeChallengeExpired),
-		run: func(ctx context.Context, r *caseRun) {
-			w, ch, ok := p.open(ctx, r, dialOptions{})
-			if !ok {
-				return
-			}
-			defer w.Close()
+		run: p.onSocket(func(ctx context.Context, r *caseRun, w *wire, ch *liveChallenge) {
 			exp := time.Unix(ch.c.Exp, 0).Add(300 * time.Millisecond)
 			if time.Until(exp) > p.hsTimeout-500*time.Millisecond {
 				r.skip(fmt.Sprintf("the challenge lives %d s, longer than the handshake deadline (%s): the server closes with handshake_timeout first", ch.c.Exp-ch.c.Iat, p.hsTimeout))
@@ -966,7 +928,7 @@ func (p *serverProbe) cases() []probeCase {
 			}
 			w.sendText(msg)
 			p.observe(r, w, protocol.CodeChallengeExpired)
-		}})
+		})})
 
 	// Steps 12 to 17: the registry entry and the signature.
 	const gKeys = "Response: key and signature (steps 12-17)"
@@ -986,15 +948,12 @@ func (p *serverProbe) cases() []probeCase {
 				r.skip("needs --denied-key")
 				return ""
 			}
-			si := signingInput(hdr(A).String(), p.claims(ch).String())
-			sig, err := p.denied.signAs(A.alg, si)
-			if err != nil {
-				sig, err = p.denied.sigOver(si)
-			}
-			if err != nil {
-				r.fail("the probe cannot sign: " + err.Error())
-			}
-			return si + "." + b64u.Encode(sig)
+			return sealed(r, signingInput(hdr(A).String(), p.claims(ch).String()), func(si string) ([]byte, error) {
+				if sig, err := p.denied.signAs(A.alg, si); err == nil {
+					return sig, nil
+				}
+				return p.denied.sigOver(si)
+			})
 		}))
 	add(p.resp(gKeys, "response-der-signature", step(secResponse, 15), "A correct ECDSA signature in ASN.1 DER instead of raw r||s.", protocol.CodeBadSignature,
 		func(r *caseRun, ch *liveChallenge) string {
@@ -1081,40 +1040,25 @@ func (p *serverProbe) cases() []probeCase {
 	add(probeCase{id: "binary-before-response", group: gState, section: secServerSM,
 		title:  "A correct response sent as a binary message: control messages are text, and binary before the accept is refused.",
 		expect: expClose(protocol.CodeUnexpectedMessage),
-		run: func(ctx context.Context, r *caseRun) {
-			w, ch, ok := p.open(ctx, r, dialOptions{})
-			if !ok {
-				return
-			}
-			defer w.Close()
+		run: p.onSocket(func(_ context.Context, r *caseRun, w *wire, ch *liveChallenge) {
 			msg := p.good(r, ch)
 			if r.verdict {
 				return
 			}
 			w.send(opBinary, []byte(msg))
 			p.observe(r, w, protocol.CodeUnexpectedMessage)
-		}})
+		})})
 	add(probeCase{id: "binary-oversized-before-response", group: gState, section: secFraming,
 		title:  "A 4097-octet binary message before the accept: the size limit applies before the message type.",
 		expect: expClose(protocol.CodeTooLarge),
-		run: func(ctx context.Context, r *caseRun) {
-			w, _, ok := p.open(ctx, r, dialOptions{})
-			if !ok {
-				return
-			}
-			defer w.Close()
+		run: p.onSocket(func(_ context.Context, r *caseRun, w *wire, _ *liveChallenge) {
 			w.send(opBinary, bytes.Repeat([]byte{'w'}, protocol.MaxHandshakeMessage+1))
 			p.observe(r, w, protocol.CodeTooLarge)
-		}})
+		})})
 	add(probeCase{id: "response-replayed-same-socket", group: gState, section: secServerSM,
 		title:  "The accepted response sent again on its socket: a text message in OPEN.",
 		expect: expClose(protocol.CodeUnexpectedMessage),
-		run: func(ctx context.Context, r *caseRun) {
-			w, ch, ok := p.open(ctx, r, dialOptions{})
-			if !ok {
-				return
-			}
-			defer w.Close()
+		run: p.onSocket(func(_ context.Context, r *caseRun, w *wire, ch *liveChallenge) {
 			msg := p.good(r, ch)
 			w.sendText(msg)
 			if ev := w.next(time.Now().Add(p.wait())); ev.kind != evMessage {
@@ -1123,7 +1067,7 @@ func (p *serverProbe) cases() []probeCase {
 			}
 			w.sendText(msg)
 			p.observe(r, w, protocol.CodeUnexpectedMessage)
-		}})
+		})})
 
 	// Replay across sockets.
 	const gReplay = "Replay"
@@ -1351,19 +1295,14 @@ func (p *serverProbe) framingCases() []probeCase {
 	failConn := fmt.Sprintf("close %d (protocol error), or the connection dropped", 1002)
 	frameCase := func(id, section, title string, send func(w *wire, good []byte) error) probeCase {
 		return probeCase{id: id, group: g, section: section, title: title, expect: failConn,
-			run: func(ctx context.Context, r *caseRun) {
-				w, ch, ok := p.open(ctx, r, dialOptions{})
-				if !ok {
-					return
-				}
-				defer w.Close()
+			run: p.onSocket(func(_ context.Context, r *caseRun, w *wire, ch *liveChallenge) {
 				good := []byte(p.good(r, ch))
 				if r.verdict {
 					return
 				}
 				send(w, good)
 				p.failConnection(r, w, 1002)
-			}}
+			})}
 	}
 	data := func(f frame) func(*wire, []byte) error {
 		return func(w *wire, good []byte) error {
@@ -1408,15 +1347,10 @@ func (p *serverProbe) framingCases() []probeCase {
 		{id: "text-invalid-utf8", group: g, section: "RFC 6455 section 8.1; " + step(secResponse, 2),
 			title:  "A text message that is not UTF-8. RFC 6455 fails the connection (1007); a server whose WebSocket layer passes it on refuses it as a response (malformed).",
 			expect: "close 1007 (invalid payload data), or " + expClose(protocol.CodeMalformed) + ", or the connection dropped",
-			run: func(ctx context.Context, r *caseRun) {
-				w, _, ok := p.open(ctx, r, dialOptions{})
-				if !ok {
-					return
-				}
-				defer w.Close()
+			run: p.onSocket(func(_ context.Context, r *caseRun, w *wire, _ *liveChallenge) {
 				w.send(opText, []byte("eyJ\xff\xfe\xfd.e30.AA"))
 				p.failConnection(r, w, 1007, protocol.CodeMalformed.CloseCode())
-			}},
+			})},
 	}
 }
 
@@ -1439,44 +1373,29 @@ func (p *serverProbe) limitCases() []probeCase {
 		{id: "frame-huge-length", group: g, section: secFraming,
 			title:  "A text frame header declaring 2^62 octets, followed by 8 KiB: the server must refuse it after at most 4097 octets.",
 			expect: expClose(tooLarge) + ", or the connection dropped without reading the payload",
-			run: func(ctx context.Context, r *caseRun) {
-				w, _, ok := p.open(ctx, r, dialOptions{})
-				if !ok {
-					return
-				}
-				defer w.Close()
+			run: p.onSocket(func(_ context.Context, r *caseRun, w *wire, _ *liveChallenge) {
 				b := []byte{0x81, 0x80 | 127}
 				b = binary.BigEndian.AppendUint64(b, 1<<62)
 				b = append(b, 0, 0, 0, 0)
 				w.writeRaw(append(b, bytes.Repeat([]byte{'w'}, 8192)...))
 				start := time.Now()
 				ev := w.next(time.Now().Add(p.wait()))
-				ok = ev.kind == evEOF || ev.kind == evClose && ev.code == tooLarge.CloseCode() && ev.reason == tooLarge.Reason()
+				ok := ev.kind == evEOF || ev.kind == evClose && ev.code == tooLarge.CloseCode() && ev.reason == tooLarge.Reason()
 				p.judge(r, w, ok, fmt.Sprintf("%s after %s", describe(ev, p.wait()), since(start)))
-			}},
+			})},
 		p.flood("fragments-endless", "Continuation frames of 1 KiB without end: the message passes 4096 octets.", 1024, 256),
 		p.flood("fragments-tiny", "One-octet continuation frames without end.", 1, 8192),
 		{id: "silent-socket", group: g, section: secLimits, slow: true,
 			title:  "A socket that reads the challenge and never answers.",
 			expect: fmt.Sprintf("%s within %s", expClose(timeout), within(p.hsTimeout)),
-			run: func(ctx context.Context, r *caseRun) {
-				w, ch, ok := p.open(ctx, r, dialOptions{})
-				if !ok {
-					return
-				}
-				defer w.Close()
+			run: p.onSocket(func(_ context.Context, r *caseRun, w *wire, ch *liveChallenge) {
 				ok, got := p.expectTimeout(w, ch.at)
 				p.judge(r, w, ok, got)
-			}},
+			})},
 		{id: "ping-flood", group: g, section: secLimits, slow: true,
 			title:  "Pings (125 octets, about 500 a second, bounded) instead of a response: the server answers them, the deadline still applies, and it serves the next client.",
 			expect: fmt.Sprintf("%s within %s, then a valid handshake on a new socket", expClose(timeout), within(p.hsTimeout)),
-			run: func(ctx context.Context, r *caseRun) {
-				w, ch, ok := p.open(ctx, r, dialOptions{})
-				if !ok {
-					return
-				}
-				defer w.Close()
+			run: p.onSocket(func(ctx context.Context, r *caseRun, w *wire, ch *liveChallenge) {
 				done := make(chan struct{})
 				var sent atomic.Int64
 				go func() {
@@ -1518,16 +1437,11 @@ func (p *serverProbe) limitCases() []probeCase {
 				if _, ok := p.authenticate(r, w2, ch2); ok {
 					r.pass(got + "; then a valid handshake")
 				}
-			}},
+			})},
 		{id: "response-dripped", group: g, section: secLimits, slow: true,
 			title:  "A correct response sent one octet every 100 ms: the deadline covers the whole handshake, not each read.",
 			expect: fmt.Sprintf("%s within %s", expClose(timeout), within(p.hsTimeout)),
-			run: func(ctx context.Context, r *caseRun) {
-				w, ch, ok := p.open(ctx, r, dialOptions{})
-				if !ok {
-					return
-				}
-				defer w.Close()
+			run: p.onSocket(func(_ context.Context, r *caseRun, w *wire, ch *liveChallenge) {
 				good := []byte(p.good(r, ch))
 				if r.verdict {
 					return
@@ -1551,7 +1465,7 @@ func (p *serverProbe) limitCases() []probeCase {
 				ok, got := p.expectTimeout(w, ch.at)
 				close(done)
 				p.judge(r, w, ok, got)
-			}},
+			})},
 		{id: "headers-dripped", group: g, section: secLimits, slow: true,
 			title:  "Request headers sent one octet every 100 ms, never ending: the HTTP server must give up (ReadHeaderTimeout).",
 			expect: fmt.Sprintf("the connection closed within %s", within(p.hdrTimeout)),
@@ -1637,12 +1551,7 @@ func (p *serverProbe) expectTimeout(w *wire, from time.Time) (ok bool, got strin
 func (p *serverProbe) flood(id, title string, size, count int) probeCase {
 	code := protocol.CodeTooLarge
 	return probeCase{id: id, group: "Limits and deadlines", section: secFraming, title: title, expect: expClose(code),
-		run: func(ctx context.Context, r *caseRun) {
-			w, _, ok := p.open(ctx, r, dialOptions{})
-			if !ok {
-				return
-			}
-			defer w.Close()
+		run: p.onSocket(func(_ context.Context, r *caseRun, w *wire, _ *liveChallenge) {
 			done := make(chan struct{})
 			sentc := make(chan int, 1)
 			go func() {
@@ -1675,11 +1584,11 @@ func (p *serverProbe) flood(id, title string, size, count int) probeCase {
 			}()
 			ev := w.next(time.Now().Add(p.wait()))
 			close(done)
-			ok = ev.kind == evClose && ev.code == code.CloseCode() && ev.reason == code.Reason()
+			ok := ev.kind == evClose && ev.code == code.CloseCode() && ev.reason == code.Reason()
 			p.judge(r, w, ok, describe(ev, p.wait()))
 			w.Close()
 			r.note("%d octets sent", <-sentc)
-		}}
+		})}
 }
 
 // refreshCases wait for the server's re-challenge (spec section

@@ -570,8 +570,11 @@ backend nodes
 		t.Fatal("no channel binding through a TCP balancer")
 	}
 	c.Close()
-	if !strings.Contains(node.log.String(), "remote=127.0.0.50") {
-		t.Fatalf("the node did not see the client's address:\n%s", node.log.String())
+	// The room logs the session on its own goroutine, after the accept.
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(node.log.String(), "remote=127.0.0.50"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the node did not see the client's address:\n%s", node.log.String())
+		}
 	}
 	direct := "wss://" + node.addr + "/ws"
 	if _, err := client.Dial(ctx, direct, cfgFrom(1)); err == nil {

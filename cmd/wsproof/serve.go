@@ -74,7 +74,8 @@ Flags:
     --identity URL            the server identity clients check (default ws://ADDR/ws, or wss://)
     --registry FILE           key registry (default STATE/registry.jwks)
     --db URL                  fleet mode: read the key registry from PostgreSQL instead
-                              (default $WSPROOF_DATABASE_URL; see "wsproof db")
+                              (default $WSPROOF_DATABASE_URL unless --registry is given;
+                              see "wsproof db")
     --db-grace D              after losing the database, keep serving known keys this
                               long, then refuse everyone until it is back (default 5m0s)
     --server-keys FILE        the server's key file (default STATE/server.jwks); nodes
@@ -87,8 +88,9 @@ Flags:
     --max-pending-per-addr N  ... and per client address (default 16)
     --proxy-protocol          connections from --trusted-proxy addresses must begin with a
                               PROXY protocol (v1 or v2) header naming the client, as a TCP
-                              (layer 4) balancer sends it; others must not. With TLS here,
-                              this keeps channel binding and per-client limits behind one
+                              (layer 4) balancer sends it; others must not. With TLS at
+                              the node, this keeps channel binding and per-client limits
+                              behind a balancer
     --origin ORIGIN           allow browsers from this Origin (repeatable; default none but,
                               on /ws/browser, this server's own pages)
     --required-group GROUP    admit only keys in one of these groups (repeatable; default any key)
@@ -171,11 +173,11 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if *refreshBefore <= 0 {
 		return c.usageErr(fs, "--refresh-before must be positive")
 	}
-	if *dbURL == "" {
-		*dbURL = c.getenv("WSPROOF_DATABASE_URL")
-	}
 	if *dbURL != "" && *registryPath != "" {
 		return c.usageErr(fs, "use either --registry or --db, not both")
+	}
+	if *dbURL == "" && *registryPath == "" {
+		*dbURL = c.getenv("WSPROOF_DATABASE_URL")
 	}
 	if *dbGrace < 0 || (*dbGrace != 0 && *dbURL == "") {
 		return c.usageErr(fs, "--db-grace needs --db and must not be negative")

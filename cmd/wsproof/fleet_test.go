@@ -534,7 +534,9 @@ frontend tls
     bind 127.0.0.1:%d
     default_backend nodes
 backend nodes
-    server a %s send-proxy-v2
+    option httpchk GET /healthz
+    http-check expect status 200
+    server a %s send-proxy-v2 check check-ssl check-send-proxy verify none inter 200ms
 `, lbPort, node.addr)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -575,6 +577,14 @@ backend nodes
 		if time.Now().After(deadline) {
 			t.Fatalf("the node did not see the client's address:\n%s", node.log.String())
 		}
+	}
+	// The balancer's health checks (docs/fleet.md's configuration) speak
+	// the PROXY protocol and TLS and reach /healthz: over five check
+	// intervals, and before this test makes any connection fail on
+	// purpose, the node logs no refused connection.
+	time.Sleep(time.Second)
+	if n := strings.Count(node.log.String(), "handshake error"); n != 0 {
+		t.Fatalf("%d health checks from the balancer failed:\n%s", n, node.log.String())
 	}
 	direct := "wss://" + node.addr + "/ws"
 	if _, err := client.Dial(ctx, direct, cfgFrom(1)); err == nil {

@@ -93,7 +93,27 @@ func TestFleet(t *testing.T) {
 		run(t, "keys", "add", "--db", db.URL(), "--key", path(kid+".pem"), "--kid", kid, "--sub", "device-"+kid, "--groups", "devices")
 		signers[kid] = keyAndAlg{s, alg}
 	}
-	if out := run(t, "keys", "list", "--db", db.URL()); strings.Count(out, "device-k") != 4 {
+	// An authorized_keys file imports in one transaction; a second import
+	// skips what is enrolled.
+	var ak []byte
+	for i := range 2 {
+		s, _ := keys.Generate(keys.EdDSA, nil)
+		line, err := keys.MarshalAuthorizedKey(s.Public(), fmt.Sprintf("imported-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ak = append(ak, line...)
+	}
+	if err := os.WriteFile(path("authorized_keys"), ak, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := run(t, "keys", "import", "--db", db.URL(), "--authorized-keys", path("authorized_keys"), "--groups", "visitors"); !strings.Contains(out, "imported 2 of 2") {
+		t.Fatalf("keys import --db: %s", out)
+	}
+	if out := run(t, "keys", "import", "--db", db.URL(), "--authorized-keys", path("authorized_keys")); !strings.Contains(out, "imported 0 of 2") {
+		t.Fatalf("second keys import --db: %s", out)
+	}
+	if out := run(t, "keys", "list", "--db", db.URL()); strings.Count(out, "device-k") != 4 || strings.Count(out, "imported-") != 2 {
 		t.Fatalf("keys list --db:\n%s", out)
 	}
 	// The nodes connect with the least privilege docs/fleet.md recommends:

@@ -23,10 +23,13 @@ type ServerConfig struct {
 	// with the same string; the wss:// URL of the service is recommended.
 	Identity string
 
-	// Keys holds the server's signing and token keys. Required.
+	// Keys holds the server's initial signing and token keys; Server.SetKeys
+	// rotates them. Required.
 	Keys *keys.ServerKeys
 
-	// Registry is the client key registry. Required.
+	// Registry is the client key registry. Required. If it also implements
+	// keys.Checker, a failing Check turns every lookup into internal_error
+	// (spec section "Availability").
 	Registry keys.Registry
 
 	// Algorithms lists the client algorithms the server accepts, advertised

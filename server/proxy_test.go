@@ -1,8 +1,10 @@
 package server
 
 import (
+	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -38,4 +40,41 @@ func TestRemoteIPTrustedProxies(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzRemoteIP feeds X-Forwarded-For values, which clients can write, to the
+// client-address logic behind a trusted proxy: it must never panic, and must
+// answer either the peer itself or an address that appears in the header.
+func FuzzRemoteIP(f *testing.F) {
+	for _, seed := range []string{"203.0.113.9", "1.2.3.4, 203.0.113.9", "203.0.113.9, 10.2.2.2", "<script>, 10.3.3.3",
+		"2001:db8::1", "::ffff:203.0.113.9", "", ",,,", "10.0.0.1,10.0.0.2,10.0.0.3", "1.2.3.4%eth0", "[::1]"} {
+		f.Add("10.1.1.1:5000", seed)
+	}
+	f.Add("[::1]:5000", "2001:db8::1, ::1")
+	f.Add("198.51.100.7:5000", "203.0.113.9")
+	s := &Server{cfg: Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")}}}
+	f.Fuzz(func(t *testing.T, peer, xff string) {
+		r := &http.Request{RemoteAddr: peer, Header: http.Header{"X-Forwarded-For": {xff}}}
+		got := s.remoteIP(r)
+		host, _, err := net.SplitHostPort(peer)
+		if err != nil {
+			host = peer
+		}
+		if got == host {
+			return
+		}
+		a, err := netip.ParseAddr(got)
+		if err != nil {
+			t.Fatalf("remoteIP = %q: neither the peer %q nor an address", got, peer)
+		}
+		found := false
+		for _, hop := range strings.Split(xff, ",") {
+			if h, err := netip.ParseAddr(strings.TrimSpace(hop)); err == nil && h.Unmap() == a {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("remoteIP = %q, which is not in X-Forwarded-For %q", got, xff)
+		}
+	})
 }

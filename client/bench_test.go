@@ -6,16 +6,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wsproof/wsproof/internal/echobench"
 	"github.com/wsproof/wsproof/keys"
 )
 
@@ -45,7 +42,7 @@ func BenchmarkClientEcho(b *testing.B) {
 		}
 	})
 	b.Cleanup(func() { close(stop); drained.Wait() })
-	plainURL := plainEchoServer(b)
+	plainURL := echobench.PlainServer(b)
 	for _, inflight := range []int{1, 16} {
 		b.Run(fmt.Sprintf("%dB/conns=%d/inflight=%d", size, conns, inflight), func(b *testing.B) {
 			ctx := context.Background()
@@ -72,11 +69,11 @@ func BenchmarkClientEcho(b *testing.B) {
 				if r < b.N%rounds {
 					n++
 				}
-				wall, cpu := echoRound(b, len(plain), n, inflight,
+				wall, cpu := echobench.Round(b, len(plain), n, inflight, size,
 					func(i int) error { return plain[i].WriteMessage(websocket.BinaryMessage, msg) },
 					func(i int) (int, error) { _, m, err := plain[i].ReadMessage(); return len(m), err })
 				pd, pcpu = pd+wall, pcpu+cpu
-				wall, cpu = echoRound(b, len(auth), n, inflight,
+				wall, cpu = echobench.Round(b, len(auth), n, inflight, size,
 					func(i int) error { return auth[i].Write(ctx, msg) },
 					func(i int) (int, error) { m, err := auth[i].Read(ctx); return len(m), err })
 				ad, acpu = ad+wall, acpu+cpu
@@ -94,81 +91,4 @@ func BenchmarkClientEcho(b *testing.B) {
 			}
 		})
 	}
-}
-
-// echoRound sends n messages spread over the sockets, at most inflight
-// unanswered on each, and returns the wall time and the process's CPU time.
-func echoRound(b *testing.B, sockets, n, inflight int, write func(int) error, read func(int) (int, error)) (wall, cpu time.Duration) {
-	start, startCPU := time.Now(), processCPU(b)
-	var wg sync.WaitGroup
-	for i := range sockets {
-		count := n / sockets
-		if i < n%sockets {
-			count++
-		}
-		if count == 0 {
-			continue
-		}
-		window := make(chan struct{}, inflight)
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			for range count {
-				window <- struct{}{}
-				if err := write(i); err != nil {
-					b.Errorf("write: %v", err)
-					return
-				}
-			}
-		}()
-		go func() {
-			defer wg.Done()
-			for range count {
-				if got, err := read(i); err != nil || got != 64 {
-					b.Errorf("echo: %d bytes, %v", got, err)
-					return
-				}
-				<-window
-			}
-		}()
-	}
-	wg.Wait()
-	if b.Failed() {
-		b.FailNow()
-	}
-	return time.Since(start), processCPU(b) - startCPU
-}
-
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// plainEchoServer is gorilla's echo example on loopback.
-func plainEchoServer(b *testing.B) string {
-	var up websocket.Upgrader
-	var wg sync.WaitGroup
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		wg.Add(1)
-		defer wg.Done()
-		defer ws.Close()
-		for {
-			mt, msg, err := ws.ReadMessage()
-			if err != nil {
-				return
-			}
-			if err := ws.WriteMessage(mt, msg); err != nil {
-				return
-			}
-		}
-	}))
-	b.Cleanup(func() { hs.Close(); wg.Wait() })
-	return "ws" + strings.TrimPrefix(hs.URL, "http")
 }

@@ -9,16 +9,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wsproof/wsproof/internal/echobench"
 	"github.com/wsproof/wsproof/keys"
 	"github.com/wsproof/wsproof/protocol"
 )
@@ -79,55 +77,11 @@ func boolInt(v bool) int {
 	return 0
 }
 
-// echoRound sends n messages spread over the sockets, at most inflight
-// unanswered on each, and returns the time until the last echo arrived and
-// the CPU time the process used meanwhile.
+// echoRound runs one echo round of gorilla sockets (see echobench.Round).
 func echoRound(b *testing.B, sockets []*websocket.Conn, msg []byte, n, inflight int) (wall, cpu time.Duration) {
-	start, startCPU := time.Now(), processCPU(b)
-	var wg sync.WaitGroup
-	for i, ws := range sockets {
-		count := n/len(sockets) + boolInt(i < n%len(sockets))
-		if count == 0 {
-			continue
-		}
-		window := make(chan struct{}, inflight)
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			for range count {
-				window <- struct{}{}
-				if err := ws.WriteMessage(websocket.BinaryMessage, msg); err != nil {
-					b.Errorf("write: %v", err)
-					return
-				}
-			}
-		}()
-		go func() {
-			defer wg.Done()
-			for range count {
-				_, got, err := ws.ReadMessage()
-				if err != nil || len(got) != len(msg) {
-					b.Errorf("echo: %d bytes, %v", len(got), err)
-					return
-				}
-				<-window
-			}
-		}()
-	}
-	wg.Wait()
-	if b.Failed() {
-		b.FailNow()
-	}
-	return time.Since(start), processCPU(b) - startCPU
-}
-
-// processCPU is the user and system time this process has used.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return echobench.Round(b, len(sockets), n, inflight, len(msg),
+		func(i int) error { return sockets[i].WriteMessage(websocket.BinaryMessage, msg) },
+		func(i int) (int, error) { _, m, err := sockets[i].ReadMessage(); return len(m), err })
 }
 
 type benchServer struct {
@@ -156,28 +110,7 @@ func (s *benchServer) dial(b *testing.B, n int) []*websocket.Conn {
 // newPlainEchoServer is the baseline: a stock gorilla echo loop, as in
 // gorilla's own example and in cmd/wsproof-bench.
 func newPlainEchoServer(b *testing.B) *benchServer {
-	var up websocket.Upgrader
-	var wg sync.WaitGroup
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		wg.Add(1)
-		defer wg.Done()
-		defer ws.Close()
-		for {
-			mt, msg, err := ws.ReadMessage()
-			if err != nil {
-				return
-			}
-			if err := ws.WriteMessage(mt, msg); err != nil {
-				return
-			}
-		}
-	}))
-	b.Cleanup(func() { hs.Close(); wg.Wait() })
-	return &benchServer{url: "ws" + strings.TrimPrefix(hs.URL, "http")}
+	return &benchServer{url: echobench.PlainServer(b)}
 }
 
 // newAuthEchoServer is a wsproof server with the echo handler of the tests,

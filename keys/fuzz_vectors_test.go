@@ -17,8 +17,8 @@ func vectorKeySets(f *testing.F) [][]byte {
 	}
 	out := [][]byte{v.Keys.Registry, v.Keys.ServerPublic, v.Keys.ServerPrivate, v.Keys.ClientPrivate}
 	for _, vec := range v.Vectors {
-		if len(vec.KeySet) > 0 {
-			out = append(out, vec.KeySet)
+		if vec.KeySet != "" {
+			out = append(out, []byte(vec.KeySet))
 		}
 	}
 	if len(out) <= 4 {

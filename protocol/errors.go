@@ -38,7 +38,6 @@ const (
 	CodeHandshakeTimeout Code = "handshake_timeout"
 	CodeTokenExpired     Code = "token_expired"
 	CodeSessionRevoked   Code = "session_revoked"
-	CodeTokenInvalid     Code = "token_invalid"
 	CodeRateLimited      Code = "rate_limited"
 	CodeInternalError    Code = "internal_error"
 
@@ -48,6 +47,10 @@ const (
 
 	// Never sent: a key or key set refused when it is loaded.
 	CodeBadKey Code = "bad_key"
+
+	// Never sent: a session token a token opener rejects. No party closes
+	// a socket with it; it has no close code.
+	CodeTokenInvalid Code = "token_invalid"
 )
 
 // Close codes shared by several error codes.
@@ -91,13 +94,13 @@ var table = map[Code]codeInfo{
 	CodeHandshakeTimeout: {4008, 0, true, "handshake timed out"},
 	CodeTokenExpired:     {4010, 0, true, "session expired"},
 	CodeSessionRevoked:   {4011, 0, false, "session revoked"},
-	CodeTokenInvalid:     {4012, 0, false, "invalid token"},
 	CodeRateLimited:      {4029, 429, true, "try again later"},
 	CodeInternalError:    {4050, 0, true, "internal error"},
 
 	CodeOriginNotAllowed:    {0, 403, false, "origin not allowed"},
 	CodeSubprotocolRequired: {0, 400, false, "subprotocol wsproof.v1 required"},
 	CodeBadKey:              {0, 0, false, "bad key"},
+	CodeTokenInvalid:        {0, 0, false, "invalid token"},
 }
 
 // Codes returns every error code, in no particular order.

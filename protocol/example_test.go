@@ -74,7 +74,7 @@ func ExampleTokenVerifier_Open() {
 	code := protocol.CodeOf(err)
 	fmt.Println(code, code.CloseCode(), code.Retryable())
 	// Output:
-	// token_invalid 4012 false
+	// token_invalid 0 false
 }
 
 // ExampleCodeOf shows how a transport maps any handshake failure to the

@@ -10,6 +10,7 @@ import (
 	"crypto/rsa"
 	"errors"
 	"io"
+	"strconv"
 	"testing"
 	"time"
 
@@ -268,6 +269,28 @@ func TestReadAcceptRejects(t *testing.T) {
 		_, err := h.ReadAccept([]byte(msg), testNow)
 		if CodeOf(err) != want {
 			t.Errorf("accept %.60q: code %q (%v), want %q", msg, CodeOf(err), err, want)
+		}
+	}
+}
+
+// TestNowIsFloored pins spec section "Notation": now is the clock's whole
+// seconds, rounded down. An accept whose exp plus the skew is one second
+// after the clock's second is live for that whole second, even 1 ms before
+// the next one, and expired from the next second on.
+func TestNowIsFloored(t *testing.T) {
+	w := newWorld(t, nil)
+	_, challenge, _ := w.srv.Start(rand.Reader, testNow, nil)
+	c := w.clients[keys.EdDSA]
+	exp := testNow.Unix() + 100
+	edge := time.Unix(exp, 0).Add(c.skew) // the first second at which exp + skew <= now
+	msg := []byte(`{"token":"t","sub":"s","groups":[],"exp":` + strconv.FormatInt(exp, 10) + `}`)
+	for at, want := range map[time.Time]Code{edge.Add(-time.Millisecond): "", edge: CodeTokenExpired, edge.Add(999 * time.Millisecond): CodeTokenExpired} {
+		h := c.Handshake()
+		if _, err := h.ReadChallenge(challenge, rand.Reader, testNow, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.ReadAccept(msg, at); CodeOf(err) != want {
+			t.Errorf("accept at %v (edge %v): %v, want %q", at, edge, err, want)
 		}
 	}
 }

@@ -302,6 +302,9 @@ func (h *ServerHandshake) checkResponse(msg []byte, now time.Time) (*response, e
 	if err != nil {
 		return nil, err
 	}
+	if len(aud) == 0 || len(aud) > MaxIdentity {
+		return nil, missing("aud")
+	}
 	sid, _, err := claims.b64("sid", SocketIDSize, maxSocketIDLen)
 	if err != nil {
 		return nil, err

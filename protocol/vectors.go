@@ -177,7 +177,7 @@ func (env *vectorEnv) run(v vectorfile.Vector) string {
 		}
 		return outcome(err)
 	case vectorfile.RoleKey:
-		_, err := keys.ParseRegistry(v.KeySet)
+		_, err := keys.ParseRegistry([]byte(v.KeySet))
 		switch {
 		case err == nil:
 			return vectorfile.Valid

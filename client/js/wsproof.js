@@ -66,17 +66,18 @@ export const ERRORS = Object.freeze({
   handshake_timeout: row(4008, true, 'handshake timed out'),
   token_expired: row(4010, true, 'session expired'),
   session_revoked: row(4011, false, 'session revoked'),
-  token_invalid: row(4012, false, 'invalid token'),
   rate_limited: row(4029, true, 'try again later'),
   internal_error: row(4050, true, 'internal error'),
 });
 
 // The codes of the table that have no close code: refusals of the upgrade
-// (an HTTP status) and key load failures, which are never sent.
+// (an HTTP status), key load failures and a token opener's rejections
+// (token_invalid), which are never sent.
 const NO_CLOSE = Object.freeze({
   origin_not_allowed: { retryable: false, reason: 'origin not allowed' },
   subprotocol_required: { retryable: false, reason: 'subprotocol wsproof.v1 required' },
   bad_key: { retryable: false, reason: 'bad key' },
+  token_invalid: { retryable: false, reason: 'invalid token' },
 });
 
 // Close codes outside 4000-4999 after which a client may reconnect: going

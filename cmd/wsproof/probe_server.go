@@ -887,6 +887,10 @@ func (p *serverProbe) cases() []probeCase {
 		{"response-payload-array", "The payload is a JSON array.", func(jobj, *liveChallenge) string { return "[]" }},
 		{"response-missing-cha", "No cha claim.", func(o jobj, _ *liveChallenge) string { return o.del("cha").String() }},
 		{"response-missing-aud", "No aud claim.", func(o jobj, _ *liveChallenge) string { return o.del("aud").String() }},
+		{"response-aud-too-long", "aud is the server identity padded to 257 octets; aud is 1 to 256 octets.", func(o jobj, ch *liveChallenge) string {
+			return o.set("aud", jstr(ch.c.Iss+strings.Repeat("/", 257-len(ch.c.Iss)))).String()
+		}},
+		{"response-aud-empty", "aud is the empty string; aud is 1 to 256 octets.", func(o jobj, _ *liveChallenge) string { return o.set("aud", `""`).String() }},
 		{"response-nonce-not-string", "nonce is a number.", func(o jobj, _ *liveChallenge) string { return o.set("nonce", "42").String() }},
 		{"response-cha-short", "cha is 16 octets, not 32.", func(o jobj, _ *liveChallenge) string { return o.set("cha", jstr(randB64(16))).String() }},
 		{"response-sid-short", "sid is 8 octets; 16 to 32 are allowed.", func(o jobj, _ *liveChallenge) string { return o.set("sid", jstr(randB64(8))).String() }},

@@ -80,17 +80,24 @@ type Vector struct {
 	// Session, for a refresh: the socket's current session.
 	Session *Session `json:"session,omitempty"`
 
-	Challenge string          `json:"challenge,omitempty"`
-	Response  string          `json:"response,omitempty"`
-	Accept    string          `json:"accept,omitempty"`
-	Token     string          `json:"token,omitempty"`
-	SID       string          `json:"sid,omitempty"` // token role: the socket presenting the token
-	KeySet    json.RawMessage `json:"key_set,omitempty"`
+	Challenge string `json:"challenge,omitempty"`
+	Response  string `json:"response,omitempty"`
+	Accept    string `json:"accept,omitempty"`
+	Token     string `json:"token,omitempty"`
+	SID       string `json:"sid,omitempty"` // token role: the socket presenting the token
+
+	// KeySet is the key role's JWK Set as the exact JSON text to load. It
+	// is a string, not an object, so that a set that breaks the JSON rules
+	// (a member named twice) reaches the loader as written: a JSON parser
+	// reading the vector file would otherwise merge the duplicates.
+	KeySet string `json:"key_set,omitempty"`
 
 	// JOSE is true when the vector breaks a rule that any conforming JOSE
-	// implementation enforces (RFC 7515, 7516, 7518, 7519 with an algorithm
-	// allow-list), so that a generic JOSE library must refuse it too. The
-	// other negative vectors test wsproof's own rules.
+	// implementation enforces (RFC 7515, 7516, 7518, 7519), so that a
+	// generic JOSE library configured as spec section "Negative cases"
+	// describes (algorithm allow-list, pinned keys, issuer and audience,
+	// zero clock leeway) must refuse it too. The other negative vectors
+	// test wsproof's own rules.
 	JOSE bool `json:"jose,omitempty"`
 
 	Result   string    `json:"result"`

@@ -217,6 +217,14 @@ func (g *gen) serverCases() []resp {
 			comment: "No cha claim.", build: g.signedResp(es, func(m map[string]any) { delete(m, "cha") })},
 		{id: "response-nonce-not-string", code: "malformed", rule: step(secResponse, 6),
 			comment: "nonce is a number.", build: g.signedResp(es, func(m map[string]any) { m["nonce"] = 42 })},
+		{id: "response-aud-too-long", code: "malformed", rule: step(secResponse, 6),
+			comment: "aud is the server identity padded to 257 octets; aud is 1 to 256 octets, like the identity, and is refused before it is compared.",
+			build: g.signedResp(es, func(m map[string]any) {
+				m["aud"] = m["aud"].(string) + strings.Repeat("/", protocol.MaxIdentity+1-len(m["aud"].(string)))
+			})},
+		{id: "response-aud-empty", code: "malformed", rule: step(secResponse, 6),
+			comment: "aud is the empty string; aud is 1 to 256 octets.",
+			build:   g.signedResp(es, func(m map[string]any) { m["aud"] = "" })},
 		{id: "response-noncanonical-signature", code: "malformed", rule: step(secResponse, 2),
 			comment: "The signature's last base64url character has non-zero unused bits.",
 			build: g.withSig(func(si string) string {
@@ -619,9 +627,7 @@ func (g *gen) keyVectors() error {
 		}
 		return m
 	}
-	set := func(members ...any) json.RawMessage {
-		return json.RawMessage(mustJSON(map[string]any{"keys": members}))
-	}
+	set := func(members ...any) string { return mustJSON(map[string]any{"keys": members}) }
 	weak := rsaKey(1024, "weak rsa 1024")
 	weakJWK, err := keys.MarshalJWK(&weak.PublicKey, "weak", keys.RS256)
 	if err == nil {
@@ -632,7 +638,7 @@ func (g *gen) keyVectors() error {
 	})
 	type kv struct {
 		id, comment, code string
-		set               json.RawMessage
+		set               string
 	}
 	list := []kv{
 		{"key-valid", "A registry with one well-formed entry.", "", set(entry("client-es256", nil))},
@@ -657,8 +663,8 @@ func (g *gen) keyVectors() error {
 		}))},
 		{"key-duplicate-kid", "Two entries with one kid.", "bad_key", set(entry("client-es256", nil),
 			entry("client-eddsa", func(m map[string]any) { m["kid"] = "client-es256" }))},
-		{"key-duplicate-member", "An entry that names sub twice.", "bad_key", json.RawMessage(strings.Replace(string(set(entry("client-es256", nil))),
-			`"sub":`, `"sub":"device:other","sub":`, 1))},
+		{"key-duplicate-member", "An entry that names sub twice.", "bad_key", strings.Replace(set(entry("client-es256", nil)),
+			`"sub":`, `"sub":"device:other","sub":`, 1)},
 		{"key-groups-not-array", "groups is a string.", "bad_key", set(entry("client-es256", func(m map[string]any) { m["groups"] = "devices" }))},
 	}
 	for _, k := range list {

@@ -30,7 +30,9 @@ const SpecPath = "spec/wsproof-v1.md"
 //	<!-- decoded: <vector-id> <field> -->    the JOSE headers and payloads of
 //	                                         a message, pretty-printed; a
 //	                                         token is decrypted with the
-//	                                         file's token keys
+//	                                         file's token keys; a JSON text
+//	                                         (an accept, a key set) is
+//	                                         pretty-printed
 //
 // The negative cases table goes between negativeStart and negativeEnd.
 var exampleRE = regexp.MustCompile("(?m)^<!-- (example|decoded): ([^ ]+)(?: ([^ ]+))? -->\n```[a-z]*\n(?s:.*?)^```$")
@@ -104,9 +106,9 @@ func example(f *vectorfile.File, kind, id, field string) (string, error) {
 	return decode(f, s)
 }
 
-// decode shows the JSON inside a message: an accept, or the protected header
-// and payload of a JWS, or, for a session token, the JWE header, then the
-// inner JWS header and claims.
+// decode shows the JSON inside a message: an accept or a key set, or the
+// protected header and payload of a JWS, or, for a session token, the JWE
+// header, then the inner JWS header and claims.
 func decode(f *vectorfile.File, msg string) (string, error) {
 	if strings.HasPrefix(msg, "{") {
 		return pretty([]byte(msg))

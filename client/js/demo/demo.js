@@ -44,7 +44,6 @@ const HINTS = {
   handshake_timeout: 'the handshake did not finish in time; check the network, then connect again',
   token_expired: "the session expired; check that this computer's clock agrees with the server's, then connect again",
   session_revoked: "the server no longer accepts this key (revoked, removed or its groups changed); ask the server's operator",
-  token_invalid: 'the server could not open the session token; connect again',
   rate_limited: 'the server is busy; try again in a moment',
   internal_error: 'a party failed internally; connect again',
   origin_not_allowed: `the server does not allow this page's Origin; allow it with "wsproof serve --origin ${location.origin}"`,

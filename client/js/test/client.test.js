@@ -569,6 +569,12 @@ describe('strict JSON and NumericDate (through processAccept)', () => {
   test('exp plus the skew at or before now is token_expired', () => {
     assert.throws(() => processAccept(`{"token":"t","sub":"s","groups":[],"exp":1000}`, { now: 1060 * 1000 }), { code: 'token_expired' });
     assert.equal(processAccept(`{"token":"t","sub":"s","groups":[],"exp":1000}`, { now: 1059 * 1000 }).exp, 1000);
+    // now is the clock's whole seconds rounded down (spec section "Notation"):
+    // 1059.999 s is second 1059, still before exp plus the skew.
+    assert.equal(processAccept(`{"token":"t","sub":"s","groups":[],"exp":1000}`, { now: 1059999 }).exp, 1000);
+    // The client checks only that token is a string of 1 to 8192 octets.
+    assert.equal(processAccept(`{"token":"${'x'.repeat(8192)}","sub":"s","groups":[],"exp":1000}`, { now: 0 }).token.length, 8192);
+    assert.throws(() => processAccept(`{"token":"${'x'.repeat(8193)}","sub":"s","groups":[],"exp":1000}`, { now: 0 }), { code: 'malformed' });
     assert.throws(() => processAccept(`{"token":"t","sub":"s","groups":[],"exp":1000}`, { now: 1000 * 1000, clockSkew: 0 }), { code: 'token_expired' });
   });
 });

@@ -34,18 +34,38 @@ type ClientConfig struct {
 	// by any other key is refused. Required.
 	ServerKeys *keys.PublicSet
 
-	// ServerIdentity, when set, must equal the challenge's "iss". Empty
-	// accepts the identity of any server whose key is pinned.
+	// ServerIdentity is the server identity every challenge's "iss" must
+	// equal (spec section "Server identity"). Required: a client that
+	// accepted any identity signed by a pinned key could be relayed to
+	// another endpoint of the same server, one that does not bind to the
+	// TLS channel. IdentityFromURL derives the default from the URL dialed.
 	ServerIdentity string
 
-	// RequireChannelBinding refuses servers that do not demand tls-exporter
-	// channel binding.
-	RequireChannelBinding bool
+	// InsecureAllowUnbound accepts challenges without channel binding (cb
+	// "none") on a TLS connection, for servers behind a proxy that
+	// terminates TLS (spec section "TLS terminated at a proxy"). Without
+	// it, a client whose connection is TLS refuses them with
+	// channel_binding_required, which is what stops a relay that terminates
+	// the client's TLS; with it, such a relay can use the client's session.
+	InsecureAllowUnbound bool
 
 	// ClockSkew is how far the client's clock may disagree with the
 	// server's when checking a challenge's times. Zero means
 	// DefaultClockSkew.
 	ClockSkew time.Duration
+
+	// MaxMessageSize bounds the application messages the client accepts,
+	// in octets. Zero means DefaultMaxMessageSize.
+	MaxMessageSize int64
+
+	// HandshakeTimeout bounds the time from the upgrade to the accept
+	// (handshake_timeout). Zero means DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+
+	// PingInterval is how often the client pings an authenticated socket;
+	// a socket from which nothing arrives for two intervals is closed with
+	// keepalive_timeout. Zero means DefaultPingInterval.
+	PingInterval time.Duration
 }
 
 // Client holds a validated ClientConfig. It is safe for concurrent use.
@@ -57,8 +77,11 @@ type Client struct {
 
 // NewClient validates cfg and returns a Client.
 func NewClient(cfg *ClientConfig) (*Client, error) {
-	if cfg.KeyID == "" || cfg.Signer == nil || cfg.ServerKeys == nil {
-		return nil, errors.New("protocol: client config needs KeyID, Signer and ServerKeys")
+	if cfg.KeyID == "" || cfg.Signer == nil || cfg.ServerKeys == nil || cfg.ServerIdentity == "" {
+		return nil, errors.New("protocol: client config needs KeyID, Signer, ServerKeys and ServerIdentity")
+	}
+	if len(cfg.ServerIdentity) > MaxIdentity {
+		return nil, fmt.Errorf("protocol: server identity must be 1 to %d bytes", MaxIdentity)
 	}
 	alg := cfg.Algorithm
 	if alg == "" {
@@ -78,6 +101,22 @@ func NewClient(cfg *ClientConfig) (*Client, error) {
 	if c.skew < 0 {
 		return nil, fmt.Errorf("protocol: negative clock skew")
 	}
+	cc := &c.cfg
+	if cc.MaxMessageSize == 0 {
+		cc.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if cc.MaxMessageSize < 1 || cc.MaxMessageSize > MaxMessageSizeLimit {
+		return nil, fmt.Errorf("protocol: MaxMessageSize must be 1 to %d", MaxMessageSizeLimit)
+	}
+	if cc.HandshakeTimeout == 0 {
+		cc.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if cc.PingInterval == 0 {
+		cc.PingInterval = DefaultPingInterval
+	}
+	if cc.HandshakeTimeout < 0 || cc.PingInterval < 0 {
+		return nil, errors.New("protocol: negative timeout in client config")
+	}
 	return c, nil
 }
 
@@ -86,13 +125,14 @@ func (c *Client) Algorithm() keys.Algorithm { return c.key.Algorithm }
 
 // ClientSession is what the client knows of its authenticated socket.
 type ClientSession struct {
-	SocketID     string
-	ServerKeyID  string // the pinned key that signed the challenge
-	Subject      string
-	Groups       []string
-	ChannelBound bool      // the response carried a tls-exporter binding
-	Token        string    // opaque to the client
-	Expiry       time.Time // the token's expiry
+	SocketID       string
+	ServerKeyID    string // the pinned key that signed the challenge
+	Subject        string
+	Groups         []string
+	ChannelBound   bool      // the response carried a tls-exporter binding
+	Token          string    // opaque to the client
+	Expiry         time.Time // the token's expiry
+	MaxMessageSize int64     // the largest application message the server accepts
 }
 
 // ClientHandshake is the client's side of one exchange. It is single-use and
@@ -100,6 +140,7 @@ type ClientSession struct {
 type ClientHandshake struct {
 	c          *Client
 	prev       *ClientSession
+	tls        bool // the connection is TLS, even without an exporter value (TLS 1.2)
 	sid        string
 	serverKey  string
 	bound      bool
@@ -107,7 +148,8 @@ type ClientHandshake struct {
 	accepted   bool
 }
 
-// Handshake begins the client side of the handshake on a new socket.
+// Handshake begins the client side of the handshake on a new socket. The
+// socket counts as TLS when ReadChallenge is given an exporter value.
 func (c *Client) Handshake() *ClientHandshake { return &ClientHandshake{c: c} }
 
 // Refresh begins the answer to a re-challenge on the live socket of sess.
@@ -195,8 +237,8 @@ func (h *ClientHandshake) ReadChallenge(msg []byte, rand io.Reader, now time.Tim
 	if cb != BindingTLSExporter && cb != BindingNone {
 		return nil, missing("cb")
 	}
-	if h.c.cfg.ServerIdentity != "" && iss != h.c.cfg.ServerIdentity {
-		return nil, fail(CodeAudienceMismatch, "challenge from another server identity")
+	if iss != h.c.cfg.ServerIdentity {
+		return nil, &ProtocolError{Code: CodeAudienceMismatch, Err: &IdentityError{Want: h.c.cfg.ServerIdentity, Got: iss}}
 	}
 	skew := int64(h.c.skew / time.Second)
 	if t := now.Unix(); t+skew < iat || t-skew >= exp {
@@ -211,14 +253,17 @@ func (h *ClientHandshake) ReadChallenge(msg []byte, rand io.Reader, now time.Tim
 			return nil, failf(CodeInternalError, "tls-exporter value of %d bytes", len(exporter))
 		}
 		r.CB = b64u.Encode(exporter)
-	case h.c.cfg.RequireChannelBinding:
-		return nil, fail(CodeChannelBindingRequired, "server does not demand channel binding")
+	case (h.tls || exporter != nil) && !h.c.cfg.InsecureAllowUnbound:
+		return nil, fail(CodeChannelBindingRequired, "challenge without channel binding on a TLS connection")
 	}
 	if !slices.Contains(algs, string(h.c.key.Algorithm)) {
 		return nil, fail(CodeAlgNotAllowed, "server does not accept this client's algorithm")
 	}
 	if h.prev != nil && sid != h.prev.SocketID {
 		return nil, fail(CodeSocketMismatch, "re-challenge for another socket")
+	}
+	if h.prev != nil && exp > h.prev.Expiry.Unix() {
+		return nil, fail(CodeMalformed, "re-challenge expires after the session's token")
 	}
 	sum := sha256.Sum256(msg)
 	r.Cha = b64u.Encode(sum[:])
@@ -271,16 +316,36 @@ func (h *ClientHandshake) ReadAccept(msg []byte, now time.Time) (*ClientSession,
 	if err != nil {
 		return nil, err
 	}
+	maxSize, err := o.date("max_size")
+	if err != nil {
+		return nil, err
+	}
+	if maxSize < 1 || maxSize > MaxMessageSizeLimit {
+		return nil, missing("max_size")
+	}
 	if exp+int64(h.c.skew/time.Second) <= now.Unix() {
 		return nil, fail(CodeTokenExpired, "accept carries an expired session")
 	}
 	return &ClientSession{
-		SocketID:     h.sid,
-		ServerKeyID:  h.serverKey,
-		Subject:      sub,
-		Groups:       groups,
-		ChannelBound: h.bound,
-		Token:        token,
-		Expiry:       time.Unix(exp, 0),
+		SocketID:       h.sid,
+		ServerKeyID:    h.serverKey,
+		Subject:        sub,
+		Groups:         groups,
+		ChannelBound:   h.bound,
+		Token:          token,
+		Expiry:         time.Unix(exp, 0),
+		MaxMessageSize: maxSize,
 	}, nil
+}
+
+// IdentityError details an audience_mismatch found by a client: the
+// challenge, validly signed by a pinned key, names another server identity.
+// Got is the identity of the signed challenge, so it is not arbitrary peer
+// input; it is printed quoted.
+type IdentityError struct {
+	Want, Got string
+}
+
+func (e *IdentityError) Error() string {
+	return fmt.Sprintf("server identity is %q, expected %q", e.Got, e.Want)
 }

@@ -36,6 +36,8 @@ const (
 	CodeHeaderNotAllowed Code = "header_not_allowed"
 	CodeWrongType        Code = "wrong_type"
 	CodeHandshakeTimeout Code = "handshake_timeout"
+	CodeKeepaliveTimeout Code = "keepalive_timeout"
+	CodeSlowReader       Code = "slow_reader"
 	CodeTokenExpired     Code = "token_expired"
 	CodeSessionRevoked   Code = "session_revoked"
 	CodeRateLimited      Code = "rate_limited"
@@ -91,7 +93,9 @@ var table = map[Code]codeInfo{
 	CodeAlgNotAllowed:    {4004, 0, false, "algorithm not allowed"},
 	CodeHeaderNotAllowed: {4005, 0, false, "header not allowed"},
 	CodeWrongType:        {4006, 0, false, "wrong message type"},
+	CodeKeepaliveTimeout: {4007, 0, true, "keepalive timed out"},
 	CodeHandshakeTimeout: {4008, 0, true, "handshake timed out"},
+	CodeSlowReader:       {4009, 0, true, "peer too slow"},
 	CodeTokenExpired:     {4010, 0, true, "session expired"},
 	CodeSessionRevoked:   {4011, 0, false, "session revoked"},
 	CodeRateLimited:      {4029, 429, true, "try again later"},

@@ -143,7 +143,7 @@ func TestHandshakeEveryAlgorithm(t *testing.T) {
 				wantCode(t, err, CodeUnexpectedMessage)
 
 				// Refresh on the same socket.
-				rh, rc, err := w.srv.Refresh(sess, rand.Reader, testNow.Add(250*time.Second), exporter)
+				rh, rc, err := w.srv.refresh(sess, rand.Reader, testNow.Add(250*time.Second), exporter)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -248,14 +248,18 @@ func TestReadAcceptRejects(t *testing.T) {
 	w := newWorld(t, nil)
 	_, challenge, _ := w.srv.Start(rand.Reader, testNow, nil)
 	cases := map[string]Code{
-		`{"token":"t","sub":"` + string(bytes.Repeat([]byte{'s'}, 257)) + `","groups":[],"exp":1767225900}`: CodeMalformed,
-		`{"token":"t","sub":"","groups":[],"exp":1767225900}`:                                               CodeMalformed,
-		`{"token":"","sub":"s","groups":[],"exp":1767225900}`:                                               CodeMalformed,
-		`{"token":"t","sub":"s","groups":[""],"exp":1767225900}`:                                            CodeMalformed,
-		`{"token":"t","sub":"s","groups":[],"exp":1.5}`:                                                     CodeMalformed,
-		`{"token":"t","sub":"s","Sub":"x","groups":[],"exp":1767225900}`:                                    CodeMalformed,
-		`{"token":"t","sub":"s","groups":[],"exp":1767225000}`:                                              CodeTokenExpired,
-		`{"token":"t","sub":"s","groups":[],"exp":1767225900}`:                                              "",
+		`{"token":"t","sub":"` + string(bytes.Repeat([]byte{'s'}, 257)) + `","groups":[],"exp":1767225900,"max_size":65536}`: CodeMalformed,
+		`{"token":"t","sub":"","groups":[],"exp":1767225900,"max_size":65536}`:                                               CodeMalformed,
+		`{"token":"","sub":"s","groups":[],"exp":1767225900,"max_size":65536}`:                                               CodeMalformed,
+		`{"token":"t","sub":"s","groups":[""],"exp":1767225900,"max_size":65536}`:                                            CodeMalformed,
+		`{"token":"t","sub":"s","groups":[],"exp":1.5,"max_size":65536}`:                                                     CodeMalformed,
+		`{"token":"t","sub":"s","Sub":"x","groups":[],"exp":1767225900,"max_size":65536}`:                                    CodeMalformed,
+		`{"token":"t","sub":"s","groups":[],"exp":1767225000,"max_size":65536}`:                                              CodeTokenExpired,
+		`{"token":"t","sub":"s","groups":[],"exp":1767225900,"max_size":65536}`:                                              "",
+		`{"token":"t","sub":"s","groups":[],"exp":1767225900}`:                                                               CodeMalformed,
+		`{"token":"t","sub":"s","groups":[],"exp":1767225900,"max_size":0}`:                                                  CodeMalformed,
+		`{"token":"t","sub":"s","groups":[],"exp":1767225900,"max_size":1073741825}`:                                         CodeMalformed,
+		`{"token":"t","sub":"s","groups":[],"exp":1767225900,"max_size":"65536"}`:                                            CodeMalformed,
 	}
 	for msg, want := range cases {
 		h := w.clients[keys.EdDSA].Handshake()

@@ -53,6 +53,12 @@ const (
 	MaxChallengeLifetime     = 300 * time.Second
 	DefaultTokenLifetime     = 300 * time.Second
 	DefaultClockSkew         = 60 * time.Second
+	DefaultRefreshBefore     = 60 * time.Second // capped at half the token lifetime
+	DefaultHandshakeTimeout  = 10 * time.Second
+	DefaultPingInterval      = 30 * time.Second // the keepalive timeout is twice this
+	DefaultMaxMessageSize    = 65536            // application messages, octets
+	DefaultMaxQueued         = 1 << 20          // application octets waiting to be written, per socket
+	MaxMessageSizeLimit      = 1 << 30          // the largest MaxMessageSize a party may configure
 )
 
 // Fixed sizes of random values, in bytes.

@@ -110,9 +110,10 @@ func TestRegistryUnavailable(t *testing.T) {
 	if !CodeInternalError.Retryable() {
 		t.Fatal("internal_error must be retryable")
 	}
-	wantCode(t, srv.Recheck(sess, testNow), CodeInternalError)
+	_, err = srv.recheck(sess, testNow)
+	wantCode(t, err, CodeInternalError)
 	reg.err = nil
-	if err := srv.Recheck(sess, testNow); err != nil {
+	if _, err := srv.recheck(sess, testNow); err != nil {
 		t.Fatal(err)
 	}
 }

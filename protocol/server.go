@@ -56,11 +56,37 @@ type ServerConfig struct {
 	// TokenLifetime is the lifetime of a session token. Zero means
 	// DefaultTokenLifetime.
 	TokenLifetime time.Duration
+
+	// RefreshBefore is how long before a token's expiry the server sends a
+	// re-challenge (spec section "Refresh"). Zero means the smaller of
+	// DefaultRefreshBefore and half the token lifetime; otherwise it must be
+	// positive, at most half the token lifetime and at most
+	// MaxChallengeLifetime, or NewServer fails.
+	RefreshBefore time.Duration
+
+	// HandshakeTimeout bounds the time from a socket's first challenge to
+	// its response (handshake_timeout). Zero means DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+
+	// PingInterval is how often an authenticated socket is pinged; a socket
+	// from which nothing arrives for two intervals is closed with
+	// keepalive_timeout. Zero means DefaultPingInterval.
+	PingInterval time.Duration
+
+	// MaxMessageSize bounds the application messages the server accepts,
+	// in octets; clients learn it from the accept. Zero means
+	// DefaultMaxMessageSize.
+	MaxMessageSize int64
+
+	// MaxQueued bounds the octets of application messages a socket may
+	// have waiting to be written; a Send beyond it closes the socket with
+	// slow_reader. Zero means DefaultMaxQueued.
+	MaxQueued int64
 }
 
 // Server holds a validated ServerConfig. It is safe for concurrent use.
 type Server struct {
-	cfg        ServerConfig
+	cfg        ServerConfig // with the defaults filled in
 	algs       []keys.Algorithm
 	algNames   []string
 	challengeD time.Duration
@@ -110,6 +136,35 @@ func NewServer(cfg *ServerConfig) (*Server, error) {
 	}
 	if s.tokenD < time.Second {
 		return nil, errors.New("protocol: token lifetime must be at least 1s")
+	}
+	c := &s.cfg
+	c.TokenLifetime, c.ChallengeLifetime = s.tokenD, s.challengeD
+	if c.RefreshBefore == 0 {
+		c.RefreshBefore = min(DefaultRefreshBefore, s.tokenD/2)
+	}
+	if c.RefreshBefore <= 0 || c.RefreshBefore > s.tokenD/2 || c.RefreshBefore > MaxChallengeLifetime {
+		return nil, fmt.Errorf("protocol: refresh-before %v must be more than 0, at most half the token lifetime %v and at most %v",
+			c.RefreshBefore, s.tokenD, MaxChallengeLifetime)
+	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&c.HandshakeTimeout, DefaultHandshakeTimeout}, {&c.PingInterval, DefaultPingInterval}} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+		if *d.v < 0 {
+			return nil, errors.New("protocol: negative timeout in server config")
+		}
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if c.MaxQueued == 0 {
+		c.MaxQueued = DefaultMaxQueued
+	}
+	if c.MaxMessageSize < 1 || c.MaxMessageSize > MaxMessageSizeLimit || c.MaxQueued < 1 {
+		return nil, fmt.Errorf("protocol: MaxMessageSize must be 1 to %d and MaxQueued positive", MaxMessageSizeLimit)
 	}
 	if err := s.SetKeys(cfg.Keys); err != nil {
 		return nil, err
@@ -192,17 +247,14 @@ func (s *Server) Start(rand io.Reader, now time.Time, exporter []byte) (*ServerH
 	return s.challenge(rand, now, exporter, b64u.Encode(sid[:]), now.Add(s.challengeD), nil)
 }
 
-// Refresh begins a re-challenge on the live socket of sess (spec section
-// "Refresh"). The challenge expires no later than the current token.
-func (s *Server) Refresh(sess *Session, rand io.Reader, now time.Time, exporter []byte) (*ServerHandshake, []byte, error) {
-	exp := now.Add(s.challengeD)
-	if sess.Expiry.Before(exp) {
-		exp = sess.Expiry
-	}
-	if !now.Before(exp) {
-		return nil, nil, fail(CodeTokenExpired, "session expired before the refresh")
-	}
-	return s.challenge(rand, now, exporter, sess.SocketID, exp, sess)
+// refresh begins a re-challenge on the live socket of sess (spec section
+// "Refresh"): it expires with the current token, or MaxChallengeLifetime
+// after now if that is sooner, so that a client has all the time the token
+// leaves to answer. The caller makes sure the token outlives now by at least
+// a second.
+func (s *Server) refresh(sess *Session, rand io.Reader, now time.Time, exporter []byte) (*ServerHandshake, []byte, error) {
+	exp := min(sess.Expiry.Unix(), now.Unix()+int64(MaxChallengeLifetime/time.Second))
+	return s.challenge(rand, now, exporter, sess.SocketID, time.Unix(exp, 0), sess)
 }
 
 func (s *Server) challenge(rand io.Reader, now time.Time, exporter []byte, sid string, exp time.Time, prev *Session) (*ServerHandshake, []byte, error) {
@@ -263,19 +315,27 @@ type response struct {
 // accept message to send. It may be called once; any failure is a
 // *ProtocolError and the socket must be closed with its code.
 func (h *ServerHandshake) ReadResponse(msg []byte, rand io.Reader, now time.Time) (*Session, []byte, error) {
+	sess, _, accept, err := h.readResponse(msg, rand, now)
+	return sess, accept, err
+}
+
+// readResponse is ReadResponse that also returns the registry entry the
+// session was issued from.
+func (h *ServerHandshake) readResponse(msg []byte, rand io.Reader, now time.Time) (*Session, *keys.Entry, []byte, error) {
 	if h.done {
-		return nil, nil, fail(CodeUnexpectedMessage, "handshake already used")
+		return nil, nil, nil, fail(CodeUnexpectedMessage, "handshake already used")
 	}
 	h.done = true
 	r, err := h.checkResponse(msg, now)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	e, err := h.checkKey(r, now)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return h.accept(e, r, rand, now)
+	sess, accept, err := h.accept(e, rand, now)
+	return sess, e, accept, err
 }
 
 // checkResponse runs steps 1 to 11: structure, transcript and freshness.
@@ -417,34 +477,42 @@ func (s *Server) authorize(e *keys.Entry) error {
 	return nil
 }
 
-// Recheck reports whether the live session sess may continue under the
-// registry as it is now (spec section "Revocation"): its key is still
-// registered, not revoked, inside its validity window and authorized. The
-// returned error's code is the one the handshake would have failed with; a
-// transport closes the socket with session_revoked.
-func (s *Server) Recheck(sess *Session, now time.Time) error {
+// recheck returns the registry entry of the live session sess if the session
+// may continue under the registry as it is now (spec section "Revocation"):
+// its key is still registered under the same key id, not revoked, inside its
+// validity window, authorized, and bound to the TLS channel if its entry now
+// requires that. The error's code is the one a handshake would fail with;
+// internal_error means the registry is unavailable.
+func (s *Server) recheck(sess *Session, now time.Time) (*keys.Entry, error) {
 	e, err := s.lookup(sess.KeyID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if e.Thumbprint != sess.Thumbprint {
-		return fail(CodeKeyMismatch, "key id now names another key")
+		return nil, fail(CodeKeyMismatch, "key id now names another key")
 	}
 	if err := s.keyState(e, now); err != nil {
-		return err
+		return nil, err
 	}
-	return s.authorize(e)
+	if e.RequireChannelBinding && !sess.ChannelBound {
+		return nil, fail(CodeChannelBindingRequired, "key now requires channel binding")
+	}
+	if err := s.authorize(e); err != nil {
+		return nil, err
+	}
+	return e, nil
 }
 
 type acceptMessage struct {
-	Token  string   `json:"token"`
-	Sub    string   `json:"sub"`
-	Groups []string `json:"groups"`
-	Exp    int64    `json:"exp"`
+	Token   string   `json:"token"`
+	Sub     string   `json:"sub"`
+	Groups  []string `json:"groups"`
+	Exp     int64    `json:"exp"`
+	MaxSize int64    `json:"max_size"`
 }
 
 // accept issues the session token for e and builds the accept message.
-func (h *ServerHandshake) accept(e *keys.Entry, r *response, rand io.Reader, now time.Time) (*Session, []byte, error) {
+func (h *ServerHandshake) accept(e *keys.Entry, rand io.Reader, now time.Time) (*Session, []byte, error) {
 	groups := e.Groups
 	if groups == nil {
 		groups = []string{}
@@ -474,7 +542,8 @@ func (h *ServerHandshake) accept(e *keys.Entry, r *response, rand io.Reader, now
 	if err != nil {
 		return nil, nil, wrap(CodeInternalError, err)
 	}
-	msg, err := json.Marshal(acceptMessage{Token: token, Sub: c.Subject, Groups: groups, Exp: c.Expiry})
+	msg, err := json.Marshal(acceptMessage{Token: token, Sub: c.Subject, Groups: groups, Exp: c.Expiry,
+		MaxSize: h.s.cfg.MaxMessageSize})
 	if err != nil {
 		return nil, nil, wrap(CodeInternalError, err)
 	}

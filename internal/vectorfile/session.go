@@ -1,0 +1,211 @@
+package vectorfile
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+)
+
+// SessionPath is the session vector file, relative to the repository root.
+const SessionPath = "testdata/session-vectors.json"
+
+// SessionFile is the session vector file of spec section "Session vectors":
+// scripts that drive one role's state machine through a socket's life.
+type SessionFile struct {
+	Spec      string          `json:"spec"`
+	License   string          `json:"license"`
+	Comment   string          `json:"comment"`
+	Generator string          `json:"generator"`
+	Server    SessionServer   `json:"server"`
+	Client    SessionClient   `json:"client"`
+	Keys      Keys            `json:"keys"`
+	Vectors   []SessionVector `json:"vectors"`
+}
+
+// SessionServer configures the server of server-role session vectors. Times
+// are in seconds, sizes in octets.
+type SessionServer struct {
+	Identity          string   `json:"identity"`
+	Algs              []string `json:"algs"`
+	RequiredGroups    []string `json:"required_groups"`
+	ChallengeLifetime int64    `json:"challenge_lifetime"`
+	TokenLifetime     int64    `json:"token_lifetime"`
+	RefreshBefore     int64    `json:"refresh_before"`
+	HandshakeTimeout  int64    `json:"handshake_timeout"`
+	PingInterval      int64    `json:"ping_interval"`
+	MaxMessageSize    int64    `json:"max_message_size"`
+	MaxQueued         int64    `json:"max_queued"`
+}
+
+// SessionClient configures the client of client-role session vectors. Its
+// expected server identity is the server's.
+type SessionClient struct {
+	ClockSkew        int64 `json:"clock_skew"`
+	HandshakeTimeout int64 `json:"handshake_timeout"`
+	PingInterval     int64 `json:"ping_interval"`
+	MaxMessageSize   int64 `json:"max_message_size"`
+}
+
+// Roles of a session vector.
+const (
+	SessionServerRole = "server"
+	SessionClientRole = "client"
+)
+
+// SessionVector is one script.
+type SessionVector struct {
+	ID      string `json:"id"`
+	Comment string `json:"comment"`
+	Role    string `json:"role"`
+
+	// Rows are the rows of the role's state table the script exercises.
+	Rows []string `json:"rows"`
+
+	// Config overrides fields of the file's server or client section for
+	// this vector; absent fields keep the file's values.
+	Config *SessionConfig `json:"config,omitempty"`
+
+	Start SessionStart  `json:"start"`
+	Steps []SessionStep `json:"steps"`
+}
+
+// SessionConfig holds the per-vector overrides.
+type SessionConfig struct {
+	TokenLifetime  int64 `json:"token_lifetime,omitempty"`
+	PingInterval   int64 `json:"ping_interval,omitempty"`
+	MaxMessageSize int64 `json:"max_message_size,omitempty"`
+	MaxQueued      int64 `json:"max_queued,omitempty"`
+}
+
+// SessionStart is the socket right after the upgrade.
+type SessionStart struct {
+	At int64 `json:"at"`
+
+	// ChannelBinding is the tls-exporter value (base64url) of the
+	// connection, as the role sees it; absent without one.
+	ChannelBinding string `json:"channel_binding,omitempty"`
+
+	// Server role: the challenge the server sent first, exactly.
+	Challenge string `json:"challenge,omitempty"`
+
+	// Client role: the client's key, whether its connection is TLS, and
+	// whether it is configured to accept challenges without channel binding
+	// on a TLS connection.
+	ClientKID    string `json:"client_kid,omitempty"`
+	TLS          bool   `json:"tls,omitempty"`
+	AllowUnbound bool   `json:"allow_unbound,omitempty"`
+}
+
+// SessionStep is one input at one time and what it must cause.
+type SessionStep struct {
+	At     int64          `json:"at"`
+	Input  SessionInput   `json:"input"`
+	Expect []SessionEvent `json:"expect"`
+	State  string         `json:"state"`
+}
+
+// Input types of a session step.
+const (
+	InText         = "text"          // a text message: Data exactly, or Size octets of "A"
+	InBinary       = "binary"        // a binary message: Data (base64url), or Size zero octets
+	InRespond      = "respond"       // server role: KID's correct response to the outstanding challenge
+	InPong         = "pong"          // a Ping or Pong frame
+	InTimer        = "timer"         // time passes; nothing else happens
+	InRegistry     = "registry"      // server role: the registry changes, then the server rechecks
+	InSend         = "send"          // the application sends Data (base64url) or Size zero octets
+	InWritten      = "written"       // server role: Size octets of application messages were written
+	InWriteTimeout = "write_timeout" // a write did not complete within the write deadline
+	InClose        = "close"         // the application closes the socket
+	InShutdown     = "shutdown"      // server role: the server shuts down
+	InPeerClose    = "peer_close"    // a Close frame with Code arrives
+	InLost         = "lost"          // the connection ends without a Close frame
+)
+
+// SessionInput is the input of a step. Only the fields of its Type are set.
+type SessionInput struct {
+	Type string `json:"type"`
+	Data string `json:"data,omitempty"`
+	Size int64  `json:"size,omitempty"`
+	KID  string `json:"kid,omitempty"`
+
+	// Registry: Entry (a registry entry, as JSON text) replaces or adds the
+	// entry of KID; Remove removes it; Available, when set, makes the
+	// registry available or unavailable.
+	Entry     string `json:"entry,omitempty"`
+	Remove    bool   `json:"remove,omitempty"`
+	Available *bool  `json:"available,omitempty"`
+
+	Code int `json:"code,omitempty"` // peer_close
+}
+
+// Actions of a session step.
+const (
+	DoSend     = "send"     // send Message (challenge, accept, response) or a binary message (Data or Size)
+	DoPing     = "ping"     // send a Ping frame
+	DoDeliver  = "deliver"  // hand Data (base64url) or Size octets to the application
+	DoAccepted = "accepted" // the session began or was refreshed
+	DoClose    = "close"    // the socket ends
+)
+
+// Messages a send action may carry.
+const (
+	MsgChallenge = "challenge"
+	MsgAccept    = "accept"
+	MsgResponse  = "response"
+	MsgBinary    = "binary"
+)
+
+// SessionEvent is one expected action.
+type SessionEvent struct {
+	Action  string `json:"action"`
+	Message string `json:"message,omitempty"`
+	Data    string `json:"data,omitempty"`
+	Size    int64  `json:"size,omitempty"`
+
+	// Send challenge or accept: its exp.
+	Exp int64 `json:"exp,omitempty"`
+
+	// Close: Error is the spec's error code ("" for none), CloseCode the
+	// close code of the Close frame sent (0: none is sent), Retry whether
+	// a client may reconnect (client role only).
+	Error     string `json:"error,omitempty"`
+	CloseCode int    `json:"close_code,omitempty"`
+	Retry     *bool  `json:"retry,omitempty"`
+}
+
+// MarshalSession returns the canonical bytes of f.
+func MarshalSession(f *SessionFile) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(f); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// ParseSession decodes a session vector file strictly: unknown fields are
+// errors.
+func ParseSession(data []byte) (*SessionFile, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var f SessionFile
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("vectorfile: %w", err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("vectorfile: data after the document")
+	}
+	return &f, nil
+}
+
+// LoadSession reads and parses the session vector file at path.
+func LoadSession(path string) (*SessionFile, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSession(data)
+}

@@ -130,33 +130,39 @@ var (
 
 // setup is a validated Config.
 type setup struct {
-	pc      *protocol.Client
-	rand    io.Reader
-	now     func() time.Time
-	timeout time.Duration
-	maxMsg  int
-	header  http.Header
-	tlsConf *tls.Config
-	netDial func(ctx context.Context, network, addr string) (net.Conn, error)
+	pc          *protocol.Client
+	pcfg        protocol.ClientConfig
+	anyIdentity bool // temporary: the identity comes from the URL dialed
+	rand        io.Reader
+	now         func() time.Time
+	timeout     time.Duration
+	maxMsg      int
+	header      http.Header
+	tlsConf     *tls.Config
+	netDial     func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 func newSetup(cfg *Config) (*setup, error) {
 	if cfg == nil {
 		return nil, errors.New("client: nil Config")
 	}
-	pc, err := protocol.NewClient(&protocol.ClientConfig{
-		KeyID:                 cfg.KeyID,
-		Signer:                cfg.Signer,
-		Algorithm:             cfg.Algorithm,
-		ServerKeys:            cfg.ServerKeys,
-		ServerIdentity:        cfg.ServerIdentity,
-		RequireChannelBinding: cfg.RequireChannelBinding,
-		ClockSkew:             cfg.ClockSkew,
-	})
+	pcfg := protocol.ClientConfig{
+		KeyID:                cfg.KeyID,
+		Signer:               cfg.Signer,
+		Algorithm:            cfg.Algorithm,
+		ServerKeys:           cfg.ServerKeys,
+		ServerIdentity:       cfg.ServerIdentity,
+		InsecureAllowUnbound: !cfg.RequireChannelBinding,
+		ClockSkew:            cfg.ClockSkew,
+	}
+	if pcfg.ServerIdentity == "" {
+		pcfg.ServerIdentity = "wss://placeholder.invalid/" // replaced per dial
+	}
+	pc, err := protocol.NewClient(&pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	s := &setup{pc: pc, rand: cfg.Rand, now: cfg.Time, timeout: cfg.HandshakeTimeout, tlsConf: cfg.TLSConfig, netDial: cfg.NetDialContext}
+	s := &setup{pc: pc, pcfg: pcfg, anyIdentity: cfg.ServerIdentity == "", rand: cfg.Rand, now: cfg.Time, timeout: cfg.HandshakeTimeout, tlsConf: cfg.TLSConfig, netDial: cfg.NetDialContext}
 	if s.rand == nil {
 		s.rand = rand.Reader
 	}
@@ -220,6 +226,19 @@ func Dial(ctx context.Context, url string, cfg *Config) (*Conn, error) {
 }
 
 func (s *setup) dial(ctx context.Context, url string) (*Conn, error) {
+	if s.anyIdentity {
+		id, err := protocol.IdentityFromURL(url)
+		if err != nil {
+			return nil, fmt.Errorf("client: %w", err)
+		}
+		c := *s
+		c.pcfg.ServerIdentity = id
+		if c.pc, err = protocol.NewClient(&c.pcfg); err != nil {
+			return nil, fmt.Errorf("client: %w", err)
+		}
+		c.anyIdentity = false
+		return c.dial(ctx, url)
+	}
 	hctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 

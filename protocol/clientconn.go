@@ -81,15 +81,10 @@ func (cc *ClientConn) ReadLimit(text bool) int64 {
 // type, then the type, then the first octet, which tells an accept ('{')
 // from a challenge.
 func (cc *ClientConn) HandleMessage(now time.Time, text bool, data []byte) []Action {
-	cc.acts = cc.acts[:0]
-	n := now.UnixNano()
+	cc.begin(now)
 	accept := text && len(data) > 0 && data[0] == '{'
 	switch cc.state {
 	case StateAwaitChallenge, StateAwaitAccept:
-		if n >= cc.deadline {
-			cc.fail(CodeHandshakeTimeout, "handshake deadline passed")
-			break
-		}
 		limit := MaxHandshakeMessage
 		if cc.state == StateAwaitAccept {
 			limit = MaxAcceptMessage
@@ -111,7 +106,7 @@ func (cc *ClientConn) HandleMessage(now time.Time, text bool, data []byte) []Act
 			cc.readAccept(now, data)
 		}
 	case StateOpen, StateRefreshing:
-		cc.heard = n
+		cc.heard = now.UnixNano()
 		limit := MaxHandshakeMessage // a re-challenge
 		if cc.state == StateRefreshing {
 			limit = MaxAcceptMessage
@@ -171,27 +166,43 @@ func (cc *ClientConn) readAccept(now time.Time, data []byte) {
 func (cc *ClientConn) HandleTimeout(now time.Time) []Action {
 	cc.acts = cc.acts[:0]
 	cc.timerAt = 0
+	cc.due(now)
+	return cc.acts
+}
+
+// begin starts an input at now: it clears the actions and applies the timed
+// rows whose time has come.
+func (cc *ClientConn) begin(now time.Time) {
+	cc.acts = cc.acts[:0]
+	if cc.timerAt != 0 && now.UnixNano() >= cc.timerAt {
+		cc.timerAt = 0
+		cc.due(now)
+	}
+}
+
+// due applies, in table order, the timed rows whose time has come, then arms
+// the timer for the next one.
+func (cc *ClientConn) due(now time.Time) {
 	n := now.UnixNano()
 	switch cc.state {
 	case StateAwaitChallenge, StateAwaitAccept:
 		if n >= cc.deadline {
 			cc.fail(CodeHandshakeTimeout, "handshake deadline passed")
-			return cc.acts
+			return
 		}
 	case StateOpen, StateRefreshing:
 		if n >= cc.heard+2*int64(cc.c.cfg.PingInterval) {
 			cc.fail(CodeKeepaliveTimeout, "nothing received for two ping intervals")
-			return cc.acts
+			return
 		}
 		if n >= cc.nextPing {
 			cc.acts = append(cc.acts, Action{Kind: ActionPing})
 			cc.nextPing = n + int64(cc.c.cfg.PingInterval)
 		}
 	default:
-		return cc.acts
+		return
 	}
 	cc.arm()
-	return cc.acts
 }
 
 func (cc *ClientConn) arm() {
@@ -211,10 +222,12 @@ func (cc *ClientConn) arm() {
 }
 
 // HandlePong records that a Ping or Pong frame arrived.
-func (cc *ClientConn) HandlePong(now time.Time) {
+func (cc *ClientConn) HandlePong(now time.Time) []Action {
+	cc.begin(now)
 	if cc.state == StateOpen || cc.state == StateRefreshing {
 		cc.heard = now.UnixNano()
 	}
+	return cc.acts
 }
 
 // ErrMessageTooLarge is returned by ClientConn.Send for a message larger than
@@ -229,8 +242,8 @@ var ErrNotOpen = errors.New("protocol: socket not open")
 // with ErrNotOpen unless the socket is OPEN or REFRESHING, and with
 // ErrMessageTooLarge, leaving the socket open, when data is longer than the
 // max_size of the server's accept.
-func (cc *ClientConn) Send(data []byte) ([]Action, error) {
-	cc.acts = cc.acts[:0]
+func (cc *ClientConn) Send(now time.Time, data []byte) ([]Action, error) {
+	cc.begin(now)
 	if cc.state != StateOpen && cc.state != StateRefreshing {
 		return cc.acts, ErrNotOpen
 	}
@@ -244,8 +257,8 @@ func (cc *ClientConn) Send(data []byte) ([]Action, error) {
 // HandleWriteError reports a failed write: timeout when it did not complete
 // within the transport's write deadline (the server is not reading: a
 // retryable slow_reader), else a lost connection.
-func (cc *ClientConn) HandleWriteError(timeout bool) []Action {
-	cc.acts = cc.acts[:0]
+func (cc *ClientConn) HandleWriteError(now time.Time, timeout bool) []Action {
+	cc.begin(now)
 	if timeout {
 		cc.fail(CodeSlowReader, "write deadline passed")
 	} else {
@@ -258,24 +271,24 @@ func (cc *ClientConn) HandleWriteError(timeout bool) []Action {
 // (1005 for none). The socket ends; the action's Retry says whether the client
 // may reconnect (spec section "Retry") and its Code is the error code of the
 // close code when only one has it.
-func (cc *ClientConn) HandlePeerClose(code int) []Action {
-	cc.acts = cc.acts[:0]
+func (cc *ClientConn) HandlePeerClose(now time.Time, code int) []Action {
+	cc.begin(now)
 	cc.close(Action{Kind: ActionClose, Code: CodeForClose(code), PeerCode: code, Retry: CloseRetryable(code)})
 	return cc.acts
 }
 
 // HandleLost reports that the connection ended without a Close frame (1006),
 // which is retryable.
-func (cc *ClientConn) HandleLost(err error) []Action {
-	cc.acts = cc.acts[:0]
+func (cc *ClientConn) HandleLost(now time.Time, err error) []Action {
+	cc.begin(now)
 	cc.close(Action{Kind: ActionClose, Err: err, PeerCode: CloseAbnormal, Retry: true})
 	return cc.acts
 }
 
 // Close ends the socket for the application, with close code 1000; a client
 // that closes does not reconnect.
-func (cc *ClientConn) Close() []Action {
-	cc.acts = cc.acts[:0]
+func (cc *ClientConn) Close(now time.Time) []Action {
+	cc.begin(now)
 	cc.close(Action{Kind: ActionClose, CloseCode: CloseNormal})
 	return cc.acts
 }

@@ -287,7 +287,7 @@ func TestNowIsFloored(t *testing.T) {
 	c := w.clients[keys.EdDSA]
 	exp := testNow.Unix() + 100
 	edge := time.Unix(exp, 0).Add(c.skew) // the first second at which exp + skew <= now
-	msg := []byte(`{"token":"t","sub":"s","groups":[],"exp":` + strconv.FormatInt(exp, 10) + `}`)
+	msg := []byte(`{"token":"t","sub":"s","groups":[],"exp":` + strconv.FormatInt(exp, 10) + `,"max_size":65536}`)
 	for at, want := range map[time.Time]Code{edge.Add(-time.Millisecond): "", edge: CodeTokenExpired, edge.Add(999 * time.Millisecond): CodeTokenExpired} {
 		h := c.Handshake()
 		if _, err := h.ReadChallenge(challenge, rand.Reader, testNow, nil); err != nil {

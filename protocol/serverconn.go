@@ -17,9 +17,10 @@ import (
 // It performs no I/O and reads no clock. The transport reports what happens
 // on the socket, and the time it happened, through the Handle methods, Send,
 // Recheck, Close and Shutdown, and carries out the returned actions in order.
-// Each input first applies whatever its time has made due (an expired token,
-// a passed deadline), so an input that arrives after a deadline is refused by
-// that deadline even if the timer has not fired yet.
+// Each input first applies every timed row whose time has come (spec section
+// "State machines", Time): a message that arrives after a deadline is refused
+// by that deadline even if the timer has not fired yet, and one that arrives
+// after the refresh time follows the re-challenge.
 //
 // A ServerConn is not safe for concurrent use: the transport serializes its
 // calls. The slice of actions a call returns is valid until the next call.
@@ -112,14 +113,9 @@ func (c *ServerConn) ReadLimit(text bool) int64 {
 // message the session authorizes becomes an ActionDeliver; a response is
 // verified; anything else closes the socket with its code.
 func (c *ServerConn) HandleMessage(now time.Time, text bool, data []byte) []Action {
-	c.acts = c.acts[:0]
-	n := now.UnixNano()
+	c.begin(now)
 	switch c.state {
 	case StateChallenged:
-		if n >= c.deadline {
-			c.fail(CodeHandshakeTimeout, "handshake deadline passed")
-			break
-		}
 		switch {
 		case len(data) > MaxHandshakeMessage:
 			c.fail(CodeTooLarge, "message over the limit before authentication")
@@ -129,12 +125,9 @@ func (c *ServerConn) HandleMessage(now time.Time, text bool, data []byte) []Acti
 			c.readResponse(now, data)
 		}
 	case StateOpen, StateRefreshing:
-		// Spec section "Later-frame authorization": O(1), before delivery.
-		if n >= c.endAt {
-			c.fail(c.endCode, "message at or after the session's end")
-			break
-		}
-		c.heard = n
+		// Spec section "Later-frame authorization": begin has applied the
+		// session's end; what is left is O(1).
+		c.heard = now.UnixNano()
 		switch {
 		case !text && int64(len(data)) > c.s.cfg.MaxMessageSize:
 			c.fail(CodeTooLarge, "application message over the limit")
@@ -203,6 +196,17 @@ func (c *ServerConn) HandleTimeout(now time.Time) []Action {
 	c.timerAt = 0
 	c.due(now)
 	return c.acts
+}
+
+// begin starts an input at now: it clears the actions and applies the timed
+// rows whose time has come. The timer is armed for the earliest of them, so
+// one comparison tells whether any has; on the per-message path that is all.
+func (c *ServerConn) begin(now time.Time) {
+	c.acts = c.acts[:0]
+	if c.timerAt != 0 && now.UnixNano() >= c.timerAt {
+		c.timerAt = 0
+		c.due(now)
+	}
 }
 
 // due applies, in this order, every timed row of the state table whose time
@@ -282,10 +286,12 @@ func (c *ServerConn) arm() {
 }
 
 // HandlePong records that a Ping or Pong frame arrived: the peer is alive.
-func (c *ServerConn) HandlePong(now time.Time) {
+func (c *ServerConn) HandlePong(now time.Time) []Action {
+	c.begin(now)
 	if c.state == StateOpen || c.state == StateRefreshing {
 		c.heard = now.UnixNano()
 	}
+	return c.acts
 }
 
 // Recheck re-evaluates the session against the registry as it is now (spec
@@ -298,7 +304,7 @@ func (c *ServerConn) HandlePong(now time.Time) {
 // says what the registry says. Sockets not yet authenticated are unaffected:
 // their response is checked against the registry when it arrives.
 func (c *ServerConn) Recheck(now time.Time) []Action {
-	c.acts = c.acts[:0]
+	c.begin(now)
 	if c.state != StateOpen && c.state != StateRefreshing {
 		return c.acts
 	}
@@ -327,12 +333,8 @@ func (c *ServerConn) Recheck(now time.Time) []Action {
 // one message larger than MaxQueued can still be sent. The transport reports each application message written
 // with Written.
 func (c *ServerConn) Send(now time.Time, data []byte) ([]Action, bool) {
-	c.acts = c.acts[:0]
+	c.begin(now)
 	if c.state != StateOpen && c.state != StateRefreshing {
-		return c.acts, false
-	}
-	if now.UnixNano() >= c.endAt {
-		c.fail(c.endCode, "send at or after the session's end")
 		return c.acts, false
 	}
 	if c.queued > 0 && c.queued+int64(len(data)) > c.s.cfg.MaxQueued {
@@ -351,8 +353,8 @@ func (c *ServerConn) Written(n int) { c.queued -= int64(n) }
 // HandleWriteError reports that a write failed: timeout when it did not
 // complete within the transport's write deadline, which closes the socket
 // with slow_reader; any other failure means the connection is lost.
-func (c *ServerConn) HandleWriteError(timeout bool) []Action {
-	c.acts = c.acts[:0]
+func (c *ServerConn) HandleWriteError(now time.Time, timeout bool) []Action {
+	c.begin(now)
 	if timeout {
 		c.fail(CodeSlowReader, "write deadline passed")
 	} else {
@@ -363,31 +365,31 @@ func (c *ServerConn) HandleWriteError(timeout bool) []Action {
 
 // HandlePeerClose reports the client's Close frame, carrying code (1005 for
 // none). The transport answers it as RFC 6455 requires; the socket ends.
-func (c *ServerConn) HandlePeerClose(code int) []Action {
-	c.acts = c.acts[:0]
+func (c *ServerConn) HandlePeerClose(now time.Time, code int) []Action {
+	c.begin(now)
 	c.close(Action{Kind: ActionClose, PeerCode: code})
 	return c.acts
 }
 
 // HandleLost reports that the connection ended without a Close frame, or
 // that reading from it failed.
-func (c *ServerConn) HandleLost(err error) []Action {
-	c.acts = c.acts[:0]
+func (c *ServerConn) HandleLost(now time.Time, err error) []Action {
+	c.begin(now)
 	c.close(Action{Kind: ActionClose, Err: err})
 	return c.acts
 }
 
 // Close ends the session for the application, with close code 1000.
-func (c *ServerConn) Close() []Action {
-	c.acts = c.acts[:0]
+func (c *ServerConn) Close(now time.Time) []Action {
+	c.begin(now)
 	c.close(Action{Kind: ActionClose, CloseCode: CloseNormal})
 	return c.acts
 }
 
 // Shutdown ends the socket for a server shutdown, with close code 1001,
 // whatever its state (spec section "Closing").
-func (c *ServerConn) Shutdown() []Action {
-	c.acts = c.acts[:0]
+func (c *ServerConn) Shutdown(now time.Time) []Action {
+	c.begin(now)
 	c.close(Action{Kind: ActionClose, CloseCode: CloseGoingAway, Reason: reasonShutdown})
 	return c.acts
 }

@@ -241,6 +241,7 @@ func (env *sessionEnv) runServer(v *vectorfile.SessionVector, exporter []byte) e
 	}
 	c := &ServerConn{s: srv, rand: r, exporter: exporter, state: StateChallenged, hs: hs,
 		deadline: time.Unix(v.Start.At, 0).Add(srv.cfg.HandshakeTimeout).UnixNano()}
+	c.arm()
 	lastChallenge := []byte(v.Start.Challenge)
 	for i, st := range v.Steps {
 		now := time.Unix(st.At, 0)
@@ -268,7 +269,7 @@ func (env *sessionEnv) runServer(v *vectorfile.SessionVector, exporter []byte) e
 			}
 			acts = c.HandleMessage(now, true, resp)
 		case vectorfile.InPong:
-			c.HandlePong(now)
+			acts = c.HandlePong(now)
 		case vectorfile.InTimer:
 			acts = c.HandleTimeout(now)
 		case vectorfile.InRegistry:
@@ -285,15 +286,15 @@ func (env *sessionEnv) runServer(v *vectorfile.SessionVector, exporter []byte) e
 		case vectorfile.InWritten:
 			c.Written(int(in.Size))
 		case vectorfile.InWriteTimeout:
-			acts = c.HandleWriteError(true)
+			acts = c.HandleWriteError(now, true)
 		case vectorfile.InClose:
-			acts = c.Close()
+			acts = c.Close(now)
 		case vectorfile.InShutdown:
-			acts = c.Shutdown()
+			acts = c.Shutdown(now)
 		case vectorfile.InPeerClose:
-			acts = c.HandlePeerClose(in.Code)
+			acts = c.HandlePeerClose(now, in.Code)
 		case vectorfile.InLost:
-			acts = c.HandleLost(errors.New("connection lost"))
+			acts = c.HandleLost(now, errors.New("connection lost"))
 		default:
 			return fmt.Errorf("step %d: input %q is not a server input", i, in.Type)
 		}
@@ -361,7 +362,7 @@ func (env *sessionEnv) runClient(v *vectorfile.SessionVector, exporter []byte) e
 			}
 			acts = c.HandleMessage(now, in.Type == vectorfile.InText, p)
 		case vectorfile.InPong:
-			c.HandlePong(now)
+			acts = c.HandlePong(now)
 		case vectorfile.InTimer:
 			acts = c.HandleTimeout(now)
 		case vectorfile.InSend:
@@ -369,15 +370,15 @@ func (env *sessionEnv) runClient(v *vectorfile.SessionVector, exporter []byte) e
 			if err != nil {
 				return fmt.Errorf("step %d: %w", i, err)
 			}
-			acts, _ = c.Send(p)
+			acts, _ = c.Send(now, p)
 		case vectorfile.InWriteTimeout:
-			acts = c.HandleWriteError(true)
+			acts = c.HandleWriteError(now, true)
 		case vectorfile.InClose:
-			acts = c.Close()
+			acts = c.Close(now)
 		case vectorfile.InPeerClose:
-			acts = c.HandlePeerClose(in.Code)
+			acts = c.HandlePeerClose(now, in.Code)
 		case vectorfile.InLost:
-			acts = c.HandleLost(errors.New("connection lost"))
+			acts = c.HandleLost(now, errors.New("connection lost"))
 		default:
 			return fmt.Errorf("step %d: input %q is not a client input", i, in.Type)
 		}
@@ -394,7 +395,15 @@ func (env *sessionEnv) runClient(v *vectorfile.SessionVector, exporter []byte) e
 			if s := c.Session(); s != nil {
 				prev = &Session{SocketID: s.SocketID, KeyID: v.Start.ClientKID}
 			}
-			h, err := srv.resume(lastChallenge, exporter, prev)
+			ct, err := claimsOfChallenge(env.pinned, lastChallenge)
+			if err != nil {
+				return err
+			}
+			var inForce []byte // the server's exporter, when the challenge binds to it
+			if ct.cb == BindingTLSExporter {
+				inForce = exporter
+			}
+			h, err := srv.resume(lastChallenge, inForce, prev)
 			if err != nil {
 				return err
 			}
@@ -518,7 +527,7 @@ func describeEvents(es []vectorfile.SessionEvent) string {
 }
 
 type challengeTimes struct {
-	sid      string
+	sid, cb  string
 	iat, exp int64
 }
 
@@ -549,6 +558,9 @@ func claimsOfChallenge(pinned *keys.PublicSet, msg []byte) (*challengeTimes, err
 		return nil, err
 	}
 	if t.exp, err = o.date("exp"); err != nil {
+		return nil, err
+	}
+	if t.cb, err = o.str("cb"); err != nil {
 		return nil, err
 	}
 	return &t, nil

@@ -240,7 +240,7 @@ var exporter = derive("tls-exporter", protocol.ExporterSize)
 // client returns a protocol client for kid.
 func (g *gen) client(kid string, requireCB bool) *protocol.Client {
 	c, err := protocol.NewClient(&protocol.ClientConfig{KeyID: kid, Signer: detSigner{g.clients[kid]}, Algorithm: g.algs[kid],
-		ServerKeys: g.sk.Public(), ServerIdentity: identity, RequireChannelBinding: requireCB})
+		ServerKeys: g.sk.Public(), ServerIdentity: identity, InsecureAllowUnbound: !requireCB})
 	if err != nil {
 		panic(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 	"testing/cryptotest"
 
@@ -45,6 +46,33 @@ func TestVectorsUpToDate(t *testing.T) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Fatalf("%s is stale: run go test ./internal/vectors -update", vectorfile.Path)
+	}
+}
+
+// TestSessionVectorsUpToDate is TestVectorsUpToDate for the session vector
+// file, testdata/session-vectors.json.
+func TestSessionVectorsUpToDate(t *testing.T) {
+	cryptotest.SetGlobalRandom(t, 2)
+	f, err := GenerateSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := vectorfile.MarshalSession(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("..", "..", vectorfile.SessionPath)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s is stale: run go test ./internal/vectors -update", vectorfile.SessionPath)
 	}
 }
 
@@ -91,5 +119,54 @@ func TestGenerateDeterministic(t *testing.T) {
 	t.Run("again", func(t *testing.T) { b = generate(t) })
 	if !bytes.Equal(a, b) {
 		t.Fatal("two generator runs differ")
+	}
+}
+
+// unscripted are the rows of the spec's state tables that no session vector
+// can exercise, as the spec's "Session vectors" section says: the HTTP
+// upgrade, which needs a live server, and a failure inside the server.
+var unscripted = map[string]bool{"S1": true, "S2": true, "S3": true, "S4": true, "S5": true, "S32": true, "C1": true, "C2": true}
+
+// TestSessionRowsCovered checks that every row of the spec's state tables
+// has a session vector, except the unscripted ones, and that every row a
+// vector names exists.
+func TestSessionRowsCovered(t *testing.T) {
+	spec, err := os.ReadFile(filepath.Join("..", "..", SpecPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := vectorfile.LoadSession(filepath.Join("..", "..", vectorfile.SessionPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inSpec := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^\| ([SC][0-9]+) \|`).FindAllSubmatch(spec, -1) {
+		inSpec[string(m[1])] = true
+	}
+	if len(inSpec) < 50 {
+		t.Fatalf("found only %d rows in the spec's state tables", len(inSpec))
+	}
+	covered := map[string]bool{}
+	for _, v := range f.Vectors {
+		if len(v.Rows) == 0 {
+			t.Errorf("%s names no row", v.ID)
+		}
+		for _, r := range v.Rows {
+			if !inSpec[r] {
+				t.Errorf("%s names row %s, which the spec does not have", v.ID, r)
+			}
+			if (r[0] == 'S') != (v.Role == vectorfile.SessionServerRole) {
+				t.Errorf("%s is a %s script but names row %s", v.ID, v.Role, r)
+			}
+			covered[r] = true
+		}
+	}
+	for r := range inSpec {
+		if !covered[r] && !unscripted[r] {
+			t.Errorf("row %s has no session vector", r)
+		}
+		if covered[r] && unscripted[r] {
+			t.Errorf("row %s is listed as unscripted but has a vector", r)
+		}
 	}
 }

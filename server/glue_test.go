@@ -532,6 +532,7 @@ func TestRevocationThousandSessions(t *testing.T) {
 
 // slowOrFast reads the client's first message: "slow" asks for a 128 KiB
 // burst, which a client that does not read cannot take; then it reads.
+// slowSent counts the bursts begun.
 type slowOrFast struct {
 	d        deliveries
 	slowSent atomic.Int64
@@ -548,7 +549,7 @@ func (h *slowOrFast) ServeSession(ctx context.Context, c *Conn) {
 	if string(m.Data) == "slow" {
 		msg := make([]byte, 8<<10)
 		h.wg.Go(func() {
-			defer h.slowSent.Add(1)
+			h.slowSent.Add(1)
 			for range 16 {
 				if c.Send(ctx, msg) != nil {
 					return

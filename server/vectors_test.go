@@ -51,7 +51,7 @@ func newLive(t *testing.T) *live {
 			Identity: lf.Identity, Keys: lf.Keys, Registry: lf.Registry, RequiredGroups: lf.RequiredGroups,
 			Handler: echo{}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			HandshakeRatePerAddr: 1000, HandshakeRate: 1000,
-			TokenLifetime: 3 * time.Second, RefreshBefore: 2 * time.Second, // a re-challenge 1 s after the accept
+			TokenLifetime: 2 * time.Second, RefreshBefore: time.Second, // a re-challenge within 1 s of the accept
 			Time: l.clock,
 		})
 		if err != nil {

@@ -35,8 +35,8 @@ const (
 	// closeFlushWait bounds, from the decision, the writes that a normal
 	// close flushes, and unblocks a write stuck on a peer that does not
 	// read; closeWriteWait bounds the write of the Close frame.
-	closeFlushWait = 500 * time.Millisecond
-	closeWriteWait = 750 * time.Millisecond
+	closeFlushWait = 300 * time.Millisecond
+	closeWriteWait = 450 * time.Millisecond
 	// closeReadWait bounds the wait for the peer's Close frame once ours
 	// is sent, so that a reading peer receives the frame rather than a
 	// reset.

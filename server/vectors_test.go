@@ -52,7 +52,12 @@ func newLive(t *testing.T) *live {
 			Handler: echo{}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			HandshakeRatePerAddr: 1000, HandshakeRate: 1000,
 			TokenLifetime: 2 * time.Second, RefreshBefore: time.Second, // a re-challenge within 1 s of the accept
-			Time: l.clock,
+			// The handshake deadline is a timed row applied before the
+			// response (spec section "State machines", Time): it must come
+			// after the late responses' clock, or they would meet it
+			// rather than the challenge's expiry.
+			HandshakeTimeout: time.Minute,
+			Time:             l.clock,
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -33,7 +33,10 @@
 // at once: nothing more is delivered and the handler's context is done. The
 // Close frame is then written, or the connection dropped, within a second
 // whatever the peer does, on a goroutine of its own, so that Recheck and
-// Shutdown never wait on a peer (spec section "Revocation").
+// Shutdown never wait on a peer (spec section "Revocation"). A normal close
+// (the handler returning, Conn.Close, Shutdown) first writes what the
+// application had queued, within that bound; a close for a failure (a
+// revocation, an expiry, a slow reader) sends that peer nothing more.
 //
 // Mount it on any mux and serve it with an http.Server that sets
 // ReadHeaderTimeout (5 s is plenty) and MaxHeaderBytes (8 KiB): the
@@ -45,7 +48,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -551,5 +553,3 @@ func (s *Server) trusted(a netip.Addr) bool {
 	}
 	return false
 }
-
-func errorf(format string, args ...any) error { return fmt.Errorf("server: "+format, args...) }

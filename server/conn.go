@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -23,55 +24,97 @@ type Message struct {
 	Session *protocol.Session
 }
 
-// ErrClosed is returned by Read and Send once the socket has closed.
+// ErrClosed is returned by Read and Send once the socket has closed, joined
+// with how it closed: a *websocket.CloseError with the close code the server
+// sent or the client's, or the error that ended the connection.
 var ErrClosed = errors.New("server: socket closed")
 
-// Conn is one authenticated socket. Read, Send, Session and Close are safe
-// for concurrent use. The server owns the underlying WebSocket: it closes it
-// when the session fails, expires, is revoked, when the handler returns, or
-// on Shutdown.
+// Bounds of a close (spec section "Revocation": the Close frame is sent or
+// the connection dropped within 1 s of the decision, whatever the peer does).
+const (
+	// closeFlushWait bounds, from the decision, the writes that a normal
+	// close flushes, and unblocks a write stuck on a peer that does not
+	// read; closeWriteWait bounds the write of the Close frame.
+	closeFlushWait = 300 * time.Millisecond
+	closeWriteWait = 450 * time.Millisecond
+	// closeReadWait bounds the wait for the peer's Close frame once ours
+	// is sent, so that a reading peer receives the frame rather than a
+	// reset.
+	closeReadWait = time.Second
+)
+
+// Conn is one socket, from the upgrade to the close; the application sees
+// it once it has authenticated. Read, Send, Session and Close are safe for
+// concurrent use. The server owns the underlying WebSocket: it closes it when
+// the session fails, expires, is revoked, when the handler returns, or on
+// Shutdown.
+//
+// Every protocol decision is the protocol.ServerConn's: the Conn feeds it
+// what happens on the socket (messages, Ping and Pong frames, the timer,
+// registry changes, the application's sends, errors) under mu, and carries
+// out the actions it returns. mu is never held during network I/O.
 type Conn struct {
-	s        *Server
-	ws       *websocket.Conn
-	remote   string
-	exporter []byte
+	s      *Server
+	ws     *websocket.Conn
+	raw    net.Conn // the transport connection under TLS, closed to drop the socket
+	remote string
+	start  time.Time // the upgrade, for the handshake latency
 
+	// sess is the machine's Session, published at each accept.
 	sess atomic.Pointer[protocol.Session]
-	exp  atomic.Int64 // the current token's expiry, Unix nanoseconds: the per-message check
 
-	rmu     sync.Mutex       // one Read at a time (gorilla allows one reader)
-	limited io.LimitedReader // readMessage's limit, reused by the one reader: no allocation per message
-	wsem    chan struct{}    // one writer at a time (gorilla allows one); a ctx-aware mutex
-	cancel  func()           // cancels the handler's context when the socket closes
-	done    chan struct{}    // closed when the socket closes
+	rmu     sync.Mutex       // one reader at a time (gorilla allows one)
+	limited io.LimitedReader // readMessage's limit, reused by the one reader
 
 	// ctxDone is the Done channel of the handler's context, set before the
-	// handler starts and never changed. That context is cancelled only
-	// after the socket has closed, so Read need not watch it.
+	// handler starts and never changed. That context is cancelled when the
+	// socket closes, so Read need not watch it.
 	ctxDone <-chan struct{}
 
-	refresh atomic.Pointer[protocol.ServerHandshake] // the outstanding re-challenge
+	done    chan struct{} // closed when the socket closes
+	readEnd chan struct{} // closed when a read from the socket fails
+	endOnce sync.Once
 
-	// Timers run their functions on their own short-lived goroutines, so an
-	// idle session costs no goroutine for them.
-	tmu            sync.Mutex
-	refreshTimer   *time.Timer
-	expireTimer    *time.Timer
-	pingTimer      *time.Timer
-	lastRefreshExp int64 // the token expiry a re-challenge was last sent for
-	lastAlive      int64 // Unix nanoseconds of the last read-deadline extension
-
-	closeOnce sync.Mutex
-	closed    bool
-	closeErr  error // what ended the socket, for Read and Send
+	mu       sync.Mutex
+	pc       *protocol.ServerConn
+	closed   bool
+	closeErr error  // what ended the socket, for Read and Send
+	cancel   func() // cancels the handler's context
+	authed   bool
+	timer    *time.Timer
+	writing  bool     // a writer goroutine is running
+	ctrl     []outMsg // control messages and Pings, written first
+	app      [][]byte // application messages, written in order
+	appHead  int
+	inText   bool          // the input being processed is a text message
+	flush    bool          // closed normally: the writer still writes what is queued
+	flushBy  time.Time     // the deadline of those writes
+	idle     chan struct{} // closed when the writer exits, if a closer waits for it
 }
 
-func newConn(s *Server, ws *websocket.Conn, remote string, exporter []byte) *Conn {
-	return &Conn{
-		s: s, ws: ws, remote: remote, exporter: exporter,
-		wsem: make(chan struct{}, 1),
-		done: make(chan struct{}),
+// outMsg is a control message (text) or, when data is nil, a Ping.
+type outMsg struct{ data []byte }
+
+func newConn(s *Server, ws *websocket.Conn, remote string) *Conn {
+	raw := ws.NetConn()
+	if tc, ok := raw.(*tls.Conn); ok {
+		// tls.Conn.Close sends close_notify with its own 5 s deadline
+		// and can block behind a stuck write: a socket is dropped by
+		// closing the connection under TLS.
+		raw = tc.NetConn()
 	}
+	c := &Conn{s: s, ws: ws, raw: raw, remote: remote, start: time.Now(),
+		done: make(chan struct{}), readEnd: make(chan struct{})}
+	ping := ws.PingHandler() // gorilla's: answers with a Pong
+	ws.SetPingHandler(func(data string) error {
+		c.heard()
+		return ping(data)
+	})
+	ws.SetPongHandler(func(string) error {
+		c.heard()
+		return nil
+	})
+	return c
 }
 
 // Session returns the session in force now; it changes at each refresh.
@@ -80,19 +123,21 @@ func (c *Conn) Session() *protocol.Session { return c.sess.Load() }
 // RemoteIP is the client's IP address.
 func (c *Conn) RemoteIP() string { return c.remote }
 
-// Read returns the next application message. Like every WebSocket
-// library, the connection processes what the client sends only while it is
-// read: Read also answers pings and completes in-band refreshes, so the
-// handler must keep calling it for the session to stay alive (a handler that
-// only sends still runs a loop of Read). One Read runs at a time.
+// Read returns the next application message, with the session that
+// authorized it. Like every WebSocket library, the connection processes what
+// the client sends only while it is read: Read also answers Pings and
+// completes in-band refreshes, so the handler must keep calling it for the
+// session to stay alive (a handler that only sends still runs a loop of
+// Read). One Read runs at a time.
 //
 // Read returns ErrClosed, joined with how the socket ended, once it has
-// closed. If ctx ends while Read waits, the socket is closed: a WebSocket
-// read cannot be resumed after it is interrupted. The context ServeSession
-// received, and any that shares its cancellation (a context.WithValue of
-// it), ends only once the socket has closed, so Read does not watch it and
-// passing it adds no per-message cost; any other cancellable ctx is watched
-// for the duration of each Read.
+// closed; nothing is delivered after the server has decided to close. If ctx
+// ends while Read waits, the socket is closed (1000): a WebSocket read cannot
+// be resumed after it is interrupted. The context ServeSession received, and
+// any that shares its cancellation (a context.WithValue of it), ends only
+// once the socket has closed, so Read does not watch it and passing it adds
+// no per-message cost; any other cancellable ctx is watched for the duration
+// of each Read.
 func (c *Conn) Read(ctx context.Context) (Message, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
@@ -104,355 +149,410 @@ func (c *Conn) Read(ctx context.Context) (Message, error) {
 	// A context that is never done, or that is done only once the socket
 	// has closed, has nothing to interrupt; watching one costs an
 	// allocation and a registration with ctx on every message.
+	watched := false
 	if d := ctx.Done(); d != nil && d != c.ctxDone {
-		stop := context.AfterFunc(ctx, func() { c.closeWith(websocket.CloseGoingAway, "") })
+		stop := context.AfterFunc(ctx, func() { c.Close() })
 		defer stop()
+		watched = true
 	}
-	m, err := c.next()
-	if err != nil {
-		if ctx.Err() != nil {
-			return Message{}, ctx.Err()
+	for {
+		m, ok := c.readOne()
+		if ok {
+			return m, nil
 		}
-		return Message{}, c.err()
+		select {
+		case <-c.done:
+			if watched && ctx.Err() != nil {
+				return Message{}, ctx.Err()
+			}
+			return Message{}, c.err()
+		default:
+		}
 	}
-	return m, nil
 }
 
-// Send writes data as one binary message. Writes are serialized: Send waits
-// while another write is in progress, until ctx ends or the socket closes,
-// and a write that cannot finish within Config.WriteTimeout closes the
-// socket. So the outbound queue of a socket is bounded by the socket buffer
-// and one message per waiting caller. Send does not keep data after it
-// returns.
+// Send queues data to be sent to the client as one binary message and
+// returns at once: it never waits on the network. It copies data. The octets
+// waiting to be written on a socket are bounded (Config.MaxQueued): a
+// message that would take them past the bound closes the socket with
+// slow_reader, which clients retry (spec section "Slow peers"), and Send
+// returns ErrClosed joined with that code. ctx is not waited on.
 func (c *Conn) Send(ctx context.Context, data []byte) error {
-	return c.write(ctx, websocket.BinaryMessage, data)
+	buf := make([]byte, len(data))
+	copy(buf, data)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return c.closeErr
+	}
+	prev := c.pc.State()
+	acts, ok := c.pc.Send(c.s.now(), buf)
+	c.do(acts, prev)
+	if !ok {
+		if c.closed {
+			return c.closeErr
+		}
+		return ErrClosed // not authenticated; the application never sees such a Conn
+	}
+	return nil
 }
 
-// Close closes the socket with 1000 Normal Closure.
+// Close closes the socket with 1000 Normal Closure. It does not wait for the
+// close to complete.
 func (c *Conn) Close() error {
-	c.closeWith(websocket.CloseNormalClosure, "")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.do(c.pc.Close(c.s.now()), c.pc.State())
+	}
 	return nil
 }
 
 func (c *Conn) err() error {
-	c.closeOnce.Lock()
-	defer c.closeOnce.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	return c.closeErr
 }
 
-// closeWith sends a Close frame and closes the socket. The first call wins.
-func (c *Conn) closeWith(code int, reason string) {
-	c.closeOnce.Lock()
-	if c.closed {
-		c.closeOnce.Unlock()
-		return
+// heard reports a Ping or Pong frame: the peer is alive. It runs on the
+// reader's goroutine, inside gorilla's read.
+func (c *Conn) heard() {
+	c.mu.Lock()
+	if !c.closed {
+		c.do(c.pc.HandlePong(c.s.now()), c.pc.State())
 	}
-	c.closed = true
-	c.closeErr = errors.Join(ErrClosed, &websocket.CloseError{Code: code, Text: reason})
-	cancel := c.cancel
-	c.closeOnce.Unlock()
-	// WriteControl may run concurrently with a writer. 1006
-	// means the connection broke: there is no one to send a frame to.
-	if code != websocket.CloseAbnormalClosure {
-		c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
-	}
-	c.ws.Close()
-	close(c.done)
-	if cancel != nil {
-		cancel()
-	}
-	c.tmu.Lock()
-	for _, t := range []*time.Timer{c.refreshTimer, c.expireTimer, c.pingTimer} {
-		if t != nil {
-			t.Stop()
-		}
-	}
-	c.tmu.Unlock()
+	c.mu.Unlock()
 }
 
-// closeCode closes with a code from the spec's error table.
-func (c *Conn) closeCode(code protocol.Code) { c.closeWith(code.CloseCode(), code.Reason()) }
-
-// fail logs a protocol failure and closes the socket with its code.
-func (c *Conn) fail(err error, phase string) {
-	code := protocol.CodeOf(err)
-	if code == "" {
-		// The transport failed (the peer went away): nobody to tell.
-		if phase == "handshake" {
-			c.s.m.handshakes.WithLabelValues("aborted", "").Inc()
-		}
-		c.s.log.Debug("wsproof: "+phase+" aborted", "remote", c.remote, "err", err)
-		c.closeWith(websocket.CloseAbnormalClosure, "")
-		return
-	}
-	if phase == "handshake" {
-		c.s.m.handshake(code)
-	} else if phase == "refresh" {
-		c.s.m.refreshes.WithLabelValues(string(code)).Inc()
-	}
-	// err holds our own description of the failure, never peer bytes.
-	c.s.log.Info("wsproof: "+phase+" failed", "code", string(code), "remote", c.remote, "err", err)
-	c.closeCode(code)
+// begin creates the machine, which signs and sends the challenge.
+func (c *Conn) begin(exporter []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pc, acts := c.s.proto.NewConn(c.s.rand, c.s.now(), exporter)
+	c.pc = pc
+	c.do(acts, protocol.StateChallenged)
 }
 
-// handshake runs the pre-authentication phase under one deadline and one
-// small read limit (spec section "Limits").
-//
-// It returns the accept message without sending it: the server registers the
-// session first, so that no revocation can fall between the accept and the
-// moment Recheck can see the socket.
-func (c *Conn) handshake() (*protocol.Session, []byte, error) {
-	start := time.Now()
-	s := c.s
-	deadline := time.Now().Add(s.cfg.HandshakeTimeout)
-	c.ws.SetReadDeadline(deadline)
-	c.ws.SetWriteDeadline(deadline)
-	h, challenge, err := s.proto.Start(s.rand, s.now(), c.exporter)
+// input runs one input of the machine that needs nothing but the time, and
+// carries out its actions; it reports whether the socket is closed.
+func (c *Conn) input(f func(*protocol.ServerConn, time.Time) []protocol.Action) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.do(f(c.pc, c.s.now()), c.pc.State())
+	}
+	return c.closed
+}
+
+// readOne reads one message from the socket and hands it to the machine. It
+// returns the message when the machine delivers it. A read error ends the
+// socket; a message that arrives once it has closed is dropped.
+func (c *Conn) readOne() (Message, bool) {
+	text, data, err := c.readMessage()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if err != nil {
-		return nil, nil, err
-	}
-	if err := c.ws.WriteMessage(websocket.TextMessage, challenge); err != nil {
-		return nil, nil, transportErr(err)
-	}
-	mt, msg, err := c.readMessage(protocol.MaxHandshakeMessage, protocol.MaxHandshakeMessage)
-	if err != nil {
-		return nil, nil, transportErr(err)
-	}
-	if mt != websocket.TextMessage {
-		return nil, nil, &protocol.ProtocolError{Code: protocol.CodeUnexpectedMessage, Err: errorf("binary message before authentication")}
-	}
-	sess, accept, err := h.ReadResponse(msg, s.rand, s.now())
-	if err != nil {
-		return nil, nil, err
-	}
-	s.m.latency.Observe(time.Since(start).Seconds())
-	return sess, accept, nil
-}
-
-// transportErr maps a WebSocket read or write error to the spec's code.
-func transportErr(err error) error {
-	var ne net.Error
-	switch {
-	case errors.Is(err, errTooLarge):
-		return &protocol.ProtocolError{Code: protocol.CodeTooLarge, Err: err}
-	case errors.As(err, &ne) && ne.Timeout():
-		return &protocol.ProtocolError{Code: protocol.CodeHandshakeTimeout, Err: err}
-	}
-	return err
-}
-
-// serve runs an authenticated socket: the application handler on this
-// goroutine, reading through Conn.Read, and timers for keepalive, refresh and
-// expiry. Writes happen on the goroutine that asks for them (Send, Read's
-// accepts, the timers), one at a time. An idle session costs one goroutine,
-// as with a plain WebSocket echo.
-func (c *Conn) serve() {
-	c.ws.SetWriteDeadline(time.Time{})
-	c.alive(time.Now())
-	c.ws.SetPongHandler(func(string) error { c.alive(time.Now()); return nil })
-	ctx, cancel := context.WithCancel(context.Background())
-	c.ctxDone = ctx.Done()
-	c.closeOnce.Lock()
-	c.cancel = cancel
-	closed := c.closed
-	c.closeOnce.Unlock()
-	if closed {
-		cancel()
-	}
-	c.tmu.Lock()
-	c.pingTimer = time.AfterFunc(c.s.cfg.PingInterval, c.ping)
-	c.refreshTimer = time.AfterFunc(time.Hour, c.startRefresh)
-	c.expireTimer = time.AfterFunc(time.Hour, c.checkExpiry)
-	c.tmu.Unlock()
-	c.arm()
-	c.s.cfg.Handler.ServeSession(ctx, c)
-	c.Close()
-	cancel()
-	s := c.Session()
-	c.s.log.Debug("wsproof: session ended", "sid", s.SocketID, "kid", s.KeyID, "err", c.err())
-}
-
-func (c *Conn) setSession(s *protocol.Session) {
-	c.sess.Store(s)
-	c.exp.Store(s.Expiry.UnixNano())
-}
-
-// alive extends the read deadline: a socket silent for two ping intervals is
-// dead. It moves the deadline at most once a second, which keeps the cost off
-// the per-message path; next calls it with one clock read before each read.
-func (c *Conn) alive(now time.Time) {
-	if n := now.UnixNano(); n-atomic.LoadInt64(&c.lastAlive) >= int64(time.Second) {
-		atomic.StoreInt64(&c.lastAlive, n)
-		c.ws.SetReadDeadline(now.Add(2 * c.s.cfg.PingInterval))
-	}
-}
-
-// next reads until the next application message, handling refresh
-// responses on the way. Every application message is checked against the
-// current session in O(1): a comparison with the token's expiry (spec section
-// "Later-frame authorization"); revocation closes the socket directly. Any
-// failure closes the socket.
-func (c *Conn) next() (Message, error) {
-	for {
-		// Before each read rather than after: the handler may have been
-		// busy elsewhere since its last Read, and a message just read has
-		// shown the socket alive until this moment anyway.
-		c.alive(time.Now())
-		mt, data, err := c.readMessage(protocol.MaxHandshakeMessage, c.s.cfg.MaxMessageSize)
-		if err != nil {
-			if errors.Is(err, errTooLarge) {
-				c.closeCode(protocol.CodeTooLarge)
+		if !c.closed {
+			now := c.s.now()
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				c.do(c.pc.HandlePeerClose(now, ce.Code), c.pc.State())
 			} else {
-				c.closeWith(websocket.CloseNormalClosure, "")
+				c.do(c.pc.HandleLost(now, err), c.pc.State())
 			}
-			return Message{}, err
 		}
-		now := c.s.now() // the session's clock, which may not be the real one
-		switch mt {
-		case websocket.BinaryMessage:
-			if now.UnixNano() >= c.exp.Load() {
-				c.closeCode(protocol.CodeTokenExpired)
-				return Message{}, ErrClosed
-			}
-			return Message{Data: data, Session: c.sess.Load()}, nil
-		case websocket.TextMessage:
-			h := c.refresh.Swap(nil)
-			if h == nil {
-				c.closeCode(protocol.CodeUnexpectedMessage)
-				return Message{}, ErrClosed
-			}
-			sess, accept, err := h.ReadResponse(data, c.s.rand, now)
-			if err != nil {
-				c.fail(err, "refresh")
-				return Message{}, err
-			}
-			c.setSession(sess)
-			c.s.m.refreshes.WithLabelValues("ok").Inc()
-			if err := c.write(context.Background(), websocket.TextMessage, accept); err != nil {
-				return Message{}, err
-			}
-			c.arm()
-		}
+		c.endOnce.Do(func() { close(c.readEnd) })
+		return Message{}, false
 	}
+	if c.closed {
+		return Message{}, false
+	}
+	c.inText = text
+	m, _ := c.do(c.pc.HandleMessage(c.s.now(), text, data), c.pc.State())
+	c.inText = false
+	return m, m.Data != nil
 }
 
-// arm sets the refresh and expiry timers for the current token.
-func (c *Conn) arm() {
-	exp := time.Unix(0, c.exp.Load())
-	now := c.s.now()
-	c.tmu.Lock()
-	defer c.tmu.Unlock()
-	select {
-	case <-c.done:
-		return
-	default:
-	}
-	c.refreshTimer.Reset(exp.Add(-c.s.cfg.RefreshBefore).Sub(now))
-	c.expireTimer.Reset(exp.Sub(now))
-}
-
-// ping sends a keepalive and schedules the next one.
-func (c *Conn) ping() {
-	if c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.s.cfg.WriteTimeout)) != nil {
-		c.closeWith(websocket.CloseAbnormalClosure, "")
-		return
-	}
-	c.tmu.Lock()
-	select {
-	case <-c.done:
-	default:
-		c.pingTimer.Reset(c.s.cfg.PingInterval)
-	}
-	c.tmu.Unlock()
-}
-
-// startRefresh sends a re-challenge (spec section "Refresh").
-func (c *Conn) startRefresh() {
-	exp := c.exp.Load()
-	c.tmu.Lock()
-	// A token capped by its key's expiry cannot be extended: do not
-	// re-challenge again for the same expiry.
-	again := exp == c.lastRefreshExp
-	c.lastRefreshExp = exp
-	c.tmu.Unlock()
-	if again {
-		return
-	}
-	h, msg, err := c.s.proto.Refresh(c.Session(), c.s.rand, c.s.now(), c.exporter)
-	if err != nil {
-		c.fail(err, "refresh")
-		return
-	}
-	c.refresh.Store(h)
-	c.write(context.Background(), websocket.TextMessage, msg)
-}
-
-// checkExpiry closes the socket when its token has expired without a
-// completed refresh.
-func (c *Conn) checkExpiry() {
-	if c.s.now().UnixNano() >= c.exp.Load() {
-		c.s.m.refreshes.WithLabelValues(string(protocol.CodeTokenExpired)).Inc()
-		c.closeCode(protocol.CodeTokenExpired)
-		return
-	}
-	c.arm()
-}
-
-var errTooLarge = errorf("message too large")
-
-// readMessage reads one message, refusing text messages over textLimit and
-// binary ones over binLimit. The limit is enforced here rather than with
-// gorilla's SetReadLimit, which answers with its own close code (1009)
-// instead of the spec's too_large. At most limit+1 bytes are read.
-func (c *Conn) readMessage(textLimit, binLimit int64) (int, []byte, error) {
+// readMessage reads one data message, at most ReadLimit+1 octets of it: the
+// machine refuses a longer one with too_large. The limit is enforced here
+// rather than with gorilla's SetReadLimit, which answers with its own close
+// code (1009) instead of the spec's too_large.
+func (c *Conn) readMessage() (bool, []byte, error) {
 	mt, r, err := c.ws.NextReader()
 	if err != nil {
-		return 0, nil, err
+		return false, nil, err
 	}
-	limit := binLimit
-	if mt == websocket.TextMessage {
-		limit = textLimit
-	}
+	text := mt == websocket.TextMessage
+	c.mu.Lock()
+	limit := c.pc.ReadLimit(text)
+	c.mu.Unlock()
 	c.limited = io.LimitedReader{R: r, N: limit + 1}
 	data, err := io.ReadAll(&c.limited)
 	c.limited.R = nil
-	if err != nil {
-		return 0, nil, err
+	if data == nil {
+		data = []byte{}
 	}
-	if int64(len(data)) > limit {
-		return 0, nil, errTooLarge
-	}
-	return mt, data, nil
+	return text, data, err
 }
 
-// write sends one data message, waiting for its turn until ctx ends or the
-// socket closes. A failed write closes the socket.
-func (c *Conn) write(ctx context.Context, mt int, msg []byte) error {
-	select {
-	case <-c.done:
-		return c.err()
-	default:
-	}
-	// When no other write is in progress, the semaphore is taken at once,
-	// without the select over ctx and the socket that waiting needs: ctx
-	// bounds the wait for a turn, so a ctx already done does not stop an
-	// uncontended write.
-	select {
-	case c.wsem <- struct{}{}:
-	default:
+// drain reads and drops what the client sends until the connection ends,
+// so that the peer's Close frame, the answer to ours, is read. The closer
+// drops the connection within closeReadWait.
+func (c *Conn) drain() {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	for {
 		select {
-		case c.wsem <- struct{}{}:
-		case <-c.done:
-			return c.err()
-		case <-ctx.Done():
-			return ctx.Err()
+		case <-c.readEnd:
+			return
+		default:
+		}
+		c.readOne()
+	}
+}
+
+// do carries out the machine's actions, in order, under mu; none of them
+// blocks. prev is the state before the input, for metrics. It returns the
+// message an ActionDeliver hands to the application, and whether the first
+// accept was sent.
+func (c *Conn) do(acts []protocol.Action, prev protocol.State) (m Message, accepted bool) {
+	for _, a := range acts {
+		switch a.Kind {
+		case protocol.ActionSend:
+			if a.Text {
+				c.ctrl = append(c.ctrl, outMsg{a.Data})
+			} else {
+				c.app = append(c.app, a.Data)
+			}
+			c.kick()
+		case protocol.ActionPing:
+			c.ctrl = append(c.ctrl, outMsg{})
+			c.kick()
+		case protocol.ActionDeliver:
+			m = Message{Data: a.Data, Session: c.pc.Session()}
+		case protocol.ActionAccepted:
+			c.sess.Store(c.pc.Session())
+			if !c.authed {
+				c.authed, accepted = true, true
+				c.s.m.handshake("")
+				c.s.m.latency.Observe(time.Since(c.start).Seconds())
+				c.s.authenticated(1)
+			} else {
+				c.s.m.refreshes.WithLabelValues("ok").Inc()
+			}
+		case protocol.ActionTimer:
+			d := a.At.Sub(c.s.now())
+			if c.timer == nil {
+				c.timer = time.AfterFunc(d, c.onTimer)
+			} else {
+				c.timer.Reset(d)
+			}
+		case protocol.ActionClose:
+			c.end(a, prev)
 		}
 	}
-	defer func() { <-c.wsem }()
-	c.ws.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-	if err := c.ws.WriteMessage(mt, msg); err != nil {
-		c.closeWith(websocket.CloseAbnormalClosure, "")
-		return c.err()
+	return m, accepted
+}
+
+// onTimer runs the machine's timed rows.
+func (c *Conn) onTimer() {
+	c.input((*protocol.ServerConn).HandleTimeout)
+}
+
+// kick starts the writer if it is not running. Called with mu held.
+func (c *Conn) kick() {
+	if !c.writing && !c.closed {
+		c.writing = true
+		go c.writeLoop()
 	}
-	return nil
+}
+
+// writeLoop writes what is queued, control messages first, and exits when
+// the queue is empty: an idle socket has no writer goroutine. Each write has
+// Config.WriteTimeout as its deadline; one that misses it closes the socket
+// with slow_reader. Once the socket is closed it writes only what a normal
+// close flushes, by the close's deadline.
+func (c *Conn) writeLoop() {
+	for {
+		c.mu.Lock()
+		msg, kind, ok := c.pop()
+		if !ok {
+			c.writing = false
+			c.ctrl = nil // a control message is rare: keep no buffer for it
+			if c.idle != nil {
+				close(c.idle)
+				c.idle = nil
+			}
+			c.mu.Unlock()
+			return
+		}
+		deadline := time.Now().Add(c.s.cfg.WriteTimeout)
+		if c.closed {
+			deadline = c.flushBy
+		}
+		c.mu.Unlock()
+
+		var err error
+		if kind == websocket.PingMessage {
+			err = c.ws.WriteControl(websocket.PingMessage, nil, deadline)
+		} else {
+			c.ws.SetWriteDeadline(deadline)
+			err = c.ws.WriteMessage(kind, msg)
+		}
+
+		c.mu.Lock()
+		if kind == websocket.BinaryMessage {
+			c.pc.Written(len(msg))
+		}
+		if err != nil {
+			if !c.closed {
+				var ne net.Error
+				timeout := errors.As(err, &ne) && ne.Timeout()
+				c.do(c.pc.HandleWriteError(c.s.now(), timeout), c.pc.State())
+			}
+			c.flush = false
+			c.discard()
+		}
+		c.mu.Unlock()
+	}
+}
+
+// pop takes the next message to write, under mu: a control message or a
+// Ping first, else the oldest application message. Once the socket is
+// closed, nothing unless the close flushes the queue.
+func (c *Conn) pop() (msg []byte, kind int, ok bool) {
+	switch {
+	case c.closed && !c.flush:
+		return nil, 0, false
+	case len(c.ctrl) > 0:
+		m := c.ctrl[0]
+		c.ctrl[0] = outMsg{}
+		c.ctrl = c.ctrl[1:]
+		if m.data == nil {
+			return nil, websocket.PingMessage, true
+		}
+		return m.data, websocket.TextMessage, true
+	case c.appHead < len(c.app):
+		msg = c.app[c.appHead]
+		c.app[c.appHead] = nil
+		if c.appHead++; c.appHead == len(c.app) {
+			c.app, c.appHead = c.app[:0], 0
+		}
+		return msg, websocket.BinaryMessage, true
+	}
+	return nil, 0, false
+}
+
+// discard drops what is queued, under mu.
+func (c *Conn) discard() {
+	for _, b := range c.app[c.appHead:] {
+		c.pc.Written(len(b))
+	}
+	c.app, c.appHead, c.ctrl = nil, 0, nil
+}
+
+// end carries out an ActionClose, under mu: from here nothing more is
+// delivered or sent but the Close frame, the handler's context is done, and
+// a closer goroutine ends the connection within the bounds of spec section
+// "Revocation". It does not block.
+func (c *Conn) end(a protocol.Action, prev protocol.State) {
+	c.closed = true
+	switch {
+	case a.CloseCode != 0:
+		c.closeErr = errors.Join(ErrClosed, &websocket.CloseError{Code: a.CloseCode, Text: a.Reason})
+	case a.PeerCode != 0:
+		c.closeErr = errors.Join(ErrClosed, &websocket.CloseError{Code: a.PeerCode})
+	default:
+		c.closeErr = errors.Join(ErrClosed, a.Err)
+	}
+	close(c.done)
+	if c.cancel != nil {
+		c.cancel()
+	}
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
+	}
+	// A normal close (1000, or 1001 for a shutdown) first writes what the
+	// socket had queued, the application's last messages, within the
+	// close's bound; a close for a failure (a revocation, an expiry, a slow
+	// reader) sends nothing more to that peer.
+	now := time.Now()
+	c.flushBy = now.Add(closeFlushWait)
+	c.flush = a.Code == "" && a.CloseCode != 0
+	var idle chan struct{}
+	if !c.flush {
+		c.discard()
+	} else if c.writing {
+		c.idle = make(chan struct{})
+		idle = c.idle
+	}
+
+	m := c.s.m
+	switch {
+	case !c.authed && a.Code != "":
+		m.handshake(a.Code)
+	case !c.authed:
+		m.handshakes.WithLabelValues("aborted", "").Inc()
+	case a.Code == protocol.CodeTokenExpired || (prev == protocol.StateRefreshing && c.inText && a.Code != ""):
+		m.refreshes.WithLabelValues(string(a.Code)).Inc()
+	}
+	c.s.hold()
+	go c.closer(a, c.authed, now, idle)
+}
+
+// closer sends the Close frame, unless the action has none, and drops the
+// connection, on its own goroutine: nothing it does blocks anyone else. The
+// write deadline, set first, also ends a write stuck on a peer that does
+// not read. When the close flushes the queue, it waits for the writer until
+// that deadline. Once the frame is sent, it waits for the peer's Close
+// frame at most closeReadWait, so that a reading peer receives the frame
+// rather than a reset. Under TLS the connection itself is closed, without
+// close_notify, which could wait on the peer.
+func (c *Conn) closer(a protocol.Action, authed bool, start time.Time, idle chan struct{}) {
+	defer c.s.release()
+	c.log(a, authed)
+	flushBy, frameBy := start.Add(closeFlushWait), start.Add(closeWriteWait)
+	c.raw.SetWriteDeadline(flushBy)
+	if idle != nil {
+		t := time.NewTimer(time.Until(flushBy))
+		select {
+		case <-idle:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	if a.CloseCode != 0 &&
+		c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(a.CloseCode, a.Reason), frameBy) == nil {
+		t := time.NewTimer(closeReadWait)
+		select {
+		case <-c.readEnd:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	c.raw.Close()
+}
+
+// log records how the socket ended. It holds the spec's code and our own
+// description of the failure, never peer input.
+func (c *Conn) log(a protocol.Action, authed bool) {
+	l := c.s.log
+	phase := "session"
+	if !authed {
+		phase = "handshake"
+	}
+	switch {
+	case a.Code == "" && a.CloseCode == 0:
+		l.Debug("wsproof: "+phase+" ended by the client", "remote", c.remote, "peer_code", a.PeerCode, "err", a.Err)
+	case a.Code == "":
+		l.Debug("wsproof: "+phase+" closed", "remote", c.remote, "close_code", a.CloseCode)
+	case a.Code == protocol.CodeInternalError && authed:
+		l.Warn("wsproof: session closed, internal error", "remote", c.remote, "err", a.Err)
+	case a.Code == protocol.CodeSessionRevoked:
+		s := c.Session()
+		l.Info("wsproof: session revoked", "sid", s.SocketID, "kid", s.KeyID, "reason", string(protocol.CodeOf(a.Err)), "err", a.Err)
+	default:
+		l.Info("wsproof: "+phase+" failed", "code", string(a.Code), "remote", c.remote, "err", a.Err)
+	}
 }

@@ -51,7 +51,7 @@ func TestClientEveryAlgorithmOverTLS(t *testing.T) {
 func TestClientRefreshUnderTraffic(t *testing.T) {
 	f := newFixture(t, true, func(c *Config) {
 		c.TokenLifetime = 2 * time.Second
-		c.RefreshBefore = 1500 * time.Millisecond
+		c.RefreshBefore = time.Second
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

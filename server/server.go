@@ -1,14 +1,42 @@
 // Package server serves wsproof v1 (spec/wsproof-v1.md) over WebSocket: a
-// *Server is an http.Handler that upgrades each request, runs the handshake
-// through package protocol, and hands the application every message of an
-// authenticated socket together with the session it arrived under.
+// *Server is an http.Handler that upgrades each request, runs the socket
+// through package protocol's session state machine (protocol.ServerConn),
+// and hands the application every message of an authenticated socket
+// together with the session it arrived under.
 //
-// The server adds no protocol rules of its own; it adds transport limits
-// (spec section "Limits"): an Origin allow-list, a deadline and a read limit
-// for the whole pre-authentication phase, caps on pending sockets, handshake
-// rate limits applied before a challenge is signed, serialized writes (Send
-// blocks while a write is in progress, so the outbound queue is bounded),
-// write deadlines and keepalive pings.
+// The server makes no protocol decision of its own: which messages are
+// delivered, when to re-challenge, to ping, or to close and with which code
+// are the state machine's. The server owns the sockets, goroutines, timers
+// and outbound queues, and adds the transport limits of spec section
+// "Limits" that come before the machine: an Origin allow-list, caps on
+// pending sockets and handshake rate limits applied before a challenge is
+// signed, and a write deadline on each write.
+//
+// An idle authenticated socket costs one goroutine, its handler's, which
+// reads through Conn.Read; a writer goroutine runs only while something is
+// queued, and the timer of the machine runs on the runtime's timers.
+//
+// # Sending, and fanning out
+//
+// Conn.Send queues one message and returns at once; it never waits on the
+// network, so an application that fans messages out to many sockets (a room,
+// a broadcast) calls Send on each in a loop, and one slow reader costs the
+// others nothing. What a socket has waiting to be written is bounded
+// (Config.MaxQueued, 1 MiB by default): a Send past the bound, or a write
+// that misses Config.WriteTimeout, closes that socket with slow_reader
+// (4009), which clients retry with backoff, and Send returns ErrClosed. A
+// broadcaster need not handle that error beyond forgetting the socket.
+//
+// # Closing
+//
+// A close (revocation, expiry, Conn.Close, Shutdown, a failure) takes effect
+// at once: nothing more is delivered and the handler's context is done. The
+// Close frame is then written, or the connection dropped, within a second
+// whatever the peer does, on a goroutine of its own, so that Recheck and
+// Shutdown never wait on a peer (spec section "Revocation"). A normal close
+// (the handler returning, Conn.Close, Shutdown) first writes what the
+// application had queued, within that bound; a close for a failure (a
+// revocation, an expiry, a slow reader) sends that peer nothing more.
 //
 // Mount it on any mux and serve it with an http.Server that sets
 // ReadHeaderTimeout (5 s is plenty) and MaxHeaderBytes (8 KiB): the
@@ -20,7 +48,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -82,8 +109,9 @@ type Config struct {
 	// cb_required cannot authenticate on such an endpoint.
 	NoChannelBinding bool
 
-	// HandshakeTimeout bounds the whole pre-authentication phase, from the
-	// upgrade to the accept. Zero means 10 s.
+	// HandshakeTimeout bounds the pre-authentication phase, from the
+	// challenge to a valid response; a socket still unauthenticated then is
+	// closed with handshake_timeout. Zero means 10 s.
 	HandshakeTimeout time.Duration
 
 	// MaxPending caps sockets upgraded but not yet authenticated, in total
@@ -96,18 +124,32 @@ type Config struct {
 	HandshakeRate, HandshakeRatePerAddr float64
 
 	// RefreshBefore is how long before a token expires the server sends a
-	// re-challenge. Zero means 60 s, capped at half the token lifetime.
+	// re-challenge (spec section "Refresh"). Zero means 60 s or half the
+	// token lifetime, whichever is smaller. Otherwise it must be positive,
+	// at most half the token lifetime and at most 5 minutes: New refuses
+	// any other value rather than adjust it.
 	RefreshBefore time.Duration
 
-	// MaxMessageSize bounds application messages from the client. Zero
-	// means 65536 bytes.
+	// MaxMessageSize bounds application messages from the client, in
+	// octets; clients learn it from the accept. Zero means 65536; at most
+	// 1 GiB.
 	MaxMessageSize int64
 
-	// WriteTimeout bounds each write. Zero means 10 s.
+	// MaxQueued bounds the octets of application messages waiting to be
+	// written to one socket (spec section "Slow peers"). A Send that would
+	// take them past it closes the socket with slow_reader; a message is
+	// never refused when nothing is waiting. Control messages are not
+	// counted and go ahead of waiting messages. Zero means 1 MiB.
+	MaxQueued int64
+
+	// WriteTimeout bounds each write to a socket; one that does not
+	// complete in time closes the socket with slow_reader. Zero means 10 s.
 	WriteTimeout time.Duration
 
-	// PingInterval is the keepalive period; a socket silent for two periods
-	// is closed. Zero means 30 s.
+	// PingInterval is how often an authenticated socket is pinged. The
+	// keepalive timeout is twice it: a socket from which nothing (message,
+	// Ping, Pong) arrives for two intervals is closed with
+	// keepalive_timeout. Zero means 30 s.
 	PingInterval time.Duration
 
 	// Logger receives one record per rejection and per session end, with the
@@ -127,9 +169,9 @@ type Config struct {
 }
 
 // Handler is the application. It is called on its own goroutine once a
-// socket has authenticated; ctx is cancelled when the socket closes. When
-// ServeSession returns, the socket is closed normally (1000) if it is still
-// open.
+// socket has authenticated; ctx is cancelled as soon as the server decides
+// to close the socket. When ServeSession returns, the socket is closed
+// normally (1000) if it is still open.
 type Handler interface {
 	ServeSession(ctx context.Context, c *Conn)
 }
@@ -154,10 +196,16 @@ type Server struct {
 	now      func() time.Time
 	limit    *limiter
 
-	mu       sync.Mutex
-	closing  bool
-	conns    map[*Conn]struct{}
-	sessions sync.WaitGroup
+	mu      sync.Mutex
+	closing bool
+	conns   map[*Conn]struct{} // every upgraded socket, from the challenge on
+	authed  int                // those that have authenticated
+
+	// active counts each socket from its upgrade until its reader has
+	// ended, and each closer goroutine; drained, when set, is closed when it
+	// falls to zero (Shutdown waits on it).
+	active  int
+	drained chan struct{}
 }
 
 // New validates cfg and returns a Server.
@@ -170,22 +218,17 @@ func New(cfg *Config) (*Server, error) {
 		Identity: c.Identity, Keys: c.Keys, Registry: c.Registry, Algorithms: c.Algorithms,
 		RequiredGroups: c.RequiredGroups, Authorize: c.Authorize,
 		ChallengeLifetime: c.ChallengeLifetime, TokenLifetime: c.TokenLifetime,
+		RefreshBefore: c.RefreshBefore, HandshakeTimeout: c.HandshakeTimeout, PingInterval: c.PingInterval,
+		MaxMessageSize: c.MaxMessageSize, MaxQueued: c.MaxQueued,
 	})
 	if err != nil {
 		return nil, err
 	}
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
+	if c.WriteTimeout < 0 {
+		return nil, errors.New("server: negative WriteTimeout")
 	}
-	def(&c.HandshakeTimeout, 10*time.Second)
-	def(&c.WriteTimeout, 10*time.Second)
-	def(&c.PingInterval, 30*time.Second)
-	def(&c.RefreshBefore, 60*time.Second)
-	def(&c.TokenLifetime, protocol.DefaultTokenLifetime)
-	if c.RefreshBefore > c.TokenLifetime/2 {
-		c.RefreshBefore = c.TokenLifetime / 2
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
 	}
 	if c.MaxPending == 0 {
 		c.MaxPending = 1024
@@ -198,9 +241,6 @@ func New(cfg *Config) (*Server, error) {
 	}
 	if c.HandshakeRatePerAddr == 0 {
 		c.HandshakeRatePerAddr = 10
-	}
-	if c.MaxMessageSize == 0 {
-		c.MaxMessageSize = 65536
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -289,58 +329,107 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	c := newConn(s, ws, ip, exporter)
-	sess, accept, err := c.handshake()
-	release()
-	if err != nil {
-		c.fail(err, "handshake")
-		return
-	}
-	c.setSession(sess)
+	c := newConn(s, ws, ip)
+	c.begin(exporter)
+	// The socket is visible to Recheck and Shutdown from its challenge on,
+	// so there is no moment at which a session is open and invisible to
+	// them; in CHALLENGED a registry change does nothing (the response is
+	// checked against the registry when it arrives).
 	if !s.track(c) {
-		c.closeWith(websocket.CloseGoingAway, "server shutting down")
-		return
+		c.input((*protocol.ServerConn).Shutdown)
 	}
-	// The registry may have changed after the handshake consulted it and
-	// before track made the socket visible to Recheck.
-	if err := s.proto.Recheck(sess, s.now()); err != nil {
-		c.fail(err, "handshake")
-		s.untrack(c)
-		return
+	// The pre-authentication phase runs on this goroutine: the machine's
+	// handshake deadline closes a socket that does not answer in time.
+	for {
+		c.readOne()
+		c.mu.Lock()
+		authed, closed := c.authed, c.closed
+		c.mu.Unlock()
+		if closed {
+			release()
+			c.drain()
+			s.untrack(c)
+			return
+		}
+		if authed {
+			break
+		}
 	}
-	s.m.handshake("")
-	if err := c.ws.WriteMessage(websocket.TextMessage, accept); err != nil {
-		c.closeWith(websocket.CloseAbnormalClosure, "")
-		s.untrack(c)
-		return
+	release()
+	ctx, cancel := context.WithCancel(context.Background())
+	c.mu.Lock()
+	c.ctxDone, c.cancel = ctx.Done(), cancel
+	if c.closed {
+		cancel()
 	}
+	c.mu.Unlock()
 	// The session's reader runs on a fresh goroutine: this one grew its
 	// stack during the handshake's signature work and ends here, so an idle
 	// session does not keep that stack.
-	go func() {
-		defer s.untrack(c)
-		c.serve()
-	}()
+	go c.serve(ctx)
 }
 
+// serve runs the application handler of an authenticated socket, which
+// reads through Conn.Read, then closes the socket normally if it is still
+// open and reads until the connection ends.
+func (c *Conn) serve(ctx context.Context) {
+	c.s.cfg.Handler.ServeSession(ctx, c)
+	c.Close()
+	c.drain()
+	s := c.Session()
+	c.s.log.Debug("wsproof: session ended", "sid", s.SocketID, "kid", s.KeyID, "err", c.err())
+	c.s.untrack(c)
+}
+
+// track adds a new socket to the server's set, unless the server is
+// shutting down.
 func (s *Server) track(c *Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.active++
 	if s.closing {
 		return false
 	}
 	s.conns[c] = struct{}{}
-	s.sessions.Add(1)
-	s.m.sessions.Inc()
 	return true
 }
 
+// untrack removes a socket whose reader has ended.
 func (s *Server) untrack(c *Conn) {
+	c.mu.Lock()
+	authed := c.authed
+	c.mu.Unlock()
+	if authed {
+		s.authenticated(-1)
+	}
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
-	s.m.sessions.Dec()
-	s.sessions.Done()
+	s.release()
+}
+
+// hold and release count what Shutdown waits for: sockets and closers.
+func (s *Server) hold() {
+	s.mu.Lock()
+	s.active++
+	s.mu.Unlock()
+}
+
+func (s *Server) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.active--; s.active == 0 && s.drained != nil {
+		close(s.drained)
+		s.drained = nil
+	}
+}
+
+// authenticated counts sockets that have authenticated and not yet ended.
+func (s *Server) authenticated(d int) {
+	s.mu.Lock()
+	s.authed += d
+	s.mu.Unlock()
+	s.m.sessions.Add(float64(d))
 }
 
 func (s *Server) live() []*Conn {
@@ -354,42 +443,48 @@ func (s *Server) live() []*Conn {
 }
 
 // Recheck re-evaluates every live session against the registry as it is
-// now and closes, with session_revoked, each one whose key was removed,
-// revoked, left its validity window or is no longer authorized (spec section
-// "Revocation"); while the registry is unavailable (a keys.Checker failing)
-// it closes every session with internal_error, which clients retry (spec
-// section "Availability"). Call it whenever the registry changes, for example
-// from keys.FileRegistry.Watch. It returns the number of sockets closed.
+// now (spec section "Revocation"): each one whose key was removed, revoked,
+// left its validity window, is no longer authorized, or now requires channel
+// binding it lacks is closed with session_revoked; while the registry is
+// unavailable (a keys.Checker failing) every session is closed with
+// internal_error, which clients retry (spec section "Availability"); a
+// session whose entry changed its subject or groups is refreshed at once.
+// Sockets still in the handshake are unaffected. Call it whenever the
+// registry changes, for example from keys.FileRegistry.Watch.
+//
+// Recheck never waits on a peer: it decides for every socket, stops their
+// delivery at once, and leaves the Close frames to be written concurrently,
+// each within a second. It returns the number of sockets closed.
 func (s *Server) Recheck() int {
 	now := s.now()
 	n := 0
 	for _, c := range s.live() {
-		sess := c.Session()
-		if err := s.proto.Recheck(sess, now); err != nil {
-			code := protocol.CodeSessionRevoked
-			if protocol.CodeOf(err) == protocol.CodeInternalError {
-				code = protocol.CodeInternalError
-				s.log.Warn("wsproof: session closed, registry unavailable", "sid", sess.SocketID, "kid", sess.KeyID)
-			} else {
-				s.log.Info("wsproof: session revoked", "sid", sess.SocketID, "kid", sess.KeyID, "reason", string(protocol.CodeOf(err)))
-				s.m.revocations.Inc()
+		c.mu.Lock()
+		if !c.closed {
+			c.do(c.pc.Recheck(now), c.pc.State())
+			if c.closed {
+				n++
+				if end, _ := c.pc.End(); end.Code == protocol.CodeSessionRevoked {
+					s.m.revocations.Inc()
+				}
 			}
-			c.closeCode(code)
-			n++
 		}
+		c.mu.Unlock()
 	}
 	return n
 }
 
+// Sessions returns the number of live authenticated sockets.
 func (s *Server) Sessions() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.conns)
+	return s.authed
 }
 
-// Shutdown stops accepting sockets, closes every live session with 1001
-// Going Away, and waits until their handlers have returned or ctx ends.
-// The http.Server serving s must be shut down separately.
+// Shutdown stops accepting sockets, closes every socket, authenticated or
+// still in the handshake, with 1001 Going Away, concurrently, and waits until
+// their handlers have returned and their connections have ended, or until
+// ctx ends. The http.Server serving s must be shut down separately.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closing {
@@ -399,10 +494,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing = true
 	s.mu.Unlock()
 	for _, c := range s.live() {
-		c.closeWith(websocket.CloseGoingAway, "server shutting down")
+		c.input((*protocol.ServerConn).Shutdown)
+	}
+	s.mu.Lock()
+	if s.active == 0 {
+		s.mu.Unlock()
+		return nil
 	}
 	done := make(chan struct{})
-	go func() { s.sessions.Wait(); close(done) }()
+	s.drained = done
+	s.mu.Unlock()
 	select {
 	case <-done:
 		return nil
@@ -452,5 +553,3 @@ func (s *Server) trusted(a netip.Addr) bool {
 	}
 	return false
 }
-
-func errorf(format string, args ...any) error { return fmt.Errorf("server: "+format, args...) }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -76,6 +77,12 @@ const identity = "wss://wsproof.test/ws"
 
 func newFixture(t *testing.T, tlsOn bool, edit func(*Config)) *fixture {
 	t.Helper()
+	return newFixtureOn(t, tlsOn, edit, nil)
+}
+
+// newFixtureOn is newFixture with the listener wrapped by wrap, when set.
+func newFixtureOn(t *testing.T, tlsOn bool, edit func(*Config), wrap func(net.Listener) net.Listener) *fixture {
+	t.Helper()
 	f := &fixture{entries: map[string]*keys.Entry{}, signers: map[string]crypto.Signer{}}
 	f.sk = &keys.ServerKeys{
 		Signing: []keys.SigningKey{{KeyID: "server", Algorithm: keys.ES256, Signer: testKey(t, "server", keys.ES256)}},
@@ -113,6 +120,9 @@ func newFixture(t *testing.T, tlsOn bool, edit func(*Config)) *fixture {
 		t.Fatal(err)
 	}
 	f.http = httptest.NewUnstartedServer(f.srv)
+	if wrap != nil {
+		f.http.Listener = wrap(f.http.Listener)
+	}
 	if tlsOn {
 		f.http.TLS = &tls.Config{MinVersion: tls.VersionTLS13}
 		f.http.StartTLS()

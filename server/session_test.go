@@ -83,7 +83,7 @@ func (s *session) write(mt int, msg []byte) error {
 func TestRefreshUnderTraffic(t *testing.T) {
 	f := newFixture(t, true, func(c *Config) {
 		c.TokenLifetime = 2 * time.Second
-		c.RefreshBefore = 1500 * time.Millisecond // a refresh every 0.5 s
+		c.RefreshBefore = time.Second // a refresh every second: at most half the lifetime
 	})
 	c, _, err := f.dial(t, nil)
 	if err != nil {
@@ -105,7 +105,7 @@ func TestRefreshUnderTraffic(t *testing.T) {
 				return
 			}
 			if i%100 == 0 {
-				time.Sleep(100 * time.Millisecond) // spread the traffic over ~3 s
+				time.Sleep(150 * time.Millisecond) // spread the traffic over ~4.5 s
 			}
 		}
 	}()

@@ -51,8 +51,13 @@ func newLive(t *testing.T) *live {
 			Identity: lf.Identity, Keys: lf.Keys, Registry: lf.Registry, RequiredGroups: lf.RequiredGroups,
 			Handler: echo{}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			HandshakeRatePerAddr: 1000, HandshakeRate: 1000,
-			TokenLifetime: 3 * time.Second, RefreshBefore: 2 * time.Second, // a re-challenge 1 s after the accept
-			Time: l.clock,
+			TokenLifetime: 2 * time.Second, RefreshBefore: time.Second, // a re-challenge within 1 s of the accept
+			// The handshake deadline is a timed row applied before the
+			// response (spec section "State machines", Time): it must come
+			// after the late responses' clock, or they would meet it
+			// rather than the challenge's expiry.
+			HandshakeTimeout: time.Minute,
+			Time:             l.clock,
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -97,7 +98,12 @@ Flags:
     --broadcast-group GROUP   group whose keys may send "/all" (default "broadcast")
     --token-lifetime D        session token lifetime (default 5m0s)
     --challenge-lifetime D    challenge lifetime, 1s to 5m (default 30s)
-    --refresh-before D        re-challenge this long before the token expires (default 1m0s)
+    --refresh-before D        re-challenge this long before the token expires: more than 0,
+                              at most half the token lifetime and at most 5m (default 1m0s,
+                              or half the token lifetime if that is less)
+    --max-queued N            octets of messages waiting to be sent to one client; a client
+                              that falls further behind is closed with slow_reader (4009) and
+                              reconnects (default 1048576)
     --tls-cert FILE           serve TLS 1.3 with this certificate chain (PEM) ...
     --tls-key FILE            ... and this private key (PEM)
     --tls-dev                 serve TLS 1.3 with a self-signed certificate for localhost, created
@@ -134,7 +140,8 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		broadcastGroup   = fs.String("broadcast-group", "broadcast", "")
 		tokenLifetime    = fs.Duration("token-lifetime", protocol.DefaultTokenLifetime, "")
 		challengeLife    = fs.Duration("challenge-lifetime", protocol.DefaultChallengeLifetime, "")
-		refreshBefore    = fs.Duration("refresh-before", 60*time.Second, "")
+		refreshBefore    = fs.Duration("refresh-before", 0, "")
+		maxQueued        = fs.Int64("max-queued", 0, "")
 		tlsCert          = fs.String("tls-cert", "", "")
 		tlsKey           = fs.String("tls-key", "", "")
 		tlsDev           = fs.Bool("tls-dev", false, "")
@@ -170,8 +177,18 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if *challengeLife < time.Second || *challengeLife > protocol.MaxChallengeLifetime {
 		return c.usageErr(fs, "--challenge-lifetime must be between 1s and %v", protocol.MaxChallengeLifetime)
 	}
-	if *refreshBefore <= 0 {
+	if set := flagSet(fs, "refresh-before"); set && *refreshBefore <= 0 {
 		return c.usageErr(fs, "--refresh-before must be positive")
+	} else if set && *refreshBefore > protocol.MaxChallengeLifetime {
+		return c.usageErr(fs, "--refresh-before %v is more than %v: lower --refresh-before", *refreshBefore, protocol.MaxChallengeLifetime)
+	} else if set && *refreshBefore > *tokenLifetime/2 {
+		// The spec refuses such a configuration rather than adjust it: a
+		// token lives at least half its lifetime before its refresh.
+		return c.usageErr(fs, "--refresh-before %v is more than half the --token-lifetime %v: lower --refresh-before to %v or less, or raise --token-lifetime to %v or more",
+			*refreshBefore, *tokenLifetime, *tokenLifetime/2, 2**refreshBefore)
+	}
+	if flagSet(fs, "max-queued") && *maxQueued <= 0 {
+		return c.usageErr(fs, "--max-queued must be positive")
 	}
 	if *dbURL != "" && *registryPath != "" {
 		return c.usageErr(fs, "use either --registry or --db, not both")
@@ -308,6 +325,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		ChallengeLifetime:    *challengeLife,
 		TokenLifetime:        *tokenLifetime,
 		RefreshBefore:        *refreshBefore,
+		MaxQueued:            *maxQueued,
 		Handler:              app,
 		Origins:              slices.Clone(origins),
 		NoChannelBinding:     *noChannelBinding,
@@ -437,6 +455,13 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	}
 	logger.Info("wsproof: stopped")
 	return nil
+}
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // identityHost is host:port for the default identity: the host given to
@@ -703,8 +728,10 @@ func (r *room) ServeSession(ctx context.Context, c *server.Conn) {
 	}
 }
 
-// broadcast sends msg to every live session. A session whose outbound queue
-// stays full for a second misses the message rather than stalling the room.
+// broadcast sends msg to every live session. Send queues without waiting,
+// so a session that stopped reading costs the others nothing: once its
+// queue is full the server closes it with slow_reader, and its handler
+// leaves the room.
 func (r *room) broadcast(ctx context.Context, msg []byte) {
 	r.mu.Lock()
 	conns := make([]*server.Conn, 0, len(r.conns))
@@ -713,10 +740,6 @@ func (r *room) broadcast(ctx context.Context, msg []byte) {
 	}
 	r.mu.Unlock()
 	for _, c := range conns {
-		sctx, cancel := context.WithTimeout(ctx, time.Second)
-		if err := c.Send(sctx, msg); err != nil && errors.Is(err, context.DeadlineExceeded) {
-			r.log.Info("wsproof: broadcast skipped a slow session", "sid", c.Session().SocketID)
-		}
-		cancel()
+		c.Send(ctx, msg)
 	}
 }

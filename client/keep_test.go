@@ -184,24 +184,28 @@ func TestBackoffDelay(t *testing.T) {
 }
 
 // TestIdleServer: a server that stops reading stops answering Pings; the
-// client notices within its idle timeout, and the failure is retryable.
+// client's state machine closes the socket with keepalive_timeout after two
+// Ping intervals, and the end is retryable.
 func TestIdleServer(t *testing.T) {
-	defer func(p, i time.Duration) { pingInterval, idleTimeout = p, i }(pingInterval, idleTimeout)
-	pingInterval, idleTimeout = 20*time.Millisecond, 100*time.Millisecond
 	f := newFixture(t, keys.EdDSA)
 	ts := newServer(t, f, serverOptions{afterAccept: func(int, *serverConn) { time.Sleep(time.Second) }})
-	c, err := Dial(ctxT(t), ts.url, f.config())
+	cfg := f.config()
+	cfg.PingInterval = 20 * time.Millisecond
+	c, err := Dial(ctxT(t), ts.url, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	start := time.Now()
 	_, err = c.Read(ctxT(t))
-	if !isTimeout(err) || !retryable(err) {
-		t.Fatalf("Read: %v, want a retryable timeout", err)
+	if protocol.CodeOf(err) != protocol.CodeKeepaliveTimeout || !c.retryAfter(err) {
+		t.Fatalf("Read: %v, want a retryable keepalive_timeout", err)
 	}
 	if d := time.Since(start); d > 900*time.Millisecond {
 		t.Errorf("noticed after %v", d)
+	}
+	if code := ts.waitClose(); code != 4007 {
+		t.Errorf("close code %d, want 4007", code)
 	}
 }
 

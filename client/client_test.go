@@ -407,7 +407,7 @@ func TestProtocolFailureAfterAccept(t *testing.T) {
 			sc.write(1, []byte("not.a.jws"))
 		}, protocol.CodeMalformed, 0, 4000},
 		{"rechallenge-other-socket", func(sc *serverConn) {
-			_, ch, _ := sc.ts.srv.Start(rand.Reader, time.Now(), nil)
+			_, ch, _ := sc.ts.srv.Load().Start(rand.Reader, time.Now(), nil)
 			sc.write(1, ch)
 		}, protocol.CodeSocketMismatch, 0, 4003},
 		{"too-large-text", func(sc *serverConn) {
@@ -628,7 +628,7 @@ func TestHandshakeStateMachine(t *testing.T) {
 		}, protocol.CodeUnexpectedMessage},
 		{"challenge-instead-of-accept", func(sc *serverConn) {
 			sc.challenge()
-			_, ch, _ := sc.ts.srv.Start(rand.Reader, time.Now(), nil)
+			_, ch, _ := sc.ts.srv.Load().Start(rand.Reader, time.Now(), nil)
 			sc.write(text, ch)
 		}, protocol.CodeUnexpectedMessage},
 		{"large-accept", func(sc *serverConn) {

@@ -26,11 +26,12 @@ import (
 // One protocol.ClientConn, the client state machine of spec section "Client
 // state machine", decides everything about the socket, from the first
 // challenge to the end; the Conn reports to it what happens on the socket and
-// carries out what it asks. A Conn runs two goroutines: one reads from the
-// socket, the other is the only writer of data messages (responses to
-// re-challenges go ahead of queued application messages) and sends the
-// client's Pings, every Config.PingInterval. Both end when the socket ends,
-// whoever ends it. The socket ends when:
+// carries out what it asks; no lock is held during network I/O. A Conn runs
+// two goroutines: one reads from the socket, the other is the only writer of
+// data messages (responses to re-challenges go ahead of queued application
+// messages) and sends the client's Pings, every Config.PingInterval; a third
+// carries out the closing handshake. All end when the socket ends, whoever
+// ends it. The socket ends when:
 //
 //   - the application calls Close (Read and Write then report net.ErrClosed);
 //   - the server sends a Close frame, which the Conn answers (Read and Write

@@ -456,7 +456,7 @@ func plaintextError(target string) error {
 // so a person who dials localhost meets this first.
 func identityError(code protocol.Code, ie *protocol.IdentityError, givenID bool) error {
 	got, want := printable(ie.Got), printable(ie.Want)
-	expected := want + ", the URL dialed"
+	expected := want + ", the identity of the URL dialed"
 	if givenID {
 		expected = want + ", given with --identity"
 	}

@@ -1,18 +1,32 @@
 // Package client implements the client role of wsproof v1 over WebSocket, as
 // specified in spec/wsproof-v1.md (sections "Transport", "Client: verifying a
-// challenge", "Client: processing an accept" and "Client state machine").
+// challenge", "Client: processing an accept", "Client state machine" and
+// "Session lifecycle").
 //
 // [Dial] opens a socket, checks the server's signed challenge against the
 // pinned server keys, answers it with the client key and returns a [Conn]
 // carrying the application's binary messages. The server's later
 // re-challenges are answered on the live socket without the application
 // noticing. [Keep] keeps a connection up, redialing with backoff after the
-// failures the spec marks as retryable.
+// ends the spec marks as retryable.
 //
-// Every check of a message's content is made by package protocol. This
-// package adds the I/O: the WebSocket, TLS channel binding, deadlines, queues
-// and reconnection, and the part of the client state machine that routes each
-// message (by size, type and first octet) to the protocol step of the state.
+// Every protocol decision is made by package protocol's state machine,
+// [protocol.ClientConn]: which message a state accepts, every check of a
+// message, the handshake deadline, the keepalive, whether an end may be
+// retried. This package owns the socket, its goroutines, the machine's timer
+// and the queues, and carries out what the machine asks.
+//
+// A minimal client:
+//
+//	conn, err := client.Dial(ctx, "wss://plant-3.example/ws", &client.Config{
+//		KeyID:      "sensor-7",
+//		Signer:     signer,     // any crypto.Signer
+//		ServerKeys: pinnedKeys, // the server's published key set
+//	})
+//
+// The server identity the challenges must name is, by default, the URL
+// dialed (protocol.IdentityFromURL); over TLS the session must be bound to
+// the TLS connection unless the Config says otherwise.
 package client
 
 import (
@@ -25,7 +39,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"time"
 
@@ -36,7 +49,8 @@ import (
 )
 
 // Config configures a client. A Config may be reused for many Dial calls and
-// must not be modified while one is in progress.
+// must not be modified while one is in progress. The zero value of every
+// optional field is documented with it.
 type Config struct {
 	// KeyID is the client key's id in the server's registry. Required.
 	KeyID string
@@ -56,14 +70,38 @@ type Config struct {
 	// by any other key is refused (unknown_key, bad_signature). Required.
 	ServerKeys *keys.PublicSet
 
-	// ServerIdentity, when set, must equal the challenge's "iss". Zero
-	// accepts any identity signed by a pinned key.
+	// ServerIdentity is the server identity every challenge's "iss" must
+	// equal (spec section "Server identity"); a challenge naming another is
+	// refused with audience_mismatch, and the error then holds a
+	// *protocol.IdentityError with both identities. Zero means the identity
+	// of the URL of each Dial (protocol.IdentityFromURL): for
+	// wss://Plant-3.example:443/ws?x=1, wss://plant-3.example/ws. Set it when
+	// the server's identity is not the URL dialed, for example when dialing
+	// one node of a fleet whose identity is the load balancer's URL.
 	ServerIdentity string
 
-	// RequireChannelBinding refuses servers that do not demand tls-exporter
-	// channel binding (channel_binding_required). Only a wss:// connection
-	// that negotiates TLS 1.3 can satisfy it.
-	RequireChannelBinding bool
+	// InsecureAllowUnbound accepts challenges without channel binding (cb
+	// "none") on a TLS connection. Set it only for a server behind a proxy
+	// that terminates TLS, which cannot bind sessions to the client's TLS
+	// connection (spec section "TLS terminated at a proxy"). Zero (false)
+	// means a TLS connection requires binding: a challenge without it is
+	// refused with channel_binding_required, and over TLS 1.2, which has no
+	// usable exporter value, no server can be reached. This default is what
+	// stops a relay: anyone who terminates this client's TLS (the proxy
+	// itself, or an attacker holding a certificate the client accepts for
+	// the server's name) can, when it is set, forward the handshake to the
+	// server, or to an endpoint of it without binding, and use the
+	// resulting session for its lifetime. Without TLS there is no binding to
+	// require, whatever this says.
+	InsecureAllowUnbound bool
+
+	// InsecurePlaintext allows ws:// URLs whose host is not a loopback
+	// address (spec section "Opening handshake"), for testing. Zero (false)
+	// means Dial refuses them before any network I/O, with an error that
+	// wraps ErrPlaintext: without TLS the session token and every message
+	// travel in the clear. ws:// to localhost, 127.0.0.0/8 or ::1 is always
+	// allowed.
+	InsecurePlaintext bool
 
 	// TLSConfig configures TLS for wss:// URLs. Nil means the defaults: the
 	// system roots and the URL's host name. Channel binding needs TLS 1.3.
@@ -71,13 +109,21 @@ type Config struct {
 
 	// Header holds extra upgrade request headers, for example Origin. It must
 	// not carry credentials: Dial refuses Cookie and Authorization, and the
-	// WebSocket headers that Dial sets itself.
+	// WebSocket headers that Dial sets itself. Nil means none.
 	Header http.Header
 
 	// HandshakeTimeout bounds the whole handshake: DNS, TCP, TLS, the
-	// upgrade, the challenge, the response and the accept. Zero means 10
-	// seconds.
+	// upgrade, the challenge, the response and the accept. When it passes
+	// after the upgrade, the socket is closed with handshake_timeout
+	// (retryable). Zero means 10 seconds.
 	HandshakeTimeout time.Duration
+
+	// PingInterval is how often the client pings an authenticated socket;
+	// a socket from which nothing (no message, Ping, Pong or Close frame)
+	// has been read for twice this long is closed with keepalive_timeout
+	// (retryable), which notices a server that vanished without a TCP reset.
+	// Zero means 30 seconds.
+	PingInterval time.Duration
 
 	// MaxMessageSize is the largest application message the client accepts;
 	// a larger one closes the socket with too_large. Control (text) messages
@@ -86,15 +132,18 @@ type Config struct {
 	MaxMessageSize int64
 
 	// ClockSkew is how far the client's clock may disagree with the server's
-	// when judging a challenge's times. Zero means protocol.DefaultClockSkew.
+	// when judging a challenge's times. Zero means 60 seconds
+	// (protocol.DefaultClockSkew).
 	ClockSkew time.Duration
 
 	// Rand is the source of randomness for signatures. Nil means
 	// crypto/rand.Reader.
 	Rand io.Reader
 
-	// Time returns the current time for checking challenges and accepts. Nil
-	// means time.Now.
+	// Time returns the current time, which the client's state machine uses
+	// for every check and deadline of the protocol: a challenge's and an
+	// accept's times, the handshake deadline, the keepalive. Nil means
+	// time.Now.
 	Time func() time.Time
 
 	// NetDialContext, when set, opens the TCP connection (for a custom
@@ -103,24 +152,25 @@ type Config struct {
 	NetDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
-// Defaults and fixed limits of spec section "Limits" that apply to a client.
+// Bounds of the transport: the queues and the closing handshake. The
+// protocol's own limits and deadlines are the state machine's.
 const (
-	defaultHandshakeTimeout = 10 * time.Second
-	defaultMaxMessageSize   = 65536
-
 	inQueue  = 16 // received application messages waiting for Read
 	outQueue = 64 // application messages waiting to be written
 )
 
-// Timeouts of a live connection. They are variables so that tests can
-// shorten them.
+// Timeouts of the transport. They are variables so that tests can shorten
+// them.
 var (
-	writeTimeout  = 10 * time.Second // every write, spec section "Limits"
-	pingInterval  = 30 * time.Second // the client's own Pings
-	idleTimeout   = 75 * time.Second // no frame at all for this long ends the socket
+	writeTimeout  = 10 * time.Second // every write: spec section "Limits", write deadline
 	closeTimeout  = 10 * time.Second // Close: flush, Close frame and the server's reply
-	lingerTimeout = 1 * time.Second  // after a failure: wait for the server's Close frame
+	lingerTimeout = 1 * time.Second  // after a failure: the Close frame, then the server's
 )
+
+// ErrPlaintext is wrapped by the error of a Dial that refuses a ws:// URL to
+// a host that is not a loopback address, because Config.InsecurePlaintext is
+// not set.
+var ErrPlaintext = errors.New("plaintext ws:// to a host that is not loopback")
 
 var (
 	errNoSubprotocol = errors.New("client: server did not select subprotocol " + protocol.Subprotocol)
@@ -130,59 +180,68 @@ var (
 
 // setup is a validated Config.
 type setup struct {
-	pc          *protocol.Client
-	pcfg        protocol.ClientConfig
-	anyIdentity bool // temporary: the identity comes from the URL dialed
-	rand        io.Reader
-	now         func() time.Time
-	timeout     time.Duration
-	maxMsg      int
-	header      http.Header
-	tlsConf     *tls.Config
-	netDial     func(ctx context.Context, network, addr string) (net.Conn, error)
+	pcfg      protocol.ClientConfig // validated; ServerIdentity empty when it comes from each URL
+	fixed     *protocol.Client      // the client when ServerIdentity is configured
+	plaintext bool
+	rand      io.Reader
+	clock     clock
+	timeout   time.Duration
+	header    http.Header
+	tlsConf   *tls.Config
+	netDial   func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	mu     sync.Mutex // the client of the last identity taken from a URL
+	lastID string
+	lastPC *protocol.Client
+
+	// onConn, for tests, sees each Conn as soon as it exists, before its
+	// handshake.
+	onConn func(*Conn)
 }
 
 func newSetup(cfg *Config) (*setup, error) {
 	if cfg == nil {
 		return nil, errors.New("client: nil Config")
 	}
-	pcfg := protocol.ClientConfig{
+	s := &setup{plaintext: cfg.InsecurePlaintext, rand: cfg.Rand, timeout: cfg.HandshakeTimeout, tlsConf: cfg.TLSConfig,
+		netDial: cfg.NetDialContext}
+	switch {
+	case s.timeout < 0:
+		return nil, errors.New("client: negative HandshakeTimeout")
+	case s.timeout == 0:
+		s.timeout = protocol.DefaultHandshakeTimeout
+	}
+	s.pcfg = protocol.ClientConfig{
 		KeyID:                cfg.KeyID,
 		Signer:               cfg.Signer,
 		Algorithm:            cfg.Algorithm,
 		ServerKeys:           cfg.ServerKeys,
 		ServerIdentity:       cfg.ServerIdentity,
-		InsecureAllowUnbound: !cfg.RequireChannelBinding,
+		InsecureAllowUnbound: cfg.InsecureAllowUnbound,
 		ClockSkew:            cfg.ClockSkew,
+		MaxMessageSize:       cfg.MaxMessageSize,
+		HandshakeTimeout:     s.timeout,
+		PingInterval:         cfg.PingInterval,
 	}
-	if pcfg.ServerIdentity == "" {
-		pcfg.ServerIdentity = "wss://placeholder.invalid/" // replaced per dial
+	check := s.pcfg
+	if check.ServerIdentity == "" {
+		check.ServerIdentity = "wss://identity.invalid/" // validates the rest; each Dial has its own
 	}
-	pc, err := protocol.NewClient(&pcfg)
+	pc, err := protocol.NewClient(&check)
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	s := &setup{pc: pc, pcfg: pcfg, anyIdentity: cfg.ServerIdentity == "", rand: cfg.Rand, now: cfg.Time, timeout: cfg.HandshakeTimeout, tlsConf: cfg.TLSConfig, netDial: cfg.NetDialContext}
+	if cfg.ServerIdentity != "" {
+		s.fixed = pc
+	}
 	if s.rand == nil {
 		s.rand = rand.Reader
 	}
-	if s.now == nil {
-		s.now = time.Now
+	now := cfg.Time
+	if now == nil {
+		now = time.Now
 	}
-	switch {
-	case s.timeout < 0:
-		return nil, errors.New("client: negative HandshakeTimeout")
-	case s.timeout == 0:
-		s.timeout = defaultHandshakeTimeout
-	}
-	switch {
-	case cfg.MaxMessageSize < 0 || cfg.MaxMessageSize > 1<<30:
-		return nil, errors.New("client: MaxMessageSize out of range")
-	case cfg.MaxMessageSize == 0:
-		s.maxMsg = defaultMaxMessageSize
-	default:
-		s.maxMsg = int(cfg.MaxMessageSize)
-	}
+	s.clock = systemClock{now}
 	s.header = make(http.Header, len(cfg.Header))
 	for k, v := range cfg.Header {
 		switch http.CanonicalHeaderKey(k) {
@@ -199,46 +258,79 @@ func newSetup(cfg *Config) (*setup, error) {
 	return s, nil
 }
 
+// clientFor checks url before any network I/O and returns the protocol
+// client that expects its server identity: the configured one, or the URL's.
+func (s *setup) clientFor(url string) (*protocol.Client, error) {
+	id, err := protocol.IdentityFromURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	if !s.plaintext && !protocol.PlaintextAllowed(url) {
+		return nil, fmt.Errorf("client: refusing %s: %w; use wss://, or set InsecurePlaintext for testing", id, ErrPlaintext)
+	}
+	if s.fixed != nil {
+		return s.fixed, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lastPC != nil && s.lastID == id {
+		return s.lastPC, nil
+	}
+	cfg := s.pcfg
+	cfg.ServerIdentity = id
+	pc, err := protocol.NewClient(&cfg)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	s.lastID, s.lastPC = id, pc
+	return pc, nil
+}
+
 // Dial opens a wsproof socket to url (ws:// or wss://) and authenticates with
 // cfg's key. It returns once the server's accept has arrived, or with the
 // first failure, in which case nothing is left open. The caller must Close
 // the returned Conn.
 //
-// ctx bounds the dial and the handshake; its cancellation after Dial returns
-// does not affect the Conn. cfg.HandshakeTimeout bounds the whole handshake as
-// well.
+// Before any network I/O Dial checks url: it must be ws:// or wss://, carry
+// no credentials or fragment, and, unless cfg.InsecurePlaintext is set, be
+// wss:// or name a loopback host (the error then wraps ErrPlaintext).
+//
+// ctx bounds the dial and the handshake; when it ends first, the socket is
+// closed with 1000 and Dial returns ctx.Err(), wrapped. Its cancellation
+// after Dial returns does not affect the Conn. cfg.HandshakeTimeout bounds the
+// whole handshake as well.
 //
 // When the server refuses the upgrade, Dial returns an error for which
 // protocol.CodeOf reports the spec's code when the HTTP status has one (429
 // and 503 are rate_limited, 403 origin_not_allowed, 400
-// subprotocol_required). When a check of the challenge or the accept fails,
-// Dial closes the socket with that code's close code and fixed reason and
-// returns an error for which protocol.CodeOf reports the code; when the
-// handshake deadline passes, the code is handshake_timeout. When the server
-// closes the socket (for example with 4003 after refusing the client key),
-// Dial returns a *CloseError.
+// subprotocol_required). When the client's state machine refuses the
+// challenge or the accept, Dial closes the socket with that code's close code
+// and fixed reason and returns a *protocol.ProtocolError, wrapped, for which
+// protocol.CodeOf reports the code; an audience_mismatch also holds a
+// *protocol.IdentityError naming the identity the server signed and the one
+// expected. When the handshake deadline passes, the code is
+// handshake_timeout. When the server closes the socket (for example with
+// 4003 after refusing the client key), Dial returns a *CloseError.
 func Dial(ctx context.Context, url string, cfg *Config) (*Conn, error) {
 	s, err := newSetup(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return s.dial(ctx, url)
+	c, _, err := s.dial(ctx, url)
+	return c, err
 }
 
-func (s *setup) dial(ctx context.Context, url string) (*Conn, error) {
-	if s.anyIdentity {
-		id, err := protocol.IdentityFromURL(url)
-		if err != nil {
-			return nil, fmt.Errorf("client: %w", err)
-		}
-		c := *s
-		c.pcfg.ServerIdentity = id
-		if c.pc, err = protocol.NewClient(&c.pcfg); err != nil {
-			return nil, fmt.Errorf("client: %w", err)
-		}
-		c.anyIdentity = false
-		return c.dial(ctx, url)
+// dial is Dial; on failure it also says whether Keep may try again (spec
+// section "Retry"): the machine's decision when the socket ended during the
+// handshake, protocol.UpgradeRefused's for an HTTP status, yes for a network
+// failure before the upgrade, no for anything else, including certificate
+// errors and a configuration that cannot work.
+func (s *setup) dial(ctx context.Context, url string) (*Conn, bool, error) {
+	pc, err := s.clientFor(url)
+	if err != nil {
+		return nil, false, err
 	}
+	deadline := s.clock.Now().Add(s.timeout)
 	hctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 
@@ -270,31 +362,66 @@ func (s *setup) dial(ctx context.Context, url string) (*Conn, error) {
 	}
 	ws, resp, err := d.DialContext(hctx, url, s.header)
 	if err != nil {
-		return nil, upgradeError(ctx, hctx, resp, err)
+		err, retry := upgradeError(ctx, hctx, resp, err)
+		return nil, retry, err
 	}
+	if !stop() {
+		// The deadline or the cancellation came just as the upgrade ended;
+		// the watch has cut the socket short.
+		ws.Close()
+		if ctx.Err() != nil {
+			return nil, false, fmt.Errorf("client: dial: %w", ctx.Err())
+		}
+		return nil, true, fmt.Errorf("client: %w", &protocol.ProtocolError{Code: protocol.CodeHandshakeTimeout, Err: hctx.Err()})
+	}
+	// Row C2: fail the connection, without a Close frame. A server that
+	// does not speak wsproof.v1 will not start to on the next attempt.
 	if ws.Subprotocol() != protocol.Subprotocol {
 		ws.Close()
-		return nil, errNoSubprotocol
+		return nil, false, errNoSubprotocol
 	}
 	if len(resp.Header.Values("Sec-WebSocket-Extensions")) > 0 {
 		ws.Close()
-		return nil, errExtension
+		return nil, false, errExtension
+	}
+	tc, isTLS := ws.UnderlyingConn().(*tls.Conn)
+	exporter, err := exporterOf(tc)
+	if err != nil {
+		// A local failure before the machine exists (spec section
+		// "Errors", internal_error).
+		code := protocol.CodeInternalError
+		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code.CloseCode(), code.Reason()),
+			time.Now().Add(lingerTimeout))
+		ws.Close()
+		return nil, code.Retryable(), fmt.Errorf("client: %w", &protocol.ProtocolError{Code: code, Err: err})
 	}
 
-	h := &handshake{s: s, ws: ws, ctx: ctx, hctx: hctx}
-	deadline, _ := hctx.Deadline()
-	ws.SetReadDeadline(deadline)
-	ws.SetWriteDeadline(deadline)
-	sess, exporter, err := h.run()
-	if err == nil && !stop() {
-		// The deadline or the cancellation came just as the handshake
-		// ended; the watch may already have cut the socket.
-		err = h.interrupted(os.ErrDeadlineExceeded)
+	// Row C3: the machine starts in AWAIT_CHALLENGE with the handshake
+	// deadline, which began before the upgrade.
+	c := newConn(s, pc, ws, isTLS, exporter, deadline)
+	if s.onConn != nil {
+		s.onConn(c)
 	}
-	if err != nil {
-		return nil, err
+	select {
+	case <-c.accepted:
+	case <-c.done:
+	case <-ctx.Done():
 	}
-	return newConn(s, ws, sess, exporter), nil
+	select {
+	case <-c.accepted:
+		return c, false, nil
+	default:
+	}
+	if ctx.Err() != nil {
+		c.abandon()
+	}
+	<-c.done
+	c.wg.Wait()
+	if ctx.Err() != nil {
+		return nil, false, fmt.Errorf("client: handshake: %w", ctx.Err())
+	}
+	err, retry := c.ending()
+	return nil, retry, err
 }
 
 // watch cuts the raw connections of a dial short when its context ends.
@@ -332,84 +459,46 @@ func (e *statusError) Error() string {
 	return fmt.Sprintf("upgrade refused with HTTP status %d", e.status)
 }
 
-// upgradeError maps a failed dial to the spec's codes where it has them
-// (spec section "Client state machine", state CONNECTING).
-func upgradeError(ctx, hctx context.Context, resp *http.Response, err error) error {
+// upgradeError maps a failed upgrade to the spec's codes where it has them
+// (row C1) and says whether it may be retried.
+func upgradeError(ctx, hctx context.Context, resp *http.Response, err error) (error, bool) {
 	if ctx.Err() != nil {
-		return fmt.Errorf("client: dial: %w", ctx.Err())
+		return fmt.Errorf("client: dial: %w", ctx.Err()), false
 	}
 	if errors.Is(err, websocket.ErrBadHandshake) && resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 		se := &statusError{resp.StatusCode}
-		var code protocol.Code
-		switch resp.StatusCode {
-		case http.StatusTooManyRequests, http.StatusServiceUnavailable:
-			code = protocol.CodeRateLimited
-		case http.StatusForbidden:
-			code = protocol.CodeOriginNotAllowed
-		case http.StatusBadRequest:
-			code = protocol.CodeSubprotocolRequired
-		default:
-			return fmt.Errorf("client: %w", se)
+		code, retry := protocol.UpgradeRefused(resp.StatusCode)
+		if code == "" {
+			return fmt.Errorf("client: %w", se), retry
 		}
-		return fmt.Errorf("client: %w", &protocol.ProtocolError{Code: code, Err: se})
+		return fmt.Errorf("client: %w", &protocol.ProtocolError{Code: code, Err: se}), retry
 	}
 	if hctx.Err() != nil || isTimeout(err) {
-		return fmt.Errorf("client: %w", &protocol.ProtocolError{Code: protocol.CodeHandshakeTimeout, Err: err})
+		// The client's own bound on the handshake passed before the
+		// upgrade completed.
+		return fmt.Errorf("client: %w", &protocol.ProtocolError{Code: protocol.CodeHandshakeTimeout, Err: err}), true
 	}
-	return fmt.Errorf("client: dial: %w", err)
+	return fmt.Errorf("client: dial: %w", err), networkFailure(err)
 }
 
-// handshake is the exchange of challenge, response and accept on a new
-// socket (states AWAIT_CHALLENGE and AWAIT_ACCEPT). It runs in Dial's
-// goroutine, before the Conn's goroutines exist.
-type handshake struct {
-	s         *setup
-	ws        *websocket.Conn
-	ctx, hctx context.Context
+// networkFailure reports whether err, from before the upgrade completed, is a
+// failure of the network, which spec section "Retry" lets the client retry,
+// rather than a refusal that would only repeat: a TLS certificate the client
+// does not accept, a handshake the server answered wrongly.
+func networkFailure(err error) bool {
+	var cv *tls.CertificateVerificationError
+	if errors.As(err, &cv) {
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
-func (h *handshake) run() (*protocol.ClientSession, []byte, error) {
-	exporter, err := exporterOf(h.ws)
-	if err != nil {
-		return nil, nil, h.abort(&protocol.ProtocolError{Code: protocol.CodeInternalError, Err: err})
-	}
-	ch := h.s.pc.Handshake()
-
-	typ, msg, err := readMessage(h.ws, 0)
-	if err != nil {
-		return nil, nil, h.readError(err)
-	}
-	if err := admit(awaitChallenge, typ, msg, 0); err != nil {
-		return nil, nil, h.abort(err)
-	}
-	resp, err := ch.ReadChallenge(msg, h.s.rand, h.s.now(), exporter)
-	if err != nil {
-		return nil, nil, h.abort(err)
-	}
-	if err := h.ws.WriteMessage(websocket.TextMessage, resp); err != nil {
-		return nil, nil, h.readError(err)
-	}
-
-	typ, msg, err = readMessage(h.ws, 0)
-	if err != nil {
-		return nil, nil, h.readError(err)
-	}
-	if err := admit(awaitAccept, typ, msg, 0); err != nil {
-		return nil, nil, h.abort(err)
-	}
-	sess, err := ch.ReadAccept(msg, h.s.now())
-	if err != nil {
-		return nil, nil, h.abort(err)
-	}
-	return sess, exporter, nil
-}
-
-// exporterOf returns the RFC 9266 tls-exporter value of the socket's TLS
-// connection, or nil when there is none or it is not TLS 1.3 (spec section
-// "The exporter value": TLS 1.2 exporter values are never used).
-func exporterOf(ws *websocket.Conn) ([]byte, error) {
-	tc, ok := ws.UnderlyingConn().(*tls.Conn)
-	if !ok {
+// exporterOf returns the RFC 9266 tls-exporter value of a TLS connection, or
+// nil when there is none or it is not TLS 1.3 (spec section "The exporter
+// value": TLS 1.2 exporter values are never used).
+func exporterOf(tc *tls.Conn) ([]byte, error) {
+	if tc == nil {
 		return nil, nil
 	}
 	st := tc.ConnectionState()
@@ -419,150 +508,7 @@ func exporterOf(ws *websocket.Conn) ([]byte, error) {
 	return st.ExportKeyingMaterial(protocol.ExporterLabel, nil, protocol.ExporterSize)
 }
 
-// readError turns a failed read or write during the handshake into Dial's
-// error: the server's Close frame, the end of ctx, the handshake deadline, or
-// a network failure.
-func (h *handshake) readError(err error) error {
-	var ce *websocket.CloseError
-	if errors.As(err, &ce) {
-		h.ws.Close()
-		return closeErrorOf(ce.Code, ce.Text)
-	}
-	// gorilla hides the cause of a timeout but keeps its Timeout method.
-	if h.ctx.Err() != nil || h.hctx.Err() != nil || isTimeout(err) {
-		return h.interrupted(err)
-	}
-	h.ws.Close()
-	return fmt.Errorf("client: handshake: %w", err)
-}
-
-// interrupted ends a handshake cut short by ctx or by the deadline.
-func (h *handshake) interrupted(err error) error {
-	if h.ctx.Err() != nil {
-		sendClose(h.ws, websocket.CloseGoingAway, "")
-		h.ws.Close()
-		return fmt.Errorf("client: handshake: %w", h.ctx.Err())
-	}
-	// The read state is unusable after a deadline, so there is no reply to
-	// wait for.
-	code := protocol.CodeHandshakeTimeout
-	sendClose(h.ws, code.CloseCode(), code.Reason())
-	h.ws.Close()
-	return fmt.Errorf("client: %w", &protocol.ProtocolError{Code: code, Err: err})
-}
-
-// abort closes the socket for a protocol failure, with the close code and
-// fixed reason of the failure's code (spec section "Closing").
-func (h *handshake) abort(err error) error {
-	sendFailure(h.ws, err)
-	linger(h.ws)
-	h.ws.Close()
-	return fmt.Errorf("client: %w", err)
-}
-
-// sendFailure sends the Close frame for a protocol failure.
-func sendFailure(ws *websocket.Conn, err error) {
-	code := protocol.CodeOf(err)
-	cc := code.CloseCode()
-	if cc == 0 {
-		code = protocol.CodeInternalError
-		cc = code.CloseCode()
-	}
-	sendClose(ws, cc, code.Reason())
-}
-
-func sendClose(ws *websocket.Conn, code int, reason string) {
-	ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(writeTimeout))
-}
-
-// linger waits a short while for the server's answering Close frame, so that
-// closing the TCP connection while data is still arriving does not reset it
-// before the server has read our Close frame.
-func linger(ws *websocket.Conn) {
-	ws.SetReadDeadline(time.Now().Add(lingerTimeout))
-	for {
-		if _, _, err := ws.NextReader(); err != nil {
-			return
-		}
-	}
-}
-
-// readMessage reads the next data message, but never more than one byte past
-// the largest size any state allows for its type: MaxAcceptMessage for text
-// and before authentication, maxBinary for binary messages after it. The
-// caller applies the exact limit. gorilla's own read limit is not used
-// because it closes with 1009, and the spec requires 4002.
-func readMessage(ws *websocket.Conn, maxBinary int) (int, []byte, error) {
-	typ, r, err := ws.NextReader()
-	if err != nil {
-		return 0, nil, err
-	}
-	limit := protocol.MaxAcceptMessage
-	if typ == websocket.BinaryMessage && maxBinary > limit {
-		limit = maxBinary
-	}
-	msg, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
-	return typ, msg, err
-}
-
-// The client states of spec section "Client state machine" in which messages
-// arrive.
-type state int
-
-const (
-	awaitChallenge state = iota
-	awaitAccept
-	open
-	refreshing
-)
-
-// admit applies the size and type columns of the client state machine to a
-// message before package protocol reads it: the size limit first, then the
-// message type, then the first octet, which tells an accept ('{') from a
-// challenge. maxBinary is the application message limit in the states that
-// allow application messages.
-func admit(s state, typ int, msg []byte, maxBinary int) error {
-	accept := len(msg) > 0 && msg[0] == '{'
-	text := typ == websocket.TextMessage
-	switch s {
-	case awaitChallenge:
-		switch {
-		case len(msg) > protocol.MaxHandshakeMessage:
-			return refuse(protocol.CodeTooLarge, "message too large before the challenge")
-		case !text:
-			return refuse(protocol.CodeUnexpectedMessage, "binary message before the challenge")
-		case accept:
-			return refuse(protocol.CodeUnexpectedMessage, "accept before the challenge")
-		}
-	case awaitAccept:
-		switch {
-		case len(msg) > protocol.MaxAcceptMessage:
-			return refuse(protocol.CodeTooLarge, "message too large before the accept")
-		case !text:
-			return refuse(protocol.CodeUnexpectedMessage, "binary message before the accept")
-		case !accept:
-			return refuse(protocol.CodeUnexpectedMessage, "text message other than the accept")
-		}
-	case open, refreshing:
-		limit := protocol.MaxHandshakeMessage // a re-challenge
-		if s == refreshing {
-			limit = protocol.MaxAcceptMessage // the accept
-		}
-		switch {
-		case !text && len(msg) > maxBinary:
-			return refuse(protocol.CodeTooLarge, "application message too large")
-		case !text:
-		case len(msg) > limit:
-			return refuse(protocol.CodeTooLarge, "control message too large")
-		case s == open && accept:
-			return refuse(protocol.CodeUnexpectedMessage, "accept without an outstanding response")
-		case s == refreshing && !accept:
-			return refuse(protocol.CodeUnexpectedMessage, "text message other than the accept")
-		}
-	}
-	return nil
-}
-
-func refuse(code protocol.Code, detail string) error {
-	return &protocol.ProtocolError{Code: code, Err: errors.New(detail)}
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -75,13 +75,17 @@ func TestDialEveryAlgorithm(t *testing.T) {
 	}
 }
 
+// TestChannelBinding: a TLS 1.3 connection binds the session to the TLS
+// channel; a TLS connection that cannot (TLS 1.2) is refused unless the
+// client is configured for a deployment without binding; a connection
+// without TLS has no binding to require (spec section "When channel binding
+// is required").
 func TestChannelBinding(t *testing.T) {
 	f := newFixture(t, keys.ES256)
 	t.Run("wss", func(t *testing.T) {
 		ts := newServer(t, f, serverOptions{tls: true})
 		cfg := f.config()
 		cfg.TLSConfig = ts.tlsConfig()
-		cfg.RequireChannelBinding = true
 		c, err := Dial(ctxT(t), ts.url, cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -93,40 +97,54 @@ func TestChannelBinding(t *testing.T) {
 		}
 		echoOnce(t, c, "bound")
 	})
-	for _, tc := range []struct {
-		name string
-		opts serverOptions
-	}{
-		{"ws", serverOptions{}},
-		{"tls12", serverOptions{tls: true, tls12: true}},
-	} {
-		t.Run(tc.name+"-unbound", func(t *testing.T) {
-			ts := newServer(t, f, tc.opts)
-			cfg := f.config()
-			cfg.TLSConfig = ts.tlsConfig()
-			c, err := Dial(ctxT(t), ts.url, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			if c.Session().ChannelBound {
-				t.Error("channel bound without TLS 1.3")
-			}
-		})
-		t.Run(tc.name+"-required", func(t *testing.T) {
-			ts := newServer(t, f, tc.opts)
-			cfg := f.config()
-			cfg.TLSConfig = ts.tlsConfig()
-			cfg.RequireChannelBinding = true
-			_, err := Dial(ctxT(t), ts.url, cfg)
-			if code := protocol.CodeOf(err); code != protocol.CodeChannelBindingRequired {
-				t.Fatalf("Dial: %v (code %q), want channel_binding_required", err, code)
-			}
-			if code := ts.waitClose(); code != 4003 {
-				t.Errorf("close code %d, want 4003", code)
-			}
-		})
+	t.Run("ws-unbound", func(t *testing.T) {
+		ts := newServer(t, f, serverOptions{})
+		c, err := Dial(ctxT(t), ts.url, f.config())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if c.Session().ChannelBound {
+			t.Error("channel bound without TLS")
+		}
+	})
+	t.Run("tls12-required", func(t *testing.T) {
+		ts := newServer(t, f, serverOptions{tls: true, tls12: true})
+		cfg := f.config()
+		cfg.TLSConfig = ts.tlsConfig()
+		_, retry, err := dialOnce(t, ts.url, cfg)
+		if code := protocol.CodeOf(err); code != protocol.CodeChannelBindingRequired || retry {
+			t.Fatalf("Dial: %v (code %q, retry %v), want channel_binding_required, terminal", err, code, retry)
+		}
+		if code := ts.waitClose(); code != 4003 {
+			t.Errorf("close code %d, want 4003", code)
+		}
+	})
+	t.Run("tls12-allow-unbound", func(t *testing.T) {
+		ts := newServer(t, f, serverOptions{tls: true, tls12: true})
+		cfg := f.config()
+		cfg.TLSConfig = ts.tlsConfig()
+		cfg.InsecureAllowUnbound = true
+		c, err := Dial(ctxT(t), ts.url, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if c.Session().ChannelBound {
+			t.Error("channel bound over TLS 1.2")
+		}
+		echoOnce(t, c, "unbound")
+	})
+}
+
+// dialOnce dials as Keep does, and returns Keep's decision on a failure.
+func dialOnce(t *testing.T, url string, cfg *Config) (*Conn, bool, error) {
+	t.Helper()
+	s, err := newSetup(cfg)
+	if err != nil {
+		return nil, false, err
 	}
+	return s.dial(ctxT(t), url)
 }
 
 // TestRefreshWhileWriting runs several refreshes while the client writes
@@ -238,7 +256,7 @@ func TestImpostorServer(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ts := newServer(t, f, serverOptions{keys: tc.keys})
-			_, err := Dial(ctxT(t), ts.url, f.config())
+			_, retry, err := dialOnce(t, ts.url, f.config())
 			if code := protocol.CodeOf(err); code != tc.want {
 				t.Fatalf("Dial: %v (code %q), want %s", err, code, tc.want)
 			}
@@ -246,7 +264,7 @@ func TestImpostorServer(t *testing.T) {
 			if errors.As(err, &ce) {
 				t.Errorf("a failure the client detected is a CloseError: %v", err)
 			}
-			if retryable(err) {
+			if retry {
 				t.Error("authentication failure is retryable")
 			}
 			if code := ts.waitClose(); code != 4003 {
@@ -277,11 +295,11 @@ func TestUnregisteredKey(t *testing.T) {
 func TestNoSubprotocol(t *testing.T) {
 	f := newFixture(t, keys.EdDSA)
 	ts := newServer(t, f, serverOptions{noSubprotocol: true})
-	_, err := Dial(ctxT(t), ts.url, f.config())
+	_, retry, err := dialOnce(t, ts.url, f.config())
 	if !errors.Is(err, errNoSubprotocol) {
 		t.Fatalf("Dial: %v, want %v", err, errNoSubprotocol)
 	}
-	if retryable(err) {
+	if retry {
 		t.Error("a server without the subprotocol is retryable")
 	}
 }
@@ -296,15 +314,15 @@ func TestUpgradeRefused(t *testing.T) {
 		404: "",
 	} {
 		ts := newServer(t, f, serverOptions{refuse: func(int) int { return status }})
-		_, err := Dial(ctxT(t), ts.url, f.config())
+		_, retry, err := dialOnce(t, ts.url, f.config())
 		if err == nil || protocol.CodeOf(err) != want {
 			t.Errorf("HTTP %d: %v, want code %q", status, err, want)
 		}
 		if strings.Contains(err.Error(), "script") {
 			t.Errorf("HTTP %d: error %q echoes the response body", status, err)
 		}
-		if retryable(err) != (status == 429 || status == 503) {
-			t.Errorf("HTTP %d: retryable = %v", status, retryable(err))
+		if retry != (status == 429 || status == 503) {
+			t.Errorf("HTTP %d: retryable = %v", status, retry)
 		}
 	}
 }
@@ -389,7 +407,7 @@ func TestProtocolFailureAfterAccept(t *testing.T) {
 			sc.write(1, []byte("not.a.jws"))
 		}, protocol.CodeMalformed, 0, 4000},
 		{"rechallenge-other-socket", func(sc *serverConn) {
-			_, ch, _ := sc.ts.srv.Start(rand.Reader, time.Now(), nil)
+			_, ch, _ := sc.ts.srv.Load().Start(rand.Reader, time.Now(), nil)
 			sc.write(1, ch)
 		}, protocol.CodeSocketMismatch, 0, 4003},
 		{"too-large-text", func(sc *serverConn) {
@@ -438,14 +456,14 @@ func TestHandshakeTimeout(t *testing.T) {
 	cfg := f.config()
 	cfg.HandshakeTimeout = 200 * time.Millisecond
 	start := time.Now()
-	_, err := Dial(ctxT(t), ts.url, cfg)
+	_, retry, err := dialOnce(t, ts.url, cfg)
 	if code := protocol.CodeOf(err); code != protocol.CodeHandshakeTimeout {
 		t.Fatalf("Dial: %v (code %q), want handshake_timeout", err, code)
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("Dial took %v", d)
 	}
-	if !retryable(err) {
+	if !retry {
 		t.Error("handshake_timeout is not retryable")
 	}
 	if code := ts.waitClose(); code != 4008 {
@@ -536,13 +554,13 @@ func TestCloseFlushes(t *testing.T) {
 }
 
 // TestIdle checks that the client's own Pings keep a quiet socket open past
-// its idle timeout (TestIdleServer checks the opposite).
+// its keepalive timeout (TestIdleServer checks the opposite).
 func TestIdle(t *testing.T) {
-	defer func(p, i time.Duration) { pingInterval, idleTimeout = p, i }(pingInterval, idleTimeout)
-	pingInterval, idleTimeout = 20*time.Millisecond, 100*time.Millisecond
 	f := newFixture(t, keys.EdDSA)
 	ts := newServer(t, f, serverOptions{})
-	c, err := Dial(ctxT(t), ts.url, f.config())
+	cfg := f.config()
+	cfg.PingInterval = 20 * time.Millisecond
+	c, err := Dial(ctxT(t), ts.url, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -566,10 +584,12 @@ func TestConfigErrors(t *testing.T) {
 		"negative-size":   func(c *Config) { c.MaxMessageSize = -1 },
 		"negative-time":   func(c *Config) { c.HandshakeTimeout = -1 },
 		"negative-skew":   func(c *Config) { c.ClockSkew = -time.Second },
+		"negative-ping":   func(c *Config) { c.PingInterval = -time.Second },
+		"huge-size":       func(c *Config) { c.MaxMessageSize = 1<<30 + 1 },
 	} {
 		cfg := f.config()
 		mutate(cfg)
-		if _, err := Dial(ctxT(t), "ws://127.0.0.1:1/", cfg); err == nil || retryable(err) {
+		if _, retry, err := dialOnce(t, "ws://127.0.0.1:1/", cfg); err == nil || retry {
 			t.Errorf("%s: Dial: %v", name, err)
 		}
 	}
@@ -586,7 +606,7 @@ func TestHandshakeStateMachine(t *testing.T) {
 	const text, bin = 1, 2
 	accept := func(sc *serverConn, exp int64) {
 		sc.challenge()
-		sc.write(text, []byte(`{"token":"t","sub":"s","groups":[],"exp":`+strconv.FormatInt(exp, 10)+`}`))
+		sc.write(text, []byte(`{"token":"t","sub":"s","groups":[],"exp":`+strconv.FormatInt(exp, 10)+`,"max_size":65536}`))
 	}
 	for _, tc := range []struct {
 		name   string
@@ -608,7 +628,7 @@ func TestHandshakeStateMachine(t *testing.T) {
 		}, protocol.CodeUnexpectedMessage},
 		{"challenge-instead-of-accept", func(sc *serverConn) {
 			sc.challenge()
-			_, ch, _ := sc.ts.srv.Start(rand.Reader, time.Now(), nil)
+			_, ch, _ := sc.ts.srv.Load().Start(rand.Reader, time.Now(), nil)
 			sc.write(text, ch)
 		}, protocol.CodeUnexpectedMessage},
 		{"large-accept", func(sc *serverConn) {

@@ -24,12 +24,12 @@ func ExampleKeep() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 
+	// The server identity is the URL's, and over TLS the session is bound
+	// to the TLS connection: both are the defaults.
 	cfg := &client.Config{
-		KeyID:                 "sensor-7",
-		Signer:                deviceKey,
-		ServerKeys:            serverKeys,
-		ServerIdentity:        "wss://plant-3.example/ws",
-		RequireChannelBinding: true,
+		KeyID:      "sensor-7",
+		Signer:     deviceKey,
+		ServerKeys: serverKeys,
 	}
 	err := client.Keep(ctx, "wss://plant-3.example/ws", cfg, &client.Backoff{Max: time.Minute},
 		func(ctx context.Context, c *client.Conn) error {

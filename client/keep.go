@@ -8,7 +8,7 @@ import (
 
 // Backoff is the delay between the attempts of Keep: Initial after the first
 // failure, doubling after each further one up to Max, of which the fraction
-// Jitter is random (spec section "Errors": exponential backoff with random
+// Jitter is random (spec section "Retry": exponential backoff with random
 // jitter). A nil *Backoff or a zero field means the default.
 type Backoff struct {
 	// Initial is the first delay. Zero means 500 milliseconds.
@@ -29,24 +29,27 @@ type Backoff struct {
 var stableAfter = time.Minute
 
 // Keep keeps a connection to url up: it dials, passes the Conn to fn, and
-// when the connection ends with a retryable condition it waits and dials
-// again. fn must return when it is done with the Conn or when the Conn fails
-// (the error from Read or Write, possibly wrapped); Keep closes the Conn
-// after fn returns, so fn must not keep it.
+// when the socket ends in a way spec section "Retry" marks retryable, it
+// waits and dials again. fn must return when it is done with the Conn or when
+// the Conn fails, with the error from Read or Write (possibly wrapped with
+// %w); Keep closes the Conn after fn returns, so fn must not keep it.
 //
-// The retryable conditions are those of spec section "Errors": a *CloseError
-// whose Retryable method says so (including 1001 going away and 1006, a
-// broken connection), a failure the client detected whose code is retryable
-// (handshake_timeout, internal_error), an upgrade refused with HTTP 429 or
-// 503 (rate_limited) or 502 or 504 (a proxy whose server is away), and
-// network failures. Before each new attempt Keep waits as b says; the delay
-// starts again from b.Initial after a connection that stayed up for a
+// Keep never classifies errors itself where the spec decides: after a socket
+// ended, the client state machine's Retry decides (a retryable close code of
+// the server such as 1001, 4007 keepalive_timeout, 4009 slow_reader or 4010
+// token_expired; a connection lost without a Close frame; a retryable failure
+// the client detected, such as handshake_timeout); an upgrade refused with an
+// HTTP status is retried as protocol.UpgradeRefused says (429, 503, 502,
+// 504). A network failure before the upgrade is retried; a TLS certificate
+// the client does not accept, a server that does not select wsproof.v1, or a
+// URL Dial refuses is not. Before each new attempt Keep waits as b says; the
+// delay starts again from b.Initial after a connection that stayed up for a
 // minute or more.
 //
 // Keep returns nil when fn returns nil; the error when it is terminal (a
 // *CloseError that is not Retryable, a non-retryable spec code such as any
-// authentication failure, a configuration error, or an error of fn's own);
-// and ctx.Err() when ctx ends.
+// authentication failure, a configuration error, or an error of fn's own,
+// which is anything but the Conn's end); and ctx.Err() when ctx ends.
 func Keep(ctx context.Context, url string, cfg *Config, b *Backoff, fn func(ctx context.Context, c *Conn) error) error {
 	s, err := newSetup(cfg)
 	if err != nil {
@@ -54,10 +57,11 @@ func Keep(ctx context.Context, url string, cfg *Config, b *Backoff, fn func(ctx 
 	}
 	bo := b.withDefaults()
 	for attempt := 0; ; attempt++ {
-		c, err := s.dial(ctx, url)
+		c, retry, err := s.dial(ctx, url)
 		if err == nil {
 			start := time.Now()
 			err = fn(ctx, c)
+			retry = c.retryAfter(err)
 			c.Close()
 			if err == nil {
 				return nil
@@ -69,7 +73,7 @@ func Keep(ctx context.Context, url string, cfg *Config, b *Backoff, fn func(ctx 
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if !retryable(err) {
+		if !retry {
 			return err
 		}
 		t := time.NewTimer(bo.delay(attempt))

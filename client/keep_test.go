@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/wsproof/wsproof/keys"
 	"github.com/wsproof/wsproof/protocol"
 )
@@ -182,23 +184,133 @@ func TestBackoffDelay(t *testing.T) {
 }
 
 // TestIdleServer: a server that stops reading stops answering Pings; the
-// client notices within its idle timeout, and the failure is retryable.
+// client's state machine closes the socket with keepalive_timeout after two
+// Ping intervals, and the end is retryable.
 func TestIdleServer(t *testing.T) {
-	defer func(p, i time.Duration) { pingInterval, idleTimeout = p, i }(pingInterval, idleTimeout)
-	pingInterval, idleTimeout = 20*time.Millisecond, 100*time.Millisecond
 	f := newFixture(t, keys.EdDSA)
 	ts := newServer(t, f, serverOptions{afterAccept: func(int, *serverConn) { time.Sleep(time.Second) }})
-	c, err := Dial(ctxT(t), ts.url, f.config())
+	cfg := f.config()
+	cfg.PingInterval = 20 * time.Millisecond
+	c, err := Dial(ctxT(t), ts.url, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	start := time.Now()
 	_, err = c.Read(ctxT(t))
-	if !isTimeout(err) || !retryable(err) {
-		t.Fatalf("Read: %v, want a retryable timeout", err)
+	if protocol.CodeOf(err) != protocol.CodeKeepaliveTimeout || !c.retryAfter(err) {
+		t.Fatalf("Read: %v, want a retryable keepalive_timeout", err)
 	}
 	if d := time.Since(start); d > 900*time.Millisecond {
 		t.Errorf("noticed after %v", d)
+	}
+	if code := ts.waitClose(); code != 4007 {
+		t.Errorf("close code %d, want 4007", code)
+	}
+}
+
+// TestKeepRetryTable is the client side of issue 11's defect 4: Keep
+// reconnects exactly after the socket ends that spec section "Retry" marks
+// retryable, and stops after every other end, against a real server that
+// ends the first socket (or refuses the first upgrade) as each row says and
+// ends the second with 1000.
+func TestKeepRetryTable(t *testing.T) {
+	f := newFixture(t, keys.EdDSA)
+	const drop = -1 // the connection ends without a Close frame (1006)
+	type row struct {
+		name   string
+		close  int // the server's close code after the accept, or drop
+		status int // or: the HTTP status refusing the first upgrade
+		// fnOwn: fn returns an error of its own that looks like a network
+		// timeout, while the socket is fine
+		fnOwn bool
+		retry bool
+	}
+	rows := []row{
+		{name: "4007-keepalive_timeout", close: 4007, retry: true},
+		{name: "4008-handshake_timeout", close: 4008, retry: true},
+		{name: "4009-slow_reader", close: 4009, retry: true},
+		{name: "4010-token_expired", close: 4010, retry: true},
+		{name: "4029-rate_limited", close: 4029, retry: true},
+		{name: "4050-internal_error", close: 4050, retry: true},
+		{name: "1001-going-away", close: 1001, retry: true},
+		{name: "1006-no-close-frame", close: drop, retry: true},
+		{name: "1011-server-error", close: 1011, retry: true},
+		{name: "1012-service-restart", close: 1012, retry: true},
+		{name: "1013-try-again-later", close: 1013, retry: true},
+		{name: "1014-bad-gateway", close: 1014, retry: true},
+		{name: "http-502", status: 502, retry: true},
+		{name: "http-503", status: 503, retry: true},
+		{name: "http-504", status: 504, retry: true},
+		{name: "http-429", status: 429, retry: true},
+
+		{name: "1000-normal", close: 1000},
+		{name: "1005-no-code", close: 1005},
+		{name: "1008-policy", close: 1008},
+		{name: "2000-unassigned", close: 2000},
+		{name: "4000-malformed", close: 4000},
+		{name: "4001-unexpected_message", close: 4001},
+		{name: "4002-too_large", close: 4002},
+		{name: "4003-authentication-failed", close: 4003},
+		{name: "4004-alg_not_allowed", close: 4004},
+		{name: "4005-header_not_allowed", close: 4005},
+		{name: "4006-wrong_type", close: 4006},
+		{name: "4011-session_revoked", close: 4011},
+		{name: "4099-not-in-the-table", close: 4099},
+		{name: "4999-private", close: 4999},
+		{name: "http-400", status: 400},
+		{name: "http-403", status: 403},
+		{name: "http-404", status: 404},
+		{name: "http-500", status: 500},
+		{name: "fn-own-timeout", fnOwn: true},
+	}
+	for _, tc := range rows {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := newServer(t, f, serverOptions{
+				refuse: func(n int) int {
+					if n == 1 {
+						return tc.status
+					}
+					return 0
+				},
+				afterAccept: func(n int, sc *serverConn) {
+					switch {
+					case n > 1 || tc.status != 0:
+						sc.closeWith(1000, "")
+					case tc.fnOwn:
+						time.Sleep(200 * time.Millisecond)
+						sc.closeWith(1000, "")
+					case tc.close == drop:
+						sc.ws.UnderlyingConn().Close()
+					case tc.close == 1005:
+						sc.ws.WriteControl(websocket.CloseMessage, nil, time.Now().Add(time.Second))
+					default:
+						sc.closeWith(tc.close, "")
+					}
+				},
+			})
+			fn := readUntilError
+			if tc.fnOwn {
+				fn = func(ctx context.Context, c *Conn) error {
+					ctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+					defer cancel()
+					_, err := c.Read(ctx)
+					return err // context.DeadlineExceeded: fn's own, not the socket's
+				}
+			}
+			err := Keep(ctxT(t), ts.url, f.config(), fastBackoff, fn)
+			attempts := ts.requests.Load()
+			switch {
+			case tc.retry:
+				var ce *CloseError
+				if attempts != 2 || !errors.As(err, &ce) || ce.Code != 1000 {
+					t.Fatalf("Keep: %v after %d attempts, want a reconnection, then the 1000 of the second socket", err, attempts)
+				}
+			case attempts != 1:
+				t.Fatalf("Keep: %v after %d attempts, want it to stop after the first", err, attempts)
+			case err == nil:
+				t.Fatal("Keep returned nil after a terminal end")
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/tls"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wsproof/wsproof/internal/b64u"
 	"github.com/wsproof/wsproof/keys"
 	"github.com/wsproof/wsproof/protocol"
 )
@@ -108,11 +110,17 @@ type serverOptions struct {
 	// afterAccept runs on the n-th socket (from 1) once it is
 	// authenticated, before the echo loop.
 	afterAccept func(n int, sc *serverConn)
+	// urlIdentity makes the server's identity the identity of its URL
+	// (protocol.IdentityFromURL), instead of testIdentity.
+	urlIdentity bool
+	// maxMessageSize is the max_size of the server's accepts; zero means
+	// the default.
+	maxMessageSize int64
 }
 
 type testServer struct {
 	t    testing.TB
-	srv  *protocol.Server
+	srv  atomic.Pointer[protocol.Server] // set once the URL, and so the identity, is known
 	opts serverOptions
 	hs   *httptest.Server
 	url  string
@@ -134,12 +142,8 @@ func newServer(t testing.TB, f *fixture, opts serverOptions) *testServer {
 	if sk == nil {
 		sk = f.serverKeys
 	}
-	srv, err := protocol.NewServer(&protocol.ServerConfig{Identity: testIdentity, Keys: sk, Registry: f.registry})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ts := &testServer{
-		t: t, srv: srv, opts: opts,
+		t: t, opts: opts,
 		accepted: make(chan *serverConn, 16),
 		closes:   make(chan int, 16),
 		conns:    map[*serverConn]bool{},
@@ -157,6 +161,19 @@ func newServer(t testing.TB, f *fixture, opts serverOptions) *testServer {
 		ts.url = "ws" + strings.TrimPrefix(ts.hs.URL, "http")
 	}
 	t.Cleanup(ts.close)
+	identity := testIdentity
+	if opts.urlIdentity {
+		var err error
+		if identity, err = protocol.IdentityFromURL(ts.url); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv, err := protocol.NewServer(&protocol.ServerConfig{Identity: identity, Keys: sk, Registry: f.registry,
+		MaxMessageSize: opts.maxMessageSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.srv.Store(srv)
 	return ts
 }
 
@@ -233,11 +250,17 @@ func (sc *serverConn) closeWith(code int, reason string) {
 	sc.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(5*time.Second))
 }
 
-// refresh sends a re-challenge (spec section "Refresh").
+// refresh sends a re-challenge (spec section "Refresh"): a challenge for the
+// session's sid, which Start makes when it draws that sid. Its lifetime, the
+// server's challenge lifetime, ends before the token does.
 func (sc *serverConn) refresh() error {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	sh, ch, err := sc.ts.srv.Refresh(sc.sess, rand.Reader, time.Now(), sc.exporter)
+	sid, err := b64u.Decode(sc.sess.SocketID)
+	if err != nil {
+		return err
+	}
+	sh, ch, err := sc.ts.srv.Load().Start(io.MultiReader(bytes.NewReader(sid), rand.Reader), time.Now(), sc.exporter)
 	if err != nil {
 		return err
 	}
@@ -291,7 +314,7 @@ func (ts *testServer) handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	sh, ch, err := ts.srv.Start(rand.Reader, time.Now(), sc.exporter)
+	sh, ch, err := ts.srv.Load().Start(rand.Reader, time.Now(), sc.exporter)
 	if err != nil {
 		ts.t.Error(err)
 		return
@@ -324,7 +347,7 @@ func (ts *testServer) handle(w http.ResponseWriter, r *http.Request) {
 
 // challenge sends a challenge and reads the client's response.
 func (sc *serverConn) challenge() (*protocol.ServerHandshake, []byte, error) {
-	sh, ch, err := sc.ts.srv.Start(rand.Reader, time.Now(), sc.exporter)
+	sh, ch, err := sc.ts.srv.Load().Start(rand.Reader, time.Now(), sc.exporter)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -53,13 +53,21 @@ Flags:
     --alg ALG              the key's registered algorithm (default the JWK's alg, else
                            the only one the key type allows; RSA keys need RS256 or PS256)
     --server-keys FILE     the pinned server key set (default STATE/server.pub.jwks)
-    --identity URL         refuse a server whose identity is not URL (default: any
-                           server whose key is pinned)
+    --identity ID          the server identity to expect in its challenges (default the
+                           URL, normalized: lowercase scheme and host, no default port,
+                           no query); a server is found under the URL of its identity
     --ca FILE              trust the server certificates this CA file (PEM) signs
     --pin HEX              trust exactly the server certificate whose SHA-256 is HEX, as
                            "wsproof serve --tls-dev" prints it
-    --require-channel-binding
-                           refuse servers that do not bind the session to TLS 1.3
+    --insecure-allow-unbound
+                           over wss://, accept a server that does not bind the session
+                           to this TLS connection, for a server behind a proxy that ends
+                           TLS; whoever ends this TLS connection (the proxy, or anyone
+                           holding a certificate this client accepts) can then relay the
+                           handshake and use the session. Without it such servers are
+                           refused (channel_binding_required)
+    --insecure-plaintext   allow ws:// to a host that is not loopback, for testing: the
+                           session and every message travel unencrypted
     --origin ORIGIN        send this Origin header, as a browser would
     --wait D               after standard input ends, wait this long for more
                            messages (default 1s)
@@ -79,7 +87,8 @@ func (c *cli) connect(ctx context.Context, args []string) error {
 		identity   = fs.String("identity", "", "")
 		caFile     = fs.String("ca", "", "")
 		pinHex     = fs.String("pin", "", "")
-		requireCB  = fs.Bool("require-channel-binding", false, "")
+		unbound    = fs.Bool("insecure-allow-unbound", false, "")
+		plaintext  = fs.Bool("insecure-plaintext", false, "")
 		origin     = fs.String("origin", "", "")
 		wait       = fs.Duration("wait", time.Second, "")
 		sub        = fs.String("sub", "", "")
@@ -108,6 +117,9 @@ func (c *cli) connect(ctx context.Context, args []string) error {
 	}
 	if u.Scheme == "ws" && (*caFile != "" || *pinHex != "") {
 		return c.usageErr(fs, "--ca and --pin are for wss:// URLs")
+	}
+	if !*plaintext && !protocol.PlaintextAllowed(target) {
+		return plaintextError(target)
 	}
 	if *algFlag != "" {
 		if _, err := keys.ParseAlgorithm(*algFlag); err != nil {
@@ -179,13 +191,16 @@ func (c *cli) connect(ctx context.Context, args []string) error {
 			"copy the server's server.pub.jwks again", err}
 	}
 
+	// Without --identity the client expects the URL's identity; over
+	// wss:// it requires channel binding unless --insecure-allow-unbound.
 	cfg := &client.Config{
-		KeyID:                 kid,
-		Signer:                signer,
-		Algorithm:             alg,
-		ServerKeys:            pinned,
-		ServerIdentity:        *identity,
-		RequireChannelBinding: *requireCB,
+		KeyID:                kid,
+		Signer:               signer,
+		Algorithm:            alg,
+		ServerKeys:           pinned,
+		ServerIdentity:       *identity,
+		InsecureAllowUnbound: *unbound,
+		InsecurePlaintext:    *plaintext,
 	}
 	if *origin != "" {
 		cfg.Header = http.Header{"Origin": {*origin}}
@@ -208,13 +223,13 @@ func (c *cli) connect(ctx context.Context, args []string) error {
 	}
 	conn, err := client.Dial(ctx, target, cfg)
 	if err != nil {
-		return dialError(ctx, err, target, pinnedPath, enroll)
+		return dialError(ctx, err, target, pinnedPath, enroll, *identity != "")
 	}
 	defer conn.Close()
 	s := conn.Session()
 	c.say("connected to %s", target)
 	c.showSession(s)
-	return c.chat(ctx, conn, stdin, *wait, target, enroll)
+	return c.chat(ctx, conn, stdin, *wait, target, enroll, *identity != "")
 }
 
 // isTerminal reports whether r is a terminal.
@@ -230,7 +245,7 @@ func isTerminal(r io.Reader) bool {
 // chat sends each line of stdin as one message and prints each message
 // received, until the server ends the socket, stdin ends and the socket has
 // been quiet for wait, or ctx ends.
-func (c *cli) chat(ctx context.Context, conn *client.Conn, stdin io.Reader, wait time.Duration, target, enroll string) error {
+func (c *cli) chat(ctx context.Context, conn *client.Conn, stdin io.Reader, wait time.Duration, target, enroll string, givenID bool) error {
 	type received struct {
 		msg []byte
 		err error
@@ -271,7 +286,7 @@ func (c *cli) chat(ctx context.Context, conn *client.Conn, stdin io.Reader, wait
 		select {
 		case r := <-in:
 			if r.err != nil {
-				return c.ended(ctx, r.err, target, enroll)
+				return c.ended(ctx, r.err, target, enroll, givenID)
 			}
 			fmt.Fprintln(c.stdout, displayable(r.msg))
 			if idle != nil {
@@ -303,7 +318,7 @@ func (c *cli) closeConn(conn *client.Conn) error {
 }
 
 // ended explains why the socket ended while the session was open.
-func (c *cli) ended(ctx context.Context, err error, target, enroll string) error {
+func (c *cli) ended(ctx context.Context, err error, target, enroll string, givenID bool) error {
 	var ce *client.CloseError
 	if errors.As(err, &ce) && ce.Code == 1000 {
 		c.say("the server closed the connection (1000)")
@@ -312,7 +327,7 @@ func (c *cli) ended(ctx context.Context, err error, target, enroll string) error
 	if ctx.Err() != nil {
 		return nil
 	}
-	return dialError(ctx, err, target, "", enroll)
+	return dialError(ctx, err, target, "", enroll, givenID)
 }
 
 func (c *cli) showSession(s *protocol.ClientSession) {
@@ -427,11 +442,46 @@ func (c *cli) trustTLS(fs *flag.FlagSet, caFile, pinHex string) (*tls.Config, er
 	}, nil
 }
 
+// plaintextError refuses a ws:// URL whose host is not loopback (spec
+// section "Opening handshake").
+func plaintextError(target string) error {
+	return &userError{fmt.Sprintf("refusing to connect to %s without TLS", redactURL(target)),
+		"the session and every message would cross the network unencrypted; use wss://, or pass --insecure-plaintext for testing", nil}
+}
+
+// identityError explains an audience_mismatch: the server's challenge names
+// another identity than the one this client expects, the URL dialed unless
+// --identity was given. A server is found under the URL of its identity, and
+// "wsproof serve" listens on 127.0.0.1 with the identity ws://127.0.0.1:PORT/ws,
+// so a person who dials localhost meets this first.
+func identityError(code protocol.Code, ie *protocol.IdentityError, givenID bool) error {
+	got, want := printable(ie.Got), printable(ie.Want)
+	expected := want + ", the identity of the URL dialed"
+	if givenID {
+		expected = want + ", given with --identity"
+	}
+	hint := fmt.Sprintf("the server's identity is %s, but this client expected %s; ", got, expected)
+	if id, err := protocol.IdentityFromURL(ie.Got); err == nil && id == ie.Got {
+		hint += fmt.Sprintf("connect to %s instead or, if that is the server you mean to reach at this URL, pass --identity %s", got, shellQuote(ie.Got))
+	} else {
+		hint += fmt.Sprintf("if that is the server you mean to reach, pass --identity %s", shellQuote(ie.Got))
+	}
+	return &userError{codeLabel(code), hint, nil}
+}
+
 // dialError explains a failed connection in one line: what happened, the
-// spec code when there is one, and what to do.
-func dialError(ctx context.Context, err error, target, pinnedPath, enroll string) error {
+// spec code when there is one, and what to do. givenID says whether the
+// expected server identity came from --identity.
+func dialError(ctx context.Context, err error, target, pinnedPath, enroll string, givenID bool) error {
 	if ctx.Err() != nil {
 		return &userError{"interrupted", "", nil}
+	}
+	if errors.Is(err, client.ErrPlaintext) {
+		return plaintextError(target)
+	}
+	var ie *protocol.IdentityError
+	if code := protocol.CodeOf(err); code == protocol.CodeAudienceMismatch && errors.As(err, &ie) {
+		return identityError(code, ie, givenID)
 	}
 	if pinnedPath == "" {
 		pinnedPath = "the pinned server keys"
@@ -477,11 +527,12 @@ func codeHint(code protocol.Code, pinnedPath string) string {
 	case protocol.CodeBadSignature, protocol.CodeAlgMismatch:
 		return "the challenge does not verify with the key pinned in " + pinnedPath + "; this may not be the server you pinned, so check the URL"
 	case protocol.CodeAudienceMismatch:
-		return "the server's identity is not the one given with --identity; check --identity, or leave it out"
+		return "the server's identity is not the one expected; connect to the URL of the server's identity, or pass it with --identity"
 	case protocol.CodeChallengeExpired, protocol.CodeTokenExpired:
 		return "check that this machine's clock agrees with the server's, then connect again"
 	case protocol.CodeChannelBindingRequired:
-		return "the server does not bind sessions to TLS; connect over wss:// to a TLS 1.3 server, or drop --require-channel-binding"
+		return "the server does not bind the session to this TLS connection (TLS ends at a proxy in front of it, the endpoint serves browsers, or the connection is not TLS 1.3); " +
+			"connect to an endpoint that binds, or, if TLS ends at a proxy you trust, pass --insecure-allow-unbound, which lets whoever ends this TLS connection use the session"
 	case protocol.CodeChannelBindingMismatch:
 		return "the TLS connection is not the one the server sees, so a proxy may be in between; connect to the server directly"
 	case protocol.CodeAlgNotAllowed:

@@ -3,14 +3,20 @@
 // for every key operation and the platform WebSocket, which Node callers
 // inject (the `ws` package).
 //
-// connect() opens a socket, verifies the server's signed challenge against the
-// pinned server key set (spec section "Client: verifying a challenge"), answers
-// with a response signed by the client key, processes the accept ("Client:
-// processing an accept") and resolves to a Connection that carries binary
-// application messages. The server's re-challenges are answered on the live
-// socket while the application keeps sending ("Client state machine"). keep()
-// reconnects with backoff after the failures the spec's error table marks as
-// retryable.
+// It has two layers:
+//
+// - ClientMachine, the client state machine of spec section "State
+//   machines" (rows C3 to C29), with no socket, no timer and no clock: the
+//   transport reports each input with the time and carries out the actions
+//   it returns. It decides everything the protocol decides: the order and
+//   outcome of the checks of spec sections "Client: verifying a challenge"
+//   and "Client: processing an accept", the deadlines, the keepalive, the
+//   close codes and whether to retry. It runs the client scripts of the
+//   session vectors (testdata/session-vectors.json) exactly as Go's
+//   protocol.ClientConn does.
+// - connect() and keep(), the glue: a WebSocket, one timer, Node's Pings,
+//   the write deadline, and the Connection the application uses. keep()
+//   reconnects with backoff when the machine says the end is retryable.
 //
 // Every failure the client detects closes the socket with the close code and
 // fixed reason text of the spec's error table and is reported as a
@@ -63,7 +69,9 @@ export const ERRORS = Object.freeze({
   alg_not_allowed: row(4004, false, 'algorithm not allowed'),
   header_not_allowed: row(4005, false, 'header not allowed'),
   wrong_type: row(4006, false, 'wrong message type'),
+  keepalive_timeout: row(4007, true, 'keepalive timed out'),
   handshake_timeout: row(4008, true, 'handshake timed out'),
+  slow_reader: row(4009, true, 'peer too slow'),
   token_expired: row(4010, true, 'session expired'),
   session_revoked: row(4011, false, 'session revoked'),
   rate_limited: row(4029, true, 'try again later'),
@@ -80,9 +88,10 @@ const NO_CLOSE = Object.freeze({
   token_invalid: { retryable: false, reason: 'invalid token' },
 });
 
-// Close codes outside 4000-4999 after which a client may reconnect: going
-// away (a server shutting down), abnormal closure (the connection broke),
-// server error, service restart, try again later, bad gateway.
+// Close codes outside 4000-4999 after which a client may reconnect (spec
+// section "Retry"): going away (a server shutting down), abnormal closure
+// (the connection broke), server error, service restart, try again later,
+// bad gateway. 1000, 1005 (no code) and every other code are terminal.
 const RETRYABLE_WS_CODES = new Set([1001, 1006, 1011, 1012, 1013, 1014]);
 
 // The error code of each close code that belongs to exactly one code. 4003 is
@@ -128,11 +137,32 @@ export class ProtocolError extends Error {
 
 const fail = (code, detail) => new ProtocolError(code, detail);
 
-// Whether a client may reconnect after the socket closed with this code.
-function closeRetryable(code) {
+/**
+ * Whether a client may reconnect, with backoff, after the server ended the
+ * socket with the WebSocket close code `code` (spec section "Retry"): the
+ * codes of the error table whose Retry column says yes (4007 to 4010 but
+ * 4011, 4029, 4050), 1001, 1006 and 1011 to 1014. Every other code is
+ * terminal: 1000, 1005 (a Close frame without a code), the authentication
+ * failures (4003), session_revoked (4011) and codes outside the table,
+ * including unknown 4xxx codes.
+ * @param {number} code
+ * @returns {boolean}
+ */
+export function closeRetryable(code) {
   if (RETRYABLE_WS_CODES.has(code)) return true;
   const c = CODE_BY_CLOSE.get(code);
   return !!(c && ERRORS[c].retryable);
+}
+
+/**
+ * The error code whose close code is `code`, or null when it belongs to no
+ * code or to several (4003, shared by every authentication failure so that
+ * the server does not reveal which check failed).
+ * @param {number} code
+ * @returns {string|null}
+ */
+export function codeForClose(code) {
+  return CODE_BY_CLOSE.get(code) ?? null;
 }
 
 // The error for a closure by the server (or a broken connection).
@@ -813,17 +843,22 @@ const MAX_ACCEPT = 16384;
 const MAX_TOKEN = 8192;
 const MAX_IDENTITY = 256;
 const MAX_CHALLENGE_LIFETIME = 300;
+const MAX_MESSAGE_SIZE_LIMIT = 2 ** 30;
 
 /**
  * @typedef {object} ChallengeOptions
  * @property {string} keyId the client key's id in the server's registry
  * @property {KeyPair} keyPair the client key
  * @property {string | object} serverKeys the pinned server key set (JWK Set JSON or object, or loadServerKeys' result)
- * @property {string} [serverIdentity] when set, the challenge's iss must equal it
- * @property {boolean} [requireChannelBinding=false] refuse challenges whose cb is "none"
+ * @property {string} serverIdentity the expected server identity: the challenge's iss must equal it (step 10)
+ * @property {boolean} [tls] whether the connection is TLS; default: whether exporter is set. On a TLS
+ *   connection a challenge whose cb is "none" is refused with channel_binding_required unless allowUnbound
+ * @property {boolean} [allowUnbound=false] accept cb "none" on a TLS connection (a server behind a
+ *   TLS-terminating proxy, or the browser profile)
  * @property {number} [clockSkew=60] seconds of clock disagreement allowed
- * @property {Uint8Array|null} [exporter] the connection's RFC 9266 tls-exporter value, or null without TLS 1.3
- * @property {string} [sessionSid] for a re-challenge: the live session's socketID
+ * @property {Uint8Array|null} [exporter] the connection's RFC 9266 tls-exporter value, or null (no TLS, TLS 1.2, browsers)
+ * @property {string} [sessionSid] for a re-challenge: the live session's socketID (step 14)
+ * @property {number} [sessionExp] for a re-challenge: the live session token's exp, a NumericDate (step 15)
  * @property {number} [now] the current time in milliseconds; default Date.now()
  */
 
@@ -836,8 +871,11 @@ const MAX_CHALLENGE_LIFETIME = 300;
  * @property {boolean} channelBound whether the response carries a tls-exporter binding
  */
 
+const REMOVED_CB_OPTION = 'wsproof: requireChannelBinding was removed: a client on a TLS connection requires ' +
+  'channel binding unless allowUnbound is set (spec section "When channel binding is required")';
+
 /**
- * Runs spec section "Client: verifying a challenge" (steps 1 to 14, in
+ * Runs spec section "Client: verifying a challenge" (steps 1 to 15, in
  * order) on the text message challenge and returns the signed response. The
  * first failing step's code is thrown as a ProtocolError.
  * @param {string} challenge
@@ -845,13 +883,41 @@ const MAX_CHALLENGE_LIFETIME = 300;
  * @returns {Promise<VerifiedChallenge>}
  */
 export async function verifyChallenge(challenge, opts) {
+  if ('requireChannelBinding' in opts) throw new TypeError(REMOVED_CB_OPTION);
   checkKeyPair(opts.keyPair);
-  const pinned = await loadServerKeys(opts.serverKeys);
-  const skew = opts.clockSkew === undefined ? 60 : opts.clockSkew;
-  const now = Math.floor((opts.now === undefined ? Date.now() : opts.now) / 1000);
+  checkIdentity(opts.serverIdentity);
+  if (typeof challenge !== 'string') throw new TypeError('wsproof: the challenge is a text message');
+  const exporter = opts.exporter == null ? null : opts.exporter;
+  return checkChallenge(challenge, {
+    keyId: opts.keyId,
+    keyPair: opts.keyPair,
+    pinned: await loadServerKeys(opts.serverKeys),
+    serverIdentity: opts.serverIdentity,
+    tls: opts.tls === undefined ? exporter !== null : !!opts.tls || exporter !== null,
+    allowUnbound: !!opts.allowUnbound,
+    clockSkew: opts.clockSkew === undefined ? 60 : opts.clockSkew,
+    exporter,
+    sessionSid: opts.sessionSid ?? null,
+    sessionExp: opts.sessionExp ?? null,
+    now: Math.floor((opts.now === undefined ? Date.now() : opts.now) / 1000),
+  });
+}
+
+function checkIdentity(id) {
+  if (typeof id !== 'string' || id === '' || utf8Length(id) > MAX_IDENTITY) {
+    throw new TypeError('wsproof: serverIdentity must be a string of 1 to 256 octets');
+  }
+}
+
+/**
+ * The procedure of verifyChallenge on checked inputs: ctx.pinned is loaded,
+ * ctx.now is the spec's *now* (whole seconds).
+ * @returns {Promise<VerifiedChallenge>}
+ */
+async function checkChallenge(challenge, ctx) {
+  const { pinned, now } = ctx;
 
   // Step 1.
-  if (typeof challenge !== 'string') throw new TypeError('wsproof: the challenge is a text message');
   if (utf8Length(challenge) > MAX_HANDSHAKE) throw fail('too_large', 'challenge too large');
 
   // Steps 2 to 5: structure, header members, typ, alg.
@@ -921,36 +987,36 @@ export async function verifyChallenge(challenge, opts) {
   const cb = c.get('cb');
   if (cb !== 'tls-exporter' && cb !== 'none') throw fail('malformed', 'cb is not tls-exporter or none');
 
-  // Step 10: the server identity.
-  if (opts.serverIdentity !== undefined && opts.serverIdentity !== null && opts.serverIdentity !== '' && iss !== opts.serverIdentity) {
-    throw fail('audience_mismatch', 'challenge from another server identity');
-  }
+  // Step 10: the server identity, always.
+  if (iss !== ctx.serverIdentity) throw fail('audience_mismatch', 'challenge from another server identity');
 
   // Step 11: freshness, with the client's skew.
-  if (now + skew < iat || now - skew >= exp) throw fail('challenge_expired', 'challenge not fresh');
+  if (now + ctx.clockSkew < iat || now - ctx.clockSkew >= exp) throw fail('challenge_expired', 'challenge not fresh');
 
-  // Step 12: channel binding.
-  const exporter = opts.exporter == null ? null : opts.exporter;
+  // Step 12: channel binding. A TLS connection requires it unless the
+  // client is configured for a deployment without it.
+  const exporter = ctx.exporter;
   const payload = { aud: iss, sid, nonce, cha: '' };
   if (cb === 'tls-exporter') {
     if (!exporter) throw fail('channel_binding_mismatch', 'server demands tls-exporter binding but this connection has none');
     if (!(exporter instanceof Uint8Array) || exporter.length !== 32) throw fail('internal_error', 'tls-exporter value is not 32 bytes');
-  } else if (opts.requireChannelBinding) {
-    throw fail('channel_binding_required', 'server does not demand channel binding');
+  } else if ((ctx.tls || exporter) && !ctx.allowUnbound) {
+    throw fail('channel_binding_required', 'challenge without channel binding on a TLS connection');
   }
 
   // Step 13: the client's algorithm is offered.
-  if (!algs.includes(opts.keyPair.alg)) throw fail('alg_not_allowed', 'server does not accept this client\'s algorithm');
+  if (!algs.includes(ctx.keyPair.alg)) throw fail('alg_not_allowed', 'server does not accept this client\'s algorithm');
 
   // Step 14: a re-challenge is for this socket.
-  if (opts.sessionSid !== undefined && opts.sessionSid !== null && sid !== opts.sessionSid) {
-    throw fail('socket_mismatch', 're-challenge for another socket');
-  }
+  if (ctx.sessionSid != null && sid !== ctx.sessionSid) throw fail('socket_mismatch', 're-challenge for another socket');
+
+  // Step 15: a re-challenge does not outlive the current token.
+  if (ctx.sessionExp != null && exp > ctx.sessionExp) throw fail('malformed', 're-challenge expires after the session\'s token');
 
   // The response: header alg/kid/typ, payload aud/sid/nonce/cha(/cb).
   payload.cha = b64uEncode(new Uint8Array(await subtle().digest('SHA-256', utf8(challenge))));
   if (cb === 'tls-exporter') payload.cb = b64uEncode(/** @type {Uint8Array} */ (exporter));
-  const response = await signJWS(opts.keyPair, opts.keyId, TYP_RESPONSE, payload);
+  const response = await signJWS(ctx.keyPair, ctx.keyId, TYP_RESPONSE, payload);
   return {
     response,
     header: { alg, kid, typ },
@@ -973,18 +1039,24 @@ async function signJWS(keyPair, kid, typ, payload) {
 }
 
 /**
- * @typedef {{token: string, sub: string, groups: string[], exp: number}} Accept
+ * @typedef {{token: string, sub: string, groups: string[], exp: number, maxSize: number}} Accept
  */
 
 /**
  * Runs spec section "Client: processing an accept" on the text message accept
  * (steps 1 to 3). Unknown members are ignored; the token stays opaque.
+ * `maxSize` is the accept's max_size: the largest application message the
+ * server accepts, 1 to 2^30 octets (REQUIRED; written as a NumericDate).
  * @param {string} accept
  * @param {{clockSkew?: number, now?: number}} [opts] skew in seconds, now in milliseconds
  * @returns {Accept}
  */
 export function processAccept(accept, { clockSkew = 60, now } = {}) {
   if (typeof accept !== 'string') throw new TypeError('wsproof: the accept is a text message');
+  return checkAccept(accept, clockSkew, Math.floor((now === undefined ? Date.now() : now) / 1000));
+}
+
+function checkAccept(accept, clockSkew, now) {
   if (utf8Length(accept) > MAX_ACCEPT) throw fail('too_large', 'accept too large');
   let parsed;
   try {
@@ -998,9 +1070,180 @@ export function processAccept(accept, { clockSkew = 60, now } = {}) {
   const sub = m.str('sub', 1, 256);
   const groups = m.strs('groups', 64, 128);
   const exp = m.date('exp');
-  const t = Math.floor((now === undefined ? Date.now() : now) / 1000);
-  if (exp + clockSkew <= t) throw fail('token_expired', 'accept carries an expired session');
-  return { token, sub, groups, exp };
+  const maxSize = m.date('max_size');
+  if (maxSize < 1 || maxSize > MAX_MESSAGE_SIZE_LIMIT) throw m.bad('max_size');
+  if (exp + clockSkew <= now) throw fail('token_expired', 'accept carries an expired session');
+  return { token, sub, groups, exp, maxSize };
+}
+
+// ---------------------------------------------------------------------------
+// Server identity and plaintext (spec sections "Server identity" and
+// "Opening handshake")
+
+// splitURL splits a ws:// or wss:// URL the way Go's net/url reads it (the
+// parser of protocol.IdentityFromURL), for the forms this module accepts: it
+// returns null for anything else, including control characters, spaces and
+// bad percent-escapes, which Go's parser refuses as well.
+const URL_RE = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)([^?#]*)(\?[^#]*)?(#.*)?$/s;
+const HOST_RE = /^[A-Za-z0-9._~!$&'()*+,;=\u0080-\uffff-]+$/;
+
+function splitURL(raw) {
+  if (typeof raw !== 'string' || /[\x00-\x1f\x7f]/.test(raw)) return null;
+  const m = URL_RE.exec(raw);
+  if (!m) return null;
+  const [, scheme, authority, path, query, fragment] = m;
+  const at = authority.lastIndexOf('@');
+  const userinfo = at >= 0 ? authority.slice(0, at) : null;
+  const hostport = at >= 0 ? authority.slice(at + 1) : authority;
+  let host;
+  let port = '';
+  if (hostport.startsWith('[')) {
+    const end = hostport.indexOf(']');
+    if (end < 0) return null;
+    host = hostport.slice(1, end);
+    const rest = hostport.slice(end + 1);
+    if (rest !== '' && !/^:[0-9]*$/.test(rest)) return null;
+    port = rest.slice(1);
+    if (!/^[0-9A-Fa-f:.]+$/.test(host)) return null; // no zone: it has no identity form
+  } else {
+    const colon = hostport.lastIndexOf(':');
+    host = colon >= 0 ? hostport.slice(0, colon) : hostport;
+    port = colon >= 0 ? hostport.slice(colon + 1) : '';
+    if (!/^[0-9]*$/.test(port)) return null;
+    if (host !== '' && !HOST_RE.test(host)) return null;
+  }
+  if (/%(?![0-9A-Fa-f]{2})/.test(path)) return null;
+  return { scheme: scheme.toLowerCase(), userinfo, host, ipv6: hostport.startsWith('['), port, path, query, fragment };
+}
+
+// Go's shouldEscape(c, encodePath) and validEncoded(s, encodePath): the
+// octets a path keeps as written, and the form Go's EscapedPath gives it.
+const PATH_KEEP = /^[A-Za-z0-9\-_.~$&+,/:;=@!'()*[\]%]*$/;
+function goEscapedPath(raw) {
+  if (PATH_KEEP.test(raw)) return raw;
+  const bytes = [];
+  for (let i = 0; i < raw.length;) {
+    if (raw[i] === '%') {
+      bytes.push(parseInt(raw.slice(i + 1, i + 3), 16));
+      i += 3;
+      continue;
+    }
+    const ch = String.fromCodePoint(/** @type {number} */ (raw.codePointAt(i)));
+    bytes.push(...utf8(ch));
+    i += ch.length;
+  }
+  let out = '';
+  for (const b of bytes) {
+    const c = String.fromCharCode(b);
+    out += b < 0x80 && /[A-Za-z0-9\-_.~$&+,/:;=@]/.test(c) ? c : '%' + b.toString(16).toUpperCase().padStart(2, '0');
+  }
+  return out;
+}
+
+/**
+ * The server identity a client expects by default when it dials url (spec
+ * section "Server identity"): the ws:// or wss:// URL with its scheme and
+ * host in lowercase, an IPv6 address in brackets, the port only when it is not
+ * the scheme's default (80 for ws, 443 for wss), and the path as it appears in
+ * the URL, or "/" when there is none; no query or fragment. For example
+ * `wss://Plant-3.example:443/ws?region=eu` gives `wss://plant-3.example/ws`.
+ * It is the identity protocol.IdentityFromURL computes for the same URL.
+ *
+ * Throws a TypeError for a URL with user information or a fragment
+ * (credentials never travel in a URL), one that is not ws:// or wss://, and
+ * one whose identity would not name the endpoint actually dialed, because the
+ * WebSocket layer (the WHATWG URL parser) reads its host, port or path
+ * otherwise: a non-ASCII host, IPv4 shorthand such as 127.1, an IPv6 address
+ * not in its shortest form, a port with leading zeros or above 65535, "." or
+ * ".." path segments, or characters the two parsers escape differently. Such
+ * a server's identity must be given as serverIdentity.
+ * @param {string} url
+ * @returns {string}
+ */
+export function identityFromURL(url) {
+  const p = splitURL(url);
+  if (!p) throw new TypeError('wsproof: the server URL does not parse');
+  if (p.scheme !== 'ws' && p.scheme !== 'wss') throw new TypeError('wsproof: the server URL must be ws:// or wss://');
+  if (p.userinfo !== null) throw new TypeError('wsproof: the server URL must not carry credentials');
+  if (p.fragment !== undefined) throw new TypeError('wsproof: the server URL must not have a fragment');
+  if (p.host === '') throw new TypeError('wsproof: the server URL has no host');
+  const host = p.ipv6 ? `[${p.host.toLowerCase()}]` : p.host.toLowerCase();
+  const port = (p.scheme === 'ws' && p.port === '80') || (p.scheme === 'wss' && p.port === '443') ? '' : p.port;
+  const path = p.path === '' ? '/' : goEscapedPath(p.path);
+  const id = `${p.scheme}://${host}${port ? `:${port}` : ''}${path}`;
+  // What the WebSocket layer dials must be what the identity names.
+  let u;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new TypeError('wsproof: the server URL does not parse');
+  }
+  if (u.hostname !== host || u.port !== port || u.pathname !== path) {
+    throw new TypeError('wsproof: the server URL is not in a form whose identity is unambiguous; give serverIdentity');
+  }
+  if (utf8Length(id) > MAX_IDENTITY) throw new TypeError('wsproof: the server URL is longer than a server identity may be');
+  return id;
+}
+
+// parseIPv6 returns the 16 octets of an IPv6 address in text form, or null.
+function parseIPv6(s) {
+  const halves = s.split('::');
+  if (halves.length > 2) return null;
+  const groups = (part) => {
+    if (part === '') return [];
+    const out = [];
+    const g = part.split(':');
+    for (let i = 0; i < g.length; i++) {
+      if (i === g.length - 1 && g[i].includes('.')) {
+        const v4 = parseIPv4(g[i]);
+        if (!v4) return null;
+        out.push((v4[0] << 8) | v4[1], (v4[2] << 8) | v4[3]);
+      } else {
+        if (!/^[0-9A-Fa-f]{1,4}$/.test(g[i])) return null;
+        out.push(parseInt(g[i], 16));
+      }
+    }
+    return out;
+  };
+  const head = groups(halves[0]);
+  const tail = halves.length === 2 ? groups(halves[1]) : [];
+  if (!head || !tail) return null;
+  const n = head.length + tail.length;
+  if (halves.length === 2 ? n > 7 : n !== 8) return null;
+  const all = [...head, ...Array(8 - n).fill(0), ...tail];
+  return all.flatMap((w) => [w >> 8, w & 0xff]);
+}
+
+// parseIPv4 returns the octets of a dotted-quad IPv4 address (decimal, no
+// leading zeros, as Go's netip.ParseAddr requires), or null.
+function parseIPv4(s) {
+  const p = s.split('.');
+  if (p.length !== 4 || p.some((x) => !/^(0|[1-9][0-9]{0,2})$/.test(x) || Number(x) > 255)) return null;
+  return p.map(Number);
+}
+
+/**
+ * Whether a client may dial url without being configured to allow plaintext
+ * (spec section "Opening handshake"): wss:// always; ws:// only to a loopback
+ * host (the host localhost, an address in 127.0.0.0/8, or ::1), where no
+ * network carries the unencrypted session. It is protocol.PlaintextAllowed.
+ * @param {string} url
+ * @returns {boolean}
+ */
+export function plaintextAllowed(url) {
+  const p = splitURL(url);
+  if (!p) return false;
+  if (p.scheme === 'wss') return true;
+  if (p.scheme !== 'ws') return false;
+  const host = p.host.toLowerCase();
+  if (host === 'localhost') return true;
+  const v4 = parseIPv4(host);
+  if (v4) return v4[0] === 127;
+  const v6 = p.ipv6 ? parseIPv6(host) : null;
+  if (!v6) return false;
+  const zero = (a, b) => v6.slice(a, b).every((x) => x === 0);
+  if (zero(0, 15) && v6[15] === 1) return true; // ::1
+  return zero(0, 10) && v6[10] === 0xff && v6[11] === 0xff && v6[12] === 127; // ::ffff:127.0.0.0/104
 }
 
 // ---------------------------------------------------------------------------
@@ -1023,16 +1266,17 @@ export async function nodeChannelBinding(ws) {
 }
 
 // ---------------------------------------------------------------------------
-// The connection (spec section "Client state machine")
+// The client state machine (spec section "State machines"), without I/O
 
-const CONNECTING = 0;
-const AWAIT_CHALLENGE = 1;
-const AWAIT_ACCEPT = 2;
-const OPEN = 3;
-const REFRESHING = 4;
-const CLOSED = 5;
-
-const LINGER_MS = 1000;
+/**
+ * The states of spec section "Client state machine" after the upgrade.
+ * @typedef {'AWAIT_CHALLENGE'|'AWAIT_ACCEPT'|'OPEN'|'REFRESHING'|'CLOSED'} State
+ */
+const AWAIT_CHALLENGE = 'AWAIT_CHALLENGE';
+const AWAIT_ACCEPT = 'AWAIT_ACCEPT';
+const OPEN = 'OPEN';
+const REFRESHING = 'REFRESHING';
+const CLOSED = 'CLOSED';
 
 /**
  * The session of the most recent accept. A new object replaces it after each
@@ -1045,13 +1289,572 @@ const LINGER_MS = 1000;
  * @property {boolean} channelBound whether the last response carried a tls-exporter binding
  * @property {string} token the session token, opaque to the client
  * @property {string} serverKeyId the pinned server key that signed the last challenge
+ * @property {number} maxSize the accept's max_size: the largest application message the server accepts, in octets
  */
 
 /**
+ * One thing the machine asks its transport to do; the transport carries out
+ * the actions an input returns in their order.
+ *
+ * - `{type: 'send', text: true, data: string}`: send a control message (the
+ *   response) as a text message.
+ * - `{type: 'send', text: false, data: Uint8Array}`: send an application
+ *   message as a binary message.
+ * - `{type: 'ping'}`: send a WebSocket Ping frame.
+ * - `{type: 'deliver', data: Uint8Array}`: hand an application message to the
+ *   application.
+ * - `{type: 'accepted', session, refresh}`: an accept was processed; `session`
+ *   is the new Session, `refresh` false for the first one.
+ * - `{type: 'timer', at}`: call timer() at `at` (milliseconds), or later,
+ *   replacing any timer set before; `at` null cancels it. Calling timer()
+ *   early is harmless. The machine's `timerAt` is always the current value.
+ * - `{type: 'close', code, closeCode, reason, retry, peerCode, error}`: the
+ *   socket has ended and the machine is CLOSED. `code` is the spec's error
+ *   code, or null when the end is not a failure (1000, a peer's Close frame
+ *   whose close code stands for no single code, a lost connection).
+ *   `closeCode` and `reason` are the Close frame to send, or null when none
+ *   is sent (the peer's Close frame is answered as RFC 6455 requires, which
+ *   is not an action). `retry` says whether the client may reconnect, with
+ *   backoff (spec section "Retry"). `peerCode` is the close code of the
+ *   peer's Close frame (1005: none; 1006: the connection was lost), else
+ *   null. `error` is a ProtocolError saying why, or null after a normal
+ *   closure.
+ * @typedef {{type: 'send', text: boolean, data: string|Uint8Array} | {type: 'ping'} |
+ *   {type: 'deliver', data: Uint8Array} | {type: 'accepted', session: Session, refresh: boolean} |
+ *   {type: 'timer', at: number|null} |
+ *   {type: 'close', code: string|null, closeCode: number|null, reason: string|null, retry: boolean,
+ *    peerCode: number|null, error: ProtocolError|null}} Action
+ */
+
+/**
+ * @typedef {object} MachineConfig
+ * @property {string} keyId the client key's id in the server's registry
+ * @property {KeyPair} keyPair the client key
+ * @property {PinnedKeys} serverKeys the pinned server key set, as loadServerKeys returns it
+ * @property {string} serverIdentity the expected server identity, 1 to 256 octets
+ * @property {boolean} [tls=false] whether the connection is TLS (true also when exporter is set)
+ * @property {Uint8Array|null} [exporter=null] the connection's RFC 9266 tls-exporter value (TLS 1.3 only)
+ * @property {boolean} [allowUnbound=false] accept challenges without channel binding (cb "none") on a TLS connection
+ * @property {number} [clockSkew=60] seconds of clock disagreement allowed
+ * @property {number} [handshakeTimeout=10000] milliseconds from the upgrade to the accept
+ * @property {number} [handshakeDeadline] an earlier absolute deadline (milliseconds) for the handshake, for a
+ *   transport whose own bound started before the upgrade
+ * @property {number} [pingInterval=30000] milliseconds between Pings in OPEN and REFRESHING; nothing received for
+ *   twice that closes with keepalive_timeout. 0 turns rows C13 and C14 off, for transports that cannot send
+ *   Pings or see control frames (browsers)
+ * @property {number} [maxMessageSize=65536] the largest application message accepted, in octets (1 to 2^30)
+ * @property {(step: string, detail: object) => void} [onStep] called at 'challenge', 'verified', 'response',
+ *   'accept' and 'refresh', for UIs; its exceptions are ignored
+ */
+
+const notOpen = (actions) => Object.assign(new Error('wsproof: the connection is not open'), { actions });
+
+/**
+ * The client's side of one socket from the upgrade to the close: the state
+ * machine of spec section "Client state machine", rows C3 to C29, as
+ * protocol.ClientConn implements it in Go. It performs no I/O, arms no timer
+ * and reads no clock: the transport reports what happens on the socket, each
+ * time with `now`, and carries out the returned actions in order.
+ *
+ * Time is in milliseconds since 1970-01-01T00:00:00Z, as Date.now() gives it
+ * (the spec's *now* for NumericDate comparisons is that divided by 1000 and
+ * rounded down). Per the spec's Time rule, every input first applies every
+ * timed row due at `now` (the handshake deadline, the keepalive timeout, a
+ * Ping), in table order.
+ *
+ * Verifying a challenge and signing the response use WebCrypto, which is
+ * asynchronous: message() returns a Promise of the actions when the message
+ * needs it, and also while an earlier message is still being processed, so
+ * that messages are processed strictly in arrival order (a message queued
+ * behind a challenge waits for it). Every other input is applied at once,
+ * even while a message is being verified: it is about the connection at that
+ * instant (a deadline, a Pong, the application's send or close, the peer's
+ * Close frame). If such an input ends the socket, the pending message's
+ * Promise resolves to no actions.
+ */
+export class ClientMachine {
+  #c;
+  /** @type {State} */
+  #state = AWAIT_CHALLENGE;
+  /** @type {Session|null} */
+  #session = null;
+  #sessionExp = 0;
+  /** @type {Action|null} */
+  #end = null;
+  /** @type {VerifiedChallenge|null} the verified challenge whose accept is awaited */
+  #pending = null;
+  #deadline;
+  #heard = 0;
+  #nextPing = 0;
+  /** @type {number|null} */
+  #timerAt = null;
+  #inflight = 0;
+  /** @type {Promise<Action[]>} */
+  #tail = Promise.resolve([]);
+
+  /**
+   * Starts the client's side of a socket whose upgrade has just succeeded
+   * (state AWAIT_CHALLENGE, rows C3): the handshake must end by now plus
+   * handshakeTimeout, or by handshakeDeadline if that is earlier. The timer
+   * the transport must arm is `timerAt`.
+   * @param {MachineConfig} config
+   * @param {number} now milliseconds
+   */
+  constructor(config, now) {
+    if (!config || typeof config !== 'object') throw new TypeError('wsproof: ClientMachine needs a config');
+    if (typeof config.keyId !== 'string' || !KID_RE.test(config.keyId)) throw new TypeError('wsproof: keyId must be 1 to 128 printable ASCII characters');
+    checkKeyPair(config.keyPair);
+    if (!(config.serverKeys instanceof PinnedKeys)) throw new TypeError('wsproof: serverKeys must be a set loadServerKeys returned');
+    checkIdentity(config.serverIdentity);
+    const exporter = config.exporter == null ? null : config.exporter;
+    if (exporter !== null && !(exporter instanceof Uint8Array)) throw new TypeError('wsproof: exporter must be a Uint8Array or null');
+    const num = (v, d, min, max, name) => {
+      if (v === undefined || v === null) return d;
+      if (typeof v !== 'number' || !(v >= min && v <= max)) throw new RangeError(`wsproof: ${name} out of range`);
+      return v;
+    };
+    if (typeof now !== 'number' || !Number.isFinite(now)) throw new TypeError('wsproof: now must be milliseconds');
+    this.#c = {
+      keyId: config.keyId,
+      keyPair: config.keyPair,
+      pinned: config.serverKeys,
+      serverIdentity: config.serverIdentity,
+      tls: !!config.tls || exporter !== null,
+      exporter,
+      allowUnbound: !!config.allowUnbound,
+      clockSkew: Math.floor(num(config.clockSkew, 60, 0, 86400 * 365, 'clockSkew')),
+      pingInterval: num(config.pingInterval, 30000, 0, 2 ** 31 - 1, 'pingInterval'),
+      maxMessageSize: Math.floor(num(config.maxMessageSize, 65536, 1, MAX_MESSAGE_SIZE_LIMIT, 'maxMessageSize')),
+      onStep: typeof config.onStep === 'function' ? config.onStep : null,
+    };
+    let d = now + num(config.handshakeTimeout, 10000, 0, 2 ** 31 - 1, 'handshakeTimeout');
+    if (typeof config.handshakeDeadline === 'number' && config.handshakeDeadline < d) d = config.handshakeDeadline;
+    this.#deadline = d;
+    this.#arm([]);
+  }
+
+  /** The current state. @returns {State} */
+  get state() {
+    return this.#state;
+  }
+
+  /** The session of the most recent accept, or null before the first. @returns {Session|null} */
+  get session() {
+    return this.#session;
+  }
+
+  /** The close action that ended the socket, or null while it has not ended. @returns {Action|null} */
+  get end() {
+    return this.#end;
+  }
+
+  /** When the transport must call timer() next (milliseconds), or null for never. @returns {number|null} */
+  get timerAt() {
+    return this.#timerAt;
+  }
+
+  /** Whether a message is being processed asynchronously. @returns {boolean} */
+  get busy() {
+    return this.#inflight > 0;
+  }
+
+  /**
+   * A WebSocket data message arrived (rows C5 to C21). The rows apply, in
+   * order, the size limit of the state and type, then the type, then the
+   * first octet, which tells an accept ('{') from a challenge. data is the
+   * text (a string, or its UTF-8 octets) or the binary payload (a Uint8Array
+   * or ArrayBuffer).
+   * @param {number} now milliseconds
+   * @param {boolean} isText
+   * @param {string|Uint8Array|ArrayBuffer} data
+   * @returns {Action[]|Promise<Action[]>}
+   */
+  message(now, isText, data) {
+    if (this.#inflight === 0) {
+      const r = this.#onMessage(now, isText, data);
+      return Array.isArray(r) ? r : this.#track(r);
+    }
+    return this.#track(this.#tail.then(() => this.#onMessage(now, isText, data)));
+  }
+
+  #track(p) {
+    this.#inflight++;
+    const q = p.then(
+      (acts) => {
+        this.#inflight--;
+        return acts;
+      },
+      (e) => {
+        this.#inflight--;
+        const acts = [];
+        this.#closeFor(e, acts);
+        return acts;
+      },
+    );
+    this.#tail = q;
+    return q;
+  }
+
+  #onMessage(now, isText, data) {
+    const acts = [];
+    this.#begin(now, acts);
+    let text = null;
+    let bytes = null;
+    let size;
+    let brace;
+    if (isText && typeof data === 'string') {
+      text = data;
+      size = utf8Length(data);
+      brace = data.charCodeAt(0) === 0x7b;
+    } else {
+      bytes = asBytes(data);
+      size = bytes.byteLength;
+      brace = isText && bytes[0] === 0x7b;
+    }
+    const st = this.#state;
+    if (st === AWAIT_CHALLENGE || st === AWAIT_ACCEPT) {
+      const limit = st === AWAIT_CHALLENGE ? MAX_HANDSHAKE : MAX_ACCEPT;
+      if (size > limit) this.#fail('too_large', 'message over the limit before authentication', acts);
+      else if (!isText) this.#fail('unexpected_message', 'binary message before authentication', acts);
+      else if (st === AWAIT_CHALLENGE && brace) this.#fail('unexpected_message', 'accept before the challenge', acts);
+      else if (st === AWAIT_CHALLENGE) return this.#readChallenge(now, text ?? bytes, AWAIT_ACCEPT, acts);
+      else if (!brace) this.#fail('unexpected_message', 'text message other than the accept', acts);
+      else this.#readAccept(now, text ?? bytes, acts);
+    } else if (st === OPEN || st === REFRESHING) {
+      this.#heard = Math.max(this.#heard, now);
+      const limit = st === REFRESHING ? MAX_ACCEPT : MAX_HANDSHAKE; // an accept, or a re-challenge
+      if (!isText && size > this.#c.maxMessageSize) this.#fail('too_large', 'application message over the limit', acts);
+      else if (!isText) acts.push({ type: 'deliver', data: /** @type {Uint8Array} */ (bytes) });
+      else if (size > limit) this.#fail('too_large', 'control message over the limit', acts);
+      else if (st === OPEN && brace) this.#fail('unexpected_message', 'accept with no response outstanding', acts);
+      else if (st === OPEN) return this.#readChallenge(now, text ?? bytes, REFRESHING, acts);
+      else if (!brace) this.#fail('unexpected_message', 'text message other than the accept', acts);
+      else this.#readAccept(now, text ?? bytes, acts);
+    }
+    return acts;
+  }
+
+  #step(name, detail) {
+    if (!this.#c.onStep) return;
+    try {
+      this.#c.onStep(name, detail);
+    } catch {
+      // a UI callback must not break the protocol
+    }
+  }
+
+  // readChallenge runs rows C8 and C19: verify, then send the response.
+  async #readChallenge(now, data, next, acts) {
+    const refresh = this.#state === OPEN;
+    const text = typeof data === 'string' ? data : decodeText(data);
+    if (text === null) {
+      this.#fail('malformed', 'text message is not UTF-8', acts);
+      return acts;
+    }
+    this.#step('challenge', { refresh, size: utf8Length(text) });
+    const c = this.#c;
+    let v;
+    try {
+      v = await checkChallenge(text, {
+        keyId: c.keyId,
+        keyPair: c.keyPair,
+        pinned: c.pinned,
+        serverIdentity: c.serverIdentity,
+        tls: c.tls,
+        allowUnbound: c.allowUnbound,
+        clockSkew: c.clockSkew,
+        exporter: c.exporter,
+        sessionSid: refresh ? /** @type {Session} */ (this.#session).socketId : null,
+        sessionExp: refresh ? this.#sessionExp : null,
+        now: Math.floor(now / 1000),
+      });
+    } catch (e) {
+      if (this.#state === CLOSED) return []; // ended meanwhile
+      this.#closeFor(e, acts);
+      return acts;
+    }
+    if (this.#state === CLOSED) return [];
+    this.#step('verified', { refresh, header: v.header, claims: v.claims });
+    this.#pending = v;
+    this.#state = next;
+    acts.push({ type: 'send', text: true, data: v.response });
+    this.#step('response', { refresh, message: v.response, channelBound: v.channelBound });
+    return acts;
+  }
+
+  // readAccept runs rows C12 and C21.
+  #readAccept(now, data, acts) {
+    const refresh = this.#state === REFRESHING;
+    const text = typeof data === 'string' ? data : decodeText(data);
+    let a;
+    try {
+      if (text === null) throw fail('malformed', 'accept is not UTF-8');
+      a = checkAccept(text, this.#c.clockSkew, Math.floor(now / 1000));
+    } catch (e) {
+      this.#closeFor(e, acts);
+      return;
+    }
+    const v = /** @type {VerifiedChallenge} */ (this.#pending);
+    this.#pending = null;
+    if (!this.#session) {
+      this.#heard = now;
+      this.#nextPing = now + this.#c.pingInterval;
+    }
+    const session = Object.freeze({
+      socketId: v.claims.sid,
+      subject: a.sub,
+      groups: Object.freeze(a.groups),
+      expiry: new Date(a.exp * 1000),
+      channelBound: v.channelBound,
+      token: a.token,
+      serverKeyId: v.serverKeyId,
+      maxSize: a.maxSize,
+    });
+    this.#session = session;
+    this.#sessionExp = a.exp;
+    this.#state = OPEN;
+    acts.push({ type: 'accepted', session, refresh });
+    this.#step('accept', { refresh, sub: a.sub, groups: a.groups.slice(), exp: new Date(a.exp * 1000) });
+    if (refresh) this.#step('refresh', session);
+    this.#arm(acts);
+  }
+
+  /**
+   * Time passed (the timer armed by a timer action fired): applies whatever
+   * is due at now (rows C4, C13, C14).
+   * @param {number} now milliseconds
+   * @returns {Action[]}
+   */
+  timer(now) {
+    const acts = [];
+    this.#timerAt = null;
+    this.#due(now, acts);
+    return acts;
+  }
+
+  // begin starts an input at now: it applies the timed rows whose time has
+  // come.
+  #begin(now, acts) {
+    if (this.#timerAt !== null && now >= this.#timerAt) {
+      this.#timerAt = null;
+      this.#due(now, acts);
+    }
+  }
+
+  // due applies, in table order, the timed rows whose time has come, then
+  // arms the timer for the next one.
+  #due(now, acts) {
+    switch (this.#state) {
+      case AWAIT_CHALLENGE:
+      case AWAIT_ACCEPT:
+        if (now >= this.#deadline) {
+          this.#fail('handshake_timeout', 'handshake deadline passed', acts);
+          return;
+        }
+        break;
+      case OPEN:
+      case REFRESHING: {
+        const p = this.#c.pingInterval;
+        if (p > 0) {
+          if (now >= this.#heard + 2 * p) {
+            this.#fail('keepalive_timeout', 'nothing received for two ping intervals', acts);
+            return;
+          }
+          if (now >= this.#nextPing) {
+            acts.push({ type: 'ping' });
+            this.#nextPing = now + p;
+          }
+        }
+        break;
+      }
+      default:
+        return;
+    }
+    this.#arm(acts);
+  }
+
+  #arm(acts) {
+    let at;
+    switch (this.#state) {
+      case AWAIT_CHALLENGE:
+      case AWAIT_ACCEPT:
+        at = this.#deadline;
+        break;
+      case OPEN:
+      case REFRESHING: {
+        const p = this.#c.pingInterval;
+        at = p > 0 ? Math.min(this.#heard + 2 * p, this.#nextPing) : null;
+        break;
+      }
+      default:
+        return;
+    }
+    if (at !== this.#timerAt) {
+      this.#timerAt = at;
+      acts.push({ type: 'timer', at });
+    }
+  }
+
+  /**
+   * A Ping or Pong frame arrived (row C22): the peer is alive.
+   * @param {number} now milliseconds
+   * @returns {Action[]}
+   */
+  pong(now) {
+    const acts = [];
+    this.#begin(now, acts);
+    if (this.#state === OPEN || this.#state === REFRESHING) this.#heard = Math.max(this.#heard, now);
+    return acts;
+  }
+
+  /**
+   * The application sends data as one application message (rows C23, C24).
+   * Throws, leaving the socket as it is, an Error when the socket is not
+   * OPEN or REFRESHING, and a RangeError when data is longer than the
+   * accept's max_size; either error's `actions` holds the actions of the
+   * timed rows the input applied, which the transport must still carry out.
+   * @param {number} now milliseconds
+   * @param {Uint8Array} data
+   * @returns {Action[]}
+   */
+  send(now, data) {
+    const acts = [];
+    this.#begin(now, acts);
+    if (this.#state !== OPEN && this.#state !== REFRESHING) throw notOpen(acts);
+    const bytes = asBytes(data);
+    if (bytes.byteLength > /** @type {Session} */ (this.#session).maxSize) {
+      throw Object.assign(new RangeError(`wsproof: message longer than the server accepts (max_size ${this.#session?.maxSize})`), { actions: acts });
+    }
+    acts.push({ type: 'send', text: false, data: bytes });
+    return acts;
+  }
+
+  /**
+   * A write did not complete within the transport's write deadline: the
+   * server is not reading (row C25, slow_reader, retryable).
+   * @param {number} now milliseconds
+   * @returns {Action[]}
+   */
+  writeTimeout(now) {
+    const acts = [];
+    this.#begin(now, acts);
+    this.#fail('slow_reader', 'write deadline passed', acts);
+    return acts;
+  }
+
+  /**
+   * The application closes the socket (row C26): close with 1000, and do not
+   * reconnect.
+   * @param {number} now milliseconds
+   * @returns {Action[]}
+   */
+  close(now) {
+    const acts = [];
+    this.#begin(now, acts);
+    this.#close({ type: 'close', code: null, closeCode: 1000, reason: '', retry: false, peerCode: null, error: null }, acts);
+    return acts;
+  }
+
+  /**
+   * The server's Close frame arrived with close code `code` (1005 for none)
+   * (row C27): the socket ends, and the action's retry follows spec section
+   * "Retry" for that code.
+   * @param {number} now milliseconds
+   * @param {number} code
+   * @returns {Action[]}
+   */
+  peerClose(now, code) {
+    const acts = [];
+    this.#begin(now, acts);
+    this.#close({
+      type: 'close', code: codeForClose(code), closeCode: null, reason: null, retry: closeRetryable(code), peerCode: code,
+      error: code === 1000 ? null : remoteClose(code),
+    }, acts);
+    return acts;
+  }
+
+  /**
+   * The connection ended without a Close frame (row C28): retryable, as
+   * 1006.
+   * @param {number} now milliseconds
+   * @returns {Action[]}
+   */
+  lost(now) {
+    const acts = [];
+    this.#begin(now, acts);
+    this.#close({ type: 'close', code: null, closeCode: null, reason: null, retry: true, peerCode: 1006, error: remoteClose(1006) }, acts);
+    return acts;
+  }
+
+  #fail(code, detail, acts) {
+    this.#closeFor(fail(code, detail), acts);
+  }
+
+  // closeFor ends the socket for a failure: a ProtocolError of a code with a
+  // close code, or else internal_error.
+  #closeFor(e, acts) {
+    let err = e;
+    if (!(e instanceof ProtocolError) || !e.code || !ERRORS[e.code]) {
+      err = new ProtocolError('internal_error', 'client failure', { cause: e });
+    }
+    const info = ERRORS[/** @type {string} */ (err.code)];
+    this.#close({ type: 'close', code: err.code, closeCode: info.close, reason: info.reason, retry: info.retryable, peerCode: null, error: err }, acts);
+  }
+
+  #close(a, acts) {
+    if (this.#state === CLOSED) return;
+    this.#state = CLOSED;
+    this.#pending = null;
+    this.#end = a;
+    acts.push(a);
+  }
+}
+
+const textDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+function decodeText(bytes) {
+  try {
+    return textDecoder.decode(bytes);
+  } catch {
+    return null;
+  }
+}
+
+function asBytes(data) {
+  if (data instanceof Uint8Array) return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  throw new TypeError('wsproof: a message is a string, a Uint8Array or an ArrayBuffer');
+}
+
+// ---------------------------------------------------------------------------
+// The transport: a WebSocket around the machine
+
+const LINGER_MS = 1000;
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Whether this module runs in Node (or a runtime that presents itself as
+ * Node): there the client reads the TLS exporter from the `ws` package's
+ * socket and a TLS connection requires channel binding. Everywhere else it
+ * runs the spec's browser profile, because a page's WebSocket exposes
+ * neither the TLS connection nor control frames. A Node process that cannot
+ * read the exporter (TLS 1.2, a WebSocket class without a socket) is still on
+ * TLS, so it refuses unbound challenges unless allowUnbound is set: it never
+ * falls back to the browser profile by itself.
+ * @returns {boolean}
+ */
+function inNode() {
+  const p = /** @type {any} */ (globalThis).process;
+  return !!(p && p.versions && typeof p.versions.node === 'string');
+}
+
+/**
  * @typedef {object} CloseInfo
- * @property {number|null} code the close code: the one the client sent when it closed, else the server's
+ * @property {number|null} code the close code: the one the client sent when it closed for a failure, else the
+ *   one the server sent (1005: none; 1006: the connection was lost)
  * @property {string} reason the reason text of that Close frame; peer input when the server closed
- * @property {boolean} retryable whether a client may reconnect (with backoff)
+ * @property {boolean} retryable whether a client may reconnect (with backoff): spec section "Retry"
  * @property {ProtocolError|null} [error] why the socket ended, null after a normal closure
  */
 
@@ -1060,12 +1863,24 @@ const LINGER_MS = 1000;
  * @property {string} keyId the client key's id in the server's registry (required)
  * @property {KeyPair} keyPair the client key (required)
  * @property {string|object} serverKeys the pinned server key set, a JWK Set as JSON text or object (required)
- * @property {string} [serverIdentity] when set, every challenge's iss must equal it
- * @property {boolean} [requireChannelBinding=false] refuse servers that do not demand tls-exporter binding
+ * @property {string} [serverIdentity] the server identity every challenge's iss must equal; default: the URL dialed,
+ *   normalized as identityFromURL says (spec section "Server identity")
+ * @property {boolean} [allowUnbound=false] Node: accept challenges without channel binding (cb "none") on a wss://
+ *   connection, for a server behind a proxy that terminates TLS, or TLS 1.2. Without it such a server is refused
+ *   with channel_binding_required: whatever terminates the client's TLS could otherwise relay the handshake and
+ *   use the session. Browsers always accept them (the browser profile)
+ * @property {boolean} [insecurePlaintext=false] allow ws:// to a host that is not loopback (testing only: the
+ *   session token and every message then cross the network in the clear)
  * @property {any} [WebSocket=globalThis.WebSocket] the WebSocket class; in Node, the `ws` package's
- * @property {(ws: any) => Promise<Uint8Array|null>} [channelBinding=nodeChannelBinding] the connection's tls-exporter value
+ * @property {(ws: any) => Promise<Uint8Array|null>} [channelBinding=nodeChannelBinding] Node: the connection's
+ *   tls-exporter value
  * @property {number} [clockSkew=60] seconds of clock disagreement allowed when judging challenges and accepts
  * @property {number} [handshakeTimeout=10000] milliseconds from the start to the accept
+ * @property {number} [pingInterval=30000] Node: milliseconds between WebSocket Pings on an authenticated socket;
+ *   nothing received for twice that closes with keepalive_timeout (retryable). 0 turns it off. Browsers cannot
+ *   send Pings or see Pongs: there the server's keepalive detects a dead client
+ * @property {number} [writeTimeout=10000] milliseconds that queued outgoing data may make no progress before the
+ *   client closes with slow_reader (retryable); 0 turns it off
  * @property {number} [maxMessageSize=65536] largest application message accepted, in octets
  * @property {string} [origin] Node only: the Origin header the `ws` package sends
  * @property {object} [wsOptions] Node only: further options for the `ws` constructor (for example ca, checkServerIdentity)
@@ -1075,6 +1890,7 @@ const LINGER_MS = 1000;
 
 function validateOptions(url, o) {
   if (!o || typeof o !== 'object') throw new TypeError('wsproof: connect needs options');
+  if ('requireChannelBinding' in o) throw new TypeError(REMOVED_CB_OPTION);
   let u;
   try {
     u = new URL(url);
@@ -1083,11 +1899,18 @@ function validateOptions(url, o) {
   }
   if (u.protocol !== 'ws:' && u.protocol !== 'wss:') throw new TypeError('wsproof: url must be ws:// or wss://');
   // Spec section "Opening handshake": credentials never travel in the URL.
-  if (u.username || u.password) throw new TypeError('wsproof: url must not carry credentials');
-  if (u.hash) throw new TypeError('wsproof: url must not have a fragment');
+  if (u.username || u.password || /^[^?#]*@/.test(url.replace(/^[a-z]+:\/\//i, '').split('/')[0])) {
+    throw new TypeError('wsproof: url must not carry credentials');
+  }
+  if (url.includes('#')) throw new TypeError('wsproof: url must not have a fragment');
+  if (!o.insecurePlaintext && !plaintextAllowed(url)) {
+    throw new TypeError('wsproof: ws:// only to a loopback host (localhost, 127.0.0.0/8, ::1); use wss://, or insecurePlaintext for tests');
+  }
   if (typeof o.keyId !== 'string' || !KID_RE.test(o.keyId)) throw new TypeError('wsproof: keyId must be 1 to 128 printable ASCII characters');
   checkKeyPair(o.keyPair);
   if (!o.serverKeys) throw new TypeError('wsproof: serverKeys (the pinned server key set) is required');
+  const serverIdentity = o.serverIdentity === undefined || o.serverIdentity === null ? identityFromURL(url) : o.serverIdentity;
+  checkIdentity(serverIdentity);
   const WS = o.WebSocket || globalThis.WebSocket;
   if (typeof WS !== 'function') throw new TypeError('wsproof: no WebSocket; pass options.WebSocket (in Node, the ws package)');
   const num = (v, d, min, max, name) => {
@@ -1101,14 +1924,17 @@ function validateOptions(url, o) {
   }
   return {
     WS,
+    tls: u.protocol === 'wss:',
     keyId: o.keyId,
     keyPair: o.keyPair,
-    serverIdentity: o.serverIdentity,
-    requireChannelBinding: !!o.requireChannelBinding,
+    serverIdentity,
+    allowUnbound: !!o.allowUnbound,
     channelBinding: o.channelBinding || nodeChannelBinding,
     clockSkew: num(o.clockSkew, 60, 0, 86400, 'clockSkew'),
     handshakeTimeout: num(o.handshakeTimeout, 10000, 1, 600000, 'handshakeTimeout'),
-    maxMessageSize: Math.floor(num(o.maxMessageSize, 65536, 1, 2 ** 30, 'maxMessageSize')),
+    pingInterval: num(o.pingInterval, 30000, 0, MAX_TIMER_MS, 'pingInterval'),
+    writeTimeout: num(o.writeTimeout, 10000, 0, MAX_TIMER_MS, 'writeTimeout'),
+    maxMessageSize: Math.floor(num(o.maxMessageSize, 65536, 1, MAX_MESSAGE_SIZE_LIMIT, 'maxMessageSize')),
     origin: o.origin,
     wsOptions: o.wsOptions,
     onStep: typeof o.onStep === 'function' ? o.onStep : null,
@@ -1126,7 +1952,10 @@ function isCertError(err) {
   return !!err && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(String(err.code || ''));
 }
 
-// The error for a socket that closed before it opened.
+// The error for a socket that closed before it opened (row C1): an upgrade
+// refused with 429 or 503 is rate_limited, 502 and 504 are retryable, every
+// other status is terminal; a connection that failed before the upgrade is
+// retryable as 1006.
 function dialError(err) {
   const status = upgradeStatus(err);
   const opts = { cause: err };
@@ -1134,7 +1963,7 @@ function dialError(err) {
     case 0:
       if (isCertError(err)) return new ProtocolError(null, 'TLS certificate verification failed', { ...opts, retryable: false });
       // The ws package checks the upgrade response's subprotocol and
-      // extensions itself (spec section "Opening handshake").
+      // extensions itself (row C2).
       if (/subprotocol/i.test(String(err && err.message))) {
         return new ProtocolError(null, 'server did not select subprotocol wsproof.v1', { ...opts, retryable: false });
       }
@@ -1204,7 +2033,10 @@ class Connection {
 
   /**
    * Sends one binary application message: a string is sent as its UTF-8
-   * octets. The data is copied. Throws when the socket is no longer open.
+   * octets. The data is copied. Throws a RangeError, leaving the socket
+   * open, when the message is longer than the server accepts (the accept's
+   * max_size, session.maxSize), and an Error when the socket is no longer
+   * open.
    * @param {string|Uint8Array|ArrayBuffer} data
    */
   send(data) {
@@ -1279,26 +2111,30 @@ function wsEvent(type, fields, detail) {
   return { type, ...fields, detail, timeStamp: Date.now() };
 }
 
-// Link drives one socket through the client state machine. Messages are
-// processed strictly in arrival order: while a challenge is verified or an
-// accept read, later messages wait in the inbox.
+// Link is the glue between one WebSocket and a ClientMachine: it reports
+// what happens on the socket to the machine, with the time, and carries out
+// the actions the machine returns. Before the upgrade (state CONNECTING, rows
+// C1 and C2) it works alone.
 class Link {
   constructor(url, cfg, pinned) {
     this.cfg = cfg;
     this.pinned = pinned;
-    this.state = CONNECTING;
-    this.inbox = [];
-    this.busy = false;
-    this.exporter = null;
-    this.ready = null; // the exporter's promise, awaited before the first message
-    this.pending = null; // the verified challenge whose accept is awaited
-    this.session = null;
+    /** @type {ClientMachine|null} */
+    this.m = null;
+    this.early = []; // messages that arrived before the machine existed, with their times
+    this.blobs = null; // the Blob being read, which later messages wait for
     this.conn = null;
-    this.localError = null; // a failure the client detected
-    this.appClosed = false;
+    this.localError = null; // a failure before the machine existed
+    this.appCloseCode = null;
     this.lastError = null; // the transport's error event, for HTTP statuses
     this.finished = false;
+    this.timer = null;
     this.lingerTimer = null;
+    this.writeWatch = null; // the write deadline's check, while messages are queued
+    this.sent = 0; // octets of messages sent
+    this.wEnd = []; // for each queued message, the octets sent up to its end ...
+    this.wAt = []; // ... and when it was sent
+    this.start = cfg.now();
     this.closed = new Promise((r) => (this.resolveClosed = r));
     this.opened = new Promise((resolve, reject) => {
       this.resolveOpened = resolve;
@@ -1316,7 +2152,30 @@ class Link {
       this.lastError = (ev && ev.error) || ev;
     });
     ws.addEventListener('close', (ev) => this.finish(ev.code, ev.reason || ''));
-    this.timer = setTimeout(() => this.onHandshakeTimeout(), cfg.handshakeTimeout);
+    // Node's ws package reports control frames as events; browsers hide them.
+    if (typeof ws.on === 'function') {
+      ws.on('pong', () => this.input((m, now) => m.pong(now)));
+      ws.on('ping', () => this.input((m, now) => m.pong(now)));
+    }
+    this.timer = setTimeout(() => this.onConnectTimeout(), cfg.handshakeTimeout);
+  }
+
+  onOpen() {
+    const ws = this.ws;
+    // Row C2: the server must select wsproof.v1 and accept no extension;
+    // otherwise fail the WebSocket connection.
+    if (ws.protocol !== SUBPROTOCOL) return this.drop(new ProtocolError(null, 'server did not select subprotocol wsproof.v1'));
+    if (typeof ws.extensions === 'string' && ws.extensions !== '') {
+      return this.drop(new ProtocolError(null, 'server accepted a WebSocket extension'));
+    }
+    this.step('open', { protocol: ws.protocol });
+    const node = inNode();
+    Promise.resolve()
+      .then(() => (node ? this.cfg.channelBinding(ws) : null))
+      .then(
+        (v) => this.startMachine(node, v == null ? null : v instanceof Uint8Array ? v : new Uint8Array(v)),
+        (e) => this.drop(new ProtocolError('internal_error', 'computing the channel binding failed', { cause: e }), true),
+      );
   }
 
   step(name, detail) {
@@ -1328,194 +2187,240 @@ class Link {
     }
   }
 
-  onOpen() {
+  // startMachine runs row C3 once the connection's exporter value is known:
+  // the machine starts in AWAIT_CHALLENGE with the handshake deadline that
+  // started with connect().
+  startMachine(node, exporter) {
+    if (this.finished || this.localError) return;
+    const cfg = this.cfg;
     const ws = this.ws;
-    // Spec section "Opening handshake": the server must select wsproof.v1
-    // and accept no extension; otherwise fail the WebSocket connection.
-    if (ws.protocol !== SUBPROTOCOL) return this.drop(new ProtocolError(null, 'server did not select subprotocol wsproof.v1'));
-    if (typeof ws.extensions === 'string' && ws.extensions !== '') {
-      return this.drop(new ProtocolError(null, 'server accepted a WebSocket extension'));
-    }
-    this.state = AWAIT_CHALLENGE;
-    this.step('open', { protocol: ws.protocol });
-    this.ready = Promise.resolve()
-      .then(() => this.cfg.channelBinding(ws))
-      .then(
-        (v) => {
-          this.exporter = v == null ? null : v instanceof Uint8Array ? v : new Uint8Array(v);
-        },
-        (e) => {
-          throw new ProtocolError('internal_error', 'computing the channel binding failed', { cause: e });
-        },
-      );
-    this.drain();
-  }
-
-  // drop fails the WebSocket connection without a wsproof close code.
-  drop(err) {
-    if (this.localError) return;
-    this.localError = err;
-    this.state = CLOSED;
-    if (typeof this.ws.terminate === 'function') this.ws.terminate();
-    else this.ws.close();
-  }
-
-  onHandshakeTimeout() {
-    if (this.state === CONNECTING) {
-      this.localError = new ProtocolError('handshake_timeout', 'no connection within the handshake timeout', { closeCode: null });
-      this.state = CLOSED;
-      this.ws.close();
+    // Rows C13 and C14 need Pings and the sight of control frames, which only
+    // the ws package gives; a browser page has neither.
+    const keepalive = node && typeof ws.ping === 'function' && typeof ws.on === 'function';
+    try {
+      this.m = new ClientMachine({
+        keyId: cfg.keyId,
+        keyPair: cfg.keyPair,
+        serverKeys: this.pinned,
+        serverIdentity: cfg.serverIdentity,
+        tls: cfg.tls,
+        exporter,
+        // The browser profile accepts unbound challenges: a page cannot read
+        // the exporter (spec section "Browser profile").
+        allowUnbound: cfg.allowUnbound || !node,
+        clockSkew: cfg.clockSkew,
+        handshakeTimeout: cfg.handshakeTimeout,
+        handshakeDeadline: this.start + cfg.handshakeTimeout,
+        pingInterval: keepalive ? cfg.pingInterval : 0,
+        maxMessageSize: cfg.maxMessageSize,
+        onStep: cfg.onStep,
+      }, cfg.now());
+    } catch (e) {
+      this.drop(new ProtocolError('internal_error', 'the client machine refused its configuration', { cause: e }), true);
       return;
     }
-    this.abort(fail('handshake_timeout', 'no accept within the handshake timeout'));
+    this.arm();
+    const early = this.early;
+    this.early = [];
+    for (const [t, data] of early) this.feed(t, data);
+  }
+
+  // drop fails the connection before the machine took over: without a
+  // wsproof close code (row C2), or with the error's when the socket is open.
+  drop(err, open = false) {
+    if (this.localError || this.finished) return;
+    this.localError = err;
+    clearTimeout(this.timer);
+    const info = open && err.code ? ERRORS[err.code] : null;
+    try {
+      if (info) this.ws.close(info.close, info.reason);
+      else if (typeof this.ws.terminate === 'function') this.ws.terminate();
+      else this.ws.close();
+    } catch {
+      // already closing
+    }
+    if (info) this.lingerTimer = setTimeout(() => this.forceEnd(), LINGER_MS);
+  }
+
+  onConnectTimeout() {
+    if (this.m) return;
+    const open = this.ws.readyState === 1;
+    this.drop(new ProtocolError('handshake_timeout', 'no connection within the handshake timeout', open ? {} : { closeCode: null }), open);
   }
 
   onMessage(data) {
-    if (this.state === CLOSED) return;
-    this.inbox.push(data);
-    if (!this.busy) this.drain();
+    const now = this.cfg.now();
+    if (!this.m) {
+      if (!this.localError) this.early.push([now, data]);
+      return;
+    }
+    this.feed(now, data);
   }
 
-  async drain() {
-    if (this.busy) return;
-    this.busy = true;
+  feed(now, data) {
+    if (this.blobs || (typeof Blob !== 'undefined' && data instanceof Blob)) {
+      // binaryType is 'arraybuffer', so a Blob comes only from platforms
+      // that ignore it; while one is read, later messages wait behind it.
+      const p = (this.blobs || Promise.resolve())
+        .then(() => (typeof Blob !== 'undefined' && data instanceof Blob ? data.arrayBuffer() : data))
+        .then((d) => {
+          if (this.blobs === p) this.blobs = null;
+          this.feedNow(now, d);
+        });
+      this.blobs = p;
+      return;
+    }
+    this.feedNow(now, data);
+  }
+
+  feedNow(now, data) {
+    if (typeof data === 'string') return this.input((m) => m.message(now, true, data));
+    const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    return this.input((m) => m.message(now, false, bytes));
+  }
+
+  // input reports something to the machine and carries out its actions, now
+  // or, for a message that needs WebCrypto, when they are known. The machine
+  // resolves its promises in input order.
+  input(fn) {
+    const m = this.m;
+    if (!m) return;
+    let r;
     try {
-      if (this.ready) {
-        await this.ready;
-        this.ready = null;
-      }
-      while (this.inbox.length && this.state !== CLOSED) {
-        const p = this.route(this.inbox.shift());
-        if (p) await p;
-      }
+      r = fn(m, this.cfg.now());
     } catch (e) {
-      this.abort(e instanceof ProtocolError ? e : new ProtocolError('internal_error', 'client failure', { cause: e }));
-    } finally {
-      this.busy = false;
+      if (e && Array.isArray(e.actions)) this.perform(e.actions);
+      throw e;
+    }
+    if (Array.isArray(r)) this.perform(r);
+    else {
+      r.then((acts) => this.perform(acts), (e) => setTimeout(() => {
+        throw e; // the machine's promises do not reject: a bug, reported like an uncaught error
+      }));
     }
   }
 
-  // route applies the size, type and first-octet columns of the client state
-  // machine, in that order (spec section "Messages and framing": the size
-  // limit comes before the message type), and returns the promise of the
-  // protocol step, if the message starts one.
-  route(data) {
-    const text = typeof data === 'string';
-    if (!text && typeof Blob !== 'undefined' && data instanceof Blob) {
-      return data.arrayBuffer().then((b) => this.route(b));
+  perform(acts) {
+    for (const a of acts) {
+      switch (a.type) {
+        case 'send':
+          try {
+            this.ws.send(a.data);
+          } catch {
+            // the socket is closing; its close event ends the machine
+          }
+          this.noteWrite(a.text ? utf8Length(a.data) : a.data.byteLength);
+          break;
+        case 'ping':
+          try {
+            this.ws.ping();
+          } catch {
+            // the socket is closing
+          }
+          break;
+        case 'deliver':
+          if (this.conn) this.conn._emit(wsEvent('message', { data: a.data }, a.data));
+          break;
+        case 'accepted':
+          if (!this.conn) {
+            this.conn = new Connection(this, a.session);
+            this.resolveOpened(this.conn);
+          } else {
+            this.conn._setSession(a.session);
+            this.conn._emit(wsEvent('refresh', { session: a.session }, a.session));
+          }
+          break;
+        case 'timer':
+          this.arm();
+          break;
+        case 'close':
+          this.onEnd(a);
+          break;
+      }
     }
-    const bytes = text ? null : data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-    const size = text ? utf8Length(data) : bytes.byteLength;
-    const brace = text && data.charCodeAt(0) === 0x7b;
-    switch (this.state) {
-      case AWAIT_CHALLENGE:
-        if (size > MAX_HANDSHAKE) throw fail('too_large', 'message too large before the challenge');
-        if (!text) throw fail('unexpected_message', 'binary message before the challenge');
-        if (brace) throw fail('unexpected_message', 'accept before the challenge');
-        return this.onChallenge(data);
-      case AWAIT_ACCEPT:
-        if (size > MAX_ACCEPT) throw fail('too_large', 'message too large before the accept');
-        if (!text) throw fail('unexpected_message', 'binary message before the accept');
-        if (!brace) throw fail('unexpected_message', 'text message other than the accept');
-        return this.onAccept(data);
-      case OPEN:
-      case REFRESHING:
-        if (!text) {
-          if (size > this.cfg.maxMessageSize) throw fail('too_large', 'application message too large');
-          this.conn._emit(wsEvent('message', { data: bytes }, bytes));
-          return null;
-        }
-        if (this.state === OPEN) {
-          if (size > MAX_HANDSHAKE) throw fail('too_large', 're-challenge too large');
-          if (brace) throw fail('unexpected_message', 'accept without an outstanding response');
-          return this.onChallenge(data);
-        }
-        if (size > MAX_ACCEPT) throw fail('too_large', 'accept too large');
-        if (!brace) throw fail('unexpected_message', 'text message other than the accept');
-        return this.onAccept(data);
-    }
-    return null;
   }
 
-  async onChallenge(C) {
-    const refresh = this.state === OPEN;
-    this.step('challenge', { refresh, size: utf8Length(C) });
-    const v = await verifyChallenge(C, {
-      keyId: this.cfg.keyId,
-      keyPair: this.cfg.keyPair,
-      serverKeys: this.pinned,
-      serverIdentity: this.cfg.serverIdentity,
-      requireChannelBinding: this.cfg.requireChannelBinding,
-      clockSkew: this.cfg.clockSkew,
-      exporter: this.exporter,
-      sessionSid: refresh ? this.session.socketId : undefined,
-      now: this.cfg.now(),
-    });
-    if (this.state === CLOSED) return;
-    this.step('verified', { refresh, header: v.header, claims: v.claims });
-    this.ws.send(v.response);
-    this.pending = v;
-    this.state = refresh ? REFRESHING : AWAIT_ACCEPT;
-    this.step('response', { refresh, message: v.response, channelBound: v.channelBound });
+  // arm keeps the one timer at the machine's timerAt.
+  arm() {
+    clearTimeout(this.timer);
+    this.timer = null;
+    const at = this.m && this.m.state !== 'CLOSED' ? this.m.timerAt : null;
+    if (at === null) return;
+    const ms = Math.min(MAX_TIMER_MS, Math.max(0, at - this.cfg.now()));
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.input((m, now) => m.timer(now));
+    }, ms);
   }
 
-  onAccept(A) {
-    const refresh = this.state === REFRESHING;
-    const a = processAccept(A, { clockSkew: this.cfg.clockSkew, now: this.cfg.now() });
-    const v = this.pending;
-    this.pending = null;
-    this.session = Object.freeze({
-      socketId: v.claims.sid,
-      subject: a.sub,
-      groups: Object.freeze(a.groups),
-      expiry: new Date(a.exp * 1000),
-      channelBound: v.channelBound,
-      token: a.token,
-      serverKeyId: v.serverKeyId,
-    });
-    this.state = OPEN;
-    this.step('accept', { refresh, sub: a.sub, groups: a.groups.slice(), exp: new Date(a.exp * 1000) });
-    if (!refresh) {
-      clearTimeout(this.timer);
-      this.conn = new Connection(this, this.session);
-      this.resolveOpened(this.conn);
-    } else {
-      this.conn._setSession(this.session);
-      this.step('refresh', this.session);
-      this.conn._emit(wsEvent('refresh', { session: this.session }, this.session));
+  // noteWrite implements the write deadline (row C25) over the WebSocket
+  // API, which reports only the octets still queued (bufferedAmount): each
+  // message that is queued rather than written at once is remembered with
+  // its time and the running total of octets sent; it is written once
+  // bufferedAmount says fewer octets are queued than were sent after it. A
+  // message still queued after writeTimeout means the server is not reading.
+  noteWrite(n) {
+    const wt = this.cfg.writeTimeout;
+    if (!wt) return;
+    this.sent += n;
+    if ((this.ws.bufferedAmount || 0) === 0) return; // written already, with all before it
+    this.wEnd.push(this.sent);
+    this.wAt.push(this.cfg.now());
+    if (this.writeWatch) return;
+    this.writeWatch = setInterval(() => this.checkWrites(), Math.max(10, Math.min(1000, Math.floor(wt / 4))));
+  }
+
+  checkWrites() {
+    const written = this.sent - (this.ws.bufferedAmount || 0);
+    let i = 0;
+    while (i < this.wEnd.length && this.wEnd[i] <= written) i++;
+    if (i > 0) {
+      this.wEnd.splice(0, i);
+      this.wAt.splice(0, i);
     }
-    return null;
+    if (this.wEnd.length === 0 || !this.m || this.m.state === 'CLOSED') {
+      this.stopWatch();
+      return;
+    }
+    if (this.cfg.now() - this.wAt[0] >= this.cfg.writeTimeout) {
+      this.stopWatch();
+      this.input((m, now) => m.writeTimeout(now));
+    }
+  }
+
+  stopWatch() {
+    clearInterval(this.writeWatch);
+    this.writeWatch = null;
+    this.wEnd = [];
+    this.wAt = [];
   }
 
   sendData(bytes) {
-    if (this.state !== OPEN && this.state !== REFRESHING) throw new Error('wsproof: the connection is not open');
-    this.ws.send(bytes);
+    if (!this.m) throw new Error('wsproof: the connection is not open');
+    this.input((m, now) => m.send(now, bytes));
   }
 
   closeByApp(code) {
-    if (this.state === CLOSED) return;
-    this.appClosed = true;
-    this.state = CLOSED;
-    this.ws.close(code);
-    this.lingerTimer = setTimeout(() => this.forceEnd(), 10000);
+    if (!this.m || this.m.state === 'CLOSED') return;
+    this.appCloseCode = code;
+    this.input((m, now) => m.close(now));
   }
 
-  // abort ends the socket for a failure the client detected: the Close frame
-  // carries the code's close code and fixed reason text (spec section
-  // "Closing"), then the client waits briefly for the server's.
-  abort(err) {
-    if (this.state === CLOSED) return;
-    this.localError = err;
-    this.state = CLOSED;
-    this.inbox = [];
+  // onEnd carries out the machine's close action: the Close frame, when the
+  // client sends one, and a bounded wait for the server's.
+  onEnd(a) {
     clearTimeout(this.timer);
-    const info = (err.code && ERRORS[err.code]) || ERRORS.internal_error;
+    this.timer = null;
+    this.stopWatch();
+    if (a.closeCode === null) return; // the peer closed, or the connection is gone
+    const app = this.appCloseCode !== null;
     try {
-      this.ws.close(info.close, info.reason);
+      if (app) this.ws.close(this.appCloseCode);
+      else this.ws.close(a.closeCode, a.reason);
     } catch {
       // the socket is already closing
     }
-    this.lingerTimer = setTimeout(() => this.forceEnd(), LINGER_MS);
+    this.lingerTimer = setTimeout(() => this.forceEnd(), app ? 10000 : LINGER_MS);
   }
 
   forceEnd() {
@@ -1526,22 +2431,29 @@ class Link {
   finish(code, reason) {
     if (this.finished) return;
     this.finished = true;
-    this.state = CLOSED;
     clearTimeout(this.timer);
     clearTimeout(this.lingerTimer);
+    this.stopWatch();
+    const m = this.m;
+    if (m && m.state !== 'CLOSED') {
+      // Rows C27 and C28: the server's Close frame, or none.
+      this.perform(code === 1006 ? m.lost(this.cfg.now()) : m.peerClose(this.cfg.now(), code));
+    }
     let info;
+    const a = m && m.end;
     if (this.localError) {
-      // Report the Close frame the client sent, if it sent one.
       const e = this.localError;
       const sent = e.closeCode != null && e.code && ERRORS[e.code];
       info = { code: sent ? e.closeCode : code, reason: sent ? ERRORS[e.code].reason : reason, retryable: e.retryable, error: e };
-    } else if (this.appClosed) {
-      info = { code, reason, retryable: false, error: null };
-    } else if (!this.conn) {
+    } else if (!a) {
       const e = code === 1006 && this.lastError ? dialError(this.lastError) : remoteClose(code);
       info = { code, reason, retryable: e.retryable, error: e };
+    } else if (this.appCloseCode !== null && a.closeCode !== null) {
+      info = { code, reason, retryable: false, error: null };
+    } else if (a.closeCode !== null) {
+      info = { code: a.closeCode, reason: a.reason, retryable: a.retry, error: a.error };
     } else {
-      info = { code, reason, retryable: closeRetryable(code), error: code === 1000 ? null : remoteClose(code) };
+      info = { code, reason, retryable: a.retry, error: a.error };
     }
     if (!this.conn) this.rejectOpened(info.error || remoteClose(code));
     else this.conn._emit(wsEvent('close', info, info));
@@ -1560,7 +2472,8 @@ class Link {
  * origin_not_allowed, subprotocol_required when the `ws` package reports the
  * HTTP status), a pinned set that does not load (bad_key), or a broken
  * connection (closeCode 1006, retryable). Invalid options reject with a
- * TypeError or RangeError.
+ * TypeError or RangeError, and so does ws:// to a host that is not loopback
+ * unless options.insecurePlaintext is set.
  * @param {string} url ws:// or wss://, without credentials
  * @param {ConnectOptions} options
  * @returns {Promise<Connection>}
@@ -1574,14 +2487,15 @@ export async function connect(url, options) {
 
 /**
  * Keeps a connection to url up: connects, hands each Connection to
- * onConnection, and when the socket ends with a retryable condition (spec
- * section "Errors": handshake_timeout, token_expired, rate_limited,
- * internal_error, 1001 going away, 1006 a broken connection, ...) waits and
- * connects again. The delay starts at initial milliseconds and doubles up to
- * max, of which the fraction jitter is random; it starts again from initial
- * after a connection that lasted a minute. keep stops on a terminal condition
- * (for example 4003 or 4011), when the application closes the Connection
- * itself, when onConnection throws, and on stop().
+ * onConnection, and when the socket ends in a way spec section "Retry" marks
+ * as retryable (handshake_timeout, keepalive_timeout, slow_reader,
+ * token_expired, rate_limited, internal_error, 1001 going away, 1006 a broken
+ * connection, 1011 to 1014, HTTP 429, 502, 503, 504) waits and connects again.
+ * The delay starts at initial milliseconds and doubles up to max, of which
+ * the fraction jitter is random; it starts again from initial after a
+ * connection that lasted a minute. keep stops on a terminal condition (for
+ * example 4003, 4011, 1000 or an unknown close code), when the application
+ * closes the Connection itself, when onConnection throws, and on stop().
  * @param {string} url
  * @param {ConnectOptions} options
  * @param {(conn: Connection) => void} onConnection
@@ -1625,6 +2539,7 @@ export function keep(url, options, onConnection, { initial = 500, max = 30000, j
         current = null;
         if (Date.now() - start >= 60000) attempt = 0;
       } catch (e) {
+        if (!(e instanceof ProtocolError)) throw e;
         outcome = { code: e.closeCode ?? null, reason: e.reason ?? '', retryable: !!e.retryable, error: e };
       }
       if (stopped) return { stopped: true };

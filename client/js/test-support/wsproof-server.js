@@ -26,7 +26,8 @@ export function tempDir() {
   return mkdtempSync(join(cacheDir, 'run-'));
 }
 
-function goCommand() {
+/** The go command: on PATH, else /usr/local/go/bin/go. */
+export function goCommand() {
   for (const dir of (process.env.PATH || '').split(':')) {
     if (dir && existsSync(join(dir, 'go'))) return join(dir, 'go');
   }

@@ -77,14 +77,21 @@ before(async () => {
   });
 });
 
+async function stopServer(child) {
+  if (child && child.exitCode === null) {
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGINT');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
+}
+
+let tlsServer;
+
 after(async () => {
   await browser?.close();
-  if (server && server.exitCode === null) {
-    const exited = new Promise((r) => server.once('exit', r));
-    server.kill('SIGINT');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-    if (server.exitCode === null) server.kill('SIGKILL');
-  }
+  await stopServer(server);
+  await stopServer(tlsServer);
   if (tmp) await rm(tmp, { recursive: true, force: true });
 });
 
@@ -202,6 +209,52 @@ test('the demo page enrolls a browser key and talks to the room', async () => {
   assert.notEqual(kid2, kid);
   assert.match(await page.locator('#enroll-cmd').textContent(), /"crv":"Ed25519".*"alg":"EdDSA"/);
 
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+// Over https:// and wss://: the connection is TLS, and the page cannot read
+// its exporter value, so the client must know it runs in a browser and apply
+// the spec's browser profile, accepting the challenges of /ws/browser, whose
+// cb is "none". A client that took the page for Node would refuse them with
+// channel_binding_required.
+test('over wss:// the page runs the browser profile', async () => {
+  const tlsState = path.join(tmp, 'tls-state');
+  const addrFile = path.join(tmp, 'tls-addr');
+  let log = '';
+  tlsServer = spawn(bin, ['serve', '--state', tlsState, '--listen', '127.0.0.1:0', '--addr-file', addrFile, '--tls-dev'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  tlsServer.stdout.on('data', (d) => { log += d; });
+  tlsServer.stderr.on('data', (d) => { log += d; });
+  const tlsAddr = await waitFor('the TLS server address', async () => (await readFile(addrFile, 'utf8')).trim());
+
+  // The development certificate is self-signed: this context trusts it.
+  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  await page.goto(`https://${tlsAddr}/`);
+  await page.waitForSelector('body[data-ready="true"]');
+  const cmd = (await page.locator('#enroll-cmd').textContent()).trim();
+  const m = cmd.match(/^wsproof keys add --jwk '(\{[^']*\})' --sub (\S+) --groups broadcast$/);
+  assert.ok(m, `unexpected enroll command: ${cmd}`);
+  await run(bin, ['keys', 'add', '--state', tlsState, '--jwk', m[1], '--sub', 'tlspage', '--groups', 'broadcast']);
+
+  // The server reloads its registry within a moment; until then it refuses
+  // the key (4003), after which the page connects.
+  await waitFor('a connection over wss://', async () => {
+    await page.click('#connect');
+    await page.waitForFunction(() => ['connected', 'failed'].includes(document.getElementById('status').dataset.state));
+    return (await page.locator('#status').getAttribute('data-state')) === 'connected';
+  });
+  assert.match(await page.locator('#s-cb').textContent(), /^off/);
+  assert.equal((await page.locator('#s-subject').textContent()).trim(), 'tlspage');
+  await page.fill('#message', 'over tls');
+  await page.press('#message', 'Enter');
+  await page.locator('#log li.echo', { hasText: 'echo: over tls' }).waitFor();
+  assert.ok(log.includes('wss://'), `the server does not serve TLS:\n${log}`);
   assert.deepEqual(problems, []);
   await context.close();
 });

@@ -8,8 +8,8 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { WebSocket, WebSocketServer } from 'ws';
 import {
-  ALGORITHMS, ERRORS, ProtocolError, SUBPROTOCOL, connect, generateKey, importKey, keep, loadServerKeys,
-  processAccept, publicJwk, thumbprint, verifyChallenge,
+  ALGORITHMS, ClientMachine, ERRORS, ProtocolError, SUBPROTOCOL, closeRetryable, codeForClose, connect, generateKey, importKey, keep,
+  loadServerKeys, processAccept, publicJwk, thumbprint, verifyChallenge,
 } from '../wsproof.js';
 
 const IDENTITY = 'wss://fake.example/ws';
@@ -67,7 +67,7 @@ class Peer {
     const r = await this.next();
     assert.equal(r.isBinary, false);
     const sid = await checkResponse(r.data, C);
-    this.ws.send(JSON.stringify({ token: 'a.b.c.d.e', sub: 'alice', groups: ['g'], exp: now() + 300, ...accept }));
+    this.ws.send(JSON.stringify({ token: 'a.b.c.d.e', sub: 'alice', groups: ['g'], exp: now() + 300, max_size: 65536, ...accept }));
     return sid;
   }
 }
@@ -158,17 +158,23 @@ describe('handshake states', () => {
     ['an accept with a case-variant member inside an unknown member', async (p) => {
       p.ws.send(await challengeText());
       await p.next();
-      p.ws.send(`{"token":"t","sub":"s","groups":[],"exp":${now() + 60},"x":[{"a":1,"A":2}]}`);
+      p.ws.send(`{"token":"t","sub":"s","groups":[],"exp":${now() + 60},"max_size":1,"x":[{"a":1,"A":2}]}`);
     }, 'malformed'],
     ['an accept with an expired exp', async (p) => {
       p.ws.send(await challengeText());
       await p.next();
-      p.ws.send(`{"token":"t","sub":"s","groups":[],"exp":${now() - 61}}`);
+      p.ws.send(`{"token":"t","sub":"s","groups":[],"exp":${now() - 61},"max_size":65536}`);
     }, 'token_expired'],
+    ['an accept without max_size', async (p) => {
+      p.ws.send(await challengeText());
+      await p.next();
+      p.ws.send(`{"token":"t","sub":"s","groups":[],"exp":${now() + 60}}`);
+    }, 'malformed'],
+    ['a challenge from another server identity', async (p) => p.ws.send(await challengeText({ claims: { iss: 'wss://other.example/ws' } })), 'audience_mismatch'],
     ['an oversized accept', async (p) => {
       p.ws.send(await challengeText());
       await p.next();
-      p.ws.send(`{"token":"t","sub":"s","groups":[],"exp":${now() + 60},"pad":"${'x'.repeat(16384)}"}`);
+      p.ws.send(`{"token":"t","sub":"s","groups":[],"exp":${now() + 60},"max_size":1,"pad":"${'x'.repeat(16384)}"}`);
     }, 'too_large'],
   ];
   for (const [name, script, code] of cases) {
@@ -276,7 +282,7 @@ describe('open and refreshing states', () => {
         got.push(m.data.toString());
       }
       p.ws.send(Buffer.from('m3'));
-      p.ws.send(JSON.stringify({ token: 'n.e.w.t.k', sub: 'alice', groups: ['h'], exp: now() + 600, extra: { ignored: true } }));
+      p.ws.send(JSON.stringify({ token: 'n.e.w.t.k', sub: 'alice', groups: ['h'], exp: now() + 600, max_size: 100, extra: { ignored: true } }));
       p.ws.send(Buffer.from('m4'));
       for (;;) {
         const m = await p.next();
@@ -303,6 +309,8 @@ describe('open and refreshing states', () => {
       assert.deepEqual(msgs, ['m1', 'm2', 'm3', 'm4']);
       assert.deepEqual(got, ['re 1', 're 2', 're 3', 're 4', 'last']);
       assert.equal(s.token, 'n.e.w.t.k');
+      assert.equal(s.maxSize, 100);
+      assert.equal(first.maxSize, 65536);
       assert.deepEqual([...s.groups], ['h']);
       assert.equal(s.socketId, first.socketId);
       assert.equal(conn.session, s);
@@ -315,7 +323,7 @@ describe('open and refreshing states', () => {
   });
 
   const openCases = [
-    ['an accept with no response outstanding', async (p) => p.ws.send(`{"token":"t","sub":"s","groups":[],"exp":${now() + 60}}`), 'unexpected_message'],
+    ['an accept with no response outstanding', async (p) => p.ws.send(`{"token":"t","sub":"s","groups":[],"exp":${now() + 60},"max_size":1}`), 'unexpected_message'],
     ['an application message over maxMessageSize', async (p) => p.ws.send(Buffer.alloc(1025)), 'too_large'],
     ['a text message over 4096 octets in OPEN', async (p) => p.ws.send('x'.repeat(4097)), 'too_large'],
     ['a re-challenge for another socket', async (p) => p.ws.send(await challengeText({ claims: { sid: enc(Buffer.alloc(16, 3)) } })), 'socket_mismatch'],
@@ -327,8 +335,17 @@ describe('open and refreshing states', () => {
     ['an expired accept while refreshing', async (p, sid) => {
       p.ws.send(await challengeText({ claims: { sid } }));
       await p.next();
-      p.ws.send(`{"token":"t","sub":"s","groups":[],"exp":${now() - 100}}`);
+      p.ws.send(`{"token":"t","sub":"s","groups":[],"exp":${now() - 100},"max_size":1}`);
     }, 'token_expired'],
+    ['a re-challenge that outlives the session token', async (p, sid) => {
+      // The session token expires at now + 300 (Peer.handshake).
+      p.ws.send(await challengeText({ claims: { sid, iat: now() + 1, exp: now() + 301 } }));
+    }, 'malformed'],
+    ['a refresh accept with max_size 0', async (p, sid) => {
+      p.ws.send(await challengeText({ claims: { sid } }));
+      await p.next();
+      p.ws.send(`{"token":"t","sub":"s","groups":[],"exp":${now() + 100},"max_size":0}`);
+    }, 'malformed'],
   ];
   for (const [name, script, code] of openCases) {
     test(name, async () => {
@@ -353,7 +370,7 @@ describe('open and refreshing states', () => {
       const sid = await p.handshake();
       p.ws.send(await challengeText({ claims: { sid } }));
       await p.next();
-      p.ws.send(`{"token":"t","sub":"s","groups":[],"exp":${now() + 60},"pad":"${'x'.repeat(8000)}"}`);
+      p.ws.send(`{"token":"t","sub":"s","groups":[],"exp":${now() + 60},"max_size":5,"pad":"${'x'.repeat(8000)}"}`);
     });
     try {
       const conn = await connect(srv.url, opts());
@@ -404,6 +421,296 @@ describe('open and refreshing states', () => {
     } finally {
       await srv.close();
     }
+  });
+});
+
+describe('server identity, plaintext and channel binding options', () => {
+  test('without serverIdentity the client expects the URL it dials', async () => {
+    const srv = await scripted(async (p) => {
+      const C = await challengeText({ claims: { iss: srv.url } });
+      await p.handshake({ challenge: C });
+    });
+    try {
+      const conn = await connect(srv.url + '?ignored=1', opts({ serverIdentity: undefined }));
+      assert.equal(conn.session.subject, 'alice');
+      conn.close();
+      await conn.closed;
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('the identity is checked even when not configured: another iss is audience_mismatch', async () => {
+    // IDENTITY, which the scripted challenges carry, is not the URL dialed.
+    const srv = await scripted(async (p) => p.ws.send(await challengeText()));
+    try {
+      const err = await failure(connect(srv.url, opts({ serverIdentity: undefined })));
+      assert.equal(err.code, 'audience_mismatch');
+      assert.equal(err.closeCode, 4003);
+      assert.deepEqual(await srv.peers[0].closed, { code: 4003, reason: 'authentication failed' });
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('ws:// only to loopback hosts unless insecurePlaintext', async () => {
+    for (const url of ['ws://example.com/ws', 'ws://10.0.0.1:7700/ws', 'ws://[::2]/ws', 'ws://localhost.example/ws']) {
+      await assert.rejects(connect(url, opts()), (e) => e instanceof TypeError && /loopback/.test(e.message), url);
+    }
+    // With insecurePlaintext the dial proceeds (and here fails as a network
+    // failure, not as a refused option).
+    const err = await failure(connect('ws://192.0.2.1:9/ws', opts({ insecurePlaintext: true, handshakeTimeout: 200 })));
+    assert.ok(err instanceof ProtocolError, String(err));
+    assert.equal(err.retryable, true);
+  });
+
+  test('requireChannelBinding was removed in favour of allowUnbound', async () => {
+    await assert.rejects(connect('ws://127.0.0.1:1/ws', opts({ requireChannelBinding: true })), /allowUnbound/);
+    await assert.rejects(verifyChallenge('a.b.c', opts({ requireChannelBinding: false })), /allowUnbound/);
+  });
+
+  test('verifyChallenge: a TLS connection requires channel binding unless allowUnbound', async () => {
+    const C = await challengeText();
+    const exporter = new Uint8Array(32).fill(5);
+    for (const [o, code] of [
+      [{ tls: true }, 'channel_binding_required'],
+      [{ exporter }, 'channel_binding_required'],
+      [{ tls: true, allowUnbound: true }, 'valid'],
+      [{ exporter, allowUnbound: true }, 'valid'],
+      [{ tls: false }, 'valid'],
+      [{}, 'valid'],
+    ]) {
+      const got = await verifyChallenge(C, opts(o)).then(() => 'valid', (e) => e.code);
+      assert.equal(got, code, JSON.stringify(Object.keys(o)));
+    }
+    await assert.rejects(verifyChallenge(C, opts({ serverIdentity: undefined })), TypeError);
+  });
+});
+
+describe('max_size, keepalive and slow readers', () => {
+  test('send refuses a message longer than the accept\'s max_size and the socket stays open', async () => {
+    const got = [];
+    const srv = await scripted(async (p) => {
+      await p.handshake({ accept: { max_size: 10 } });
+      for (let i = 0; i < 2; i++) got.push(await p.next());
+      p.ws.close(1000);
+    });
+    try {
+      const conn = await connect(srv.url, opts());
+      assert.equal(conn.session.maxSize, 10);
+      conn.send('0123456789');
+      assert.throws(() => conn.send('0123456789A'), (e) => e instanceof RangeError && /max_size/.test(e.message));
+      conn.send(new Uint8Array(3));
+      const c = await conn.closed;
+      assert.equal(c.code, 1000);
+      assert.deepEqual(got.map((m) => m.data.length), [10, 3]);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('Pings keep a socket alive while the server answers them', async () => {
+    let pings = 0;
+    const srv = await scripted(async (p) => {
+      p.ws.on('ping', () => pings++);
+      await p.handshake();
+    });
+    try {
+      const conn = await connect(srv.url, opts({ pingInterval: 50 }));
+      let closed = false;
+      conn.addEventListener('close', () => (closed = true));
+      await sleep(400);
+      assert.equal(closed, false);
+      assert.ok(pings >= 4, `only ${pings} pings`);
+      conn.close();
+      await conn.closed;
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('nothing received for two ping intervals closes with keepalive_timeout, retryable', async () => {
+    const srv = await scripted((p) => p.handshake(), { autoPong: false });
+    try {
+      const conn = await connect(srv.url, opts({ pingInterval: 100 }));
+      const t0 = Date.now();
+      const c = await conn.closed;
+      assert.ok(Date.now() - t0 >= 150, 'closed before two intervals');
+      assert.equal(c.code, 4007);
+      assert.equal(c.reason, 'keepalive timed out');
+      assert.equal(c.retryable, true);
+      assert.equal(c.error.code, 'keepalive_timeout');
+      assert.deepEqual(await srv.peers[0].closed, { code: 4007, reason: 'keepalive timed out' });
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('a server that stops reading: slow_reader, retryable', async () => {
+    const srv = await scripted(async (p) => {
+      await p.handshake();
+      p.ws._socket.pause();
+    });
+    try {
+      const conn = await connect(srv.url, opts({ writeTimeout: 300 }));
+      await sleep(50);
+      const chunk = new Uint8Array(65536);
+      for (let i = 0; i < 4000 && conn.bufferedAmount < 4 << 20; i++) conn.send(chunk);
+      assert.ok(conn.bufferedAmount > 0, 'nothing queued');
+      const c = await conn.closed;
+      assert.equal(c.code, 4009);
+      assert.equal(c.reason, 'peer too slow');
+      assert.equal(c.retryable, true);
+      assert.equal(c.error.code, 'slow_reader');
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('the handshake deadline also bounds the wait for the accept', async () => {
+    const srv = await scripted(async (p) => {
+      p.ws.send(await challengeText());
+      await p.next(); // the response; no accept follows
+    });
+    try {
+      const err = await failure(connect(srv.url, opts({ handshakeTimeout: 300 })));
+      assert.equal(err.code, 'handshake_timeout');
+      assert.equal(err.closeCode, 4008);
+      assert.deepEqual(await srv.peers[0].closed, { code: 4008, reason: 'handshake timed out' });
+    } finally {
+      await srv.close();
+    }
+  });
+});
+
+describe('retry', () => {
+  // Spec section "Retry", one row per way a server can end a socket.
+  const table = [
+    [1000, false], [1001, true], [1005, false], [1006, true], [1008, false], [1011, true], [1012, true], [1013, true],
+    [1014, true], [4000, false], [4001, false], [4002, false], [4003, false], [4004, false], [4005, false], [4006, false],
+    [4007, true], [4008, true], [4009, true], [4010, true], [4011, false], [4029, true], [4050, true], [4099, false], [4999, false],
+  ];
+
+  test('closeRetryable and codeForClose follow the Retry table', () => {
+    for (const [code, retry] of table) assert.equal(closeRetryable(code), retry, String(code));
+    assert.equal(codeForClose(4003), null);
+    assert.equal(codeForClose(4007), 'keepalive_timeout');
+    assert.equal(codeForClose(4009), 'slow_reader');
+    assert.equal(codeForClose(4011), 'session_revoked');
+    assert.equal(codeForClose(4099), null);
+    assert.equal(codeForClose(1001), null);
+  });
+
+  test('a live socket the server closes reports the Retry table\'s answer', async () => {
+    for (const [code, retry] of table.filter(([c]) => c !== 1006)) {
+      const srv = await scripted(async (p) => {
+        await p.handshake();
+        if (code === 1005) p.ws.close();
+        else p.ws.close(code);
+      });
+      try {
+        const conn = await connect(srv.url, opts());
+        const c = await conn.closed;
+        assert.equal(c.code, code);
+        assert.equal(c.retryable, retry, String(code));
+        assert.equal(c.error === null, code === 1000, String(code));
+        if (c.error) assert.equal(c.error.remote, true);
+      } finally {
+        await srv.close();
+      }
+    }
+  });
+
+  test('a connection lost without a Close frame is retryable', async () => {
+    const srv = await scripted(async (p) => {
+      await p.handshake();
+      p.ws.terminate();
+    });
+    try {
+      const conn = await connect(srv.url, opts());
+      const c = await conn.closed;
+      assert.equal(c.code, 1006);
+      assert.equal(c.retryable, true);
+    } finally {
+      await srv.close();
+    }
+  });
+});
+
+describe('ClientMachine', () => {
+  const machine = async (extra = {}, t = Date.now()) => new ClientMachine({
+    keyId: clientJwk.kid, keyPair: client, serverKeys: await loadServerKeys(pinned), serverIdentity: IDENTITY, ...extra,
+  }, t);
+  const acceptText = () => JSON.stringify({ token: 't', sub: 's', groups: [], exp: now() + 300, max_size: 100 });
+  const types = (acts) => acts.filter((a) => a.type !== 'timer').map((a) => (a.type === 'close' ? `close ${a.code ?? a.closeCode}` : a.type));
+
+  test('needs a loaded pinned set and an identity', async () => {
+    assert.throws(() => new ClientMachine({ keyId: clientJwk.kid, keyPair: client, serverKeys: pinned, serverIdentity: IDENTITY }, 0), TypeError);
+    await assert.rejects(machine({ serverIdentity: '' }), TypeError);
+    assert.equal((await machine()).state, 'AWAIT_CHALLENGE');
+    assert.equal((await machine({ handshakeTimeout: 500 }, 1000)).timerAt, 1500);
+  });
+
+  test('messages wait for a challenge being verified; other inputs do not', async () => {
+    const m = await machine();
+    const t = Date.now();
+    const p1 = m.message(t, true, await challengeText());
+    assert.ok(p1 instanceof Promise);
+    assert.equal(m.busy, true);
+    const p2 = m.message(t, true, acceptText());
+    assert.ok(p2 instanceof Promise, 'a message behind a pending one waits');
+    assert.deepEqual(types(await p1), ['send']);
+    assert.deepEqual(types(await p2), ['accepted']);
+    assert.equal(m.state, 'OPEN');
+    assert.equal(m.busy, false);
+    // In OPEN a binary message is processed at once.
+    const d = m.message(t, false, new Uint8Array([1]));
+    assert.ok(Array.isArray(d));
+    assert.deepEqual(types(d), ['deliver']);
+    // A re-challenge, then a binary message: delivered after the response.
+    const order = [];
+    const r1 = m.message(t, true, await challengeText({ claims: { sid: m.session.socketId } }));
+    const r2 = m.message(t, false, new Uint8Array([2]));
+    r1.then((a) => order.push(...types(a)));
+    r2.then((a) => order.push(...types(a)));
+    // The application's send is not held behind the verification.
+    assert.deepEqual(types(m.send(t, new Uint8Array(100))), ['send']);
+    assert.throws(() => m.send(t, new Uint8Array(101)), (e) => e instanceof RangeError && Array.isArray(e.actions));
+    await r2;
+    assert.deepEqual(order, ['send', 'deliver']);
+    assert.equal(m.state, 'REFRESHING');
+  });
+
+  test('a close while a challenge is verified ends the socket at once', async () => {
+    const m = await machine();
+    const t = Date.now();
+    const p = m.message(t, true, await challengeText());
+    const q = m.message(t, false, new Uint8Array(1));
+    assert.deepEqual(types(m.close(t)), ['close 1000']);
+    assert.equal(m.state, 'CLOSED');
+    assert.deepEqual(await p, []);
+    assert.deepEqual(await q, []);
+    assert.deepEqual(m.message(t, true, 'x'), []);
+    assert.throws(() => m.send(t, new Uint8Array(1)), /not open/);
+  });
+
+  test('Time rule: an input after a deadline is refused by the deadline', async () => {
+    const t = Date.now();
+    const m = await machine({ handshakeTimeout: 1000 }, t);
+    const acts = await m.message(t + 1000, true, await challengeText());
+    assert.deepEqual(types(acts), ['close handshake_timeout']);
+    assert.equal(acts.find((a) => a.type === 'close').retry, true);
+  });
+
+  test('keepalive off (pingInterval 0): no timer in OPEN', async () => {
+    const t = Date.now();
+    const m = await machine({ pingInterval: 0 }, t);
+    await m.message(t, true, await challengeText());
+    const acts = m.message(t, true, acceptText());
+    assert.deepEqual(types(acts), ['accepted']);
+    assert.equal(m.timerAt, null);
+    assert.deepEqual(m.timer(t + 3600e3), []);
+    assert.equal(m.state, 'OPEN');
   });
 });
 
@@ -535,11 +842,14 @@ describe('keys', () => {
 
 describe('strict JSON and NumericDate (through processAccept)', () => {
   const t = now() + 100;
-  const base = (extra = '') => `{"token":"t","sub":"s","groups":["g"],"exp":${t}${extra}}`;
+  const base = (extra = '') => `{"token":"t","sub":"s","groups":["g"],"exp":${t},"max_size":65536${extra}}`;
   test('accepted', () => {
-    for (const a of [base(), base(',"x":{"a":[1,2.5,-3e2,true,null,"\\u00e9\\ud83d\\ude00"]}'), base(',"Exp2":1'), `{"token":"t","sub":"s","groups":[],"exp":${t}}  `]) {
+    for (const a of [base(), base(',"x":{"a":[1,2.5,-3e2,true,null,"\\u00e9\\ud83d\\ude00"]}'), base(',"Exp2":1'), `{"token":"t","sub":"s","groups":[],"exp":${t},"max_size":1}  `]) {
       assert.equal(processAccept(a).exp, t, a);
     }
+    assert.equal(processAccept(base()).maxSize, 65536);
+    assert.equal(processAccept(`{"max_size":1073741824,"token":"t","sub":"s","groups":[],"exp":${t}}`).maxSize, 2 ** 30);
+    assert.equal(processAccept(`{"token":"t","sub":"s","groups":[],"exp":${t},"max_size":1}`).maxSize, 1);
   });
   test('refused as malformed', () => {
     const cases = [
@@ -553,7 +863,11 @@ describe('strict JSON and NumericDate (through processAccept)', () => {
       `{"token":"t","sub":"s","groups":"g","exp":${t}}`, `{"token":"t","sub":"s","exp":${t}}`, `["token"]`,
       `{"token":"${'t'.repeat(8193)}","sub":"s","groups":[],"exp":${t}}`,
       `{"token":"t","sub":"s","groups":${JSON.stringify(Array(65).fill('g'))},"exp":${t}}`,
-      `{"token":"t","sub":"s","groups":[],"exp":${t},"deep":${'['.repeat(40)}${']'.repeat(40)}}`,
+      `{"token":"t","sub":"s","groups":[],"exp":${t},"max_size":1,"deep":${'['.repeat(40)}${']'.repeat(40)}}`,
+      // max_size: REQUIRED, 1 to 2^30, written as a NumericDate.
+      `{"token":"t","sub":"s","groups":[],"exp":${t}}`, base().replace('65536', '0'), base().replace('65536', '1073741825'),
+      base().replace('65536', '1.0'), base().replace('65536', '1e3'), base().replace('65536', '"65536"'),
+      base().replace('65536', '-1'), base().replace('65536', '065536'), base(',"MAX_SIZE":1'),
     ];
     for (const a of cases) {
       const err = (() => {
@@ -567,15 +881,15 @@ describe('strict JSON and NumericDate (through processAccept)', () => {
     }
   });
   test('exp plus the skew at or before now is token_expired', () => {
-    assert.throws(() => processAccept(`{"token":"t","sub":"s","groups":[],"exp":1000}`, { now: 1060 * 1000 }), { code: 'token_expired' });
-    assert.equal(processAccept(`{"token":"t","sub":"s","groups":[],"exp":1000}`, { now: 1059 * 1000 }).exp, 1000);
+    assert.throws(() => processAccept(`{"token":"t","sub":"s","groups":[],"exp":1000,"max_size":9}`, { now: 1060 * 1000 }), { code: 'token_expired' });
+    assert.equal(processAccept(`{"token":"t","sub":"s","groups":[],"exp":1000,"max_size":9}`, { now: 1059 * 1000 }).exp, 1000);
     // now is the clock's whole seconds rounded down (spec section "Notation"):
     // 1059.999 s is second 1059, still before exp plus the skew.
-    assert.equal(processAccept(`{"token":"t","sub":"s","groups":[],"exp":1000}`, { now: 1059999 }).exp, 1000);
+    assert.equal(processAccept(`{"token":"t","sub":"s","groups":[],"exp":1000,"max_size":9}`, { now: 1059999 }).exp, 1000);
     // The client checks only that token is a string of 1 to 8192 octets.
-    assert.equal(processAccept(`{"token":"${'x'.repeat(8192)}","sub":"s","groups":[],"exp":1000}`, { now: 0 }).token.length, 8192);
-    assert.throws(() => processAccept(`{"token":"${'x'.repeat(8193)}","sub":"s","groups":[],"exp":1000}`, { now: 0 }), { code: 'malformed' });
-    assert.throws(() => processAccept(`{"token":"t","sub":"s","groups":[],"exp":1000}`, { now: 1000 * 1000, clockSkew: 0 }), { code: 'token_expired' });
+    assert.equal(processAccept(`{"token":"${'x'.repeat(8192)}","sub":"s","groups":[],"exp":1000,"max_size":9}`, { now: 0 }).token.length, 8192);
+    assert.throws(() => processAccept(`{"token":"${'x'.repeat(8193)}","sub":"s","groups":[],"exp":1000,"max_size":9}`, { now: 0 }), { code: 'malformed' });
+    assert.throws(() => processAccept(`{"token":"t","sub":"s","groups":[],"exp":1000,"max_size":9}`, { now: 1000 * 1000, clockSkew: 0 }), { code: 'token_expired' });
   });
 });
 

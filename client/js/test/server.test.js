@@ -1,10 +1,16 @@
 // wsproof.js against the real Go server (`wsproof serve`): every algorithm
 // this platform's WebCrypto supports over ws:// and wss:// (with TLS channel
-// binding), refresh under continuous traffic, revocation, impostor pinned
-// sets, an unenrolled key and reconnection with keep().
+// binding), the server identity taken from the URL dialed, refresh under
+// continuous traffic, the accept's max_size, Pings, revocation, impostor
+// pinned sets, an unenrolled key, servers that do not bind to the TLS
+// channel (behind a TLS-terminating proxy, or on TLS 1.2) and reconnection
+// with keep().
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { WebSocket } from 'ws';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:https';
+import { WebSocket, WebSocketServer } from 'ws';
 import { ProtocolError, connect, generateKey, keep, publicJwk, supportedAlgorithms } from '../wsproof.js';
 import {
   buildWsproof, cleanup, enroll, newRegistry, pinnedTLS, revoke, startServer, stopAll, tempDir, waitForKeys,
@@ -31,7 +37,7 @@ function nextMessage(conn, ms = 5000) {
   }), ms, 'message');
 }
 
-let dir, bin, registry, plain, fast, secure;
+let dir, bin, registry, plain, fast, secure, unbound;
 let algs;
 const enrolled = []; // {alg, keyPair, kid}
 let nKeys = 0;
@@ -65,10 +71,13 @@ before(async () => {
     return d;
   };
   const short = ['--token-lifetime', '3s', '--refresh-before', '2s'];
-  [plain, fast, secure] = await Promise.all([
+  [plain, fast, secure, unbound] = await Promise.all([
     startServer(bin, { state: st('plain'), registry }),
     startServer(bin, { state: st('fast'), registry, args: short }),
     startServer(bin, { state: st('secure'), registry, tls: true, args: short }),
+    // TLS without channel binding: what a client sees of a server behind a
+    // proxy that terminates TLS.
+    startServer(bin, { state: st('unbound'), registry, tls: true, args: ['--no-channel-binding'] }),
   ]);
   algs = await supportedAlgorithms();
   for (const alg of algs) enrolled.push(await newKey(alg, `device:${alg}`, ['devices', 'broadcast']));
@@ -84,7 +93,7 @@ test('Node WebCrypto supports the algorithms', () => {
 });
 
 describe('every algorithm', () => {
-  before(() => waitForKeys([plain, fast, secure], nKeys));
+  before(() => waitForKeys([plain, fast, secure, unbound], nKeys));
 
   for (const transport of ['ws', 'wss']) {
     test(`over ${transport}`, async (t) => {
@@ -92,8 +101,11 @@ describe('every algorithm', () => {
       for (const k of enrolled) {
         await t.test(k.alg, async () => {
           const steps = [];
+          // No serverIdentity: the client expects the URL it dials, which is
+          // the server's default identity. Over wss:// it requires channel
+          // binding, which the server gives (TLS 1.3 ends at it).
           const conn = await connect(srv.url, options(srv, k, {
-            requireChannelBinding: transport === 'wss',
+            serverIdentity: undefined,
             onStep: (s) => steps.push(s),
           }));
           try {
@@ -105,6 +117,7 @@ describe('every algorithm', () => {
             assert.match(s.socketId, /^[A-Za-z0-9_-]{22,43}$/);
             assert.ok(s.token.split('.').length === 5, 'the token is a compact JWE');
             assert.equal(s.serverKeyId, JSON.parse(srv.pinned).keys[0].kid);
+            assert.equal(s.maxSize, 65536, 'the accept\'s max_size');
             assert.deepEqual(steps, ['open', 'challenge', 'verified', 'response', 'accept']);
             const got = nextMessage(conn);
             conn.send(`hello ${k.alg}`);
@@ -125,7 +138,7 @@ describe('refresh under continuous traffic', () => {
   let k;
   before(async () => {
     k = await newKey('ES256', 'device:refresh');
-    await waitForKeys([plain, fast, secure], nKeys);
+    await waitForKeys([plain, fast, secure, unbound], nKeys);
   });
 
   for (const transport of ['ws', 'wss']) {
@@ -173,7 +186,7 @@ describe('failures', () => {
     good = await newKey('ES256', 'device:good');
     stranger = { alg: 'ES256', keyPair: await generateKey('ES256'), sub: 'nobody' };
     stranger.kid = (await publicJwk(stranger.keyPair)).kid; // never enrolled
-    await waitForKeys([plain, fast, secure], nKeys);
+    await waitForKeys([plain, fast, secure, unbound], nKeys);
   });
 
   test('revocation closes the socket with 4011 and keep() stops', async () => {
@@ -227,10 +240,87 @@ describe('failures', () => {
     assert.equal(err.closeCode, 4003);
   });
 
-  test('channel binding required over ws://: the client closes with 4003', async () => {
-    const err = await connect(plain.url, options(plain, good, { requireChannelBinding: true })).then(() => null, (e) => e);
+  test('a wss:// server that does not bind to the TLS channel: channel_binding_required unless allowUnbound', async () => {
+    const err = await connect(unbound.url, options(unbound, good)).then(() => null, (e) => e);
+    assert.ok(err instanceof ProtocolError, String(err));
     assert.equal(err.code, 'channel_binding_required');
     assert.equal(err.closeCode, 4003);
+    assert.equal(err.remote, false);
+    assert.equal(err.retryable, false);
+
+    const conn = await connect(unbound.url, options(unbound, good, { allowUnbound: true }));
+    assert.equal(conn.session.channelBound, false);
+    const got = nextMessage(conn);
+    conn.send('unbound');
+    assert.equal(await got, 'echo: unbound');
+    conn.close();
+    await conn.closed;
+  });
+
+  test('TLS 1.2 has no exporter value: channel_binding_required unless allowUnbound', async () => {
+    // wsproof serve speaks TLS 1.3 only, so this is a scripted TLS 1.2
+    // server with the development certificate of the secure server, whose
+    // challenges say cb "none", as a conforming server's must over TLS 1.2.
+    const https = createServer({
+      cert: readFileSync(`${dir}/secure/tls-dev.crt`), key: readFileSync(`${dir}/secure/tls-dev.key`), maxVersion: 'TLSv1.2',
+    });
+    const wss = new WebSocketServer({ server: https, perMessageDeflate: false, handleProtocols: () => 'wsproof.v1' });
+    https.listen(0, '127.0.0.1');
+    await once(https, 'listening');
+    const url = `wss://127.0.0.1:${https.address().port}/ws`;
+    const signer = await generateKey('ES256');
+    const serverKeys = { keys: [{ ...(await publicJwk(signer)), kid: 'tls12' }] };
+    const protocols = [];
+    wss.on('connection', async (ws) => {
+      protocols.push(ws._socket.getProtocol());
+      const t = Math.floor(Date.now() / 1000);
+      const b = (x) => Buffer.from(x).toString('base64url');
+      const input = `${b(JSON.stringify({ alg: 'ES256', kid: 'tls12', typ: 'wsproof-challenge+jwt' }))}.${b(JSON.stringify({
+        iss: url, sid: b(Buffer.alloc(16, 1)), nonce: b(Buffer.alloc(32, 2)), iat: t, exp: t + 30, algs: ['ES256'], cb: 'none',
+      }))}`;
+      const sig = await crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, signer.privateKey, Buffer.from(input));
+      ws.send(`${input}.${b(new Uint8Array(sig))}`);
+      ws.once('message', () => ws.send(JSON.stringify({ token: 't', sub: 's', groups: [], exp: t + 300, max_size: 16 })));
+    });
+    try {
+      const o = { keyId: good.kid, keyPair: good.keyPair, serverKeys, WebSocket, wsOptions: pinnedTLS(secure) };
+      const err = await connect(url, o).then(() => null, (e) => e);
+      assert.ok(err instanceof ProtocolError, String(err));
+      assert.equal(err.code, 'channel_binding_required');
+      const conn = await connect(url, { ...o, allowUnbound: true });
+      assert.equal(conn.session.channelBound, false);
+      assert.equal(conn.session.maxSize, 16);
+      conn.close();
+      await conn.closed;
+      assert.deepEqual(protocols, ['TLSv1.2', 'TLSv1.2']);
+    } finally {
+      for (const c of wss.clients) c.terminate();
+      wss.close();
+      https.close();
+    }
+  });
+
+  test('send refuses a message over the accept\'s max_size; the socket stays open', async () => {
+    const conn = await connect(plain.url, options(plain, good));
+    try {
+      assert.throws(() => conn.send(new Uint8Array(65537)), RangeError);
+      const got = nextMessage(conn);
+      conn.send('still open');
+      assert.equal(await got, 'echo: still open');
+    } finally {
+      conn.close();
+      await conn.closed;
+    }
+  });
+
+  test('the server answers the client\'s Pings', async () => {
+    const conn = await connect(plain.url, options(plain, good, { pingInterval: 100 }));
+    let closed = null;
+    conn.addEventListener('close', (ev) => (closed = ev));
+    await sleep(600);
+    assert.equal(closed, null, 'the socket closed: no Pong');
+    conn.close();
+    assert.equal((await conn.closed).code, 1000);
   });
 
   test('an untrusted TLS certificate is terminal', async () => {

@@ -169,7 +169,10 @@ func (env *vectorEnv) run(v vectorfile.Vector) string {
 		}
 		h := c.Handshake()
 		if v.Session != nil {
-			h = c.Refresh(&ClientSession{SocketID: v.Session.SID})
+			if v.Session.Exp == 0 {
+				return "a client re-challenge vector needs session.exp"
+			}
+			h = c.Refresh(&ClientSession{SocketID: v.Session.SID, Expiry: time.Unix(v.Session.Exp, 0)})
 		}
 		_, err = h.ReadChallenge([]byte(v.Challenge), vectorRand(), now, cb)
 		return outcome(err)

@@ -105,10 +105,12 @@ type Vector struct {
 	Expected *Expected `json:"expected,omitempty"`
 }
 
-// Session identifies the live session of a refresh.
+// Session identifies the live session of a refresh: its socketID, its
+// client key id and, for a client's re-challenge, its token's exp.
 type Session struct {
 	SID string `json:"sid"`
 	KID string `json:"kid"`
+	Exp int64  `json:"exp,omitempty"`
 }
 
 // Expected is the verified session of a valid vector.

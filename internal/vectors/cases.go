@@ -403,6 +403,8 @@ func (g *gen) serverChallenge(edit func(*challengeClaims)) string {
 
 func (g *gen) clientVectors() error {
 	base := func() string { return g.serverChallenge(nil) }
+	liveChallenge := base()
+	live := claimsOf(liveChallenge)
 	list := []chal{
 		{id: "challenge-valid", rule: secChallenge, comment: "A valid challenge from the current server key.", build: base},
 		{id: "challenge-valid-previous-server-key", rule: step(secChallenge, 6),
@@ -488,8 +490,13 @@ func (g *gen) clientVectors() error {
 		{id: "challenge-binding-required-by-client", code: "channel_binding_required", cb: exporter, requireCB: true,
 			rule: step(secChallenge, 12), comment: "The client demands channel binding; the challenge says none.", build: base},
 		{id: "rechallenge-other-socket", code: "socket_mismatch", rule: step(secChallenge, 14),
-			session: &vectorfile.Session{SID: b64u.Encode(derive("live socket", 16)), KID: "client-es256"},
+			session: &vectorfile.Session{SID: b64u.Encode(derive("live socket", 16)), KID: "client-es256", Exp: Now + 300},
 			comment: "A re-challenge on a live session whose sid is not the session's.", build: base},
+		{id: "rechallenge-valid", rule: step(secChallenge, 15), session: &vectorfile.Session{SID: live.Sid, KID: "client-es256", Exp: live.Exp},
+			comment: "A re-challenge on the live session, expiring with the session's token.", build: func() string { return liveChallenge }},
+		{id: "rechallenge-outlives-token", code: "malformed", rule: step(secChallenge, 15),
+			session: &vectorfile.Session{SID: live.Sid, KID: "client-es256", Exp: live.Exp - 1},
+			comment: "A re-challenge that expires one second after the session's token.", build: func() string { return liveChallenge }},
 		{id: "challenge-oversized", code: "too_large", rule: step(secChallenge, 1),
 			comment: "A correctly signed challenge of more than 4096 bytes.",
 			build: func() string {

@@ -81,6 +81,7 @@ test('client role and exchange vectors through wsproof.js', async (t) => {
           clockSkew: server.clock_skew,
           exporter: v.channel_binding ? b64(v.channel_binding) : null,
           sessionSid: v.session ? v.session.sid : undefined,
+          sessionExp: v.session ? v.session.exp : undefined,
           now: v.now * 1000,
         });
       });

@@ -39,12 +39,13 @@ func RunSessionVectors(data []byte) ([]VectorResult, error) {
 			return nil, fmt.Errorf("protocol: duplicate session vector id %q", v.ID)
 		}
 		seen[v.ID] = true
+		const want = "the script's actions"
 		err := env.run(&v)
-		got := "as expected"
+		got := want
 		if err != nil {
 			got = err.Error()
 		}
-		out = append(out, VectorResult{ID: v.ID, Role: v.Role, Want: "as expected", Got: got, OK: err == nil})
+		out = append(out, VectorResult{ID: v.ID, Role: v.Role, Want: want, Got: got, OK: err == nil})
 	}
 	return out, nil
 }

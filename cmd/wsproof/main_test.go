@@ -33,6 +33,10 @@ func TestScripts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sessionVectors, err := os.ReadFile(filepath.Join("..", "..", "testdata", "session-vectors.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata",
 		RequireExplicitExec: true,
@@ -42,9 +46,12 @@ func TestScripts(t *testing.T) {
 			// Under -race each process would otherwise sleep a second at
 			// exit, and the scripts start a hundred of them.
 			env.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-			// The repository's vector file, where "wsproof vectors check"
+			// The repository's vector files, where "wsproof vectors check"
 			// looks by default.
 			if err := os.MkdirAll(filepath.Join(env.WorkDir, "testdata"), 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(env.WorkDir, "testdata", "session-vectors.json"), sessionVectors, 0o644); err != nil {
 				return err
 			}
 			return os.WriteFile(filepath.Join(env.WorkDir, "testdata", "vectors.json"), vectors, 0o644)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,14 +18,18 @@ const vectorsUsage = `Usage:
     wsproof vectors check [FILE]
     wsproof vectors generate DIR
 
-check runs every vector of FILE (default testdata/vectors.json) through this
-implementation, prints each failure and a summary line "N passed, M failed",
-and exits 1 if any vector failed.
+check runs every vector of FILE through this implementation, prints each
+failure and a summary line "N passed, M failed", and exits 1 if any vector
+failed. FILE is a vector file (vectors.json) or a session vector file
+(session-vectors.json, scripts through the state machines); without FILE,
+check runs both of the repository's, testdata/vectors.json and
+testdata/session-vectors.json.
 
-generate writes a freshly generated vector file to DIR/vectors.json; it never
-overwrites one. The exchanges are the same as the repository's, but AES-GCM IVs
-come from crypto/rand, so the session tokens differ: the byte-identical file is
-reproduced with "go test ./internal/vectors -update".
+generate writes freshly generated vector files to DIR/vectors.json and
+DIR/session-vectors.json; it never overwrites one. The exchanges are the same
+as the repository's, but AES-GCM IVs come from crypto/rand, so the session
+tokens differ: the byte-identical files are reproduced with
+"go test ./internal/vectors -update".
 `
 
 func (c *cli) vectors(ctx context.Context, args []string) error {
@@ -41,11 +46,13 @@ func (c *cli) vectors(ctx context.Context, args []string) error {
 		if len(pos) > 2 {
 			return c.usageErr(fs, "vectors check takes at most one file")
 		}
-		path := vectorfile.Path
 		if len(pos) == 2 {
-			path = pos[1]
+			return c.vectorsCheck(pos[1])
 		}
-		return c.vectorsCheck(path)
+		if err := c.vectorsCheck(vectorfile.Path); err != nil {
+			return err
+		}
+		return c.vectorsCheck(vectorfile.SessionPath)
 	case "generate":
 		if len(pos) != 2 {
 			return c.usageErr(fs, "vectors generate takes one folder")
@@ -60,7 +67,14 @@ func (c *cli) vectorsCheck(path string) error {
 	if err != nil {
 		return &userError{fmt.Sprintf("cannot read the vector file %s", path), "give the path of a vectors.json, such as the repository's testdata/vectors.json", err}
 	}
-	results, err := protocol.RunVectors(data)
+	// A session vector file is told apart by its "client" section; each
+	// runner refuses the other kind's unknown members.
+	var top map[string]json.RawMessage
+	run := protocol.RunVectors
+	if json.Unmarshal(data, &top) == nil && top["client"] != nil {
+		run = protocol.RunSessionVectors
+	}
+	results, err := run(data)
 	if err != nil {
 		return &userError{fmt.Sprintf("cannot run the vectors of %s", path), "the file is not a wsproof v1 vector file this version understands", err}
 	}
@@ -90,15 +104,29 @@ func (c *cli) vectorsGenerate(dir string) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(dir, "vectors.json")
-	created, err := writeNew(path, data, 0o644)
+	sf, err := vectors.GenerateSession()
 	if err != nil {
-		return &userError{fmt.Sprintf("cannot write %s", path), "check the folder is writable", err}
+		return err
 	}
-	if !created {
-		return &userError{fmt.Sprintf("%s already exists", path), "choose another folder; the repository's file is regenerated with \"go test ./internal/vectors -update\"", nil}
+	sdata, err := vectorfile.MarshalSession(sf)
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(c.stdout, "wrote %d vectors to %s\n", len(f.Vectors), path)
+	for _, out := range []struct {
+		name string
+		data []byte
+		n    int
+	}{{"vectors.json", data, len(f.Vectors)}, {"session-vectors.json", sdata, len(sf.Vectors)}} {
+		path := filepath.Join(dir, out.name)
+		created, err := writeNew(path, out.data, 0o644)
+		if err != nil {
+			return &userError{fmt.Sprintf("cannot write %s", path), "check the folder is writable", err}
+		}
+		if !created {
+			return &userError{fmt.Sprintf("%s already exists", path), "choose another folder; the repository's file is regenerated with \"go test ./internal/vectors -update\"", nil}
+		}
+		fmt.Fprintf(c.stdout, "wrote %d vectors to %s\n", out.n, path)
+	}
 	return nil
 }
 

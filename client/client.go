@@ -170,7 +170,7 @@ var (
 // ErrPlaintext is wrapped by the error of a Dial that refuses a ws:// URL to
 // a host that is not a loopback address, because Config.InsecurePlaintext is
 // not set.
-var ErrPlaintext = errors.New("plaintext ws:// to a host that is not loopback")
+var ErrPlaintext = errors.New("client: plaintext ws:// to a host that is not loopback")
 
 var (
 	errNoSubprotocol = errors.New("client: server did not select subprotocol " + protocol.Subprotocol)

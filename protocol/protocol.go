@@ -1,17 +1,26 @@
-// Package protocol implements the messages and handshake of wsproof v1, as
-// specified in spec/wsproof-v1.md.
+// Package protocol implements wsproof v1, as specified in spec/wsproof-v1.md:
+// its messages, its verification procedures, and the state machines of both
+// roles from the upgrade to the close.
 //
 // The package is pure: it performs no I/O, starts no goroutines, and reads
 // neither the clock nor a global random source. Every operation that needs
 // the time or randomness takes them as arguments, which is what makes the
-// test vectors in testdata/ reproducible. Transport (WebSocket, TLS, deadlines)
-// belongs to the server and client packages.
+// test vectors in testdata/ reproducible. Transports (WebSocket, TLS,
+// timers, queues) belong to the server and client packages, or to any other
+// implementation that drives these machines.
 //
-// A server builds one [Server] from a [ServerConfig] and calls [Server.Start]
-// for each new socket, then [ServerHandshake.ReadResponse] with the client's
-// answer. A client builds one [Client] and calls [Client.Handshake], then
-// [ClientHandshake.ReadChallenge] and [ClientHandshake.ReadAccept]. A refresh
-// is the same exchange on a live socket ([Server.Refresh], [Client.Refresh]).
+// The session state machines of spec section "State machines" are
+// [ServerConn] (from [Server.NewConn]) and [ClientConn] (from
+// [Client.NewConn]): a transport reports what happens on a socket, with the
+// time, and carries out the [Action]s they return: send these bytes, deliver
+// this message, arm this timer, close with this code. Every protocol decision,
+// the refresh schedule, expiry, revocation, keepalive, slow peers and the
+// retry rules, is theirs; testdata/session-vectors.json drives both through
+// every row of the spec's tables ([RunSessionVectors]).
+//
+// Underneath, the handshake steps are available on their own: [Server.Start]
+// and [ServerHandshake.ReadResponse]; [Client.Handshake],
+// [ClientHandshake.ReadChallenge] and [ClientHandshake.ReadAccept].
 // Handshake values are single-use: each step runs at most once.
 //
 // Every failure is a *[ProtocolError] whose Code is a row of the spec's error

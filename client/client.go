@@ -266,7 +266,7 @@ func (s *setup) clientFor(url string) (*protocol.Client, error) {
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	if !s.plaintext && !protocol.PlaintextAllowed(url) {
-		return nil, fmt.Errorf("client: refusing %s: %w; use wss://, or set InsecurePlaintext for testing", id, ErrPlaintext)
+		return nil, fmt.Errorf("%w (%s): use wss://, or set InsecurePlaintext for testing", ErrPlaintext, id)
 	}
 	if s.fixed != nil {
 		return s.fixed, nil

@@ -36,6 +36,12 @@ spec (or abuses the transport), and checks that the server refuses it with the
 close code and fixed reason of the spec's Errors table, or the HTTP status, that
 the rule names. Every malformed message is derived from the live challenge.
 
+After the accept, cases drive the session: messages on the open socket, the
+refresh (with --refresh-wait), the keepalive (with --ping-wait), and sockets
+the client closes or drops. Each case names the rows of the spec's server
+state machine it drives; the report also lists the rows no case drives, and
+why (a registry change, the application's behaviour, a shutdown).
+
 The server must know two client keys: --key, which it accepts (registered in a
 group it requires), and --denied-key, which it knows but denies (registered
 without that group). Cases that need the denied key are skipped without it.

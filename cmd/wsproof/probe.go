@@ -309,9 +309,9 @@ func ms(n int64) string {
 const tableWidth = 100
 
 // printTable prints the summary of a report in at most tableWidth columns:
-// one line per case (result, id, rows, time and what was seen, shortened),
-// then each failure in full, then the rows that no case drives, then the
-// count. The JSON and HTML reports carry every field in full.
+// one line per case (result, id, rows, time and what was seen, or why it
+// was skipped, shortened), then each failure in full, the reason for each
+// skip, the rows that no case drives, and the count. The JSON and HTML reports carry every field in full.
 func printTable(w io.Writer, rep *probeReport) {
 	idW, rowsW := len("CASE"), len("ROWS")
 	for _, c := range rep.Cases {
@@ -326,14 +326,19 @@ func printTable(w io.Writer, rep *probeReport) {
 		fmt.Fprintln(w, strings.TrimRight(s, " "))
 	}
 	line("RES", "CASE", "ROWS", "TIME", "GOT")
+	var failed, skipped []caseResult
 	for _, c := range rep.Cases {
-		line(strings.ToUpper(c.Result), c.ID, rowsText(c.Rows), ms(c.Millis), c.Got)
-	}
-	var failed []caseResult
-	for _, c := range rep.Cases {
-		if c.Result == resultFail {
+		got := c.Got
+		switch c.Result {
+		case resultFail:
 			failed = append(failed, c)
+		case resultSkip:
+			skipped = append(skipped, c)
+			if c.Note != "" {
+				got = c.Note // why, which is all there is to see
+			}
 		}
+		line(strings.ToUpper(c.Result), c.ID, rowsText(c.Rows), ms(c.Millis), got)
 	}
 	if len(failed) > 0 {
 		fmt.Fprintf(w, "\nFailed:\n")
@@ -348,6 +353,12 @@ func printTable(w io.Writer, rep *probeReport) {
 			if c.Note != "" {
 				wrapped(w, "    note     ", "             ", c.Note)
 			}
+		}
+	}
+	if len(skipped) > 0 {
+		fmt.Fprintf(w, "\nSkipped:\n")
+		for _, c := range skipped {
+			wrapped(w, "  "+c.ID+": ", "      ", c.Note)
 		}
 	}
 	if len(rep.NotDriven) > 0 {

@@ -36,9 +36,17 @@ response. Each case is one connection. Point the client under test at
     ws://ADDR/ws          to run the next case, in order, once per connection
 
 and configure it to pin the printed key set and to expect the printed server
-identity. Any client key will do: the probe has no registry, so it checks the
+identity, which is not the URL's: a client checks every challenge's iss
+against the identity it expects, always. The probe serves ws:// only, so
+channel binding, which a client requires over TLS, is not in play; a
+challenge that demands it must be refused. Any client key will do: the probe has no registry, so it checks the
 structure and bindings of responses (typ, aud, sid, nonce, cha), not their
 signature. The probe stops once every case has run, or after --timeout.
+
+Each case names the rows of the spec's client state machine it drives; the
+report also lists the rows that no case drives, and why. A client under test
+may send application messages at any time after the accept: no case depends
+on its silence.
 
 A test harness for another client (a browser, another language) can start the
 probe with --addr-file, then GET http://ADDR/cases.json: the identity, the
@@ -57,6 +65,11 @@ Flags:
     --client-alg ALG    the client key's algorithm, until a response shows it
                         (default ES256); needed by challenge-alg-not-offered
     --case-timeout D    how long a case waits for the client at each step (default 5s)
+    --handshake-wait D  how long the handshake-deadline cases (row C4) wait for the
+                        client to give up (default 15s): longer than its deadline
+    --ping-wait D       how long the keepalive cases (rows C13, C14, C22) wait for the
+                        client's first Ping after the accept; 0 leaves them out of the
+                        run (default 0). A browser client cannot ping
     --timeout D         give up waiting for cases after D (default 10m)
     --run REGEXP        run only the cases whose id matches REGEXP
     --run-go-client     drive this repository's Go client (package client) through
@@ -80,6 +93,8 @@ func (c *cli) probeClient(ctx context.Context, args []string) error {
 		identity    = fs.String("identity", "", "")
 		clientAlg   = fs.String("client-alg", "ES256", "")
 		caseTimeout = fs.Duration("case-timeout", 5*time.Second, "")
+		hsWait      = fs.Duration("handshake-wait", 15*time.Second, "")
+		pingWait    = fs.Duration("ping-wait", 0, "")
 		timeout     = fs.Duration("timeout", 10*time.Minute, "")
 		runFlag     = fs.String("run", "", "")
 		goClient    = fs.Bool("run-go-client", false, "")
@@ -97,7 +112,7 @@ func (c *cli) probeClient(ctx context.Context, args []string) error {
 	if err != nil {
 		return c.usageErr(fs, "unknown algorithm %q: choose one of %s", *clientAlg, algList())
 	}
-	if *caseTimeout <= 0 || *timeout <= 0 {
+	if *caseTimeout <= 0 || *timeout <= 0 || *hsWait <= 0 || *pingWait < 0 {
 		return c.usageErr(fs, "timeouts must be positive")
 	}
 	re, err := regexp.Compile(*runFlag) // "" keeps every case
@@ -139,6 +154,8 @@ func (c *cli) probeClient(ctx context.Context, args []string) error {
 		cur:         &probeKey{kid: cur.KeyID, alg: cur.Algorithm, signer: cur.Signer},
 		impostor:    &probeKey{kid: "impostor-" + randB64(9), alg: keys.ES256, signer: impostorSigner},
 		caseTimeout: *caseTimeout,
+		hsWait:      *hsWait,
+		pingWait:    *pingWait,
 		clientAlg:   alg,
 		results:     map[string]caseResult{},
 		waiters:     map[string]chan caseResult{},
@@ -175,7 +192,7 @@ func (c *cli) probeClient(ctx context.Context, args []string) error {
 	c.say("  pinned    %s (the server key set the client must pin)", pubPath)
 	c.say("  identity  %s (the server identity the client must expect)", id)
 	rep := &probeReport{Tool: "wsproof probe client", Version: moduleVersion(), Spec: "wsproof-v1", Role: "client",
-		Target: base, Identity: id, Started: time.Now()}
+		Target: base, Identity: id, Started: time.Now(), NotDriven: p.rowsNotDriven()}
 	if *goClient {
 		rep.Peer = "Go client (package client)"
 		if err := p.driveGoClient(ctx, base, sk.Public()); err != nil {
@@ -276,6 +293,8 @@ type clientProbe struct {
 	cur, prev   *probeKey
 	impostor    *probeKey
 	caseTimeout time.Duration
+	hsWait      time.Duration // C4: how long to wait for the client's handshake deadline
+	pingWait    time.Duration // C13, C14: how long to wait for its first Ping; 0: not run
 	cases       []clientCase
 	prog        *progress
 
@@ -305,11 +324,19 @@ type clientCase struct {
 	upgrade                   int
 	fails                     []int // RFC 6455 close codes that fail the connection, which may also just drop
 	allow                     int   // responses the client may still send after the stimulus
-	script                    func(s *csess) error
+	patient                   bool  // the client's close may take --handshake-wait, not --case-timeout
+	rows                      []string
+	expect                    string // replaces the expectation derived from the fields
+	// script runs the case up to the client's answer; it may decide the
+	// case itself (a verdict through s.r), else the fields above judge
+	// what the client does next.
+	script func(s *csess) error
 }
 
 func (cc clientCase) expected() string {
 	switch {
+	case cc.expect != "":
+		return cc.expect
 	case cc.success:
 		return "the client completes the exchange"
 	case cc.upgrade != upgradeNormal:
@@ -328,7 +355,7 @@ func (cc clientCase) expected() string {
 }
 
 func (cc clientCase) result() caseResult {
-	return caseResult{ID: cc.id, Group: cc.group, Title: cc.title, Section: cc.section, Expected: cc.expected()}
+	return caseResult{ID: cc.id, Group: cc.group, Title: cc.title, Section: cc.section, Rows: cc.rows, Expected: cc.expected()}
 }
 
 func (p *clientProbe) byID(id string) (clientCase, bool) {
@@ -394,23 +421,25 @@ func (p *clientProbe) serveCaseList(w http.ResponseWriter, r *http.Request) {
 		Fail    bool   `json:"fail_connection,omitempty"`
 	}
 	type item struct {
-		ID      string `json:"id"`
-		URL     string `json:"url"`
-		Section string `json:"section"`
-		Title   string `json:"title"`
-		Expect  expect `json:"expect"`
+		ID      string   `json:"id"`
+		URL     string   `json:"url"`
+		Section string   `json:"section"`
+		Rows    []string `json:"rows,omitempty"`
+		Title   string   `json:"title"`
+		Expect  expect   `json:"expect"`
 	}
 	list := struct {
 		Identity   string          `json:"identity"`
 		ServerKeys json.RawMessage `json:"server_keys"`
 		Cases      []item          `json:"cases"`
-	}{Identity: p.identity, ServerKeys: p.pinned}
+		NotDriven  []rowGap        `json:"rows_not_driven"`
+	}{Identity: p.identity, ServerKeys: p.pinned, NotDriven: p.rowsNotDriven()}
 	for _, cc := range p.cases {
 		e := expect{Success: cc.success, Fail: cc.upgrade != upgradeNormal || len(cc.fails) > 0}
 		if cc.code != "" {
 			e.Close, e.Reason, e.Code = cc.code.CloseCode(), cc.code.Reason(), string(cc.code)
 		}
-		list.Cases = append(list.Cases, item{ID: cc.id, URL: "ws://" + r.Host + "/case/" + cc.id, Section: cc.section, Title: cc.title, Expect: e})
+		list.Cases = append(list.Cases, item{ID: cc.id, URL: "ws://" + r.Host + "/case/" + cc.id, Section: cc.section, Rows: cc.rows, Title: cc.title, Expect: e})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
@@ -506,16 +535,23 @@ func (p *clientProbe) runCase(cc clientCase, r *caseRun, hw http.ResponseWriter,
 	}
 	var sid [protocol.SocketIDSize]byte
 	rand.Read(sid[:])
-	s := &csess{p: p, r: r, w: newWire(conn, brw.Reader, false), sid: b64u.Encode(sid[:])}
+	s := &csess{p: p, r: r, w: newWire(conn, brw.Reader, false), sid: b64u.Encode(sid[:]), wait: p.caseTimeout}
+	if cc.patient {
+		s.wait = p.hsWait
+	}
 	if err := cc.script(s); err != nil {
 		r.fail(err.Error())
 		s.addViolations()
 		return
 	}
+	if r.verdict { // the script judged, or skipped, the case
+		s.w.sendClose(1000, "")
+		return
+	}
 	switch {
 	case cc.success:
 		s.w.sendClose(1000, "")
-		ev := s.w.next(s.deadline())
+		ev := s.nextControl()
 		ok := ev.kind == evEOF || ev.kind == evClose && ev.code == 1000
 		s.judge(ok, s.summary+"; "+describe(ev, p.caseTimeout))
 	case cc.upgrade != upgradeNormal || len(cc.fails) > 0:
@@ -532,7 +568,7 @@ func (p *clientProbe) runCase(cc clientCase, r *caseRun, hw http.ResponseWriter,
 	default:
 		texts, ev := s.drain()
 		ok := ev.kind == evClose && ev.code == cc.code.CloseCode() && ev.reason == cc.code.Reason() && texts <= cc.allow
-		got := describe(ev, p.caseTimeout)
+		got := describe(ev, s.wait)
 		if texts > cc.allow {
 			got = fmt.Sprintf("a response to the bad message, then %s", got)
 		}
@@ -550,9 +586,23 @@ type csess struct {
 	nonce    string // its nonce
 	response string // the client's last response
 	summary  string // what a success case did
+	open     bool   // an accept was sent: the client may send application messages
+	wait     time.Duration
 }
 
-func (s *csess) deadline() time.Time { return time.Now().Add(s.p.caseTimeout) }
+func (s *csess) deadline() time.Time { return time.Now().Add(s.wait) }
+
+// nextControl is the next event that is not an application message: a
+// client may send those at any time after the accept.
+func (s *csess) nextControl() event {
+	for {
+		ev := s.w.next(s.deadline())
+		if ev.kind == evMessage && ev.op == opBinary && s.open {
+			continue
+		}
+		return ev
+	}
+}
 
 // drain reads until the client closes, the connection ends or the case
 // times out, counting the text messages (responses) the client sends.
@@ -637,7 +687,7 @@ func (s *csess) challenge() error {
 // readResponse reads the client's response to the last challenge and
 // checks what the probe can check without the client's public key.
 func (s *csess) readResponse() error {
-	ev := s.w.next(s.deadline())
+	ev := s.nextControl()
 	if ev.kind != evMessage {
 		return fmt.Errorf("no response to a valid challenge: %s", describe(ev, s.p.caseTimeout))
 	}
@@ -706,12 +756,22 @@ func (s *csess) checkResponse(msg string) error {
 
 // accept sends an accept whose token expires in 300 s.
 func (s *csess) accept() error {
-	return s.send(s.acceptMsg(nil))
+	return s.sendAccept(s.acceptMsg(nil))
 }
+
+// sendAccept sends an accept; from then on the client may send
+// application messages.
+func (s *csess) sendAccept(msg string) error {
+	s.open = true
+	return s.send(msg)
+}
+
+// probeMaxSize is the max_size of the probe's accepts: the spec's default.
+const probeMaxSize = 65536
 
 func (s *csess) acceptMsg(edit func(o jobj) jobj) string {
 	o := jobj{{"token", jstr("wsproof-probe-token." + randB64(48))}, {"sub", jstr("wsproof-probe")},
-		{"groups", `["probe"]`}, {"exp", fmt.Sprint(time.Now().Unix() + 300)}}
+		{"groups", `["probe"]`}, {"exp", fmt.Sprint(time.Now().Unix() + 300)}, {"max_size", fmt.Sprint(probeMaxSize)}}
 	if edit != nil {
 		o = edit(o)
 	}
@@ -886,7 +946,7 @@ func (p *clientProbe) allCases() []clientCase {
 				return err
 			}
 			s.summary = "valid response, accept taken"
-			return s.send(s.acceptMsg(func(o jobj) jobj { return o.set("x-future", `[true]`).set("cnf", `{"jkt":"x"}`) }))
+			return s.sendAccept(s.acceptMsg(func(o jobj) jobj { return o.set("x-future", `[true]`).set("cnf", `{"jkt":"x"}`) }))
 		}})
 
 	const gChallenge = "Challenge verification"
@@ -1205,6 +1265,16 @@ func (p *clientProbe) allCases() []clientCase {
 				return nil
 			}})
 	}
+	cs = append(cs, p.sessionCases()...)
+	for i := range cs {
+		switch {
+		case cs[i].rows != nil:
+		case clientCaseRows[cs[i].id] != nil:
+			cs[i].rows = clientCaseRows[cs[i].id]
+		case cs[i].group == gChallenge:
+			cs[i].rows = []string{"C8"} // a challenge that fails verification
+		}
+	}
 	return cs
 }
 
@@ -1218,12 +1288,18 @@ func (p *clientProbe) driveGoClient(ctx context.Context, base string, pinned *ke
 	cfg := &client.Config{
 		KeyID: "wsproof-probe-go-client", Signer: signer, ServerKeys: pinned, ServerIdentity: p.identity,
 		HandshakeTimeout: p.caseTimeout,
+		// Pings well within --ping-wait, when the keepalive cases run.
+		PingInterval: min(time.Second, p.pingWait/2),
 	}
 	for _, cc := range p.cases {
 		if ctx.Err() != nil {
 			return nil
 		}
-		note := goClientRun(ctx, base+"/case/"+cc.id, cfg, 2*p.caseTimeout)
+		limit := 2 * p.caseTimeout
+		if cc.patient {
+			limit += p.hsWait
+		}
+		note := goClientRun(ctx, base+"/case/"+cc.id, cfg, limit)
 		select {
 		case res := <-p.waiters[cc.id]:
 			if note != "" {
@@ -1232,7 +1308,7 @@ func (p *clientProbe) driveGoClient(ctx context.Context, base string, pinned *ke
 				p.results[cc.id] = res
 				p.mu.Unlock()
 			}
-		case <-time.After(3 * p.caseTimeout):
+		case <-time.After(limit + p.caseTimeout):
 			res := cc.result()
 			res.Result, res.Got, res.Note = resultFail, "the probe saw no connection", "go client: "+note
 			p.record(res)

@@ -74,6 +74,7 @@ func writeHTMLReport(path string, rep *probeReport) error {
 
 var reportTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
 	"upper": strings.ToUpper,
+	"join":  func(s []string) string { return strings.Join(s, " ") },
 	"ms":    ms,
 	"pct":   func(f float64) string { return fmt.Sprintf("%.1f", f) },
 }).Parse(reportHTML))
@@ -114,7 +115,7 @@ h2 small { color: var(--muted); font-weight: normal; font-size: 14px; }
 table { width: 100%; border-collapse: collapse; table-layout: fixed; }
 th, td { text-align: left; vertical-align: top; padding: 8px 10px; border-bottom: 1px solid var(--line); overflow-wrap: anywhere; }
 th { font-size: 12px; text-transform: uppercase; letter-spacing: .04em; color: var(--muted); font-weight: 600; }
-col.r { width: 70px; } col.c { width: 27%; } col.s { width: 17%; } col.t { width: 70px; }
+col.r { width: 70px; } col.c { width: 25%; } col.s { width: 15%; } col.w { width: 80px; } col.t { width: 70px; }
 tr.fail td { background: var(--fail-bg); }
 tr:target td { outline: 2px solid var(--fail); outline-offset: -2px; }
 .badge { display: inline-block; font-size: 11px; font-weight: 700; padding: 2px 7px; border-radius: 10px; letter-spacing: .04em; }
@@ -157,17 +158,28 @@ footer { color: var(--muted); font-size: 13px; margin-top: 40px; }
 {{range .Groups}}
 <h2>{{.Name}} <small>{{len .Cases}} case{{if gt (len .Cases) 1}}s{{end}}{{if .Fail}}, {{.Fail}} failed{{end}}</small></h2>
 <table>
-<colgroup><col class="r"><col class="c"><col class="s"><col><col><col class="t"></colgroup>
-<thead><tr><th>Result</th><th>Case</th><th>Spec section</th><th>Expected</th><th>Got</th><th>Time</th></tr></thead>
+<colgroup><col class="r"><col class="c"><col class="s"><col class="w"><col><col><col class="t"></colgroup>
+<thead><tr><th>Result</th><th>Case</th><th>Spec section</th><th>Rows</th><th>Expected</th><th>Got</th><th>Time</th></tr></thead>
 <tbody>
 {{range .Cases}}<tr id="{{.ID}}" class="{{.Result}}">
 <td><span class="badge {{.Result}}">{{upper .Result}}</span></td>
 <td><div class="id">{{.ID}}</div><div class="title">{{.Title}}</div></td>
 <td>{{.Section}}</td>
+<td class="mono">{{join .Rows}}</td>
 <td class="mono">{{.Expected}}</td>
 <td><div class="mono">{{.Got}}</div>{{if .Note}}<div class="note">{{.Note}}</div>{{end}}</td>
 <td class="time">{{ms .Millis}}</td>
 </tr>
+{{end}}</tbody>
+</table>
+{{end}}
+{{if .R.NotDriven}}
+<h2>Rows not driven <small>what a remote peer cannot make happen</small></h2>
+<table>
+<colgroup><col class="c"><col></colgroup>
+<thead><tr><th>Rows</th><th>Why</th></tr></thead>
+<tbody>
+{{range .R.NotDriven}}<tr><td class="mono">{{join .Rows}}</td><td>{{.Reason}}</td></tr>
 {{end}}</tbody>
 </table>
 {{end}}

@@ -36,6 +36,12 @@ spec (or abuses the transport), and checks that the server refuses it with the
 close code and fixed reason of the spec's Errors table, or the HTTP status, that
 the rule names. Every malformed message is derived from the live challenge.
 
+After the accept, cases drive the session: messages on the open socket, the
+refresh (with --refresh-wait), the keepalive (with --ping-wait), and sockets
+the client closes or drops. Each case names the rows of the spec's server
+state machine it drives; the report also lists the rows no case drives, and
+why (a registry change, the application's behaviour, a shutdown).
+
 The server must know two client keys: --key, which it accepts (registered in a
 group it requires), and --denied-key, which it knows but denies (registered
 without that group). Cases that need the denied key are skipped without it.
@@ -61,7 +67,13 @@ Flags:
     --header-timeout D     the longest the server may take to give up on request
                            headers that never end (default 10s)
     --refresh-wait D       how long to wait for a re-challenge after an accept; 0
-                           skips the refresh cases (default 0)
+                           skips the refresh cases (default 0). The re-challenge is
+                           due at the token's exp minus the server's RefreshBefore,
+                           at most half the token lifetime the accept shows: a wait
+                           of the token lifetime always suffices
+    --ping-wait D          how long to wait for the server's first Ping after an
+                           accept; 0 skips the keepalive cases (default 0). Those
+                           cases take about three Ping intervals
     --parallel N           cases run at once (default 4)
     --rate R               new connections per second at most; 0 for no limit
                            (default 8)
@@ -89,6 +101,7 @@ func (c *cli) probeServer(ctx context.Context, args []string) error {
 		hsTimeout  = fs.Duration("handshake-timeout", 10*time.Second, "")
 		hdrTimeout = fs.Duration("header-timeout", 10*time.Second, "")
 		refresh    = fs.Duration("refresh-wait", 0, "")
+		pingWait   = fs.Duration("ping-wait", 0, "")
 		parallel   = fs.Int("parallel", 4, "")
 		rate       = fs.Float64("rate", 8, "")
 		runFlag    = fs.String("run", "", "")
@@ -110,7 +123,7 @@ func (c *cli) probeServer(ctx context.Context, args []string) error {
 		return c.usageErr(fs, "give the server identity with --identity")
 	case *caFile != "" && *pinHex != "":
 		return c.usageErr(fs, "use either --ca or --pin, not both")
-	case *hsTimeout <= 0 || *hdrTimeout <= 0 || *refresh < 0:
+	case *hsTimeout <= 0 || *hdrTimeout <= 0 || *refresh < 0 || *pingWait < 0:
 		return c.usageErr(fs, "timeouts must be positive")
 	case *parallel < 1 || *parallel > 64:
 		return c.usageErr(fs, "--parallel must be between 1 and 64")
@@ -158,7 +171,7 @@ func (c *cli) probeServer(ctx context.Context, args []string) error {
 
 	p := &serverProbe{
 		u: u, tlsConf: tlsConf, identity: *identity, key: key, denied: denied, pc: pc,
-		origin: *origin, hsTimeout: *hsTimeout, hdrTimeout: *hdrTimeout, refreshWait: *refresh,
+		origin: *origin, hsTimeout: *hsTimeout, hdrTimeout: *hdrTimeout, refreshWait: *refresh, pingWait: *pingWait,
 		pace: newPacer(*rate),
 	}
 	cases := slices.DeleteFunc(p.cases(), func(pc probeCase) bool { return !re.MatchString(pc.id) })
@@ -169,7 +182,7 @@ func (c *cli) probeServer(ctx context.Context, args []string) error {
 	defer stop()
 	fmt.Fprintf(c.stderr, "wsproof: probing %s (identity %s) with %d cases, %d at a time\n", u.Redacted(), *identity, len(cases), *parallel)
 	rep := &probeReport{Tool: "wsproof probe server", Version: moduleVersion(), Spec: "wsproof-v1", Role: "server",
-		Target: u.Redacted(), Identity: *identity, Started: time.Now()}
+		Target: u.Redacted(), Identity: *identity, Started: time.Now(), NotDriven: serverRowsNotDriven}
 	prog := newProgress(c.stdout, len(cases))
 	rep.Cases = runCases(ctx, cases, *parallel, prog)
 	prog.end()
@@ -269,6 +282,7 @@ type serverProbe struct {
 	hsTimeout   time.Duration
 	hdrTimeout  time.Duration
 	refreshWait time.Duration
+	pingWait    time.Duration
 	pace        *pacer
 
 	unknownOnce sync.Once
@@ -392,7 +406,10 @@ func describe(ev event, wait time.Duration) string {
 		if ev.op == opBinary {
 			return fmt.Sprintf("binary message (%d octets)", len(ev.data))
 		}
-		if a, ok := parseAccept(ev.data); ok {
+		if a, ok := parseAcceptish(ev.data); ok {
+			if a.MaxSize == nil {
+				return fmt.Sprintf("accept without max_size (sub %q, token of %d octets)", a.Sub, len(a.Token))
+			}
 			return fmt.Sprintf("accept (sub %q, token of %d octets)", a.Sub, len(a.Token))
 		}
 		return fmt.Sprintf("text message (%d octets)", len(ev.data))
@@ -405,20 +422,30 @@ func describe(ev event, wait time.Duration) string {
 		return "connection closed without a Close frame"
 	case evTimeout:
 		return fmt.Sprintf("no answer within %s", wait)
+	case evPing:
+		return "a Ping"
 	}
 	return "unreadable frames: " + ev.err.Error()
 }
 
 type acceptMsg struct {
-	Token  string   `json:"token"`
-	Sub    string   `json:"sub"`
-	Groups []string `json:"groups"`
-	Exp    int64    `json:"exp"`
+	Token   string   `json:"token"`
+	Sub     string   `json:"sub"`
+	Groups  []string `json:"groups"`
+	Exp     int64    `json:"exp"`
+	MaxSize *int64   `json:"max_size"`
 }
 
 // parseAccept reads a message as an accept, leniently: the probes only need
-// to tell an accept from anything else.
+// to tell an accept from anything else. An accept without max_size, which
+// the spec requires, is not one.
 func parseAccept(b []byte) (*acceptMsg, bool) {
+	a, ok := parseAcceptish(b)
+	return a, ok && a.MaxSize != nil
+}
+
+// parseAcceptish is parseAccept without the max_size rule, for the report.
+func parseAcceptish(b []byte) (*acceptMsg, bool) {
 	if len(b) == 0 || b[0] != '{' {
 		return nil, false
 	}
@@ -546,7 +573,11 @@ func (p *serverProbe) resp(group, id, section, title string, code protocol.Code,
 	if code != "" {
 		exp = expClose(code)
 	}
-	return probeCase{id: id, group: group, section: section, title: title, expect: exp,
+	rows := []string{"S16"} // a text message in CHALLENGED
+	if code == protocol.CodeTooLarge {
+		rows = []string{"S14"}
+	}
+	return probeCase{id: id, group: group, section: section, title: title, expect: exp, rows: rows,
 		run: p.onSocket(func(_ context.Context, r *caseRun, w *wire, ch *liveChallenge) {
 			msg := b(r, ch)
 			if r.verdict {
@@ -1131,8 +1162,59 @@ func (p *serverProbe) cases() []probeCase {
 	cs = append(cs, p.openingCases()...)
 	cs = append(cs, p.framingCases()...)
 	cs = append(cs, p.limitCases()...)
+	cs = append(cs, p.sessionCases()...)
 	cs = append(cs, p.refreshCases()...)
+	cs = append(cs, p.keepaliveCases()...)
+	for i := range cs {
+		if cs[i].rows == nil {
+			cs[i].rows = serverCaseRows[cs[i].id]
+		}
+	}
 	return cs
+}
+
+// serverCaseRows are the rows of spec section "Server state machine" that
+// the cases defined without them drive. Cases of RFC 6455 framing and of
+// the HTTP server drive none.
+var serverCaseRows = map[string][]string{
+	"handshake-valid":                  {"S4", "S6", "S16"},
+	"challenge-fresh-per-socket":       {"S4", "S6"},
+	"response-extra-claims-ignored":    {"S16"},
+	"response-fragmented":              {"S16", "S21"},
+	"response-sibling-alg":             {"S16"},
+	"response-challenge-expired":       {"S16"},
+	"binary-before-response":           {"S15"},
+	"binary-oversized-before-response": {"S14"},
+	"response-replayed-same-socket":    {"S16", "S19"},
+	"response-raced-two-sockets":       {"S16"},
+	"token-replayed-as-response":       {"S16"},
+	"origin-hostile":                   {"S2"},
+	"origin-null":                      {"S2"},
+	"origin-case-variant":              {"S2"},
+	"origin-allowed":                   {"S4", "S6"},
+	"subprotocol-missing":              {"S3"},
+	"subprotocol-other":                {"S3"},
+	"compression-offered":              {"S4", "S6"},
+	"no-auth-from-url-or-cookie":       {"S4", "S15"},
+	"frame-huge-length":                {"S14"},
+	"fragments-endless":                {"S14"},
+	"fragments-tiny":                   {"S14"},
+	"silent-socket":                    {"S7"},
+	"ping-flood":                       {"S7"},
+	"response-dripped":                 {"S7"},
+}
+
+// serverRowsNotDriven are the rows of spec section "Server state machine"
+// that no case of probe server drives, and why.
+var serverRowsNotDriven = []rowGap{
+	{[]string{"S1"}, "the probe paces its connections under the server's rate limits (--rate) and retries a 429; provoking one takes load the probe does not send"},
+	{[]string{"S5"}, "a limit reached between the upgrade and the signature is a race inside the server"},
+	{[]string{"S8"}, "a final token needs a registry entry whose exp is near; the probe does not edit the registry"},
+	{[]string{"S22", "S23", "S24", "S25", "S26"}, "registry changes are not under the probe's control"},
+	{[]string{"S27", "S28", "S29", "S30"}, "what the server's application sends, and when it ends a session, is the application's behaviour"},
+	{[]string{"S31"}, "a shutdown is the operator's decision"},
+	{[]string{"S32"}, "needs a failure inside the server"},
+	{[]string{"S35"}, "after the server's Close frame the probe replies and the connection ends: a CLOSED socket has nothing left to show"},
 }
 
 func needsExporter(ch *liveChallenge) string {
@@ -1148,6 +1230,27 @@ func needsExporter(ch *liveChallenge) string {
 // authenticate answers ch as a conforming client with the accepted key and
 // reads the accept.
 func (p *serverProbe) authenticate(r *caseRun, w *wire, ch *liveChallenge) (*protocol.ClientSession, bool) {
+	ls, ok := p.login(r, w, ch)
+	if !ok {
+		return nil, false
+	}
+	return ls.sess, true
+}
+
+// liveSession is an authenticated socket, as a conforming client holds it.
+type liveSession struct {
+	w    *wire
+	sess *protocol.ClientSession
+	sent time.Time // when the response went out: the last thing the server heard
+	at   time.Time // when the accept arrived
+}
+
+// lifetime is the token lifetime the accept shows: its exp, in whole
+// seconds, less the time it arrived.
+func (ls *liveSession) lifetime() time.Duration { return ls.sess.Expiry.Sub(ls.at) }
+
+// login is authenticate, keeping the times.
+func (p *serverProbe) login(r *caseRun, w *wire, ch *liveChallenge) (*liveSession, bool) {
 	h := p.pc.Handshake()
 	resp, err := h.ReadChallenge([]byte(ch.raw), rand.Reader, time.Now(), w.exporter)
 	if err != nil {
@@ -1155,6 +1258,7 @@ func (p *serverProbe) authenticate(r *caseRun, w *wire, ch *liveChallenge) (*pro
 		r.note("%s", oneLine(err.Error()))
 		return nil, false
 	}
+	sent := time.Now()
 	if err := w.send(opText, resp); err != nil {
 		r.fail("cannot send the response: " + err.Error())
 		return nil, false
@@ -1167,9 +1271,10 @@ func (p *serverProbe) authenticate(r *caseRun, w *wire, ch *liveChallenge) (*pro
 	sess, err := h.ReadAccept(ev.data, time.Now())
 	if err != nil {
 		r.fail(fmt.Sprintf("the accept is refused by a conforming client (%s)", protocol.CodeOf(err)))
+		r.note("%s", oneLine(err.Error()))
 		return nil, false
 	}
-	return sess, true
+	return &liveSession{w: w, sess: sess, sent: sent, at: ev.at}, true
 }
 
 // padded is a correct response by the accepted key padded with an ignored
@@ -1595,120 +1700,8 @@ func (p *serverProbe) flood(id, title string, size, count int) probeCase {
 		})}
 }
 
-// refreshCases wait for the server's re-challenge (spec section
-// "Refresh"); they run only with --refresh-wait.
-func (p *serverProbe) refreshCases() []probeCase {
-	const g = "Refresh"
-	// session authenticates and waits for the re-challenge.
-	session := func(ctx context.Context, r *caseRun) (*wire, *protocol.ClientSession, []byte, bool) {
-		if p.refreshWait == 0 {
-			r.skip("needs --refresh-wait (the server's token lifetime minus its RefreshBefore, plus a little)")
-			return nil, nil, nil, false
-		}
-		w, ch, ok := p.open(ctx, r, dialOptions{})
-		if !ok {
-			return nil, nil, nil, false
-		}
-		sess, ok := p.authenticate(r, w, ch)
-		if !ok {
-			w.Close()
-			return nil, nil, nil, false
-		}
-		ev := w.next(time.Now().Add(p.refreshWait))
-		if ev.kind == evTimeout {
-			w.Close()
-			r.skip(fmt.Sprintf("no re-challenge within --refresh-wait %s", p.refreshWait))
-			return nil, nil, nil, false
-		}
-		if ev.kind != evMessage || ev.op != opText {
-			w.Close()
-			r.fail("no re-challenge: " + describe(ev, p.refreshWait))
-			return nil, nil, nil, false
-		}
-		return w, sess, ev.data, true
-	}
-	return []probeCase{
-		{id: "refresh-valid", group: g, section: secRefresh, slow: true,
-			title:  "The re-challenge verifies (same sid, fresh nonce, exp no later than the token's) and a response by the session's key gets a new accept.",
-			expect: expAccept,
-			run: func(ctx context.Context, r *caseRun) {
-				w, sess, rc, ok := session(ctx, r)
-				if !ok {
-					return
-				}
-				defer w.Close()
-				c, err := parseChallenge(rc)
-				if err == nil && c.Exp > sess.Expiry.Unix() {
-					r.fail("the re-challenge expires after the token")
-					return
-				}
-				h := p.pc.Refresh(sess)
-				resp, err := h.ReadChallenge(rc, rand.Reader, time.Now(), w.exporter)
-				if err != nil {
-					r.fail(fmt.Sprintf("the re-challenge does not verify (%s)", protocol.CodeOf(err)))
-					return
-				}
-				w.send(opText, resp)
-				p.observe(r, w, "")
-			}},
-		{id: "refresh-other-key", group: g, section: step(secResponse, 13), slow: true,
-			title:  "A re-challenge answered by another registered key (the denied key) than the session's.",
-			expect: expClose(protocol.CodeKeyMismatch),
-			run: func(ctx context.Context, r *caseRun) {
-				if p.denied == nil {
-					r.skip("needs --denied-key")
-					return
-				}
-				w, _, rc, ok := session(ctx, r)
-				if !ok {
-					return
-				}
-				defer w.Close()
-				c, err := parseChallenge(rc)
-				if err != nil {
-					r.fail("the re-challenge does not parse")
-					return
-				}
-				ch := &liveChallenge{raw: string(rc), c: c, exporter: w.exporter}
-				w.sendText(signed(r, p.denied, hdr(p.denied).String(), p.claims(ch).String()))
-				p.observe(r, w, protocol.CodeKeyMismatch)
-			}},
-		{id: "refresh-challenge-reflected", group: g, section: step(secResponse, 4), slow: true,
-			title:  "The re-challenge sent back as its own response.",
-			expect: expClose(protocol.CodeWrongType),
-			run: func(ctx context.Context, r *caseRun) {
-				w, _, rc, ok := session(ctx, r)
-				if !ok {
-					return
-				}
-				defer w.Close()
-				w.send(opText, rc)
-				p.observe(r, w, protocol.CodeWrongType)
-			}},
-		{id: "refresh-unanswered", group: g, section: secRefresh, slow: true,
-			title:  "A re-challenge left unanswered: the socket ends when the token expires.",
-			expect: expClose(protocol.CodeTokenExpired) + " at the token's exp",
-			run: func(ctx context.Context, r *caseRun) {
-				w, sess, _, ok := session(ctx, r)
-				if !ok {
-					return
-				}
-				defer w.Close()
-				code := protocol.CodeTokenExpired
-				ev := w.next(sess.Expiry.Add(3 * time.Second))
-				d := ev.at.Sub(sess.Expiry)
-				ok = ev.kind == evClose && ev.code == code.CloseCode() && ev.reason == code.Reason() && d > -time.Second && d < 2*time.Second
-				got := describe(ev, time.Until(sess.Expiry)+3*time.Second)
-				if ev.kind != evTimeout {
-					got += fmt.Sprintf(" %s the token's exp", fmtOffset(d))
-				}
-				p.judge(r, w, ok, got)
-			}},
-	}
-}
-
 func fmtOffset(d time.Duration) string {
-	d = d.Round(10 * time.Millisecond)
+	d = d.Round(time.Millisecond)
 	if d < 0 {
 		return (-d).String() + " before"
 	}

@@ -99,8 +99,10 @@ func newProbeFixture(t *testing.T, acceptedAlg, deniedAlg keys.Algorithm) *probe
 
 // startProbeTarget serves our server on httptest, with deadlines short
 // enough for the timing cases: a 5 s handshake deadline, 3 s challenges
-// (shorter than the deadline, so that challenge expiry can be tested), 4 s
-// tokens (a re-challenge 2 s after the accept) and a 1 s ReadHeaderTimeout.
+// (shorter than the deadline, so that challenge expiry can be tested), 6 s
+// tokens (a re-challenge 3 s after the accept), a Ping every second (so a
+// keepalive timeout of 2 s, well before the token ends) and a 1 s
+// ReadHeaderTimeout.
 // algs, when set, is the list of algorithms the server accepts.
 func startProbeTarget(t *testing.T, f *probeFixture, tlsOn bool, algs []keys.Algorithm) (url, caFile string) {
 	t.Helper()
@@ -120,7 +122,7 @@ func startProbeTarget(t *testing.T, f *probeFixture, tlsOn bool, algs []keys.Alg
 		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
 		HandshakeRate:    1000,
 		HandshakeTimeout: 5 * time.Second, ChallengeLifetime: 3 * time.Second,
-		TokenLifetime: 4 * time.Second, RefreshBefore: 2 * time.Second,
+		TokenLifetime: 6 * time.Second, RefreshBefore: 3 * time.Second, PingInterval: time.Second,
 		HandshakeRatePerAddr: 1000, MaxPendingPerAddr: 64,
 	})
 	if err != nil {
@@ -255,7 +257,7 @@ func TestProbeServer(t *testing.T) {
 			args := []string{"probe", "server", url, "--key", f.keyFile, "--kid", "probe-accepted", "--alg", string(accepted),
 				"--denied-key", f.deniedFile, "--denied-kid", "probe-denied",
 				"--server-keys", f.pubFile, "--identity", probeIdentity, "--origin", "https://app.example",
-				"--handshake-timeout", "5s", "--header-timeout", "2s", "--refresh-wait", "4s",
+				"--handshake-timeout", "5s", "--header-timeout", "2s", "--refresh-wait", "6s", "--ping-wait", "3s",
 				"--parallel", "8", "--rate", "0"}
 			if ca != "" {
 				args = append(args, "--ca", ca)
@@ -287,7 +289,7 @@ func TestProbeClient(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	html := filepath.Join(dir, "report.html")
-	args := []string{"probe", "client", "--run-go-client", "--state", dir, "--html", html}
+	args := []string{"probe", "client", "--run-go-client", "--ping-wait", "3s", "--case-timeout", "2s", "--state", dir, "--html", html}
 	if keep := keepReports("probe-client-go"); keep != nil {
 		args = append(args[:len(args)-2], keep...)
 		html = keep[1]
@@ -317,8 +319,11 @@ func TestProbeClient(t *testing.T) {
 }
 
 // TestProbeServerCatchesBrokenServer points the probe at a server that
-// accepts any response: the negative cases must fail, which shows that
-// the probe judges what the server does rather than passing by default.
+// accepts any response and has no session timers: it re-challenges a
+// second after the accept, refuses whatever answers with 4003 however late
+// it comes, and never ends a session by itself. The negative cases must
+// fail, which shows that the probe judges what the server does rather than
+// passing by default; the keepalive case, with no Ping to time, is skipped.
 func TestProbeServerCatchesBrokenServer(t *testing.T) {
 	t.Parallel()
 	f := newProbeFixture(t, keys.ES256, keys.ES256)
@@ -326,6 +331,8 @@ func TestProbeServerCatchesBrokenServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sk := f.serverKeys.Signing[0]
+	srvKey := &probeKey{kid: sk.KeyID, alg: sk.Algorithm, signer: sk.Signer}
 	up := websocket.Upgrader{Subprotocols: []string{protocol.Subprotocol}, CheckOrigin: func(*http.Request) bool { return true }}
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws, err := up.Upgrade(w, r, nil)
@@ -342,29 +349,62 @@ func TestProbeServerCatchesBrokenServer(t *testing.T) {
 		if _, _, err := ws.ReadMessage(); err != nil {
 			return
 		}
-		ws.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"token":"t","sub":"anyone","groups":[],"exp":%d}`, time.Now().Unix()+60))
-		ws.ReadMessage()
+		exp := time.Now().Unix() + 3
+		ws.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"token":"t","sub":"anyone","groups":[],"exp":%d,"max_size":65536}`, exp))
+		// A well-formed re-challenge that expires with the token, but no
+		// timer behind it.
+		time.Sleep(time.Second)
+		first, err := parseChallenge(challenge)
+		if err != nil {
+			return
+		}
+		now := time.Now().Unix()
+		c := &challengeClaims{Iss: first.Iss, Sid: first.Sid, Nonce: randB64(32), Iat: now, Exp: exp, Algs: first.Algs, CB: first.CB}
+		rc, err := srvKey.sign(header(string(srvKey.alg), srvKey.kid, protocol.TypChallenge).String(), c.obj().String())
+		if err != nil {
+			return
+		}
+		ws.WriteMessage(websocket.TextMessage, []byte(rc))
+		ws.SetReadDeadline(time.Now().Add(8 * time.Second))
+		if _, _, err := ws.ReadMessage(); err != nil {
+			return
+		}
+		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4003, "authentication failed"), time.Now().Add(time.Second))
 	}))
 	defer hs.Close()
 	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
 	code, out, rep := runProbe(t, "probe", "server", url, "--key", f.keyFile, "--kid", "probe-accepted",
 		"--denied-key", f.deniedFile, "--denied-kid", "probe-denied", "--server-keys", f.pubFile, "--identity", probeIdentity,
-		"--run", "^(handshake-valid|response-alg-none|response-unknown-key|response-denied-key|origin-hostile|response-wrong-nonce)$",
-		"--rate", "0", "--handshake-timeout", "2s")
+		"--run", "^(handshake-valid|response-alg-none|response-unknown-key|response-denied-key|origin-hostile|response-wrong-nonce|"+
+			"silent-socket|open-text-message|refresh-late-response|refresh-unanswered|keepalive-no-pong)$",
+		"--rate", "0", "--handshake-timeout", "2s", "--refresh-wait", "4s", "--ping-wait", "1500ms")
 	if code != 1 {
 		t.Errorf("exit status %d, want 1:\n%s", code, out)
 	}
 	for _, c := range rep.Cases {
 		want := resultFail
-		if c.ID == "handshake-valid" {
+		switch c.ID {
+		case "handshake-valid":
 			want = resultPass
+		case "keepalive-no-pong":
+			want = resultSkip
 		}
 		if c.Result != want {
-			t.Errorf("%s: %s (got %s), want %s", c.ID, c.Result, c.Got, want)
+			t.Errorf("%s: %s (got %s; %s), want %s", c.ID, c.Result, c.Got, c.Note, want)
 		}
 	}
-	if !slices.ContainsFunc(rep.Cases, func(c caseResult) bool { return c.ID == "origin-hostile" }) {
-		t.Errorf("--run did not select origin-hostile:\n%s", out)
+	for _, id := range []string{"origin-hostile", "refresh-late-response"} {
+		if !slices.ContainsFunc(rep.Cases, func(c caseResult) bool { return c.ID == id }) {
+			t.Errorf("--run did not select %s:\n%s", id, out)
+		}
+	}
+	for _, c := range rep.Cases {
+		if c.ID == "refresh-late-response" && !strings.Contains(c.Got, `close 4003 "authentication failed"`) {
+			t.Errorf("refresh-late-response got %s, want the broken server's 4003", c.Got)
+		}
+		if c.ID == "keepalive-no-pong" && !strings.Contains(c.Note, "no Ping within --ping-wait 1.5s") {
+			t.Errorf("keepalive-no-pong is skipped without its reason: %q", c.Note)
+		}
 	}
 }
 
@@ -380,7 +420,8 @@ func TestProbeClientCatchesBrokenClient(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cases := []string{"handshake-valid", "challenge-impostor-key", "challenge-alg-none", "subprotocol-wrong", "rechallenge-wrong-sid"}
+	cases := []string{"handshake-valid", "challenge-impostor-key", "challenge-alg-none", "subprotocol-wrong", "rechallenge-wrong-sid",
+		"accept-without-max-size", "rechallenge-outlives-token", "refresh-accept-expired"}
 	type result struct {
 		code int
 		out  string

@@ -73,9 +73,17 @@ type wire struct {
 	client   bool
 	exporter []byte // RFC 9266 tls-exporter value, client role over TLS 1.3
 
+	// noPong stops next from answering Pings, as a peer that is gone
+	// would: the keepalive cases. Set it only between calls to next.
+	noPong bool
+	// reportPings makes next return an evPing event for each Ping, after
+	// answering it (unless noPong): the keepalive cases time them.
+	reportPings bool
+
 	wmu        sync.Mutex
 	closeSent  bool
-	violations []string // RFC 6455 rules the peer broke, in the order seen
+	violations []string    // RFC 6455 rules the peer broke, in the order seen
+	pings      []time.Time // when each Ping from the peer arrived
 }
 
 func newWire(conn net.Conn, r *bufio.Reader, client bool) *wire {
@@ -169,6 +177,13 @@ func (w *wire) violation(format string, args ...any) {
 	w.wmu.Unlock()
 }
 
+// Pings returns when each Ping from the peer arrived, so far.
+func (w *wire) Pings() []time.Time {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	return append([]time.Time(nil), w.pings...)
+}
+
 // Violations returns the RFC 6455 rules the peer broke so far.
 func (w *wire) Violations() []string {
 	w.wmu.Lock()
@@ -254,10 +269,12 @@ const (
 	evEOF     // the connection ended without a Close frame
 	evTimeout // nothing within the wait
 	evError   // the peer broke framing so that the probe cannot read on
+	evPing    // a Ping arrived (only with reportPings)
 )
 
 // next reads until a complete data message, a Close frame, the end of the
-// connection or the deadline. It answers Pings and ignores Pongs. On a
+// connection or the deadline. It answers Pings (unless noPong), and reports
+// them between messages with reportPings, and ignores Pongs. On a
 // Close frame it answers with a Close frame of the same code, as RFC 6455
 // section 5.5.1 asks, and closes the connection.
 func (w *wire) next(deadline time.Time) event {
@@ -279,7 +296,15 @@ func (w *wire) next(deadline time.Time) event {
 		}
 		switch f.op {
 		case opPing:
-			w.write(frame{fin: true, op: opPong, masked: w.client, payload: f.payload, length: -1})
+			w.wmu.Lock()
+			w.pings = append(w.pings, time.Now())
+			w.wmu.Unlock()
+			if !w.noPong {
+				w.write(frame{fin: true, op: opPong, masked: w.client, payload: f.payload, length: -1})
+			}
+			if w.reportPings && !inMsg {
+				return event{kind: evPing, at: time.Now()}
+			}
 			continue
 		case opPong:
 			continue

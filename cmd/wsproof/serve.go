@@ -101,6 +101,9 @@ Flags:
     --refresh-before D        re-challenge this long before the token expires: more than 0,
                               at most half the token lifetime and at most 5m (default 1m0s,
                               or half the token lifetime if that is less)
+    --ping-interval D         ping each authenticated socket this often; a client from which
+                              nothing arrives for twice this long is closed with
+                              keepalive_timeout (4007) and reconnects (default 30s)
     --max-queued N            octets of messages waiting to be sent to one client; a client
                               that falls further behind is closed with slow_reader (4009) and
                               reconnects (default 1048576)
@@ -141,6 +144,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		tokenLifetime    = fs.Duration("token-lifetime", protocol.DefaultTokenLifetime, "")
 		challengeLife    = fs.Duration("challenge-lifetime", protocol.DefaultChallengeLifetime, "")
 		refreshBefore    = fs.Duration("refresh-before", 0, "")
+		pingInterval     = fs.Duration("ping-interval", protocol.DefaultPingInterval, "")
 		maxQueued        = fs.Int64("max-queued", 0, "")
 		tlsCert          = fs.String("tls-cert", "", "")
 		tlsKey           = fs.String("tls-key", "", "")
@@ -186,6 +190,9 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		// token lives at least half its lifetime before its refresh.
 		return c.usageErr(fs, "--refresh-before %v is more than half the --token-lifetime %v: lower --refresh-before to %v or less, or raise --token-lifetime to %v or more",
 			*refreshBefore, *tokenLifetime, *tokenLifetime/2, 2**refreshBefore)
+	}
+	if *pingInterval <= 0 {
+		return c.usageErr(fs, "--ping-interval must be positive")
 	}
 	if flagSet(fs, "max-queued") && *maxQueued <= 0 {
 		return c.usageErr(fs, "--max-queued must be positive")
@@ -325,6 +332,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		ChallengeLifetime:    *challengeLife,
 		TokenLifetime:        *tokenLifetime,
 		RefreshBefore:        *refreshBefore,
+		PingInterval:         *pingInterval,
 		MaxQueued:            *maxQueued,
 		Handler:              app,
 		Origins:              slices.Clone(origins),

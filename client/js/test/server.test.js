@@ -70,7 +70,7 @@ before(async () => {
     const d = `${dir}/${name}`;
     return d;
   };
-  const short = ['--token-lifetime', '3s', '--refresh-before', '2s'];
+  const short = ['--token-lifetime', '3s', '--refresh-before', '1500ms'];
   [plain, fast, secure, unbound] = await Promise.all([
     startServer(bin, { state: st('plain'), registry }),
     startServer(bin, { state: st('fast'), registry, args: short }),

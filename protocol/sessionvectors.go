@@ -247,15 +247,13 @@ func (env *sessionEnv) runServer(v *vectorfile.SessionVector, exporter []byte) e
 	for i, st := range v.Steps {
 		now := time.Unix(st.At, 0)
 		in := &st.Input
-		var acts []Action
-		switch in.Type {
-		case vectorfile.InText, vectorfile.InBinary:
-			p, err := payloadOf(in.Type == vectorfile.InText, in.Data, in.Size)
-			if err != nil {
-				return fmt.Errorf("step %d: %w", i, err)
-			}
-			acts = c.HandleMessage(now, in.Type == vectorfile.InText, p)
-		case vectorfile.InRespond:
+		acts, done, err := feedCommon(c, in, now)
+		if err != nil {
+			return fmt.Errorf("step %d: %w", i, err)
+		}
+		switch {
+		case done:
+		case in.Type == vectorfile.InRespond:
 			cl, err := env.client(v, in.KID, exporter == nil)
 			if err != nil {
 				return fmt.Errorf("step %d: %w", i, err)
@@ -269,33 +267,21 @@ func (env *sessionEnv) runServer(v *vectorfile.SessionVector, exporter []byte) e
 				return fmt.Errorf("step %d: the client refuses the server's challenge: %w", i, err)
 			}
 			acts = c.HandleMessage(now, true, resp)
-		case vectorfile.InPong:
-			acts = c.HandlePong(now)
-		case vectorfile.InTimer:
-			acts = c.HandleTimeout(now)
-		case vectorfile.InRegistry:
+		case in.Type == vectorfile.InRegistry:
 			if err := reg.apply(in); err != nil {
 				return fmt.Errorf("step %d: %w", i, err)
 			}
 			acts = c.Recheck(now)
-		case vectorfile.InSend:
+		case in.Type == vectorfile.InSend:
 			p, err := payloadOf(false, in.Data, in.Size)
 			if err != nil {
 				return fmt.Errorf("step %d: %w", i, err)
 			}
 			acts, _ = c.Send(now, p)
-		case vectorfile.InWritten:
+		case in.Type == vectorfile.InWritten:
 			c.Written(int(in.Size))
-		case vectorfile.InWriteTimeout:
-			acts = c.HandleWriteError(now, true)
-		case vectorfile.InClose:
-			acts = c.Close(now)
-		case vectorfile.InShutdown:
+		case in.Type == vectorfile.InShutdown:
 			acts = c.Shutdown(now)
-		case vectorfile.InPeerClose:
-			acts = c.HandlePeerClose(now, in.Code)
-		case vectorfile.InLost:
-			acts = c.HandleLost(now, errors.New("connection lost"))
 		default:
 			return fmt.Errorf("step %d: input %q is not a server input", i, in.Type)
 		}
@@ -351,35 +337,21 @@ func (env *sessionEnv) runClient(v *vectorfile.SessionVector, exporter []byte) e
 	for i, st := range v.Steps {
 		now := time.Unix(st.At, 0)
 		in := &st.Input
-		var acts []Action
-		switch in.Type {
-		case vectorfile.InText, vectorfile.InBinary:
-			p, err := payloadOf(in.Type == vectorfile.InText, in.Data, in.Size)
-			if err != nil {
-				return fmt.Errorf("step %d: %w", i, err)
-			}
-			if in.Type == vectorfile.InText && (len(p) == 0 || p[0] != '{') {
-				lastChallenge = p
-			}
-			acts = c.HandleMessage(now, in.Type == vectorfile.InText, p)
-		case vectorfile.InPong:
-			acts = c.HandlePong(now)
-		case vectorfile.InTimer:
-			acts = c.HandleTimeout(now)
-		case vectorfile.InSend:
+		if in.Type == vectorfile.InText && (len(in.Data) == 0 || in.Data[0] != '{') && in.Size == 0 {
+			lastChallenge = []byte(in.Data)
+		}
+		acts, done, err := feedCommon(c, in, now)
+		if err != nil {
+			return fmt.Errorf("step %d: %w", i, err)
+		}
+		switch {
+		case done:
+		case in.Type == vectorfile.InSend:
 			p, err := payloadOf(false, in.Data, in.Size)
 			if err != nil {
 				return fmt.Errorf("step %d: %w", i, err)
 			}
 			acts, _ = c.Send(now, p)
-		case vectorfile.InWriteTimeout:
-			acts = c.HandleWriteError(now, true)
-		case vectorfile.InClose:
-			acts = c.Close(now)
-		case vectorfile.InPeerClose:
-			acts = c.HandlePeerClose(now, in.Code)
-		case vectorfile.InLost:
-			acts = c.HandleLost(now, errors.New("connection lost"))
 		default:
 			return fmt.Errorf("step %d: input %q is not a client input", i, in.Type)
 		}
@@ -421,6 +393,44 @@ func (env *sessionEnv) runClient(v *vectorfile.SessionVector, exporter []byte) e
 		}
 	}
 	return nil
+}
+
+// machine is what the two state machines have in common: the inputs that
+// mean the same for both roles.
+type machine interface {
+	HandleMessage(now time.Time, text bool, data []byte) []Action
+	HandlePong(now time.Time) []Action
+	HandleTimeout(now time.Time) []Action
+	HandleWriteError(now time.Time, timeout bool) []Action
+	HandlePeerClose(now time.Time, code int) []Action
+	HandleLost(now time.Time, err error) []Action
+	Close(now time.Time) []Action
+}
+
+// feedCommon feeds m an input both roles share and reports whether in was
+// one.
+func feedCommon(m machine, in *vectorfile.SessionInput, now time.Time) ([]Action, bool, error) {
+	switch in.Type {
+	case vectorfile.InText, vectorfile.InBinary:
+		p, err := payloadOf(in.Type == vectorfile.InText, in.Data, in.Size)
+		if err != nil {
+			return nil, true, err
+		}
+		return m.HandleMessage(now, in.Type == vectorfile.InText, p), true, nil
+	case vectorfile.InPong:
+		return m.HandlePong(now), true, nil
+	case vectorfile.InTimer:
+		return m.HandleTimeout(now), true, nil
+	case vectorfile.InWriteTimeout:
+		return m.HandleWriteError(now, true), true, nil
+	case vectorfile.InClose:
+		return m.Close(now), true, nil
+	case vectorfile.InPeerClose:
+		return m.HandlePeerClose(now, in.Code), true, nil
+	case vectorfile.InLost:
+		return m.HandleLost(now, errors.New("connection lost")), true, nil
+	}
+	return nil, false, nil
 }
 
 // compareActions checks that acts, without timers, are exactly want; check

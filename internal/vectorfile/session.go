@@ -1,12 +1,5 @@
 package vectorfile
 
-import (
-	"bytes"
-	"encoding/json"
-	"fmt"
-	"os"
-)
-
 // SessionPath is the session vector file, relative to the repository root.
 const SessionPath = "testdata/session-vectors.json"
 
@@ -175,37 +168,11 @@ type SessionEvent struct {
 }
 
 // MarshalSession returns the canonical bytes of f.
-func MarshalSession(f *SessionFile) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(f); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
-}
+func MarshalSession(f *SessionFile) ([]byte, error) { return marshal(f) }
 
 // ParseSession decodes a session vector file strictly: unknown fields are
 // errors.
-func ParseSession(data []byte) (*SessionFile, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	var f SessionFile
-	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("vectorfile: %w", err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("vectorfile: data after the document")
-	}
-	return &f, nil
-}
+func ParseSession(data []byte) (*SessionFile, error) { return parse[SessionFile](data) }
 
 // LoadSession reads and parses the session vector file at path.
-func LoadSession(path string) (*SessionFile, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return ParseSession(data)
-}
+func LoadSession(path string) (*SessionFile, error) { return load(path, ParseSession) }

@@ -126,36 +126,45 @@ type Expected struct {
 
 // Marshal returns the canonical bytes of f: indented JSON with a final
 // newline, stable for a given File.
-func Marshal(f *File) ([]byte, error) {
+func Marshal(f *File) ([]byte, error) { return marshal(f) }
+
+// Parse decodes a vector file strictly: unknown fields are errors.
+func Parse(data []byte) (*File, error) { return parse[File](data) }
+
+// Load reads and parses the file at path.
+func Load(path string) (*File, error) { return load(path, Parse) }
+
+func marshal(v any) ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(f); err != nil {
+	if err := enc.Encode(v); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil
 }
 
-// Parse decodes a vector file strictly: unknown fields are errors.
-func Parse(data []byte) (*File, error) {
+// parse decodes one JSON document into a T, refusing unknown fields: the
+// spec tells other implementations to ignore them, but our own runners must
+// notice when the generator and the schema drift apart.
+func parse[T any](data []byte) (*T, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	var f File
-	if err := dec.Decode(&f); err != nil {
+	var v T
+	if err := dec.Decode(&v); err != nil {
 		return nil, fmt.Errorf("vectorfile: %w", err)
 	}
 	if dec.More() {
 		return nil, fmt.Errorf("vectorfile: data after the document")
 	}
-	return &f, nil
+	return &v, nil
 }
 
-// Load reads and parses the file at path.
-func Load(path string) (*File, error) {
+func load[T any](path string, parse func([]byte) (*T, error)) (*T, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return Parse(data)
+	return parse(data)
 }

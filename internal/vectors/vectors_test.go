@@ -33,20 +33,7 @@ func generate(t *testing.T) []byte {
 // TestVectorsUpToDate fails if testdata/vectors.json differs from what the
 // generator produces now: the vectors are generated, never edited by hand.
 func TestVectorsUpToDate(t *testing.T) {
-	got := generate(t)
-	path := filepath.Join("..", "..", vectorfile.Path)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("%s is stale: run go test ./internal/vectors -update", vectorfile.Path)
-	}
+	upToDate(t, vectorfile.Path, generate(t))
 }
 
 // TestSessionVectorsUpToDate is TestVectorsUpToDate for the session vector
@@ -61,18 +48,25 @@ func TestSessionVectorsUpToDate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join("..", "..", vectorfile.SessionPath)
+	upToDate(t, vectorfile.SessionPath, got)
+}
+
+// upToDate fails unless the repository file at path holds got; with -update
+// it writes got there first.
+func upToDate(t *testing.T, path string, got []byte) {
+	t.Helper()
+	full := filepath.Join("..", "..", path)
 	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
+		if err := os.WriteFile(full, got, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	want, err := os.ReadFile(path)
+	want, err := os.ReadFile(full)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Fatalf("%s is stale: run go test ./internal/vectors -update", vectorfile.SessionPath)
+		t.Fatalf("%s is stale: run go test ./internal/vectors -update", path)
 	}
 }
 

@@ -27,8 +27,7 @@ type ClientConn struct {
 
 	// Times, in Unix nanoseconds.
 	deadline int64 // the handshake deadline
-	heard    int64
-	nextPing int64
+	alive    keepalive
 	timerAt  int64
 }
 
@@ -106,7 +105,7 @@ func (cc *ClientConn) HandleMessage(now time.Time, text bool, data []byte) []Act
 			cc.readAccept(now, data)
 		}
 	case StateOpen, StateRefreshing:
-		cc.heard = now.UnixNano()
+		cc.alive.heard = now.UnixNano()
 		limit := MaxHandshakeMessage // a re-challenge
 		if cc.state == StateRefreshing {
 			limit = MaxAcceptMessage
@@ -151,9 +150,7 @@ func (cc *ClientConn) readAccept(now time.Time, data []byte) {
 		return
 	}
 	if cc.sess == nil {
-		n := now.UnixNano()
-		cc.heard = n
-		cc.nextPing = n + int64(cc.c.cfg.PingInterval)
+		cc.alive.start(now.UnixNano(), cc.c.cfg.PingInterval)
 	}
 	cc.sess = sess
 	cc.state = StateOpen
@@ -191,13 +188,12 @@ func (cc *ClientConn) due(now time.Time) {
 			return
 		}
 	case StateOpen, StateRefreshing:
-		if n >= cc.heard+2*int64(cc.c.cfg.PingInterval) {
+		if cc.alive.expired(n) {
 			cc.fail(CodeKeepaliveTimeout, "nothing received for two ping intervals")
 			return
 		}
-		if n >= cc.nextPing {
+		if cc.alive.ping(n) {
 			cc.acts = append(cc.acts, Action{Kind: ActionPing})
-			cc.nextPing = n + int64(cc.c.cfg.PingInterval)
 		}
 	default:
 		return
@@ -211,7 +207,7 @@ func (cc *ClientConn) arm() {
 	case StateAwaitChallenge, StateAwaitAccept:
 		at = cc.deadline
 	case StateOpen, StateRefreshing:
-		at = min(cc.heard+2*int64(cc.c.cfg.PingInterval), cc.nextPing)
+		at = cc.alive.next()
 	default:
 		return
 	}
@@ -225,7 +221,7 @@ func (cc *ClientConn) arm() {
 func (cc *ClientConn) HandlePong(now time.Time) []Action {
 	cc.begin(now)
 	if cc.state == StateOpen || cc.state == StateRefreshing {
-		cc.heard = now.UnixNano()
+		cc.alive.heard = now.UnixNano()
 	}
 	return cc.acts
 }

@@ -47,8 +47,7 @@ type ServerConn struct {
 	refreshAt int64 // OPEN: when the re-challenge is due, unless final
 	final     bool  // the token cannot be extended: it ends with its key
 	stale     bool  // the entry's subject or groups changed: refresh now
-	heard     int64 // the last time anything arrived
-	nextPing  int64
+	alive     keepalive
 	timerAt   int64 // the last ActionTimer returned and not yet fired
 
 	queued int64 // application octets handed out by Send and not yet Written
@@ -127,7 +126,7 @@ func (c *ServerConn) HandleMessage(now time.Time, text bool, data []byte) []Acti
 	case StateOpen, StateRefreshing:
 		// Spec section "Later-frame authorization": begin has applied the
 		// session's end; what is left is O(1).
-		c.heard = now.UnixNano()
+		c.alive.heard = now.UnixNano()
 		switch {
 		case !text && int64(len(data)) > c.s.cfg.MaxMessageSize:
 			c.fail(CodeTooLarge, "application message over the limit")
@@ -160,9 +159,7 @@ func (c *ServerConn) readResponse(now time.Time, data []byte) {
 	c.stale = false
 	c.setEntry(e)
 	if first {
-		n := now.UnixNano()
-		c.heard = n
-		c.nextPing = n + int64(c.s.cfg.PingInterval)
+		c.alive.start(now.UnixNano(), c.s.cfg.PingInterval)
 	}
 	c.send(accept)
 	c.acts = append(c.acts, Action{Kind: ActionAccepted})
@@ -224,7 +221,7 @@ func (c *ServerConn) due(now time.Time) {
 			c.fail(c.endCode, "the session's end has come")
 			return
 		}
-		if n >= c.heard+2*int64(c.s.cfg.PingInterval) {
+		if c.alive.expired(n) {
 			c.fail(CodeKeepaliveTimeout, "nothing received for two ping intervals")
 			return
 		}
@@ -234,9 +231,8 @@ func (c *ServerConn) due(now time.Time) {
 				return
 			}
 		}
-		if n >= c.nextPing {
+		if c.alive.ping(n) {
 			c.acts = append(c.acts, Action{Kind: ActionPing})
-			c.nextPing = n + int64(c.s.cfg.PingInterval)
 		}
 	default:
 		return
@@ -272,7 +268,7 @@ func (c *ServerConn) arm() {
 	case StateChallenged:
 		at = c.deadline
 	case StateOpen, StateRefreshing:
-		at = min(c.endAt, c.heard+2*int64(c.s.cfg.PingInterval), c.nextPing)
+		at = min(c.endAt, c.alive.next())
 		if c.state == StateOpen && !c.final {
 			at = min(at, c.refreshAt)
 		}
@@ -289,7 +285,7 @@ func (c *ServerConn) arm() {
 func (c *ServerConn) HandlePong(now time.Time) []Action {
 	c.begin(now)
 	if c.state == StateOpen || c.state == StateRefreshing {
-		c.heard = now.UnixNano()
+		c.alive.heard = now.UnixNano()
 	}
 	return c.acts
 }

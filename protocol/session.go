@@ -106,6 +106,38 @@ type Action struct {
 	PeerCode int
 }
 
+// keepalive is the schedule of spec section "Keepalive" that both roles
+// keep on an authenticated socket: a Ping every interval, and the end of a
+// socket from which nothing arrived for two intervals. Times are Unix
+// nanoseconds.
+type keepalive struct {
+	interval int64
+	heard    int64 // the last time anything arrived
+	nextPing int64
+}
+
+func (k *keepalive) start(n int64, interval time.Duration) {
+	k.interval = int64(interval)
+	k.heard, k.nextPing = n, n+k.interval
+}
+
+// expired reports whether nothing has arrived for the keepalive timeout.
+func (k *keepalive) expired(n int64) bool { return n >= k.heard+2*k.interval }
+
+// ping reports whether a Ping is due at n, and if so schedules the next.
+func (k *keepalive) ping(n int64) bool {
+	if n < k.nextPing {
+		return false
+	}
+	k.nextPing = n + k.interval
+	return true
+}
+
+// next is the earliest time at which expired or ping may change its answer.
+// A message that arrives moves the timeout later, not earlier, so a timer
+// armed for next is never late.
+func (k *keepalive) next() int64 { return min(k.heard+2*k.interval, k.nextPing) }
+
 // Close codes that are not in the error table (RFC 6455 section 7.4.1).
 const (
 	CloseNormal    = 1000 // the application ended the session

@@ -336,9 +336,17 @@ func (b *bench) revokeRun(rep, ci int, rc *RevokeCase) (*RevokeRun, []time.Durat
 	}
 	close(stop)
 	writers.Wait()
-	rep1, err := appOf(s)
-	if err != nil {
-		return nil, nil, nil, err
+	// The handlers' Read returns once the server has dropped the
+	// connection, which can come after the load side saw the Close frame:
+	// wait (a little) for every handler to have ended.
+	var rep1 *appReport
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if rep1, err = appOf(s); err != nil {
+			return nil, nil, nil, err
+		}
+		if len(rep1.Ends) >= ro.n || time.Now().After(deadline) {
+			break
+		}
 	}
 
 	run := &RevokeRun{ReadingEnds: map[string]int{}, ServerEnds: map[string]int{}, Sessions: ro.n}

@@ -216,24 +216,24 @@ func (b *bench) captureProfiles() {
 			runOps(conc, d, 1_000_000, p)
 		})
 	}
-	// Frames: each size whose cell at the deepest in-flight depth missed
-	// (64 B and 4 KiB with 16 in flight, in the full run).
-	inflight := b.o.inflights[len(b.o.inflights)-1]
+	// Frames: every cell that missed, both systems.
 	for _, size := range b.o.sizes {
-		if !missed(fmt.Sprintf("%s, %s x%d in flight", tFrames, sizeName(size), inflight)) {
-			continue
-		}
-		for _, system := range []string{"wsproof", "plain"} {
-			conns, err := b.openFrameConns(b.srv, system, b.o.frameConns)
-			if err != nil {
-				b.res.Errors = append(b.res.Errors, "profile: "+err.Error())
+		for _, inflight := range b.o.inflights {
+			if !missed(fmt.Sprintf("%s, %s x%d in flight", tFrames, sizeName(size), inflight)) {
 				continue
 			}
-			b.cpuProfile(tFrames, fmt.Sprintf("frames-%s-%s-x%d", system, strings.ReplaceAll(sizeName(size), " ", ""), inflight), func(d time.Duration) {
-				b.runFrames(b.srv, conns, size, inflight, 0, d)
-			})
-			for _, c := range conns {
-				c.close()
+			for _, system := range []string{"wsproof", "plain"} {
+				conns, err := b.openFrameConns(b.srv, system, b.o.frameConns)
+				if err != nil {
+					b.res.Errors = append(b.res.Errors, "profile: "+err.Error())
+					continue
+				}
+				b.cpuProfile(tFrames, fmt.Sprintf("frames-%s-%s-x%d", system, strings.ReplaceAll(sizeName(size), " ", ""), inflight), func(d time.Duration) {
+					b.runFrames(b.srv, conns, size, inflight, 0, d)
+				})
+				for _, c := range conns {
+					c.close()
+				}
 			}
 		}
 	}
@@ -284,6 +284,8 @@ var cpuCategories = []cpuCategory{
 	{"wsproof/protocol, outside go-jose and crypto", `wsproof/protocol\.`, `go-jose|^crypto/`},
 	{"server session goroutines after the handshake (handler and its reads, writer, closer)", `wsproof/server\.\(\*Conn\)\.(serve|writeLoop|closer)$|echoSession`, ""},
 	{"server writer goroutine (started when something is queued)", `wsproof/server\.\(\*Conn\)\.writeLoop$`, ""},
+	{"reading each message whole (io.ReadAll: the server's readMessage, gorilla's ReadMessage)", `^io\.ReadAll$`, ""},
+	{"server: Conn.Send (the copy, the queue, the machine, starting the writer)", `wsproof/server\.\(\*Conn\)\.Send$`, ""},
 	{"gorilla echo loop (plain baseline)", `plainEcho`, ""},
 	{"syscalls (read, write, accept, close)", `^syscall\.`, ""},
 	{"channel operations and select", `^runtime\.(selectgo|chansend|chanrecv)`, ""},

@@ -21,11 +21,13 @@
 //     the one the server watches: when each socket ends, after the rename,
 //     as the load side and as the server see it, and how many messages
 //     reach the application after the server's decision; beside the same
-//     run with every session reading (revoke.go);
+//     run with every session reading; with the server's send buffer at
+//     8 KiB (its writes to the non-readers blocked) and at the kernel's
+//     default (revoke.go, the server's application in apps.go);
 //   - room: a broadcast room of 50 reading sessions, one broadcasting every
 //     20 ms, beside 2 sessions that never read: the readers' broadcast
-//     latency beside the same room without them, and what happened to the
-//     two (room.go).
+//     latency beside the same room without them, and when and how the two
+//     were closed, with both send buffers (room.go).
 //
 // The server runs in a child process (this program, started again with the
 // hidden "server" subcommand; the Centrifuge harness is its own module in
@@ -37,11 +39,11 @@
 //
 //	go run ./cmd/wsproof-bench [-quick] [-out DIR] [-md FILE] [-only LIST] [-skip LIST] [-merge FILE]
 //
-// Run it from the repository. -quick is the smoke version CI runs (seconds),
+// Run it from the repository. -quick is the smoke version CI runs (a minute),
 // and it fails when a revoked socket closes later than the spec's second, a
 // message is delivered after the revocation decision, or the room's p99
-// latency reaches 250 ms; without it the full run takes about half an hour
-// on two cores, and those are targets like the others. -merge keeps the
+// latency reaches 250 ms; without it the full run takes about 35 minutes on
+// two cores, and those are targets like the others. -merge keeps the
 // sections a run does not measure from an earlier results.json, so that
 // "-only frames,memory -merge docs/bench/results.json -out docs/bench -md
 // BENCHMARKS.md" rewrites those sections' tables and plots and keeps the
@@ -73,10 +75,12 @@ reading), in separate server and load-generator processes on loopback.
 Figures are medians of -runs repetitions; the log shows every repetition.
 
 Flags:
-    -quick         smoke run: small counts, one repetition, a few seconds;
-                   fails if a revoked socket closes later than 1 s after the
-                   registry change, a message is delivered after the
-                   revocation decision, or the room's p99 reaches 250 ms
+    -quick         smoke run: small counts, one repetition, about a minute;
+                   fails if the server closes a revoked socket later than 1 s
+                   after the registry change (or the load side sees it later,
+                   but for non-readers behind the kernel's own send buffer),
+                   a message is delivered after the revocation decision, or
+                   the room's p99 reaches 250 ms
     -out DIR       write DIR/results.json and the SVG plots
     -md FILE       write the Markdown tables to FILE, between the markers
                    <!-- wsproof-bench:begin --> and <!-- wsproof-bench:end -->

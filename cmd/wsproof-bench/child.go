@@ -43,6 +43,21 @@ type childConfig struct {
 	// the throughput runs: the denial-of-service runs measure the server's
 	// own defence, so a zero field keeps the server package's default.
 	Limits *childLimits `json:"limits,omitempty"`
+	// App selects the application behind /ws (apps.go): "" the echo of
+	// the throughput runs, "revoke" or "room".
+	App string `json:"app,omitempty"`
+	// RegistryFile, when set, is the registry the child serves from: a
+	// keys.FileRegistry watched as wsproof serve watches it (Watch at its
+	// default interval, Recheck on every change). Registry is then unused.
+	RegistryFile string `json:"registry_file,omitempty"`
+	// WriteTimeout is server.Config.WriteTimeout; zero keeps the default.
+	WriteTimeout time.Duration `json:"write_timeout,omitempty"`
+	// Push is what the revoke application sends to every session.
+	Push pushConfig `json:"push"`
+	// SndBuf, when positive, is set as SO_SNDBUF on every connection the
+	// plain listener accepts (which turns the kernel's autotuning off), so
+	// that writes to a peer that does not read block after little data.
+	SndBuf int `json:"sndbuf,omitempty"`
 }
 
 // childLimits are server.Config's pre-authentication limits; zero fields
@@ -59,15 +74,17 @@ type childLimits struct {
 type childReady struct {
 	WS  string `json:"ws"`  // host:port of the plain listener: /ws is wsproof, /plain is gorilla
 	WSS string `json:"wss"` // the same handlers behind TLS 1.3
-	Ctl string `json:"ctl"` // control: /rusage, /gc, /stats, /debug/pprof/
+	Ctl string `json:"ctl"` // control: /rusage, /gc, /stats, /app, /debug/pprof/
 	PID int    `json:"pid"`
 }
 
 // serverChild runs the server side of every measurement: wsproof's
 // server.Server on /ws and a plain gorilla echo on /plain, on the same
 // http.Server (ReadHeaderTimeout and MaxHeaderBytes as the server package
-// recommends), once over plain TCP and once over TLS 1.3. It exits when its
-// standard input closes or after MaxLife.
+// recommends), once over plain TCP and once over TLS 1.3. The application
+// behind /ws is the echo, or the revocation or broadcast-room application of
+// those runs (apps.go), which the control server's /app reports on. It exits
+// when its standard input closes or after MaxLife.
 func serverChild(args []string) error {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "child configuration file")
@@ -86,7 +103,17 @@ func serverChild(args []string) error {
 	if err != nil {
 		return err
 	}
-	reg, err := keys.ParseRegistry(cfg.Registry)
+	var reg keys.Registry
+	var file *keys.FileRegistry
+	if cfg.RegistryFile != "" {
+		if file, err = keys.OpenFile(cfg.RegistryFile); err != nil {
+			return err
+		}
+		reg = file
+	} else if reg, err = keys.ParseRegistry(cfg.Registry); err != nil {
+		return err
+	}
+	app, err := newApp(cfg)
 	if err != nil {
 		return err
 	}
@@ -97,7 +124,8 @@ func serverChild(args []string) error {
 		Registry:      reg,
 		TokenLifetime: cfg.TokenLifetime,
 		RefreshBefore: cfg.RefreshBefore,
-		Handler:       server.HandlerFunc(echoSession),
+		WriteTimeout:  cfg.WriteTimeout,
+		Handler:       app.handler,
 		// The load comes from a handful of loopback addresses at rates far
 		// above the per-address defaults, which exist to stop floods.
 		MaxPending:           1 << 20,
@@ -124,6 +152,21 @@ func serverChild(args []string) error {
 	if err != nil {
 		return err
 	}
+	if cfg.SndBuf > 0 {
+		ln = sndbufListener{ln, cfg.SndBuf}
+	}
+	if app.conns != nil {
+		ln = app.conns.wrap(ln)
+	}
+	if file != nil {
+		// As wsproof serve does: every registry change Watch reports
+		// rechecks the live sessions, on Watch's goroutine.
+		go file.Watch(context.Background(), 0, func(_, _ *keys.Set) {
+			seen := time.Now()
+			closed := srv.Recheck()
+			app.changed(seen, time.Now(), closed)
+		}, nil)
+	}
 	tln, err := loopbackListen("127.0.0.1:0")
 	if err != nil {
 		return err
@@ -145,7 +188,11 @@ func serverChild(args []string) error {
 	hts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13, NextProtos: []string{"http/1.1"}}
 	go hs.Serve(ln)
 	go hts.ServeTLS(tln, "", "")
-	go (&http.Server{Handler: controlMux(metrics, srv), ReadHeaderTimeout: 5 * time.Second}).Serve(cln)
+	ctl := controlMux(metrics, srv)
+	ctl.HandleFunc("/app", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(app.report())
+	})
+	go (&http.Server{Handler: ctl, ReadHeaderTimeout: 5 * time.Second}).Serve(cln)
 
 	ready, _ := json.Marshal(childReady{WS: ln.Addr().String(), WSS: tln.Addr().String(), Ctl: cln.Addr().String(), PID: os.Getpid()})
 	fmt.Println(string(ready))

@@ -19,7 +19,7 @@ func dosMarkdown(r *Results, file string) string {
 	x := r.DoS
 	var sb strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&sb, format, args...) }
-	w("%s", runHeader(r))
+	w("%s", runHeader(r, func(s string) bool { return s == "dos" }))
 	w("**Attack.** %d idle unauthenticated sockets from %d addresses in 127.5.0.0/16 (each reads the challenge, never answers, and is re-opened as soon as the server closes it; one refused with 429 tries again after %s, jittered by ±50%%); "+
 		"and a flood of bad handshakes by %d loops from %d addresses in 127.6.0.0/16, as fast as they go for the whole attack phase (at most %d attempts): each a complete upgrade whose response is bound to its challenge and signed by a registered ES256 key, with one bit of the signature flipped, so that the server signs a challenge and verifies a signature for every one it admits. "+
 		"The attacker is a process of its own.\n\n",

@@ -15,7 +15,19 @@
 //   - dos: legitimate handshakes and authenticated sessions while idle
 //     unauthenticated sockets and a flood of bad handshakes attack the
 //     server with its default limits (dos.go; the attacker is a third
-//     process, dos_attack.go).
+//     process, dos_attack.go);
+//   - revoke: 1,000 live sessions, 300 of which never read while the server
+//     keeps sending to them, revoked by renaming a new registry file over
+//     the one the server watches: when each socket ends, after the rename,
+//     as the load side and as the server see it, and how many messages
+//     reach the application after the server's decision; beside the same
+//     run with every session reading; with the server's send buffer at
+//     8 KiB (its writes to the non-readers blocked) and at the kernel's
+//     default (revoke.go, the server's application in apps.go);
+//   - room: a broadcast room of 50 reading sessions, one broadcasting every
+//     20 ms, beside 2 sessions that never read: the readers' broadcast
+//     latency beside the same room without them, and when and how the two
+//     were closed, with both send buffers (room.go).
 //
 // The server runs in a child process (this program, started again with the
 // hidden "server" subcommand; the Centrifuge harness is its own module in
@@ -25,14 +37,22 @@
 //
 // Usage:
 //
-//	go run ./cmd/wsproof-bench [-quick] [-out DIR] [-md FILE] [-only LIST] [-skip LIST]
+//	go run ./cmd/wsproof-bench [-quick] [-out DIR] [-md FILE] [-only LIST] [-skip LIST] [-merge FILE]
 //
-// Run it from the repository. -quick is the smoke version CI runs (seconds);
-// without it the full run takes about a quarter of an hour on two cores.
+// Run it from the repository. -quick is the smoke version CI runs (a minute),
+// and it fails when a revoked socket closes later than the spec's second, a
+// message is delivered after the revocation decision, or the room's p99
+// latency reaches 250 ms; without it the full run takes about 35 minutes on
+// two cores, and those are targets like the others. -merge keeps the
+// sections a run does not measure from an earlier results.json, so that
+// "-only frames,memory -merge docs/bench/results.json -out docs/bench -md
+// BENCHMARKS.md" rewrites those sections' tables and plots and keeps the
+// rest.
 package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -49,12 +69,18 @@ import (
 const usage = `Usage: wsproof-bench [flags]
 
 Measures wsproof beside its baselines (plain gorilla/websocket on the same
-server, the raw cryptographic floor, Centrifuge's JWT connect), in separate
-server and load-generator processes on loopback. Figures are medians of
--runs repetitions; the log shows every repetition.
+server, the raw cryptographic floor, Centrifuge's JWT connect; for the
+revocation and the broadcast room, the same run with every session
+reading), in separate server and load-generator processes on loopback.
+Figures are medians of -runs repetitions; the log shows every repetition.
 
 Flags:
-    -quick         smoke run: small counts, one repetition, a few seconds
+    -quick         smoke run: small counts, one repetition, about a minute;
+                   fails if the server closes a revoked socket later than 1 s
+                   after the registry change (or the load side sees it later,
+                   but for non-readers behind the kernel's own send buffer),
+                   a message is delivered after the revocation decision, or
+                   the room's p99 reaches 250 ms
     -out DIR       write DIR/results.json and the SVG plots
     -md FILE       write the Markdown tables to FILE, between the markers
                    <!-- wsproof-bench:begin --> and <!-- wsproof-bench:end -->
@@ -62,7 +88,11 @@ Flags:
     -only LIST     run only these sections (comma-separated)
     -skip LIST     skip these sections
                    sections: handshake, centrifuge, frames, refresh, memory,
-                   scale, device, dos
+                   scale, device, dos, revoke, room
+    -merge FILE    merge this run into the results.json FILE of an earlier
+                   run: the sections measured now replace FILE's, the others
+                   are kept, each with the command and machine of its run;
+                   -out and -md then get the merged results
     -runs N        repetitions of each measurement (default 3; quick 1)
     -conns N       sockets of the memory and scale runs (default 10000; quick 200)
     -cross         cross-build the device programs for linux/arm64 and
@@ -75,7 +105,7 @@ Flags:
     -v             log every repetition to stderr (default on)
 `
 
-var allSections = []string{"handshake", "centrifuge", "frames", "refresh", "memory", "scale", "device", "dos"}
+var allSections = []string{"handshake", "centrifuge", "frames", "refresh", "memory", "scale", "device", "dos", "revoke", "room"}
 
 // options are the sizes of one run.
 type options struct {
@@ -83,6 +113,7 @@ type options struct {
 	args     []string // the command line's flags, recorded with the results
 	out, md  string
 	from     string
+	merge    string // a results.json the run's sections are merged into
 	sections map[string]bool
 	verbose  bool
 	cross    bool
@@ -121,7 +152,9 @@ type options struct {
 
 	profDur time.Duration
 
-	dos dosOptions
+	dos    dosOptions
+	revoke revokeOptions
+	room   roomOptions
 }
 
 func defaultOptions(quick bool) *options {
@@ -138,6 +171,8 @@ func defaultOptions(quick bool) *options {
 		profDur: 10 * time.Second,
 	}
 	o.dos = defaultDoSOptions(quick)
+	o.revoke = defaultRevokeOptions(quick)
+	o.room = defaultRoomOptions(quick)
 	if quick {
 		o.runs, o.cross = 1, false
 		o.concs = []int{1, 16}
@@ -171,6 +206,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	profile := fs.String("profile", "", "")
 	verbose := fs.Bool("v", true, "")
 	from := fs.String("from", "", "")
+	merge := fs.String("merge", "", "")
 	// -cross and -profile are booleans with mode-dependent defaults.
 	for i, a := range args {
 		for _, name := range []string{"cross", "profile"} {
@@ -186,7 +222,10 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	o := defaultOptions(*quick)
-	o.out, o.md, o.verbose, o.from = *out, *md, *verbose, *from
+	o.out, o.md, o.verbose, o.from, o.merge = *out, *md, *verbose, *from, *merge
+	if o.merge != "" && o.from != "" {
+		return nil, errors.New("-merge and -from do not go together: -from measures nothing")
+	}
 	o.args = args
 	o.profile = o.out != "" && !o.quick
 	if *runs > 0 {
@@ -314,6 +353,9 @@ func run(o *options, stdout, stderr io.Writer) (*Results, error) {
 	if need := uint64(max(o.memN, o.scaleN) + 1024); (o.sections["memory"] || o.sections["scale"]) && limit < need {
 		return nil, fmt.Errorf("open-file limit %d is below the %d the memory and scale runs need: raise the hard limit (ulimit -Hn) or use -conns", limit, need)
 	}
+	if need := uint64(o.revoke.n + 1024); o.sections["revoke"] && limit < need {
+		return nil, fmt.Errorf("open-file limit %d is below the %d the revocation run needs: raise the hard limit (ulimit -Hn)", limit, need)
+	}
 	root, err := moduleRoot()
 	if err != nil {
 		return nil, err
@@ -361,6 +403,7 @@ func run(o *options, stdout, stderr io.Writer) (*Results, error) {
 	}{
 		{"handshake", b.handshakes}, {"frames", b.frames}, {"refresh", b.refresh},
 		{"memory", b.memory}, {"scale", b.scale}, {"device", b.device}, {"dos", b.dos},
+		{"revoke", b.revoke}, {"room", b.room},
 	}
 	for _, s := range steps {
 		if !o.sections[s.name] {
@@ -372,12 +415,21 @@ func run(o *options, stdout, stderr io.Writer) (*Results, error) {
 		}
 		b.logf("%s done in %s", s.name, time.Since(t0).Round(time.Second))
 	}
-	res.Targets = evaluate(res, o)
+	res.Targets = evaluate(res)
 	if b.profDir != "" {
 		b.captureProfiles()
 	}
 	res.Machine.LoadAfter = loadavg()
 	res.Elapsed = time.Since(start).Round(time.Second).String()
+	if o.merge != "" {
+		old, err := readResults(o.merge)
+		if err != nil {
+			return nil, fmt.Errorf("-merge: %w", err)
+		}
+		res = mergeResults(old, res)
+		res.Targets = evaluate(res)
+		b.logf("merged into %s: %s", o.merge, runsText(res))
+	}
 	if o.out != "" {
 		if err := writeOutputs(o.out, res); err != nil {
 			return nil, err
@@ -393,13 +445,9 @@ func run(o *options, stdout, stderr io.Writer) (*Results, error) {
 
 // render writes -out and -md from the results of an earlier run.
 func render(o *options, stdout, stderr io.Writer) (*Results, error) {
-	data, err := os.ReadFile(o.from)
+	res, err := readResults(o.from)
 	if err != nil {
 		return nil, err
-	}
-	res := &Results{}
-	if err := json.Unmarshal(data, res); err != nil {
-		return nil, fmt.Errorf("%s: %w", o.from, err)
 	}
 	for i, p := range res.Profiles {
 		if strings.HasSuffix(p.File, "-cpu.pprof") && len(p.Shares) == 0 {
@@ -417,6 +465,28 @@ func render(o *options, stdout, stderr io.Writer) (*Results, error) {
 		}
 	}
 	return res, nil
+}
+
+// readResults reads a results.json.
+func readResults(file string) (*Results, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	res := &Results{}
+	if err := json.Unmarshal(data, res); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return res, nil
+}
+
+// runsText lists which run measured which sections.
+func runsText(r *Results) string {
+	var parts []string
+	for _, p := range r.runs() {
+		parts = append(parts, fmt.Sprintf("%s from %s (%s)", strings.Join(p.Sections, ","), p.Started.Format("2006-01-02 15:04 UTC"), p.Command))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // commandLine is the command that produced a run, as recorded with its

@@ -93,6 +93,26 @@ func TestQuick(t *testing.T) {
 	if len(res.Targets) == 0 {
 		t.Error("no targets evaluated")
 	}
+	// The revocation and the room: run returns an error when their quick
+	// checks fail (revokeCheck, roomCheck); here, that every case ran.
+	if r := res.Revoke; r == nil || len(r.Cases) != 3 {
+		t.Errorf("revoke: %+v", r)
+	} else {
+		for _, c := range r.Cases {
+			if len(c.Runs) != 1 || c.Runs[0].Closed != r.N || c.Runs[0].Delivered == 0 || (c.Slow > 0 && len(c.SlowCDF) == 0) {
+				t.Errorf("revoke %s: %+v", c.Name, c.Runs)
+			}
+		}
+	}
+	if r := res.Room; r == nil || len(r.Cases) != 3 {
+		t.Errorf("room: %+v", r)
+	} else {
+		for _, c := range r.Cases {
+			if len(c.Runs) != 1 || c.Sent == 0 || len(c.Runs[0].SlowEnds) != c.Slow {
+				t.Errorf("room %s: %+v", c.Name, c.Runs)
+			}
+		}
+	}
 	if want := "go run ./cmd/wsproof-bench -quick -skip centrifuge -out " + filepath.ToSlash(out) + " -md " + filepath.ToSlash(md); res.Command != want {
 		t.Errorf("recorded command %q, want %q", res.Command, want)
 	}
@@ -130,7 +150,7 @@ func TestQuick(t *testing.T) {
 	if err := json.Unmarshal(data, &back); err != nil {
 		t.Fatalf("results.json: %v", err)
 	}
-	for _, f := range []string{"handshakes.svg", "handshake-latency.svg", "frames.svg", "frame-latency.svg", "memory.svg", "scale-latency.svg", "dos-rss.svg", "dos-latency.svg"} {
+	for _, f := range []string{"handshakes.svg", "handshake-latency.svg", "frames.svg", "frame-latency.svg", "memory.svg", "scale-latency.svg", "dos-rss.svg", "dos-latency.svg", "revoke-close.svg", "room-latency.svg"} {
 		svg, err := os.ReadFile(filepath.Join(out, f))
 		if err != nil || !strings.HasPrefix(string(svg), "<svg") || !strings.Contains(string(svg), "polyline") && !strings.Contains(string(svg), "<rect x=") {
 			t.Errorf("plot %s missing or empty: %v", f, err)
@@ -140,7 +160,7 @@ func TestQuick(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"# kept", "tail kept", "### Handshakes without TLS", "### Frames while every session refreshes", "### Targets"} {
+	for _, want := range []string{"# kept", "tail kept", "### Handshakes without TLS", "### Frames while every session refreshes", "### Targets", "### Revocation", "### Broadcast room"} {
 		if !strings.Contains(string(doc), want) {
 			t.Errorf("markdown lacks %q", want)
 		}
@@ -187,5 +207,65 @@ func TestQuick(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(again, f)); err != nil {
 			t.Errorf("-from: %v", err)
 		}
+	}
+}
+
+// TestMerge checks -merge: the sections a run measured replace the earlier
+// results', the others are kept with the run that measured them, targets
+// are evaluated on the merged results, and the Markdown names each run and
+// prints no ratio between sections of different runs.
+func TestMerge(t *testing.T) {
+	t0 := time.Date(2026, 11, 27, 0, 10, 0, 0, time.UTC)
+	old := &Results{Started: t0, Mode: "full", Runs: 3, Command: "go run ./cmd/wsproof-bench -out docs/bench", Elapsed: "14m39s",
+		Sections: []string{"handshake", "centrifuge", "frames", "memory", "scale"},
+		Frames:   []*FrameCell{{System: "plain", Size: 64, Inflight: 1, Rate: 100}, {System: "wsproof", Size: 64, Inflight: 1, Rate: 95}},
+		Memory:   []*MemResult{{System: "plain", N: 10, PerConnKiB: 16}, {System: "wsproof", N: 10, PerConnKiB: 19}},
+		Scale:    &ScaleResult{N: 10, Opened: 10, RSSPerSessKB: 39, Runs: []ScaleRun{{Opened: 10}}},
+		Profiles: []Profile{{Target: tFrames + ", 64 B x1 in flight", File: "old-frames.pprof"},
+			{Target: tHandshakeCPU + ", c=32", File: "old-hs.pprof"}},
+	}
+	cur := &Results{Started: t0.Add(24 * time.Hour), Mode: "full", Runs: 3, Command: "go run ./cmd/wsproof-bench -only memory,room -merge docs/bench/results.json -out docs/bench", Elapsed: "4m",
+		Sections: []string{"memory", "room"},
+		Memory:   []*MemResult{{System: "plain", N: 10, PerConnKiB: 16}, {System: "wsproof", N: 10, PerConnKiB: 22}},
+		Room: &RoomResult{Readers: 5, Slow: 2, Duration: "1s", Cases: []*RoomCase{{Name: "base", P99ms: 2, WorstP99: 2, Runs: []RoomRun{{}}},
+			{Name: "slow", Slow: 2, P99ms: 3, WorstP99: 3, Runs: []RoomRun{{SlowEnds: []SlowEnd{{Code: 4009}, {Code: 4009}}}}}}},
+	}
+	m := mergeResults(old, cur)
+	m.Targets = evaluate(m)
+	if got, want := strings.Join(m.Sections, ","), "handshake,centrifuge,frames,memory,scale,room"; got != want {
+		t.Errorf("sections %s, want %s", got, want)
+	}
+	if len(m.Provenance) != 2 || strings.Join(m.Provenance[0].Sections, ",") != "handshake,centrifuge,frames,scale" || !m.Provenance[1].Started.Equal(cur.Started) {
+		t.Errorf("provenance %+v", m.Provenance)
+	}
+	if m.Frames == nil || m.Scale == nil || m.mem("wsproof").PerConnKiB != 22 || m.Room == nil {
+		t.Errorf("merged data: frames %v scale %v memory %+v room %v", m.Frames, m.Scale, m.mem("wsproof"), m.Room)
+	}
+	if len(m.Profiles) != 2 {
+		t.Errorf("profiles %+v, want the two of sections not re-run", m.Profiles)
+	}
+	var names []string
+	for _, x := range m.Targets {
+		names = append(names, x.Name)
+	}
+	for _, want := range []string{tFrames, tMemory, tRoomP99} {
+		if !strings.Contains(strings.Join(names, "\n"), want) {
+			t.Errorf("targets %q lack %q", names, want)
+		}
+	}
+	md := markdown(m, "BENCHMARKS.md")
+	for _, want := range []string{"_Merged from 2 runs", "- handshake, centrifuge, frames, scale: generated by `go run ./cmd/wsproof-bench -out docs/bench`",
+		"- memory, room: generated by `go run ./cmd/wsproof-bench -only memory,room", "### Broadcast room"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "idle plain gorilla socket's") {
+		t.Error("markdown prints a ratio of the scale run to the memory run of another run")
+	}
+	// Merging again keeps each section with its run.
+	again := mergeResults(m, &Results{Started: t0.Add(48 * time.Hour), Command: "third", Sections: []string{"frames"}, Frames: old.Frames})
+	if len(again.Provenance) != 3 || strings.Join(again.Provenance[0].Sections, ",") != "handshake,centrifuge,scale" {
+		t.Errorf("second merge: provenance %+v", again.Provenance)
 	}
 }

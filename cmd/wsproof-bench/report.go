@@ -61,11 +61,26 @@ const (
 	tScale        = "concurrent sessions with zero failures"
 )
 
-// evaluate computes the issue's targets from the medians of this run.
-func evaluate(r *Results, o *options) []Target {
+// evaluate computes the issues' targets from the medians of the results,
+// whichever runs they come from (-merge).
+func evaluate(r *Results) []Target {
 	var out []Target
+	var concs, sizes, inflights []int
+	for _, c := range r.Handshakes {
+		if !contains(concs, c.Conc) {
+			concs = append(concs, c.Conc)
+		}
+	}
+	for _, c := range r.Frames {
+		if !contains(sizes, c.Size) {
+			sizes = append(sizes, c.Size)
+		}
+		if !contains(inflights, c.Inflight) {
+			inflights = append(inflights, c.Inflight)
+		}
+	}
 	floor, hasFloor := r.floor("wsproof ES256")
-	for _, conc := range o.concs {
+	for _, conc := range concs {
 		es, pl := r.hs("wsproof", "ES256", false, conc), r.hs("plain", "", false, conc)
 		if es == nil || pl == nil || !hasFloor {
 			continue
@@ -81,7 +96,7 @@ func evaluate(r *Results, o *options) []Target {
 	}
 	hsFloor, ok1 := r.floor("JWT HS256")
 	esFloor, ok2 := r.floor("JWT ES256")
-	for _, conc := range o.concs {
+	for _, conc := range concs {
 		es, pl := r.hs("wsproof", "ES256", false, conc), r.hs("plain", "", false, conc)
 		chs, ces, anon := r.hs("centrifuge", "HS256", false, conc), r.hs("centrifuge", "ES256", false, conc), r.hs("centrifuge", "anon", false, conc)
 		if es == nil || chs == nil || ces == nil || !hasFloor || !ok1 || !ok2 {
@@ -103,8 +118,8 @@ func evaluate(r *Results, o *options) []Target {
 			Note: note,
 		})
 	}
-	for _, size := range o.sizes {
-		for _, inflight := range o.inflights {
+	for _, size := range sizes {
+		for _, inflight := range inflights {
 			w, p := r.frame("wsproof", size, inflight), r.frame("plain", size, inflight)
 			if w == nil || p == nil || p.Rate == 0 {
 				continue
@@ -155,10 +170,19 @@ func evaluate(r *Results, o *options) []Target {
 			Pass:   all,
 		})
 	}
+	if r.Revoke != nil && len(r.Revoke.Cases) > 0 {
+		out = append(out, revokeTargets(r.Revoke)...)
+	}
+	if r.Room != nil && len(r.Room.Cases) > 0 {
+		out = append(out, roomTargets(r.Room)...)
+	}
 	return out
 }
 
 func sizeName(n int) string {
+	if n >= 1<<20 && n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
 	if n >= 1024 && n%1024 == 0 {
 		return fmt.Sprintf("%d KiB", n/1024)
 	}
@@ -192,19 +216,24 @@ func (b *bench) captureProfiles() {
 			runOps(conc, d, 1_000_000, p)
 		})
 	}
-	if missed(tFrames) {
-		for _, system := range []string{"wsproof", "plain"} {
-			conns, err := b.openFrameConns(b.srv, system, b.o.frameConns)
-			if err != nil {
-				b.res.Errors = append(b.res.Errors, "profile: "+err.Error())
+	// Frames: every cell that missed, both systems.
+	for _, size := range b.o.sizes {
+		for _, inflight := range b.o.inflights {
+			if !missed(fmt.Sprintf("%s, %s x%d in flight", tFrames, sizeName(size), inflight)) {
 				continue
 			}
-			inflight := b.o.inflights[len(b.o.inflights)-1]
-			b.cpuProfile(tFrames, fmt.Sprintf("frames-%s-64B-x%d", system, inflight), func(d time.Duration) {
-				b.runFrames(b.srv, conns, 64, inflight, 0, d)
-			})
-			for _, c := range conns {
-				c.close()
+			for _, system := range []string{"wsproof", "plain"} {
+				conns, err := b.openFrameConns(b.srv, system, b.o.frameConns)
+				if err != nil {
+					b.res.Errors = append(b.res.Errors, "profile: "+err.Error())
+					continue
+				}
+				b.cpuProfile(tFrames, fmt.Sprintf("frames-%s-%s-x%d", system, strings.ReplaceAll(sizeName(size), " ", ""), inflight), func(d time.Duration) {
+					b.runFrames(b.srv, conns, size, inflight, 0, d)
+				})
+				for _, c := range conns {
+					c.close()
+				}
 			}
 		}
 	}
@@ -253,7 +282,10 @@ var cpuCategories = []cpuCategory{
 	{"crypto primitives (ECDSA, Ed25519, RSA, AES, SHA)", `^crypto/`, ""},
 	{"go-jose, outside the crypto primitives", `go-jose`, `^crypto/`},
 	{"wsproof/protocol, outside go-jose and crypto", `wsproof/protocol\.`, `go-jose|^crypto/`},
-	{"server session goroutines after the handshake (read, write, handler)", `wsproof/server\.\(\*Conn\)\.(read|write)$|echoSession`, ""},
+	{"server session goroutines after the handshake (handler and its reads, writer, closer)", `wsproof/server\.\(\*Conn\)\.(serve|writeLoop|closer)$|echoSession`, ""},
+	{"server writer goroutine (started when something is queued)", `wsproof/server\.\(\*Conn\)\.writeLoop$`, ""},
+	{"reading each message whole (io.ReadAll: the server's readMessage, gorilla's ReadMessage)", `^io\.ReadAll$`, ""},
+	{"server: Conn.Send (the copy, the queue, the machine, starting the writer)", `wsproof/server\.\(\*Conn\)\.Send$`, ""},
 	{"gorilla echo loop (plain baseline)", `plainEcho`, ""},
 	{"syscalls (read, write, accept, close)", `^syscall\.`, ""},
 	{"channel operations and select", `^runtime\.(selectgo|chansend|chanrecv)`, ""},
@@ -426,11 +458,41 @@ func failText(m map[string]int) string {
 }
 
 // runHeader is how each generated block starts: the command, the mode and
-// the machine of the run.
-func runHeader(r *Results) string {
-	m := r.Machine
-	return fmt.Sprintf("_Generated by `%s` (%s mode, medians of %d runs, %s; started %s)._\n\n", r.Command, r.Mode, r.Runs, r.Elapsed, r.Started.Format("2006-01-02 15:04 UTC")) +
-		fmt.Sprintf("Machine: %s, %d cores, %s, Linux %s, %s RAM; load average %s before, %s after.\n\n", m.CPU, m.Cores, m.GoVersion, m.Kernel, m.MemTotal, m.LoadBefore, m.LoadAfter)
+// the machine of the run whose sections (those for which want holds) the
+// block shows, or of each such run when r merges several.
+func runHeader(r *Results, want func(section string) bool) string {
+	var runs []RunInfo
+	for _, p := range r.runs() {
+		var ss []string
+		for _, s := range p.Sections {
+			if want(s) {
+				ss = append(ss, s)
+			}
+		}
+		if len(ss) > 0 {
+			p.Sections = ss
+			runs = append(runs, p)
+		}
+	}
+	one := func(p RunInfo) string {
+		m := p.Machine
+		return fmt.Sprintf("`%s` (%s mode, medians of %d runs, %s; started %s). ", p.Command, p.Mode, p.Runs, p.Elapsed, p.Started.Format("2006-01-02 15:04 UTC")) +
+			fmt.Sprintf("Machine: %s, %d cores, %s, Linux %s, %s RAM; load average %s before, %s after.", m.CPU, m.Cores, m.GoVersion, m.Kernel, m.MemTotal, m.LoadBefore, m.LoadAfter)
+	}
+	switch len(runs) {
+	case 0:
+		return ""
+	case 1:
+		g, machine, _ := strings.Cut(one(runs[0]), " Machine: ")
+		return "_Generated by " + strings.TrimSuffix(g, ".") + "._\n\nMachine: " + machine + "\n\n"
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "_Merged from %d runs (`-merge`): each section comes from one run, and every ratio compares figures of one run; a ratio between sections of different runs is not printed._\n\n", len(runs))
+	for _, p := range runs {
+		fmt.Fprintf(&sb, "- %s: generated by %s\n", strings.Join(p.Sections, ", "), one(p))
+	}
+	sb.WriteString("\n")
+	return sb.String()
 }
 
 // targetTable renders targets with their result, the note under the figure.
@@ -470,7 +532,7 @@ func markdown(r *Results, file string) string {
 			plotDir = filepath.ToSlash(rel)
 		}
 	}
-	w("%s", runHeader(r))
+	w("%s", runHeader(r, func(s string) bool { return s != "dos" }))
 	if len(r.Targets) > 0 {
 		w("### Targets\n\n%s\n", targetTable(r.Targets))
 	}
@@ -590,13 +652,19 @@ func markdown(r *Results, file string) string {
 		t.add("**median**", fmt.Sprint(s.Opened), fmt.Sprint(s.Failures)+" (total)", f0(s.Achieved), f1(s.P50ms), f1(s.P99ms), f1(s.MaxMs), f0(s.PeakRSSMiB), f1(s.RSSPerSessKB), f1(s.CPUSeconds), f2(s.CPUCores), fmt.Sprint(s.Refreshes), fmt.Sprint(s.SessionsEnd))
 		w("%s\n", t)
 		extra := ""
-		if p := r.mem("plain"); p != nil {
+		if p := r.mem("plain"); p != nil && r.sameRun("scale", "memory") {
 			extra = fmt.Sprintf(" RSS per session under refresh load is %s the idle plain gorilla socket's (%.1f KiB).", rx(s.RSSPerSessKB, p.PerConnKiB), p.PerConnKiB)
 		}
-		if c := r.hs("wsproof", "ES256", false, 1); c != nil {
+		if c := r.hs("wsproof", "ES256", false, 1); c != nil && r.sameRun("scale", "handshake") {
 			extra += fmt.Sprintf(" The p99 handshake latency is %s the unloaded one (ES256, concurrency 1, p99 %.2f ms).", rx(s.P99ms, c.P99ms), c.P99ms)
 		}
 		w("Failures by kind: %s.%s\n\n", failText(s.FailureKinds), extra)
+	}
+	if r.Revoke != nil && len(r.Revoke.Cases) > 0 {
+		w("%s", revokeMarkdown(r.Revoke, plotDir))
+	}
+	if r.Room != nil && len(r.Room.Cases) > 0 {
+		w("%s", roomMarkdown(r.Room, plotDir))
 	}
 	if len(r.Device) > 0 {
 		w("### Device footprint: a minimal client program\n\n")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -24,10 +25,29 @@ type Results struct {
 	Scale      *ScaleResult   `json:"scale,omitempty"`
 	Device     []*DeviceItem  `json:"device,omitempty"`
 	DoS        *DoSResult     `json:"dos,omitempty"`
+	Revoke     *RevokeResult  `json:"revoke,omitempty"`
+	Room       *RoomResult    `json:"room,omitempty"`
 	Targets    []Target       `json:"targets,omitempty"`
 	Profiles   []Profile      `json:"profiles,omitempty"`
 	Errors     []string       `json:"errors,omitempty"`
 	Elapsed    string         `json:"elapsed"`
+
+	// Provenance, when set, says which run measured which sections: the
+	// results of a run merged (-merge) into those of earlier runs. The
+	// fields above then describe the latest run, and Sections lists every
+	// section held.
+	Provenance []RunInfo `json:"provenance,omitempty"`
+}
+
+// RunInfo describes one run whose results a merged file holds.
+type RunInfo struct {
+	Sections []string  `json:"sections"`
+	Command  string    `json:"command"`
+	Mode     string    `json:"mode"`
+	Runs     int       `json:"runs"`
+	Started  time.Time `json:"started"`
+	Elapsed  string    `json:"elapsed"`
+	Machine  Machine   `json:"machine"`
 }
 
 // Machine describes where the run happened.
@@ -207,6 +227,154 @@ type DeviceItem struct {
 	Runs      []float64 `json:"rss_runs,omitempty"`
 }
 
+// RevokeResult is the revocation of many live sessions by an edit of the
+// server's registry file (revoke.go).
+type RevokeResult struct {
+	N             int    `json:"n"`
+	Slow          int    `json:"slow"` // sessions that never read, in the measured cases
+	SendEvery     string `json:"send_every"`
+	Burst         int    `json:"burst"`
+	PushSize      int    `json:"push_size"`
+	PushEvery     string `json:"push_every"`
+	Rcvbuf        int    `json:"rcvbuf"`
+	SndBuf        int    `json:"sndbuf"`
+	WatchInterval string `json:"watch_interval"`
+	WriteTimeout  string `json:"write_timeout"`
+	Wait          string `json:"wait"`
+	// Cases are the baseline (every session reads), then the measured
+	// cases (Slow never read), each with the server's send buffer of its
+	// own.
+	Cases []*RevokeCase `json:"cases"`
+}
+
+// RevokeCase is one configuration of the revocation, over every run.
+// Times are ms after the rename of the registry file; the figures are
+// medians of the runs, the counts sums.
+type RevokeCase struct {
+	Name   string `json:"name"`
+	Slow   int    `json:"slow"`
+	SndBuf int    `json:"sndbuf"` // SO_SNDBUF of the server's sockets; 0: the kernel's autotuning
+	// LastMs is when the last socket ended as the load side saw it.
+	LastMs  float64 `json:"last_close_ms"`
+	WorstMs float64 `json:"worst_run_last_close_ms"`
+	// LastAfterWatchMs is LastMs from when Watch reported the change
+	// rather than from the rename: without the phase of Watch's poll,
+	// which puts anything from 0 to its interval before it.
+	LastAfterWatchMs float64 `json:"last_close_after_watch_ms"`
+	ReadingP50Ms     float64 `json:"reading_p50_ms"`
+	ReadingLastMs    float64 `json:"reading_last_ms"`
+	SlowP50Ms        float64 `json:"slow_p50_ms,omitempty"`
+	SlowLastMs       float64 `json:"slow_last_ms,omitempty"`
+	// ServerMs is the spec's figure, at the server: the last socket whose
+	// Close frame was written in full or whose connection was dropped,
+	// whichever came first; ServerDropMs the last connection dropped.
+	ServerMs      float64     `json:"server_ms"`
+	WorstServerMs float64     `json:"worst_run_server_ms"`
+	ServerDropMs  float64     `json:"server_drop_ms"`
+	WatchMs       float64     `json:"watch_ms"`   // Watch reported the change
+	RecheckMs     float64     `json:"recheck_ms"` // Recheck ran for
+	Open          int         `json:"open"`       // sockets never seen closed, all runs
+	AfterDecision int64       `json:"after_decision"`
+	InFlight      int64       `json:"in_flight_at_decision"`
+	AfterSeen     int64       `json:"after_seen"`
+	Delivered     int64       `json:"delivered"`
+	Runs          []RevokeRun `json:"runs"`
+	// CDFs of the close times as the load side saw them, all runs merged:
+	// reading and non-reading sessions, ms at each percentile 0..100.
+	ReadingCDF []float64 `json:"reading_cdf_ms,omitempty"`
+	SlowCDF    []float64 `json:"slow_cdf_ms,omitempty"`
+}
+
+// RevokeRun is one revocation.
+type RevokeRun struct {
+	LastMs           float64 `json:"last_close_ms"`
+	LastAfterWatchMs float64 `json:"last_close_after_watch_ms"`
+	ReadingP50Ms     float64 `json:"reading_p50_ms"`
+	ReadingP99Ms     float64 `json:"reading_p99_ms"`
+	ReadingLastMs    float64 `json:"reading_last_ms"`
+	SlowP50Ms        float64 `json:"slow_p50_ms,omitempty"`
+	SlowP99Ms        float64 `json:"slow_p99_ms,omitempty"`
+	SlowLastMs       float64 `json:"slow_last_ms,omitempty"`
+	ServerMs         float64 `json:"server_ms"`
+	ServerDropMs     float64 `json:"server_drop_ms"`
+	// SlowFrames counts the non-reading sockets to which the server wrote
+	// its Close frame in full (into the kernel's buffer, behind the data
+	// their client never read); the others it dropped.
+	SlowFrames int     `json:"slow_close_frames"`
+	WatchMs    float64 `json:"watch_ms"`
+	RecheckMs  float64 `json:"recheck_ms"`
+	Closed     int     `json:"recheck_closed"` // sockets Recheck closed
+	Open       int     `json:"open"`
+	// ReadingEnds is how the reading sessions' connections ended, as they
+	// saw it; ServerEnds how each handler's Read ended.
+	ReadingEnds map[string]int `json:"reading_ends,omitempty"`
+	ServerEnds  map[string]int `json:"server_ends,omitempty"`
+	// SlowWrittenMedian is the median of the octets the server had
+	// written to each non-reading socket when the registry changed (the
+	// start burst and every push since were queued for it).
+	SlowWrittenMedian float64 `json:"slow_written_median,omitempty"`
+	AfterDecision     int64   `json:"after_decision"`
+	InFlight          int64   `json:"in_flight_at_decision"`
+	AfterSeen         int64   `json:"after_seen"`
+	Delivered         int64   `json:"delivered"`
+	Sessions          int     `json:"sessions"`
+}
+
+// RoomResult is the broadcast room with sessions that never read (room.go).
+type RoomResult struct {
+	Readers   int    `json:"readers"`
+	Slow      int    `json:"slow"`
+	Every     string `json:"every"`
+	Size      int    `json:"size"`
+	Duration  string `json:"duration"`
+	Rcvbuf    int    `json:"rcvbuf"`
+	SndBuf    int    `json:"sndbuf"`
+	MaxQueued int    `json:"max_queued"`
+	// Cases are the baseline (no non-reading session), then the measured
+	// cases, each with the server's send buffer of its own.
+	Cases []*RoomCase `json:"cases"`
+}
+
+// RoomCase is one configuration of the room, over every run.
+type RoomCase struct {
+	Name     string  `json:"name"`
+	Slow     int     `json:"slow"`
+	SndBuf   int     `json:"sndbuf"` // SO_SNDBUF of the server's sockets; 0: the kernel's autotuning
+	P50ms    float64 `json:"p50_ms"`
+	P99ms    float64 `json:"p99_ms"`
+	MaxMs    float64 `json:"max_ms"`
+	WorstP99 float64 `json:"worst_run_p99_ms"`
+	Sent     int64   `json:"broadcasts"` // all runs
+	Expected int64   `json:"expected"`   // deliveries to reading sessions, all runs
+	Lost     int64   `json:"lost"`       // of those, never received
+	// ReaderEnds counts reading sessions that ended during a run, by how.
+	ReaderEnds map[string]int `json:"reader_ends,omitempty"`
+	Runs       []RoomRun      `json:"runs"`
+	CDF        []float64      `json:"cdf_ms,omitempty"`
+}
+
+// RoomRun is one run of the room.
+type RoomRun struct {
+	P50ms float64 `json:"p50_ms"`
+	P99ms float64 `json:"p99_ms"`
+	MaxMs float64 `json:"max_ms"`
+	Sent  int64   `json:"broadcasts"`
+	Lost  int64   `json:"lost"`
+	// SlowEnds is what happened to each non-reading session.
+	SlowEnds []SlowEnd `json:"slow_ends,omitempty"`
+	// SendErrors counts the room's Sends that failed (to closed sockets).
+	SendErrors int64 `json:"send_errors"`
+}
+
+// SlowEnd is how one non-reading room session ended. Times are seconds
+// after the first broadcast; zero when it did not happen in the run.
+type SlowEnd struct {
+	Code     int     `json:"code"` // as the server's handler saw it; 0 if still open
+	Err      string  `json:"err,omitempty"`
+	DecidedS float64 `json:"decided_s"` // the first broadcast Send to it that failed
+	HandlerS float64 `json:"handler_s"` // its handler's Read returned (the server had dropped the connection)
+}
+
 // Target is one of the issue's targets, evaluated on this run.
 type Target struct {
 	Name   string `json:"name"`
@@ -262,4 +430,139 @@ func pick[T any](runs []T, f func(T) float64) []float64 {
 		out[i] = f(r)
 	}
 	return out
+}
+
+// infoOf describes the run that produced r (r itself, not merged).
+func infoOf(r *Results) RunInfo {
+	return RunInfo{Sections: r.Sections, Command: r.Command, Mode: r.Mode, Runs: r.Runs, Started: r.Started,
+		Elapsed: r.Elapsed, Machine: r.Machine}
+}
+
+// runs returns the runs r holds, the latest last: its provenance, or r's
+// own run.
+func (r *Results) runs() []RunInfo {
+	if len(r.Provenance) > 0 {
+		return r.Provenance
+	}
+	return []RunInfo{infoOf(r)}
+}
+
+// runOf returns the index in r.runs() of the run that measured section,
+// or -1.
+func (r *Results) runOf(section string) int {
+	for i, p := range r.runs() {
+		for _, s := range p.Sections {
+			if s == section {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// sameRun reports whether every given section was measured, and by one
+// run: a ratio between two sections' figures is printed only then.
+func (r *Results) sameRun(sections ...string) bool {
+	first := -2
+	for _, s := range sections {
+		i := r.runOf(s)
+		if i < 0 || (first != -2 && i != first) {
+			return false
+		}
+		first = i
+	}
+	return true
+}
+
+// profileSection is the section whose target a profile was taken for.
+func profileSection(p Profile) string {
+	switch {
+	case strings.HasPrefix(p.Target, tHandshakeCPU), strings.HasPrefix(p.Target, tOverhead):
+		return "handshake"
+	case strings.HasPrefix(p.Target, tFrames):
+		return "frames"
+	case strings.HasPrefix(p.Target, tMemory):
+		return "memory"
+	}
+	return ""
+}
+
+// mergeResults returns the results of cur merged into old: every section
+// cur measured replaces old's (handshake and centrifuge together: their
+// cells share the floors), the others are old's, and Provenance records
+// which run measured which. The targets are left for the caller to
+// evaluate again.
+func mergeResults(old, cur *Results) *Results {
+	ran := map[string]bool{}
+	for _, s := range cur.Sections {
+		ran[s] = true
+	}
+	if ran["handshake"] {
+		ran["centrifuge"] = true
+	}
+	m := *cur
+	m.Provenance = nil
+	for _, p := range old.runs() {
+		var keep []string
+		for _, s := range p.Sections {
+			if !ran[s] {
+				keep = append(keep, s)
+			}
+		}
+		if len(keep) > 0 {
+			p.Sections = keep
+			m.Provenance = append(m.Provenance, p)
+		}
+	}
+	m.Provenance = append(m.Provenance, infoOf(cur))
+	m.Sections = nil
+	for _, s := range allSections {
+		if m.runOf(s) >= 0 {
+			m.Sections = append(m.Sections, s)
+		}
+	}
+	if !ran["handshake"] {
+		m.Floors, m.Handshakes = old.Floors, old.Handshakes
+	}
+	if !ran["frames"] {
+		m.Frames = old.Frames
+	}
+	if !ran["refresh"] {
+		m.Refresh = old.Refresh
+	}
+	if !ran["memory"] {
+		m.Memory = old.Memory
+	}
+	if !ran["scale"] {
+		m.Scale = old.Scale
+	}
+	if !ran["device"] {
+		m.Device = old.Device
+	}
+	if !ran["dos"] {
+		m.DoS = old.DoS
+	}
+	if !ran["revoke"] {
+		m.Revoke = old.Revoke
+	}
+	if !ran["room"] {
+		m.Room = old.Room
+	}
+	m.Profiles = nil
+	for _, p := range old.Profiles {
+		if s := profileSection(p); s == "" || !ran[s] {
+			m.Profiles = append(m.Profiles, p)
+		}
+	}
+	m.Profiles = append(m.Profiles, cur.Profiles...)
+	m.Errors = nil
+	for _, e := range old.Errors {
+		if !strings.HasPrefix(e, "(an earlier run) ") {
+			e = "(an earlier run) " + e
+		}
+		m.Errors = append(m.Errors, e)
+	}
+	m.Errors = append(m.Errors, cur.Errors...)
+	m.Targets = nil
+	return &m
 }

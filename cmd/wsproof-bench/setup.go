@@ -188,6 +188,25 @@ func (e *env) startServerLimits(name string, tokenLifetime, refreshBefore time.D
 	}
 	cfg := childConfig{Identity: identity, ServerKeys: sk, Registry: e.registry, CertPEM: e.certPEM, KeyPEM: e.keyPEM,
 		TokenLifetime: tokenLifetime, RefreshBefore: refreshBefore, MaxLife: 2 * time.Hour, Limits: limits}
+	return e.startChildConfig(name, &cfg)
+}
+
+// startApp starts a server child with the server's default token
+// lifetimes and the raised pre-authentication limits, its configuration
+// adjusted by mod (the application, the registry file).
+func (e *env) startApp(name string, mod func(*childConfig)) (*child, error) {
+	sk, err := keys.MarshalServerKeys(e.sk)
+	if err != nil {
+		return nil, err
+	}
+	cfg := childConfig{Identity: identity, ServerKeys: sk, Registry: e.registry, CertPEM: e.certPEM, KeyPEM: e.keyPEM,
+		MaxLife: 2 * time.Hour}
+	mod(&cfg)
+	return e.startChildConfig(name, &cfg)
+}
+
+// startChildConfig writes cfg where the child reads it and starts the child.
+func (e *env) startChildConfig(name string, cfg *childConfig) (*child, error) {
 	data, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err

@@ -340,6 +340,9 @@ func plots(r *Results) map[string]string {
 			out[name] = svg
 		}
 	}
+	for name, svg := range revokeRoomPlots(r) {
+		out[name] = svg
+	}
 	if s := r.Scale; s != nil && len(s.CDF) > 0 {
 		out["scale-latency.svg"] = lineChart(fmt.Sprintf("Handshake latency while opening %d sessions at %.0f/s", s.N, s.ArrivalRate),
 			axis{label: "connect latency (ms)", log: true}, axis{label: "percentile"},

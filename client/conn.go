@@ -343,6 +343,7 @@ func (c *Conn) run(acts []protocol.Action, cause error) (deliver [][]byte) {
 			go c.finish(a, c.appClose, c.quick)
 		}
 	}
+	clear(acts) // the machine reuses the slice: keep no data alive through it
 	return deliver
 }
 

@@ -13,7 +13,8 @@ import (
 // Like [ServerConn] it performs no I/O and reads no clock: the transport
 // reports what happens on the socket with the time, carries out the returned
 // actions in order, and serializes its calls. The slice of actions a call
-// returns is valid until the next call.
+// returns is valid until the next call, and is cleared by the transport as for
+// ServerConn.
 type ClientConn struct {
 	c        *Client
 	rand     io.Reader

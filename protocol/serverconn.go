@@ -23,7 +23,9 @@ import (
 // after the refresh time follows the re-challenge.
 //
 // A ServerConn is not safe for concurrent use: the transport serializes its
-// calls. The slice of actions a call returns is valid until the next call.
+// calls. The slice of actions a call returns is valid until the next call;
+// the machine reuses it, so a transport clears it (clear(acts)) once it has
+// carried the actions out, lest an idle socket keep their data alive.
 // The transport must not hold the lock that serializes calls while it writes
 // to the network, so that an input such as Recheck never waits on a peer.
 type ServerConn struct {

@@ -37,10 +37,14 @@ const (
 	// read; closeWriteWait bounds the write of the Close frame.
 	closeFlushWait = 300 * time.Millisecond
 	closeWriteWait = 450 * time.Millisecond
-	// closeReadWait bounds the wait for the peer's Close frame once ours
-	// is sent, so that a reading peer receives the frame rather than a
-	// reset.
-	closeReadWait = time.Second
+	// closeDropBy bounds, from the decision, the whole close: once our
+	// Close frame is sent the closer waits for the peer's, so that a
+	// reading peer receives the frame rather than a reset, but only until
+	// then. A peer that does not read would otherwise keep a socket that
+	// the spec has closed, its Close frame unread in its buffers, until the
+	// wait ran out; with the registry watch's poll before the decision, the
+	// whole revocation stays within a second.
+	closeDropBy = 500 * time.Millisecond
 )
 
 // Conn is one socket, from the upgrade to the close; the application sees
@@ -297,7 +301,7 @@ func (c *Conn) readMessage() (bool, []byte, error) {
 
 // drain reads and drops what the client sends until the connection ends,
 // so that the peer's Close frame, the answer to ours, is read. The closer
-// drops the connection within closeReadWait.
+// drops the connection within closeDropBy of the decision.
 func (c *Conn) drain() {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
@@ -351,6 +355,9 @@ func (c *Conn) do(acts []protocol.Action, prev protocol.State) (m Message, accep
 			c.end(a, prev)
 		}
 	}
+	// The machine reuses its action slice, which would otherwise keep the
+	// data of these actions (an accept, say) alive while the socket idles.
+	clear(acts)
 	return m, accepted
 }
 
@@ -506,8 +513,8 @@ func (c *Conn) end(a protocol.Action, prev protocol.State) {
 // write deadline, set first, also ends a write stuck on a peer that does
 // not read. When the close flushes the queue, it waits for the writer until
 // that deadline. Once the frame is sent, it waits for the peer's Close
-// frame at most closeReadWait, so that a reading peer receives the frame
-// rather than a reset. Under TLS the connection itself is closed, without
+// frame until closeDropBy after the decision, so that a reading peer
+// receives the frame rather than a reset. Under TLS the connection itself is closed, without
 // close_notify, which could wait on the peer.
 func (c *Conn) closer(a protocol.Action, authed bool, start time.Time, idle chan struct{}) {
 	defer c.s.release()
@@ -524,7 +531,7 @@ func (c *Conn) closer(a protocol.Action, authed bool, start time.Time, idle chan
 	}
 	if a.CloseCode != 0 &&
 		c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(a.CloseCode, a.Reason), frameBy) == nil {
-		t := time.NewTimer(closeReadWait)
+		t := time.NewTimer(time.Until(start.Add(closeDropBy)))
 		select {
 		case <-c.readEnd:
 		case <-t.C:

@@ -348,8 +348,21 @@ func TestRevocationStuckWriters(t *testing.T) {
 // which 300 never read while the server writes to them, are revoked by an
 // edit of the registry file that keys.FileRegistry.Watch reports. Every
 // socket is closed within a second of the file change, and no message of a
-// revoked session is delivered after the decision.
+// revoked session is delivered after the decision. It runs with the
+// server's send buffers small (8 KiB, so writes to the silent peers block)
+// and with the kernel's default ones (megabytes, so the server's Close frame
+// is written at once behind data the peer never reads, and only dropping
+// the connection ends the socket for that peer).
 func TestRevocationThousandSessions(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		sndbuf int
+	}{{"sndbuf-8KiB", 8 << 10}, {"sndbuf-default", 0}} {
+		t.Run(tc.name, func(t *testing.T) { revokeThousand(t, tc.sndbuf) })
+	}
+}
+
+func revokeThousand(t *testing.T, sndbuf int) {
 	const total, slow = 1000, 300
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
@@ -380,7 +393,7 @@ func TestRevocationThousandSessions(t *testing.T) {
 		c.HandshakeRate, c.HandshakeRatePerAddr = 1e6, 1e6
 		c.MaxPending, c.MaxPendingPerAddr = 4096, 4096
 		c.WriteTimeout = 30 * time.Second
-	}, trackListener(8<<10, &ln))
+	}, trackListener(sndbuf, &ln))
 
 	// Open the sessions, eight handshakes at a time.
 	start := time.Now()

@@ -265,8 +265,12 @@ func (c *Conn) readOne() (Message, bool) {
 	if err != nil {
 		if !c.closed {
 			now := c.s.clock.Now()
+			// gorilla reports a connection that ends without a Close
+			// frame as a *CloseError too, with 1006, which RFC 6455
+			// forbids on the wire: that is the connection's end (S34),
+			// not the client's Close frame (S33).
 			var ce *websocket.CloseError
-			if errors.As(err, &ce) {
+			if errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure {
 				c.do(c.pc.HandlePeerClose(now, ce.Code), c.pc.State())
 			} else {
 				c.do(c.pc.HandleLost(now, err), c.pc.State())

@@ -401,7 +401,17 @@ func TestHandshakeDeadlineAndPendingCap(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("deadline took %v", d)
 	}
-	// The slots are free again.
+	// The slots are free again once the closed sockets have ended: a slot
+	// is released when the server's reader sees the end of its socket,
+	// which comes after the Close frame the client has just read (the
+	// client's answer, or the closer's drop within closeDropBy), so a dial
+	// at once would race with it.
+	for len(f.srv.live()) != 0 {
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("the closed sockets still hold their slots after %v", d)
+		}
+		time.Sleep(time.Millisecond)
+	}
 	c, _, err := f.dial(t, nil)
 	if err != nil {
 		t.Fatal(err)

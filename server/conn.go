@@ -79,13 +79,18 @@ type Conn struct {
 	readEnd chan struct{} // closed when a read from the socket fails
 	endOnce sync.Once
 
+	// inputs counts what the reader has taken from the socket and handed
+	// to the machine (or dropped, once closed): messages, Ping and Pong
+	// frames, the end of the connection. Tests wait on it.
+	inputs atomic.Int64
+
 	mu       sync.Mutex
 	pc       *protocol.ServerConn
 	closed   bool
 	closeErr error  // what ended the socket, for Read and Send
 	cancel   func() // cancels the handler's context
 	authed   bool
-	timer    *time.Timer
+	timer    timer    // the machine's one timer, on the server's clock
 	writing  bool     // a writer goroutine is running
 	ctrl     []outMsg // control messages and Pings, written first
 	app      [][]byte // application messages, written in order
@@ -190,7 +195,7 @@ func (c *Conn) Send(ctx context.Context, data []byte) error {
 		return c.closeErr
 	}
 	prev := c.pc.State()
-	acts, ok := c.pc.Send(c.s.now(), buf)
+	acts, ok := c.pc.Send(c.s.clock.Now(), buf)
 	c.do(acts, prev)
 	if !ok {
 		if c.closed {
@@ -207,7 +212,7 @@ func (c *Conn) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.closed {
-		c.do(c.pc.Close(c.s.now()), c.pc.State())
+		c.do(c.pc.Close(c.s.clock.Now()), c.pc.State())
 	}
 	return nil
 }
@@ -223,16 +228,17 @@ func (c *Conn) err() error {
 func (c *Conn) heard() {
 	c.mu.Lock()
 	if !c.closed {
-		c.do(c.pc.HandlePong(c.s.now()), c.pc.State())
+		c.do(c.pc.HandlePong(c.s.clock.Now()), c.pc.State())
 	}
 	c.mu.Unlock()
+	c.inputs.Add(1)
 }
 
 // begin creates the machine, which signs and sends the challenge.
 func (c *Conn) begin(exporter []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	pc, acts := c.s.proto.NewConn(c.s.rand, c.s.now(), exporter)
+	pc, acts := c.s.proto.NewConn(c.s.rand, c.s.clock.Now(), exporter)
 	c.pc = pc
 	c.do(acts, protocol.StateChallenged)
 }
@@ -243,7 +249,7 @@ func (c *Conn) input(f func(*protocol.ServerConn, time.Time) []protocol.Action) 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.closed {
-		c.do(f(c.pc, c.s.now()), c.pc.State())
+		c.do(f(c.pc, c.s.clock.Now()), c.pc.State())
 	}
 	return c.closed
 }
@@ -253,13 +259,18 @@ func (c *Conn) input(f func(*protocol.ServerConn, time.Time) []protocol.Action) 
 // socket; a message that arrives once it has closed is dropped.
 func (c *Conn) readOne() (Message, bool) {
 	text, data, err := c.readMessage()
+	defer c.inputs.Add(1) // after the unlock: the input's actions are taken
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
 		if !c.closed {
-			now := c.s.now()
+			now := c.s.clock.Now()
+			// gorilla reports a connection that ends without a Close
+			// frame as a *CloseError too, with 1006, which RFC 6455
+			// forbids on the wire: that is the connection's end (S34),
+			// not the client's Close frame (S33).
 			var ce *websocket.CloseError
-			if errors.As(err, &ce) {
+			if errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure {
 				c.do(c.pc.HandlePeerClose(now, ce.Code), c.pc.State())
 			} else {
 				c.do(c.pc.HandleLost(now, err), c.pc.State())
@@ -272,7 +283,7 @@ func (c *Conn) readOne() (Message, bool) {
 		return Message{}, false
 	}
 	c.inText = text
-	m, _ := c.do(c.pc.HandleMessage(c.s.now(), text, data), c.pc.State())
+	m, _ := c.do(c.pc.HandleMessage(c.s.clock.Now(), text, data), c.pc.State())
 	c.inText = false
 	return m, m.Data != nil
 }
@@ -345,9 +356,9 @@ func (c *Conn) do(acts []protocol.Action, prev protocol.State) (m Message, accep
 				c.s.m.refreshes.WithLabelValues("ok").Inc()
 			}
 		case protocol.ActionTimer:
-			d := a.At.Sub(c.s.now())
+			d := a.At.Sub(c.s.clock.Now())
 			if c.timer == nil {
-				c.timer = time.AfterFunc(d, c.onTimer)
+				c.timer = c.s.clock.AfterFunc(d, c.onTimer)
 			} else {
 				c.timer.Reset(d)
 			}
@@ -415,7 +426,7 @@ func (c *Conn) writeLoop() {
 			if !c.closed {
 				var ne net.Error
 				timeout := errors.As(err, &ne) && ne.Timeout()
-				c.do(c.pc.HandleWriteError(c.s.now(), timeout), c.pc.State())
+				c.do(c.pc.HandleWriteError(c.s.clock.Now(), timeout), c.pc.State())
 			}
 			c.flush = false
 			c.discard()

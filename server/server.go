@@ -193,7 +193,7 @@ type Server struct {
 	log      *slog.Logger
 	m        *metrics
 	rand     io.Reader
-	now      func() time.Time
+	clock    clock // Config.Time and the machines' timers
 	limit    *limiter
 
 	mu      sync.Mutex
@@ -256,7 +256,7 @@ func New(cfg *Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg: c, proto: proto, log: c.Logger, m: m, rand: c.Rand, now: c.Time,
+		cfg: c, proto: proto, log: c.Logger, m: m, rand: c.Rand, clock: systemClock{c.Time},
 		conns: make(map[*Conn]struct{}),
 		limit: newLimiter(c.HandshakeRate, c.HandshakeRatePerAddr, c.MaxPending, c.MaxPendingPerAddr),
 		upgrader: websocket.Upgrader{
@@ -309,7 +309,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ip := s.remoteIP(r)
-	release, ok := s.limit.admit(ip, s.now())
+	release, ok := s.limit.admit(ip, s.clock.Now())
 	if !ok {
 		s.refuse(w, r, protocol.CodeRateLimited, http.StatusTooManyRequests)
 		return
@@ -456,7 +456,7 @@ func (s *Server) live() []*Conn {
 // delivery at once, and leaves the Close frames to be written concurrently,
 // each within a second. It returns the number of sockets closed.
 func (s *Server) Recheck() int {
-	now := s.now()
+	now := s.clock.Now()
 	n := 0
 	for _, c := range s.live() {
 		c.mu.Lock()

@@ -292,6 +292,58 @@ func TestBinaryBeforeAuthentication(t *testing.T) {
 	}
 }
 
+// TestLostIsNotPeerClose is a regression test: gorilla reports a connection
+// that ends without a Close frame as a *websocket.CloseError with 1006, a
+// code RFC 6455 forbids on the wire, and the glue took it for the client's
+// Close frame (row S33, HandlePeerClose with 1006) instead of the
+// connection's end (row S34, HandleLost). In the handshake and in a session,
+// a client that drops its TCP connection must reach the machine as lost.
+func TestLostIsNotPeerClose(t *testing.T) {
+	f := newFixture(t, false, nil)
+	for _, authed := range []bool{false, true} {
+		c, _, err := f.dial(t, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if authed {
+			if err := f.handshake(t, c, "c-ES256", nil); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			c.ws.ReadMessage() // the challenge
+		}
+		var sc *Conn
+		deadline := time.Now().Add(5 * time.Second)
+		for sc == nil {
+			for _, lc := range f.srv.live() {
+				sc = lc
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the server tracks no socket")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		c.ws.UnderlyingConn().Close()
+		select {
+		case <-sc.done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the server did not see the connection end")
+		}
+		sc.mu.Lock()
+		end, _ := sc.pc.End()
+		sc.mu.Unlock()
+		if end.PeerCode != 0 || end.Err == nil {
+			t.Errorf("authenticated %v: the machine was told of a Close frame %d (err %v), want the connection lost",
+				authed, end.PeerCode, end.Err)
+		}
+		select {
+		case <-sc.readEnd:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the server's reader did not end")
+		}
+	}
+}
+
 func TestUpgradeRefusals(t *testing.T) {
 	f := newFixture(t, false, nil)
 	// Missing subprotocol.
@@ -349,7 +401,17 @@ func TestHandshakeDeadlineAndPendingCap(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("deadline took %v", d)
 	}
-	// The slots are free again.
+	// The slots are free again once the closed sockets have ended: a slot
+	// is released when the server's reader sees the end of its socket,
+	// which comes after the Close frame the client has just read (the
+	// client's answer, or the closer's drop within closeDropBy), so a dial
+	// at once would race with it.
+	for len(f.srv.live()) != 0 {
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("the closed sockets still hold their slots after %v", d)
+		}
+		time.Sleep(time.Millisecond)
+	}
 	c, _, err := f.dial(t, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package client
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/wsproof/wsproof/internal/b64u"
 	"github.com/wsproof/wsproof/internal/vectorfile"
+	"github.com/wsproof/wsproof/internal/vectorkeys"
 	"github.com/wsproof/wsproof/keys"
 	"github.com/wsproof/wsproof/protocol"
 )
@@ -131,66 +131,23 @@ func TestSessionVectorsLive(t *testing.T) {
 
 // liveEnv is the vector file's keys.
 type liveEnv struct {
-	f       *vectorfile.SessionFile
-	sk      *keys.ServerKeys
-	reg     *keys.Set
-	pinned  *keys.PublicSet
-	clients map[string]crypto.Signer
-	algs    map[string]keys.Algorithm
+	f *vectorfile.SessionFile
+	*vectorkeys.Keys
 }
 
 func newLiveEnv(t *testing.T, f *vectorfile.SessionFile) *liveEnv {
 	t.Helper()
-	env := &liveEnv{f: f, clients: map[string]crypto.Signer{}, algs: map[string]keys.Algorithm{}}
-	var err error
-	if env.sk, err = keys.ParseServerKeys(f.Keys.ServerPrivate); err != nil {
+	k, err := vectorkeys.Load(f.Keys)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if env.reg, err = keys.ParseRegistry(f.Keys.Registry); err != nil {
-		t.Fatal(err)
-	}
-	if env.pinned, err = keys.ParsePublicSet(f.Keys.ServerPublic); err != nil {
-		t.Fatal(err)
-	}
-	var set struct{ Keys []json.RawMessage }
-	if err := json.Unmarshal(f.Keys.ClientPrivate, &set); err != nil {
-		t.Fatal(err)
-	}
-	for _, raw := range set.Keys {
-		k, kid, alg, err := keys.ParseJWK(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if s, ok := k.(crypto.Signer); ok {
-			env.clients[kid], env.algs[kid] = s, alg
-		}
-	}
-	return env
+	return &liveEnv{f: f, Keys: k}
 }
 
-func secs(n int64) time.Duration { return time.Duration(n) * time.Second }
-
-func override(v, o int64) int64 {
-	if o != 0 {
-		return o
-	}
-	return v
-}
-
-// payload is the octets of a step's message.
+// payload is the octets of a step's message (vectorfile.Payload).
 func payload(t *testing.T, text bool, data string, size int64) []byte {
 	t.Helper()
-	if size != 0 {
-		fill := byte(0)
-		if text {
-			fill = 'A'
-		}
-		return bytes.Repeat([]byte{fill}, int(size))
-	}
-	if text {
-		return []byte(data)
-	}
-	p, err := b64u.Decode(data)
+	p, err := vectorfile.Payload(text, data, size)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +181,7 @@ func (env *liveEnv) resign(t *testing.T, lit []byte, exporter []byte) (*protocol
 		t.Fatalf("challenge to answer does not decode: %.40q", lit)
 	}
 	var signing []keys.SigningKey
-	for _, k := range env.sk.Signing {
+	for _, k := range env.Server.Signing {
 		if k.KeyID == h.Kid {
 			signing = append(signing, k)
 		}
@@ -238,9 +195,9 @@ func (env *liveEnv) resign(t *testing.T, lit []byte, exporter []byte) (*protocol
 		algs = append(algs, alg)
 	}
 	srv, err := protocol.NewServer(&protocol.ServerConfig{
-		Identity: c.Iss, Keys: &keys.ServerKeys{Signing: signing, Token: env.sk.Token}, Registry: env.reg,
-		Algorithms: algs, RequiredGroups: env.f.Server.RequiredGroups, ChallengeLifetime: secs(c.Exp - c.Iat),
-		TokenLifetime: secs(env.f.Server.TokenLifetime),
+		Identity: c.Iss, Keys: &keys.ServerKeys{Signing: signing, Token: env.Server.Token}, Registry: env.Registry,
+		Algorithms: algs, RequiredGroups: env.f.Server.RequiredGroups, ChallengeLifetime: vectorfile.Seconds(c.Exp - c.Iat),
+		TokenLifetime: vectorfile.Seconds(env.f.Server.TokenLifetime),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -514,18 +471,14 @@ func (env *liveEnv) run(t *testing.T, v *vectorfile.SessionVector) {
 		ss.hs.Close()
 		ss.wg.Wait()
 	}()
-	o := v.Config
-	if o == nil {
-		o = &vectorfile.SessionConfig{}
-	}
-	cc := env.f.Client
+	cc := env.f.ClientFor(v)
 	kid := v.Start.ClientKID
 	cfg := &Config{
-		KeyID: kid, Signer: env.clients[kid], Algorithm: env.algs[kid], ServerKeys: env.pinned,
+		KeyID: kid, Signer: env.Clients[kid], Algorithm: env.Algs[kid], ServerKeys: env.Pinned,
 		ServerIdentity: env.f.Server.Identity, InsecureAllowUnbound: v.Start.AllowUnbound,
-		ClockSkew: secs(cc.ClockSkew), HandshakeTimeout: secs(cc.HandshakeTimeout),
-		PingInterval:   secs(override(cc.PingInterval, o.PingInterval)),
-		MaxMessageSize: override(cc.MaxMessageSize, o.MaxMessageSize),
+		ClockSkew: vectorfile.Seconds(cc.ClockSkew), HandshakeTimeout: vectorfile.Seconds(cc.HandshakeTimeout),
+		PingInterval:   vectorfile.Seconds(cc.PingInterval),
+		MaxMessageSize: cc.MaxMessageSize,
 		TLSConfig:      ss.tlsConfig(),
 	}
 	s, err := newSetup(cfg)

@@ -82,7 +82,7 @@ func encodeScript(i int, v *vectorfile.SessionVector) []byte {
 			op, payload = opText, []byte(in.Data)
 		case vectorfile.InBinary:
 			op = opBinary
-			payload, _ = payloadOf(false, in.Data, min(in.Size, 1<<12))
+			payload, _ = vectorfile.Payload(false, in.Data, min(in.Size, 1<<12))
 		case vectorfile.InRespond:
 			op = opRespond
 		case vectorfile.InPong:
@@ -91,7 +91,7 @@ func encodeScript(i int, v *vectorfile.SessionVector) []byte {
 			op = opRevoke
 		case vectorfile.InSend:
 			op = opSend
-			payload, _ = payloadOf(false, in.Data, min(in.Size, 1<<12))
+			payload, _ = vectorfile.Payload(false, in.Data, min(in.Size, 1<<12))
 		case vectorfile.InWritten:
 			op = opWritten
 		case vectorfile.InWriteTimeout:
@@ -124,7 +124,7 @@ type fuzzMachine interface {
 
 func fuzzScript(t *testing.T, env *sessionEnv, v *vectorfile.SessionVector, script []byte) {
 	reg := &vectorRegistry{}
-	reg.set.Store(env.reg)
+	reg.set.Store(env.Registry)
 	srv, err := env.server(v, reg)
 	if err != nil {
 		t.Fatal(err)
@@ -226,16 +226,16 @@ func fuzzScript(t *testing.T, env *sessionEnv, v *vectorfile.SessionVector, scri
 			}
 			switch op {
 			case opRevoke:
-				e, _ := env.reg.Lookup("client-es256")
+				e, _ := env.Registry.Lookup("client-es256")
 				c := *e
 				c.Revoked = true
-				s, err := keys.NewSet(append(withoutKey(env.reg, c.KeyID), &c))
+				s, err := keys.NewSet(append(withoutKey(env.Registry, c.KeyID), &c))
 				if err != nil {
 					t.Fatal(err)
 				}
 				reg.set.Store(s)
 			case opRestore:
-				reg.set.Store(env.reg)
+				reg.set.Store(env.Registry)
 				reg.unavailable.Store(false)
 			case opUnavailable:
 				reg.unavailable.Store(true)

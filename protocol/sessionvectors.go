@@ -2,8 +2,6 @@ package protocol
 
 import (
 	"bytes"
-	"crypto"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/wsproof/wsproof/internal/b64u"
 	"github.com/wsproof/wsproof/internal/vectorfile"
+	"github.com/wsproof/wsproof/internal/vectorkeys"
 	"github.com/wsproof/wsproof/keys"
 )
 
@@ -51,59 +50,20 @@ func RunSessionVectors(data []byte) ([]VectorResult, error) {
 }
 
 type sessionEnv struct {
-	f       *vectorfile.SessionFile
-	sk      *keys.ServerKeys
-	reg     *keys.Set
-	pinned  *keys.PublicSet
-	clients map[string]crypto.Signer
-	algs    map[string]keys.Algorithm
+	f *vectorfile.SessionFile
+	*vectorkeys.Keys
 }
 
 func newSessionEnv(f *vectorfile.SessionFile) (*sessionEnv, error) {
-	env := &sessionEnv{f: f, clients: map[string]crypto.Signer{}, algs: map[string]keys.Algorithm{}}
-	var err error
-	if env.sk, err = keys.ParseServerKeys(f.Keys.ServerPrivate); err != nil {
+	k, err := vectorkeys.Load(f.Keys)
+	if err != nil {
 		return nil, err
 	}
-	if env.reg, err = keys.ParseRegistry(f.Keys.Registry); err != nil {
-		return nil, err
-	}
-	if env.pinned, err = keys.ParsePublicSet(f.Keys.ServerPublic); err != nil {
-		return nil, err
-	}
-	var set struct{ Keys []json.RawMessage }
-	if err := json.Unmarshal(f.Keys.ClientPrivate, &set); err != nil {
-		return nil, err
-	}
-	for _, raw := range set.Keys {
-		k, kid, alg, err := keys.ParseJWK(raw)
-		if err != nil {
-			return nil, err
-		}
-		s, ok := k.(crypto.Signer)
-		if !ok {
-			return nil, fmt.Errorf("protocol: client key %q in the vectors is not private", kid)
-		}
-		env.clients[kid], env.algs[kid] = s, alg
-	}
-	return env, nil
-}
-
-func secs(n int64) time.Duration { return time.Duration(n) * time.Second }
-
-// override returns v, or o when it is set.
-func override(v, o int64) int64 {
-	if o != 0 {
-		return o
-	}
-	return v
+	return &sessionEnv{f: f, Keys: k}, nil
 }
 
 func (env *sessionEnv) server(v *vectorfile.SessionVector, reg keys.Registry) (*Server, error) {
-	sc, o := env.f.Server, v.Config
-	if o == nil {
-		o = &vectorfile.SessionConfig{}
-	}
+	sc, secs := env.f.ServerFor(v), vectorfile.Seconds
 	var algs []keys.Algorithm
 	for _, a := range sc.Algs {
 		alg, err := keys.ParseAlgorithm(a)
@@ -113,27 +73,23 @@ func (env *sessionEnv) server(v *vectorfile.SessionVector, reg keys.Registry) (*
 		algs = append(algs, alg)
 	}
 	return NewServer(&ServerConfig{
-		Identity: sc.Identity, Keys: env.sk, Registry: reg, Algorithms: algs, RequiredGroups: sc.RequiredGroups,
-		ChallengeLifetime: secs(sc.ChallengeLifetime), TokenLifetime: secs(override(sc.TokenLifetime, o.TokenLifetime)),
+		Identity: sc.Identity, Keys: env.Server, Registry: reg, Algorithms: algs, RequiredGroups: sc.RequiredGroups,
+		ChallengeLifetime: secs(sc.ChallengeLifetime), TokenLifetime: secs(sc.TokenLifetime),
 		RefreshBefore: secs(sc.RefreshBefore), HandshakeTimeout: secs(sc.HandshakeTimeout),
-		PingInterval: secs(override(sc.PingInterval, o.PingInterval)), MaxMessageSize: override(sc.MaxMessageSize, o.MaxMessageSize),
-		MaxQueued: override(sc.MaxQueued, o.MaxQueued),
+		PingInterval: secs(sc.PingInterval), MaxMessageSize: sc.MaxMessageSize, MaxQueued: sc.MaxQueued,
 	})
 }
 
 func (env *sessionEnv) client(v *vectorfile.SessionVector, kid string, allowUnbound bool) (*Client, error) {
-	s, ok := env.clients[kid]
+	s, ok := env.Clients[kid]
 	if !ok {
 		return nil, fmt.Errorf("no private key for %q", kid)
 	}
-	cc, o := env.f.Client, v.Config
-	if o == nil {
-		o = &vectorfile.SessionConfig{}
-	}
-	return NewClient(&ClientConfig{KeyID: kid, Signer: s, Algorithm: env.algs[kid], ServerKeys: env.pinned,
+	cc, secs := env.f.ClientFor(v), vectorfile.Seconds
+	return NewClient(&ClientConfig{KeyID: kid, Signer: s, Algorithm: env.Algs[kid], ServerKeys: env.Pinned,
 		ServerIdentity: env.f.Server.Identity, InsecureAllowUnbound: allowUnbound, ClockSkew: secs(cc.ClockSkew),
-		HandshakeTimeout: secs(cc.HandshakeTimeout), PingInterval: secs(override(cc.PingInterval, o.PingInterval)),
-		MaxMessageSize: override(cc.MaxMessageSize, o.MaxMessageSize)})
+		HandshakeTimeout: secs(cc.HandshakeTimeout), PingInterval: secs(cc.PingInterval),
+		MaxMessageSize: cc.MaxMessageSize})
 }
 
 // sessionRand is the randomness of a script: none of its outcomes depends on
@@ -184,23 +140,6 @@ func (r *vectorRegistry) apply(in *vectorfile.SessionInput) error {
 	return nil
 }
 
-// payloadOf decodes the payload of a bytes-level step input.
-func payloadOf(text bool, data string, size int64) ([]byte, error) {
-	if data != "" && size != 0 {
-		return nil, errors.New("both data and size")
-	}
-	if size != 0 {
-		fill := byte(0)
-		if text {
-			fill = 'A'
-		}
-		return bytes.Repeat([]byte{fill}, int(size)), nil
-	}
-	if text {
-		return []byte(data), nil
-	}
-	return b64u.Decode(data)
-}
 
 // script drives one machine through a vector: steps feed inputs, check
 // actions. The role-specific parts are in the closures.
@@ -230,7 +169,7 @@ func (env *sessionEnv) run(v *vectorfile.SessionVector) error {
 
 func (env *sessionEnv) runServer(v *vectorfile.SessionVector, exporter []byte) error {
 	reg := &vectorRegistry{}
-	reg.set.Store(env.reg)
+	reg.set.Store(env.Registry)
 	srv, err := env.server(v, reg)
 	if err != nil {
 		return err
@@ -273,7 +212,7 @@ func (env *sessionEnv) runServer(v *vectorfile.SessionVector, exporter []byte) e
 			}
 			acts = c.Recheck(now)
 		case in.Type == vectorfile.InSend:
-			p, err := payloadOf(false, in.Data, in.Size)
+			p, err := vectorfile.Payload(false, in.Data, in.Size)
 			if err != nil {
 				return fmt.Errorf("step %d: %w", i, err)
 			}
@@ -291,7 +230,7 @@ func (env *sessionEnv) runServer(v *vectorfile.SessionVector, exporter []byte) e
 			}
 			switch e.Message {
 			case vectorfile.MsgChallenge:
-				cl, err := claimsOfChallenge(env.pinned, a.Data)
+				cl, err := claimsOfChallenge(env.Pinned, a.Data)
 				if err != nil {
 					return err
 				}
@@ -326,7 +265,7 @@ func (env *sessionEnv) runClient(v *vectorfile.SessionVector, exporter []byte) e
 		return err
 	}
 	reg := &vectorRegistry{}
-	reg.set.Store(env.reg)
+	reg.set.Store(env.Registry)
 	srv, err := env.server(v, reg)
 	if err != nil {
 		return err
@@ -347,7 +286,7 @@ func (env *sessionEnv) runClient(v *vectorfile.SessionVector, exporter []byte) e
 		switch {
 		case done:
 		case in.Type == vectorfile.InSend:
-			p, err := payloadOf(false, in.Data, in.Size)
+			p, err := vectorfile.Payload(false, in.Data, in.Size)
 			if err != nil {
 				return fmt.Errorf("step %d: %w", i, err)
 			}
@@ -368,7 +307,7 @@ func (env *sessionEnv) runClient(v *vectorfile.SessionVector, exporter []byte) e
 			if s := c.Session(); s != nil {
 				prev = &Session{SocketID: s.SocketID, KeyID: v.Start.ClientKID}
 			}
-			ct, err := claimsOfChallenge(env.pinned, lastChallenge)
+			ct, err := claimsOfChallenge(env.Pinned, lastChallenge)
 			if err != nil {
 				return err
 			}
@@ -412,7 +351,7 @@ type machine interface {
 func feedCommon(m machine, in *vectorfile.SessionInput, now time.Time) ([]Action, bool, error) {
 	switch in.Type {
 	case vectorfile.InText, vectorfile.InBinary:
-		p, err := payloadOf(in.Type == vectorfile.InText, in.Data, in.Size)
+		p, err := vectorfile.Payload(in.Type == vectorfile.InText, in.Data, in.Size)
 		if err != nil {
 			return nil, true, err
 		}
@@ -454,7 +393,7 @@ func compareActions(acts []Action, want []vectorfile.SessionEvent, client bool, 
 				return mismatch
 			}
 			if !a.Text {
-				p, err := payloadOf(false, e.Data, e.Size)
+				p, err := vectorfile.Payload(false, e.Data, e.Size)
 				if err != nil || !bytes.Equal(p, a.Data) {
 					return mismatch
 				}
@@ -467,7 +406,7 @@ func compareActions(acts []Action, want []vectorfile.SessionEvent, client bool, 
 				return mismatch
 			}
 		case vectorfile.DoDeliver:
-			p, err := payloadOf(false, e.Data, e.Size)
+			p, err := vectorfile.Payload(false, e.Data, e.Size)
 			if a.Kind != ActionDeliver || err != nil || !bytes.Equal(p, a.Data) {
 				return mismatch
 			}

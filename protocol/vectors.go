@@ -2,8 +2,6 @@ package protocol
 
 import (
 	"bytes"
-	"crypto"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,6 +9,7 @@ import (
 
 	"github.com/wsproof/wsproof/internal/b64u"
 	"github.com/wsproof/wsproof/internal/vectorfile"
+	"github.com/wsproof/wsproof/internal/vectorkeys"
 	"github.com/wsproof/wsproof/keys"
 )
 
@@ -58,23 +57,13 @@ func RunVectors(data []byte) ([]VectorResult, error) {
 }
 
 type vectorEnv struct {
-	f       *vectorfile.File
-	srv     *Server
-	pinned  *keys.PublicSet
-	clients map[string]crypto.Signer
-	algs    map[string]keys.Algorithm
+	f   *vectorfile.File
+	srv *Server
+	*vectorkeys.Keys
 }
 
 func newVectorEnv(f *vectorfile.File) (*vectorEnv, error) {
-	sk, err := keys.ParseServerKeys(f.Keys.ServerPrivate)
-	if err != nil {
-		return nil, err
-	}
-	reg, err := keys.ParseRegistry(f.Keys.Registry)
-	if err != nil {
-		return nil, err
-	}
-	pinned, err := keys.ParsePublicSet(f.Keys.ServerPublic)
+	k, err := vectorkeys.Load(f.Keys)
 	if err != nil {
 		return nil, err
 	}
@@ -86,40 +75,24 @@ func newVectorEnv(f *vectorfile.File) (*vectorEnv, error) {
 		}
 		algs = append(algs, alg)
 	}
-	srv, err := NewServer(&ServerConfig{Identity: f.Server.Identity, Keys: sk, Registry: reg, Algorithms: algs,
-		RequiredGroups: f.Server.RequiredGroups, ChallengeLifetime: time.Duration(f.Server.ChallengeLifetime) * time.Second,
-		TokenLifetime: time.Duration(f.Server.TokenLifetime) * time.Second})
+	srv, err := NewServer(&ServerConfig{Identity: f.Server.Identity, Keys: k.Server, Registry: k.Registry, Algorithms: algs,
+		RequiredGroups: f.Server.RequiredGroups, ChallengeLifetime: vectorfile.Seconds(f.Server.ChallengeLifetime),
+		TokenLifetime: vectorfile.Seconds(f.Server.TokenLifetime)})
 	if err != nil {
 		return nil, err
 	}
-	env := &vectorEnv{f: f, srv: srv, pinned: pinned, clients: map[string]crypto.Signer{}, algs: map[string]keys.Algorithm{}}
-	var set struct{ Keys []json.RawMessage }
-	if err := json.Unmarshal(f.Keys.ClientPrivate, &set); err != nil {
-		return nil, err
-	}
-	for _, raw := range set.Keys {
-		k, kid, alg, err := keys.ParseJWK(raw)
-		if err != nil {
-			return nil, err
-		}
-		s, ok := k.(crypto.Signer)
-		if !ok {
-			return nil, fmt.Errorf("protocol: client key %q in the vectors is not private", kid)
-		}
-		env.clients[kid], env.algs[kid] = s, alg
-	}
-	return env, nil
+	return &vectorEnv{f: f, srv: srv, Keys: k}, nil
 }
 
 func (env *vectorEnv) client(kid string, requireCB bool) (*Client, error) {
-	s, ok := env.clients[kid]
+	s, ok := env.Clients[kid]
 	if !ok {
 		return nil, fmt.Errorf("no private key for %q", kid)
 	}
 	// A vector names whether the client requires channel binding, which a
 	// client derives from its connection and configuration (spec section
 	// "When channel binding is required").
-	return NewClient(&ClientConfig{KeyID: kid, Signer: s, Algorithm: env.algs[kid], ServerKeys: env.pinned,
+	return NewClient(&ClientConfig{KeyID: kid, Signer: s, Algorithm: env.Algs[kid], ServerKeys: env.Pinned,
 		ServerIdentity: env.f.Server.Identity, InsecureAllowUnbound: !requireCB,
 		ClockSkew: time.Duration(env.f.Server.ClockSkew) * time.Second})
 }

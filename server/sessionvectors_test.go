@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/wsproof/wsproof/internal/b64u"
 	"github.com/wsproof/wsproof/internal/vectorfile"
+	"github.com/wsproof/wsproof/internal/vectorkeys"
 	"github.com/wsproof/wsproof/keys"
 	"github.com/wsproof/wsproof/protocol"
 )
@@ -171,66 +171,23 @@ func TestSessionVectorsLive(t *testing.T) {
 
 // sessionEnv is the vector file's keys.
 type sessionEnv struct {
-	f       *vectorfile.SessionFile
-	sk      *keys.ServerKeys
-	reg     *keys.Set
-	pinned  *keys.PublicSet
-	clients map[string]crypto.Signer
-	algs    map[string]keys.Algorithm
+	f *vectorfile.SessionFile
+	*vectorkeys.Keys
 }
 
 func newSessionEnv(t *testing.T, f *vectorfile.SessionFile) *sessionEnv {
 	t.Helper()
-	env := &sessionEnv{f: f, clients: map[string]crypto.Signer{}, algs: map[string]keys.Algorithm{}}
-	var err error
-	if env.sk, err = keys.ParseServerKeys(f.Keys.ServerPrivate); err != nil {
+	k, err := vectorkeys.Load(f.Keys)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if env.reg, err = keys.ParseRegistry(f.Keys.Registry); err != nil {
-		t.Fatal(err)
-	}
-	if env.pinned, err = keys.ParsePublicSet(f.Keys.ServerPublic); err != nil {
-		t.Fatal(err)
-	}
-	var set struct{ Keys []json.RawMessage }
-	if err := json.Unmarshal(f.Keys.ClientPrivate, &set); err != nil {
-		t.Fatal(err)
-	}
-	for _, raw := range set.Keys {
-		k, kid, alg, err := keys.ParseJWK(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if s, ok := k.(crypto.Signer); ok {
-			env.clients[kid], env.algs[kid] = s, alg
-		}
-	}
-	return env
+	return &sessionEnv{f: f, Keys: k}
 }
 
-func vsecs(n int64) time.Duration { return time.Duration(n) * time.Second }
-
-func voverride(v, o int64) int64 {
-	if o != 0 {
-		return o
-	}
-	return v
-}
-
-// vpayload is the octets of a step's message.
+// vpayload is the octets of a step's message (vectorfile.Payload).
 func vpayload(t *testing.T, text bool, data string, size int64) []byte {
 	t.Helper()
-	if size != 0 {
-		fill := byte(0)
-		if text {
-			fill = 'A'
-		}
-		return bytes.Repeat([]byte{fill}, int(size))
-	}
-	if text {
-		return []byte(data)
-	}
-	p, err := b64u.Decode(data)
+	p, err := vectorfile.Payload(text, data, size)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,10 +198,7 @@ func vpayload(t *testing.T, text bool, data string, size int64) []byte {
 // with the script's overrides.
 func (env *sessionEnv) config(t *testing.T, v *vectorfile.SessionVector, reg keys.Registry) *Config {
 	t.Helper()
-	sc, o := env.f.Server, v.Config
-	if o == nil {
-		o = &vectorfile.SessionConfig{}
-	}
+	sc := env.f.ServerFor(v)
 	var algs []keys.Algorithm
 	for _, a := range sc.Algs {
 		alg, err := keys.ParseAlgorithm(a)
@@ -254,11 +208,10 @@ func (env *sessionEnv) config(t *testing.T, v *vectorfile.SessionVector, reg key
 		algs = append(algs, alg)
 	}
 	return &Config{
-		Identity: sc.Identity, Keys: env.sk, Registry: reg, Algorithms: algs, RequiredGroups: sc.RequiredGroups,
-		ChallengeLifetime: vsecs(sc.ChallengeLifetime), TokenLifetime: vsecs(voverride(sc.TokenLifetime, o.TokenLifetime)),
-		RefreshBefore: vsecs(sc.RefreshBefore), HandshakeTimeout: vsecs(sc.HandshakeTimeout),
-		PingInterval:   vsecs(voverride(sc.PingInterval, o.PingInterval)),
-		MaxMessageSize: voverride(sc.MaxMessageSize, o.MaxMessageSize), MaxQueued: voverride(sc.MaxQueued, o.MaxQueued),
+		Identity: sc.Identity, Keys: env.Server, Registry: reg, Algorithms: algs, RequiredGroups: sc.RequiredGroups,
+		ChallengeLifetime: vectorfile.Seconds(sc.ChallengeLifetime), TokenLifetime: vectorfile.Seconds(sc.TokenLifetime),
+		RefreshBefore: vectorfile.Seconds(sc.RefreshBefore), HandshakeTimeout: vectorfile.Seconds(sc.HandshakeTimeout),
+		PingInterval: vectorfile.Seconds(sc.PingInterval), MaxMessageSize: sc.MaxMessageSize, MaxQueued: sc.MaxQueued,
 		Logger: slog.New(slog.DiscardHandler),
 	}
 }
@@ -266,18 +219,15 @@ func (env *sessionEnv) config(t *testing.T, v *vectorfile.SessionVector, reg key
 // client is a conforming client with the key kid, for the script's server.
 func (env *sessionEnv) client(t *testing.T, v *vectorfile.SessionVector, kid string, allowUnbound bool) *protocol.Client {
 	t.Helper()
-	s, ok := env.clients[kid]
+	s, ok := env.Clients[kid]
 	if !ok {
 		t.Fatalf("no private key for %q", kid)
 	}
-	cc, o := env.f.Client, v.Config
-	if o == nil {
-		o = &vectorfile.SessionConfig{}
-	}
-	cl, err := protocol.NewClient(&protocol.ClientConfig{KeyID: kid, Signer: s, Algorithm: env.algs[kid],
-		ServerKeys: env.pinned, ServerIdentity: env.f.Server.Identity, InsecureAllowUnbound: allowUnbound,
-		ClockSkew: vsecs(cc.ClockSkew), HandshakeTimeout: vsecs(cc.HandshakeTimeout),
-		PingInterval: vsecs(voverride(cc.PingInterval, o.PingInterval)), MaxMessageSize: voverride(cc.MaxMessageSize, o.MaxMessageSize)})
+	cc := env.f.ClientFor(v)
+	cl, err := protocol.NewClient(&protocol.ClientConfig{KeyID: kid, Signer: s, Algorithm: env.Algs[kid],
+		ServerKeys: env.Pinned, ServerIdentity: env.f.Server.Identity, InsecureAllowUnbound: allowUnbound,
+		ClockSkew: vectorfile.Seconds(cc.ClockSkew), HandshakeTimeout: vectorfile.Seconds(cc.HandshakeTimeout),
+		PingInterval: vectorfile.Seconds(cc.PingInterval), MaxMessageSize: cc.MaxMessageSize})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +272,7 @@ func (env *sessionEnv) verifyChallenge(msg []byte) (jwsHeader, *challengeClaims,
 	if h.Typ != protocol.TypChallenge {
 		return h, nil, fmt.Errorf("typ %q", h.Typ)
 	}
-	pk, ok := env.pinned.Lookup(h.Kid)
+	pk, ok := env.Pinned.Lookup(h.Kid)
 	if !ok || string(pk.Algorithm) != h.Alg {
 		return h, nil, fmt.Errorf("signed by %q (%s), not a pinned key", h.Kid, h.Alg)
 	}
@@ -750,7 +700,7 @@ func (env *sessionEnv) run(t *testing.T, v *vectorfile.SessionVector) {
 	r := &sessionRun{t: t, env: env, v: v, clk: &fakeClock{now: time.Unix(v.Start.At, 0)}, reg: &liveRegistry{},
 		ident: env.f.Server.Identity, events: make(chan rawEvent, 1024), readerDone: make(chan struct{}),
 		started: make(chan handlerStart, 1), reads: make(chan readResult, 1024), handlerDone: make(chan struct{})}
-	r.reg.set.Store(env.reg)
+	r.reg.set.Store(env.Registry)
 	for _, st := range v.Steps {
 		switch st.Input.Type {
 		case vectorfile.InWritten:

@@ -1,5 +1,13 @@
 package vectorfile
 
+import (
+	"bytes"
+	"errors"
+	"time"
+
+	"github.com/wsproof/wsproof/internal/b64u"
+)
+
 // SessionPath is the session vector file, relative to the repository root.
 const SessionPath = "testdata/session-vectors.json"
 
@@ -176,3 +184,56 @@ func ParseSession(data []byte) (*SessionFile, error) { return parse[SessionFile]
 
 // LoadSession reads and parses the session vector file at path.
 func LoadSession(path string) (*SessionFile, error) { return load(path, ParseSession) }
+
+// ServerFor returns the file's server section with the overrides of v.
+func (f *SessionFile) ServerFor(v *SessionVector) SessionServer {
+	s := f.Server
+	if o := v.Config; o != nil {
+		s.TokenLifetime = or(o.TokenLifetime, s.TokenLifetime)
+		s.PingInterval = or(o.PingInterval, s.PingInterval)
+		s.MaxMessageSize = or(o.MaxMessageSize, s.MaxMessageSize)
+		s.MaxQueued = or(o.MaxQueued, s.MaxQueued)
+	}
+	return s
+}
+
+// ClientFor returns the file's client section with the overrides of v.
+func (f *SessionFile) ClientFor(v *SessionVector) SessionClient {
+	c := f.Client
+	if o := v.Config; o != nil {
+		c.PingInterval = or(o.PingInterval, c.PingInterval)
+		c.MaxMessageSize = or(o.MaxMessageSize, c.MaxMessageSize)
+	}
+	return c
+}
+
+func or(o, v int64) int64 {
+	if o != 0 {
+		return o
+	}
+	return v
+}
+
+// Seconds is a field in seconds as a time.Duration.
+func Seconds(n int64) time.Duration { return time.Duration(n) * time.Second }
+
+// Payload returns the octets of a step's message, of a send, or of an
+// expected send or delivery: data as given (a text message) or decoded from
+// base64url (binary), or, when size is set, size octets of "A" (text) or of
+// zero (binary).
+func Payload(text bool, data string, size int64) ([]byte, error) {
+	if data != "" && size != 0 {
+		return nil, errors.New("vectorfile: both data and size")
+	}
+	if size != 0 {
+		fill := byte(0)
+		if text {
+			fill = 'A'
+		}
+		return bytes.Repeat([]byte{fill}, int(size)), nil
+	}
+	if text {
+		return []byte(data), nil
+	}
+	return b64u.Decode(data)
+}

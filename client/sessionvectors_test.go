@@ -24,6 +24,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsproof/wsproof/internal/b64u"
+	"github.com/wsproof/wsproof/internal/fakeclock"
 	"github.com/wsproof/wsproof/internal/vectorfile"
 	"github.com/wsproof/wsproof/internal/vectorkeys"
 	"github.com/wsproof/wsproof/keys"
@@ -367,72 +368,12 @@ func (ss *scriptServer) tlsConfig() *tls.Config {
 	return &tls.Config{RootCAs: pool}
 }
 
-// fakeClock is the clock of a script: Set moves it, Advance moves it and
-// fires the timers that are due, on the caller's goroutine.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*fakeTimer
-}
+// fakeClock is the clock of a script (internal/fakeclock), as the package's
+// clock: Set moves it, Advance moves it and fires the timers that are due, on
+// the caller's goroutine.
+type fakeClock struct{ *fakeclock.Clock }
 
-type fakeTimer struct {
-	c      *fakeClock
-	at     time.Time
-	f      func()
-	active bool
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) AfterFunc(d time.Duration, f func()) timer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &fakeTimer{c: c, at: c.now.Add(d), f: f, active: true}
-	c.timers = append(c.timers, t)
-	return t
-}
-
-func (t *fakeTimer) Reset(d time.Duration) bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := t.active
-	t.at, t.active = t.c.now.Add(d), true
-	return was
-}
-
-func (t *fakeTimer) Stop() bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := t.active
-	t.active = false
-	return was
-}
-
-func (c *fakeClock) Set(at time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = at
-}
-
-func (c *fakeClock) Advance(at time.Time) {
-	c.mu.Lock()
-	c.now = at
-	var due []func()
-	for _, t := range c.timers {
-		if t.active && !t.at.After(at) {
-			t.active = false
-			due = append(due, t.f)
-		}
-	}
-	c.mu.Unlock()
-	for _, f := range due {
-		f()
-	}
-}
+func (c fakeClock) AfterFunc(d time.Duration, f func()) timer { return c.Clock.AfterFunc(d, f) }
 
 // state is the machine's state.
 func (c *Conn) state() protocol.State {
@@ -452,7 +393,7 @@ type liveRun struct {
 	t        *testing.T
 	env      *liveEnv
 	v        *vectorfile.SessionVector
-	clk      *fakeClock
+	clk      fakeClock
 	sc       *scriptConn
 	c        *Conn
 	dialed   chan dialResult
@@ -485,7 +426,7 @@ func (env *liveEnv) run(t *testing.T, v *vectorfile.SessionVector) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &liveRun{t: t, env: env, v: v, clk: &fakeClock{now: time.Unix(v.Start.At, 0)}, dialed: make(chan dialResult, 1)}
+	r := &liveRun{t: t, env: env, v: v, clk: fakeClock{fakeclock.New(time.Unix(v.Start.At, 0))}, dialed: make(chan dialResult, 1)}
 	s.clock = r.clk
 	conns := make(chan *Conn, 1)
 	s.onConn = func(c *Conn) { conns <- c }

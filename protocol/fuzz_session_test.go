@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/wsproof/wsproof/internal/vectorfile"
+	"github.com/wsproof/wsproof/internal/vectorkeys"
 	"github.com/wsproof/wsproof/keys"
 )
 
@@ -123,8 +124,7 @@ type fuzzMachine interface {
 }
 
 func fuzzScript(t *testing.T, env *sessionEnv, v *vectorfile.SessionVector, script []byte) {
-	reg := &vectorRegistry{}
-	reg.set.Store(env.Registry)
+	reg := vectorkeys.NewRegistry(env.Registry)
 	srv, err := env.server(v, reg)
 	if err != nil {
 		t.Fatal(err)
@@ -233,12 +233,12 @@ func fuzzScript(t *testing.T, env *sessionEnv, v *vectorfile.SessionVector, scri
 				if err != nil {
 					t.Fatal(err)
 				}
-				reg.set.Store(s)
+				reg.Store(s)
 			case opRestore:
-				reg.set.Store(env.Registry)
-				reg.unavailable.Store(false)
+				reg.Store(env.Registry)
+				reg.SetAvailable(true)
 			case opUnavailable:
-				reg.unavailable.Store(true)
+				reg.SetAvailable(false)
 			}
 			acts = sc.Recheck(now)
 		case opSend:

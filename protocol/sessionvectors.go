@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/wsproof/wsproof/internal/b64u"
@@ -96,51 +95,6 @@ func (env *sessionEnv) client(v *vectorfile.SessionVector, kid string, allowUnbo
 // it, so any stream will do; a seeded one keeps runs reproducible.
 func sessionRand() *rand.ChaCha8 { return rand.NewChaCha8([32]byte{'w', 's', 'p', 'r', 'o', 'o', 'f'}) }
 
-// vectorRegistry is a registry that a script changes between steps.
-type vectorRegistry struct {
-	set         atomic.Pointer[keys.Set]
-	unavailable atomic.Bool
-}
-
-func (r *vectorRegistry) Lookup(kid string) (*keys.Entry, bool) { return r.set.Load().Lookup(kid) }
-
-func (r *vectorRegistry) Check() error {
-	if r.unavailable.Load() {
-		return keys.ErrUnavailable
-	}
-	return nil
-}
-
-func (r *vectorRegistry) apply(in *vectorfile.SessionInput) error {
-	if in.Available != nil {
-		r.unavailable.Store(!*in.Available)
-		return nil
-	}
-	var entries []*keys.Entry
-	for _, e := range r.set.Load().Entries() {
-		if e.KeyID != in.KID {
-			entries = append(entries, e)
-		}
-	}
-	if !in.Remove {
-		e, err := keys.ParseEntry([]byte(in.Entry))
-		if err != nil {
-			return err
-		}
-		if e.KeyID != in.KID {
-			return errors.New("registry input: entry for another kid")
-		}
-		entries = append(entries, e)
-	}
-	s, err := keys.NewSet(entries)
-	if err != nil {
-		return err
-	}
-	r.set.Store(s)
-	return nil
-}
-
-
 // script drives one machine through a vector: steps feed inputs, check
 // actions. The role-specific parts are in the closures.
 type script struct {
@@ -168,8 +122,7 @@ func (env *sessionEnv) run(v *vectorfile.SessionVector) error {
 }
 
 func (env *sessionEnv) runServer(v *vectorfile.SessionVector, exporter []byte) error {
-	reg := &vectorRegistry{}
-	reg.set.Store(env.Registry)
+	reg := vectorkeys.NewRegistry(env.Registry)
 	srv, err := env.server(v, reg)
 	if err != nil {
 		return err
@@ -207,7 +160,7 @@ func (env *sessionEnv) runServer(v *vectorfile.SessionVector, exporter []byte) e
 			}
 			acts = c.HandleMessage(now, true, resp)
 		case in.Type == vectorfile.InRegistry:
-			if err := reg.apply(in); err != nil {
+			if err := reg.Apply(in); err != nil {
 				return fmt.Errorf("step %d: %w", i, err)
 			}
 			acts = c.Recheck(now)
@@ -264,8 +217,7 @@ func (env *sessionEnv) runClient(v *vectorfile.SessionVector, exporter []byte) e
 	if err != nil {
 		return err
 	}
-	reg := &vectorRegistry{}
-	reg.set.Store(env.Registry)
+	reg := vectorkeys.NewRegistry(env.Registry)
 	srv, err := env.server(v, reg)
 	if err != nil {
 		return err

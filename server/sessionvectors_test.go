@@ -23,6 +23,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsproof/wsproof/internal/b64u"
+	"github.com/wsproof/wsproof/internal/fakeclock"
 	"github.com/wsproof/wsproof/internal/vectorfile"
 	"github.com/wsproof/wsproof/internal/vectorkeys"
 	"github.com/wsproof/wsproof/keys"
@@ -301,126 +302,13 @@ func recordedResponse(msg []byte) (kid, sid string, ok bool) {
 }
 
 // liveRegistry is a registry that a script changes between steps, and makes
-// unavailable.
-type liveRegistry struct {
-	set         atomic.Pointer[keys.Set]
-	unavailable atomic.Bool
-}
 
-func (r *liveRegistry) Lookup(kid string) (*keys.Entry, bool) { return r.set.Load().Lookup(kid) }
+// fakeClock is the clock of a script (internal/fakeclock), as the package's
+// clock: Set moves it, Advance moves it and fires the timers that are due, on
+// the caller's goroutine.
+type fakeClock struct{ *fakeclock.Clock }
 
-func (r *liveRegistry) Check() error {
-	if r.unavailable.Load() {
-		return fmt.Errorf("test registry: %w", keys.ErrUnavailable)
-	}
-	return nil
-}
-
-var (
-	_ keys.Registry = (*liveRegistry)(nil)
-	_ keys.Checker  = (*liveRegistry)(nil)
-)
-
-func (r *liveRegistry) apply(in *vectorfile.SessionInput) error {
-	if in.Available != nil {
-		r.unavailable.Store(!*in.Available)
-		return nil
-	}
-	var entries []*keys.Entry
-	for _, e := range r.set.Load().Entries() {
-		if e.KeyID != in.KID {
-			entries = append(entries, e)
-		}
-	}
-	if !in.Remove {
-		e, err := keys.ParseEntry([]byte(in.Entry))
-		if err != nil {
-			return err
-		}
-		if e.KeyID != in.KID {
-			return errors.New("registry input: entry for another kid")
-		}
-		entries = append(entries, e)
-	}
-	s, err := keys.NewSet(entries)
-	if err != nil {
-		return err
-	}
-	r.set.Store(s)
-	return nil
-}
-
-// fakeClock is the server's clock in a script: Set moves it, Advance moves
-// it and fires the timers that are due, on the caller's goroutine.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*fakeTimer
-}
-
-type fakeTimer struct {
-	c      *fakeClock
-	at     time.Time
-	f      func()
-	active bool
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) AfterFunc(d time.Duration, f func()) timer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &fakeTimer{c: c, at: c.now.Add(d), f: f, active: true}
-	c.timers = append(c.timers, t)
-	return t
-}
-
-func (t *fakeTimer) Reset(d time.Duration) bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := t.active
-	t.at, t.active = t.c.now.Add(d), true
-	return was
-}
-
-func (t *fakeTimer) Stop() bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := t.active
-	t.active = false
-	return was
-}
-
-func (c *fakeClock) Set(at time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = at
-}
-
-func (c *fakeClock) Advance(at time.Time) {
-	c.Set(at)
-	for {
-		c.mu.Lock()
-		var due []func()
-		for _, t := range c.timers {
-			if t.active && !t.at.After(at) {
-				t.active = false
-				due = append(due, t.f)
-			}
-		}
-		c.mu.Unlock()
-		if len(due) == 0 {
-			return
-		}
-		for _, f := range due {
-			f()
-		}
-	}
-}
+func (c fakeClock) AfterFunc(d time.Duration, f func()) timer { return c.Clock.AfterFunc(d, f) }
 
 // writeGate holds the writes of the server's sockets while it is closed, as
 // a peer whose receive window is closed does. A held write honours the
@@ -603,8 +491,8 @@ type sessionRun struct {
 	t     *testing.T
 	env   *sessionEnv
 	v     *vectorfile.SessionVector
-	clk   *fakeClock
-	reg   *liveRegistry
+	clk   fakeClock
+	reg   *vectorkeys.Registry
 	srv   *Server
 	hs    *httptest.Server
 	gate  *writeGate // the script has a written input
@@ -697,10 +585,9 @@ func wireInput(typ string) bool {
 }
 
 func (env *sessionEnv) run(t *testing.T, v *vectorfile.SessionVector) {
-	r := &sessionRun{t: t, env: env, v: v, clk: &fakeClock{now: time.Unix(v.Start.At, 0)}, reg: &liveRegistry{},
+	r := &sessionRun{t: t, env: env, v: v, clk: fakeClock{fakeclock.New(time.Unix(v.Start.At, 0))}, reg: vectorkeys.NewRegistry(env.Registry),
 		ident: env.f.Server.Identity, events: make(chan rawEvent, 1024), readerDone: make(chan struct{}),
 		started: make(chan handlerStart, 1), reads: make(chan readResult, 1024), handlerDone: make(chan struct{})}
-	r.reg.set.Store(env.Registry)
 	for _, st := range v.Steps {
 		switch st.Input.Type {
 		case vectorfile.InWritten:
@@ -977,7 +864,7 @@ func (r *sessionRun) step(i int) {
 		r.clk.Advance(at)
 	case vectorfile.InRegistry:
 		r.clk.Set(at)
-		if err := r.reg.apply(in); err != nil {
+		if err := r.reg.Apply(in); err != nil {
 			t.Fatalf("%s: %v", where, err)
 		}
 		r.srv.Recheck()

@@ -95,10 +95,18 @@ type Conn struct {
 	ctrl     []outMsg // control messages and Pings, written first
 	app      [][]byte // application messages, written in order
 	appHead  int
-	inText   bool          // the input being processed is a text message
-	flush    bool          // closed normally: the writer still writes what is queued
-	flushBy  time.Time     // the deadline of those writes
-	idle     chan struct{} // closed when the writer exits, if a closer waits for it
+	inText   bool // the input being processed is a text message
+	// closeFrom and closers, when set, belong to a decision that closes this
+	// socket among many (Recheck, Shutdown): the close's bounds count from
+	// the decision's start, so that the last socket of a long loop is not
+	// closed later than the first by the loop's own time, and the closer is
+	// started after the loop, so that hundreds of closers do not compete
+	// with the loop for the processor.
+	closeFrom time.Time
+	closers   *[]func()
+	flush     bool          // closed normally: the writer still writes what is queued
+	flushBy   time.Time     // the deadline of those writes
+	idle      chan struct{} // closed when the writer exits, if a closer waits for it
 }
 
 // outMsg is a control message (text) or, when data is nil, a Ping.
@@ -495,7 +503,10 @@ func (c *Conn) end(a protocol.Action, prev protocol.State) {
 	// socket had queued, the application's last messages, within the
 	// close's bound; a close for a failure (a revocation, an expiry, a slow
 	// reader) sends nothing more to that peer.
-	now := time.Now()
+	now := c.closeFrom
+	if now.IsZero() {
+		now = time.Now()
+	}
 	c.flushBy = now.Add(closeFlushWait)
 	c.flush = a.Code == "" && a.CloseCode != 0
 	var idle chan struct{}
@@ -516,7 +527,12 @@ func (c *Conn) end(a protocol.Action, prev protocol.State) {
 		m.refreshes.WithLabelValues(string(a.Code)).Inc()
 	}
 	c.s.hold()
-	go c.closer(a, c.authed, now, idle)
+	authed := c.authed
+	if c.closers != nil {
+		*c.closers = append(*c.closers, func() { go c.closer(a, authed, now, idle) })
+		return
+	}
+	go c.closer(a, authed, now, idle)
 }
 
 // closer sends the Close frame, unless the action has none, and drops the

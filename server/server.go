@@ -456,12 +456,16 @@ func (s *Server) live() []*Conn {
 // delivery at once, and leaves the Close frames to be written concurrently,
 // each within a second. It returns the number of sockets closed.
 func (s *Server) Recheck() int {
-	now := s.clock.Now()
+	now, start := s.clock.Now(), time.Now()
+	var closers []func()
+	defer func() { startAll(closers) }()
 	n := 0
 	for _, c := range s.live() {
 		c.mu.Lock()
 		if !c.closed {
+			c.closeFrom, c.closers = start, &closers
 			c.do(c.pc.Recheck(now), c.pc.State())
+			c.closeFrom, c.closers = time.Time{}, nil
 			if c.closed {
 				n++
 				if end, _ := c.pc.End(); end.Code == protocol.CodeSessionRevoked {
@@ -472,6 +476,12 @@ func (s *Server) Recheck() int {
 		c.mu.Unlock()
 	}
 	return n
+}
+
+func startAll(fs []func()) {
+	for _, f := range fs {
+		f()
+	}
 }
 
 // Sessions returns the number of live authenticated sockets.
@@ -493,9 +503,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.closing = true
 	s.mu.Unlock()
+	start := time.Now()
+	var closers []func()
 	for _, c := range s.live() {
-		c.input((*protocol.ServerConn).Shutdown)
+		c.mu.Lock()
+		if !c.closed {
+			c.closeFrom, c.closers = start, &closers
+			c.do(c.pc.Shutdown(s.clock.Now()), c.pc.State())
+			c.closeFrom, c.closers = time.Time{}, nil
+		}
+		c.mu.Unlock()
 	}
+	startAll(closers)
 	s.mu.Lock()
 	if s.active == 0 {
 		s.mu.Unlock()

@@ -118,77 +118,17 @@ func (a Algorithm) curve() (elliptic.Curve, int) {
 	return nil, 0
 }
 
-// CheckKey reports whether pub may be used with alg under spec section "JOSE
-// profile": the key type and curve match the algorithm, EC points are on their
-// curve, and RSA keys have 2048 to 4096 bits and e = 65537. Errors wrap
-// ErrInvalidKey or ErrUnknownAlgorithm.
-//
-// Keys are checked this way when they are loaded; Sign and Verify repeat only
-// the cheap part (fits), since crypto/ecdsa validates the point itself.
-func CheckKey(alg Algorithm, pub crypto.PublicKey) error {
-	if err := fits(alg, pub); err != nil {
-		return err
-	}
-	if k, ok := pub.(*ecdsa.PublicKey); ok {
-		if _, err := k.ECDH(); err != nil {
-			return fmt.Errorf("%w: point is not on curve %s", ErrInvalidKey, k.Curve.Params().Name)
-		}
-	}
-	return nil
-}
-
-// fits checks the key type, curve and RSA parameters for alg.
-func fits(alg Algorithm, pub crypto.PublicKey) error {
-	switch alg {
-	case ES256, ES384, ES512:
-		k, ok := pub.(*ecdsa.PublicKey)
-		if !ok || k == nil || k.Curve == nil {
-			return fmt.Errorf("%w: %s needs an ECDSA key, not %s", ErrInvalidKey, alg, typeName(pub))
-		}
-		if c, _ := alg.curve(); k.Curve != c {
-			return fmt.Errorf("%w: %s needs curve %s, not %s", ErrInvalidKey, alg, c.Params().Name, k.Curve.Params().Name)
-		}
-		return nil
-	case RS256, PS256:
-		k, ok := pub.(*rsa.PublicKey)
-		if !ok || k == nil {
-			return fmt.Errorf("%w: %s needs an RSA key, not %s", ErrInvalidKey, alg, typeName(pub))
-		}
-		return checkRSA(k)
-	case EdDSA:
-		k, ok := pub.(ed25519.PublicKey)
-		if !ok {
-			return fmt.Errorf("%w: EdDSA needs an Ed25519 key, not %s", ErrInvalidKey, typeName(pub))
-		}
-		if len(k) != ed25519.PublicKeySize {
-			return fmt.Errorf("%w: Ed25519 key of %d bytes", ErrInvalidKey, len(k))
-		}
-		return nil
-	}
-	return fmt.Errorf("%w %q", ErrUnknownAlgorithm, string(alg))
-}
-
-func checkRSA(k *rsa.PublicKey) error {
-	if k.N == nil {
-		return fmt.Errorf("%w: RSA key without modulus", ErrInvalidKey)
-	}
-	if bits := k.N.BitLen(); bits < MinRSABits || bits > MaxRSABits {
-		return fmt.Errorf("%w: RSA modulus of %d bits, want %d to %d", ErrInvalidKey, bits, MinRSABits, MaxRSABits)
-	}
-	if k.E != RSAExponent {
-		return fmt.Errorf("%w: RSA exponent %d, want %d", ErrInvalidKey, k.E, RSAExponent)
-	}
-	return nil
-}
-
 // AlgorithmsFor returns the algorithms that may be used with pub, in the
 // spec's order, or none if pub is not an acceptable key.
 func AlgorithmsFor(pub crypto.PublicKey) []Algorithm {
 	var out []Algorithm
 	for _, a := range Algorithms {
-		if CheckKey(a, pub) == nil {
+		if fits(a, pub) == nil {
 			out = append(out, a)
 		}
+	}
+	if len(out) == 0 || checkValue(pub) != nil {
+		return nil
 	}
 	return out
 }
@@ -294,11 +234,20 @@ func addInt(b *cryptobyte.Builder, v []byte) {
 }
 
 // Verify checks a JWS signature over signingInput under pub and alg, with the
-// exact rules of spec section "JOSE profile". Any failure, including a key
-// that does not fit alg, returns an error wrapping ErrBadSignature or
-// ErrInvalidKey.
+// exact rules of spec section "JOSE profile". The key is checked first, for
+// a key no load path accepts may come from a custom Registry: its type and
+// parameters as by CheckKey, and the checks that stop a signature made
+// without the private key (an Ed25519 key of small order, a ROCA modulus);
+// the costlier checks of CheckKey are left to load time. Ed25519 signatures are verified by
+// crypto/ed25519 with the cofactorless equation [S]B = R + [k]A of RFC 8032
+// section 5.1.7, S < ℓ, R compared by its encoding. Any failure, including a
+// key that does not fit alg, returns an error wrapping ErrBadSignature or
+// ErrInvalidKey, never a panic.
 func Verify(pub crypto.PublicKey, alg Algorithm, signingInput, sig []byte) error {
 	if err := fits(alg, pub); err != nil {
+		return err
+	}
+	if err := checkForgeable(pub); err != nil {
 		return err
 	}
 	ok := false
@@ -325,13 +274,16 @@ func Verify(pub crypto.PublicKey, alg Algorithm, signingInput, sig []byte) error
 
 // Thumbprint returns the RFC 7638 JWK thumbprint of pub with SHA-256, in
 // base64url without padding: the value of the session token's cnf.jkt claim
-// and the recommended key id.
+// and the recommended key id. pub must be usable by some Algorithm.
 func Thumbprint(pub crypto.PublicKey) (string, error) {
-	switch pub.(type) {
-	case *ecdsa.PublicKey, *rsa.PublicKey, ed25519.PublicKey:
-	default:
-		return "", fmt.Errorf("%w: no thumbprint for %s", ErrInvalidKey, typeName(pub))
+	if err := checkUsable(pub); err != nil {
+		return "", err
 	}
+	return thumbprint(pub)
+}
+
+// thumbprint is Thumbprint for a key that has been checked.
+func thumbprint(pub crypto.PublicKey) (string, error) {
 	t, err := (&jose.JSONWebKey{Key: pub}).Thumbprint(crypto.SHA256)
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrInvalidKey, err)

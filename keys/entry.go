@@ -34,6 +34,9 @@ func CheckKeyID(kid string) error {
 // checkEntry applies the registry rules of spec section "Key registry" and
 // fills in the thumbprint.
 func checkEntry(e *Entry) error {
+	if e == nil {
+		return fmt.Errorf("%w: nil registry entry", ErrInvalidKey)
+	}
 	if err := CheckKeyID(e.KeyID); err != nil {
 		return err
 	}
@@ -54,7 +57,7 @@ func checkEntry(e *Entry) error {
 	if !e.NotBefore.IsZero() && !e.NotAfter.IsZero() && !e.NotBefore.Before(e.NotAfter) {
 		return invalidKey(e.KeyID, "validity window ends before it starts")
 	}
-	tp, err := Thumbprint(e.Key)
+	tp, err := thumbprint(e.Key)
 	if err != nil {
 		return err
 	}

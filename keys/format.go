@@ -11,13 +11,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/go-jose/go-jose/v4"
 	"golang.org/x/crypto/ssh"
-
-	"github.com/wsproof/wsproof/internal/strictjson"
 )
 
 // Key formats. Every parser here accepts only keys that some [Algorithm] can
@@ -348,12 +345,20 @@ func MarshalJWK(key any, kid string, alg Algorithm) ([]byte, error) {
 	return json.Marshal(members)
 }
 
-// ParseJWK parses one JWK (RFC 7517). The document must be strict JSON
-// (spec section "Encodings"): a duplicate or case-variant member is refused
-// before any decoding. "alg" is required and must be one of [Algorithms] that
-// fits the key (CheckKey); "use", if present, must be "sig"; symmetric ("oct")
-// keys are refused. key is the public key, or, if the JWK has private members,
-// a crypto.Signer as ParsePrivateKey returns it. kid is the "kid" member,
+// ParseJWK parses one JWK (RFC 7517) under the member rules of spec section
+// "Load-time rules". The document must be strict JSON (spec section
+// "Encodings"): a duplicate or case-variant member is refused before any
+// decoding. "kty" is "EC", "RSA" or "OKP" (symmetric "oct" keys are
+// refused); every key member is a string of canonical base64url, RSA
+// integers in the fewest octets; members of another key type ("k", "oth",
+// "crv" on an RSA key...) are refused; a private key has all of its private
+// members ("d", and for RSA "p", "q", "dp", "dq", "qi", consistent with
+// each other), and a JWK with some but not all of them is refused. "alg" is
+// required and must be one of [Algorithms] that fits the key (CheckKey);
+// "use", if present, must be "sig"; "key_ops", if present, must be
+// ["verify"] for a public key and ["sign"] or ["sign","verify"] for a
+// private one. key is the public key, or, if the JWK has private members, a
+// crypto.Signer as ParsePrivateKey returns it. kid is the "kid" member,
 // unchecked, or "" if absent. Errors wrap ErrInvalidKey.
 func ParseJWK(data []byte) (key any, kid string, alg Algorithm, err error) {
 	key, kid, alg, err = decodeJWK(data)
@@ -366,36 +371,30 @@ func ParseJWK(data []byte) (key any, kid string, alg Algorithm, err error) {
 	return key, kid, alg, nil
 }
 
-// decodeJWK is ParseJWK with "alg" optional.
+// decodeJWK is ParseJWK with "alg" optional: the member rules of
+// parseJWKMembers, then the key rules of CheckKey (and, for a private key,
+// the consistency checks of checkPrivate).
 func decodeJWK(data []byte) (key any, kid string, alg Algorithm, err error) {
-	if err := strictjson.CheckObject(data); err != nil {
-		return nil, "", "", fmt.Errorf("%w: %w", ErrInvalidKey, err)
+	j, err := parseJWKMembers(data)
+	if err != nil {
+		return nil, "", "", err
 	}
-	var jwk jose.JSONWebKey
-	if err := jwk.UnmarshalJSON(data); err != nil {
-		return nil, "", "", invalidf("malformed or unsupported JWK")
-	}
-	if jwk.Use != "" && jwk.Use != "sig" {
-		return nil, "", "", invalidf(`JWK "use" is not "sig"`)
-	}
-	if s, ok := jwk.Key.(crypto.Signer); ok {
+	if s, ok := j.key.(crypto.Signer); ok {
 		key, err = checkPrivate(s)
 	} else {
-		key, err = usable(jwk.Key)
+		key, err = usable(j.key)
 	}
 	if err != nil {
 		return nil, "", "", err
 	}
-	if jwk.Algorithm != "" {
-		alg = Algorithm(jwk.Algorithm)
-		if !slices.Contains(Algorithms, alg) {
-			return nil, "", "", invalidf(`JWK "alg" is not a wsproof algorithm`)
-		}
-		if err := CheckKey(alg, publicOf(key)); err != nil {
+	// The key passed CheckKey for some algorithm; the checks that remain
+	// for alg are those of fits.
+	if j.alg != "" {
+		if err := fits(j.alg, publicOf(key)); err != nil {
 			return nil, "", "", err
 		}
 	}
-	return key, jwk.KeyID, alg, nil
+	return key, j.kid, j.alg, nil
 }
 
 // publicOf returns the public half of a private key, and any other key as is.
@@ -416,21 +415,26 @@ func usable(pub any) (crypto.PublicKey, error) {
 
 // checkUsable reports why no Algorithm can use pub, if none can.
 func checkUsable(pub crypto.PublicKey) error {
-	if len(AlgorithmsFor(pub)) > 0 {
-		return nil
+	for _, a := range Algorithms {
+		if fits(a, pub) == nil {
+			return checkValue(pub)
+		}
 	}
 	switch k := pub.(type) {
 	case *rsa.PublicKey:
-		return CheckKey(RS256, k)
+		return fits(RS256, k)
 	case ed25519.PublicKey:
-		return CheckKey(EdDSA, k)
+		return fits(EdDSA, k)
 	case *ecdsa.PublicKey:
+		if k == nil {
+			break
+		}
 		for _, a := range []Algorithm{ES256, ES384, ES512} {
 			if c, _ := a.curve(); c == k.Curve {
-				return CheckKey(a, k)
+				return fits(a, k)
 			}
 		}
-		return invalidf("ECDSA curve %s is not supported", k.Curve.Params().Name)
+		return invalidf("ECDSA curve %s is not supported", curveName(k.Curve))
 	}
 	return invalidf("%s keys are not supported", typeName(pub))
 }
@@ -455,6 +459,9 @@ func checkPrivate(k any) (crypto.Signer, error) {
 		}
 		return s, nil
 	case *ecdsa.PrivateKey:
+		if k == nil {
+			break
+		}
 		if err := checkUsable(k.Public()); err != nil {
 			return nil, err
 		}
@@ -468,6 +475,9 @@ func checkPrivate(k any) (crypto.Signer, error) {
 		}
 		return s, nil
 	case *rsa.PrivateKey:
+		if k == nil {
+			break
+		}
 		if err := checkUsable(k.Public()); err != nil {
 			return nil, err
 		}

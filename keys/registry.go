@@ -92,15 +92,19 @@ type Set struct {
 }
 
 // NewSet returns a Set of entries. It fails with ErrInvalidKey, naming the
-// key id, on a duplicate key id or an entry that breaks the registry rules.
+// key id, on an entry that breaks the registry rules (CheckKey among them),
+// on two key ids equal or equal under ASCII case folding, and on one key
+// (by thumbprint) under two key ids, whatever their algorithms: spec section
+// "Load-time rules".
 func NewSet(entries []*Entry) (*Set, error) {
 	s := &Set{entries: make(map[string]*Entry, len(entries))}
+	ids := newKeyIDs()
 	for _, e := range entries {
 		if err := checkEntry(e); err != nil {
 			return nil, err
 		}
-		if _, dup := s.entries[e.KeyID]; dup {
-			return nil, invalidKey(e.KeyID, "duplicate key id")
+		if err := ids.add(e.KeyID, e.Thumbprint); err != nil {
+			return nil, err
 		}
 		s.entries[e.KeyID] = e
 		s.order = append(s.order, e.KeyID)

@@ -39,41 +39,46 @@ type ServerKeys struct {
 	Token   []TokenKey
 }
 
-// Check validates k: at least one key of each kind, unique key ids within
-// each kind, algorithms that fit their keys, and token keys of the right size.
+// Check validates k: at least one key of each kind, key ids unique within
+// each kind (also under ASCII case folding), algorithms that fit their keys
+// (CheckKey), each signing key under one key id and one algorithm, and
+// token keys of the right size, each secret under one key id.
 func (k *ServerKeys) Check() error {
-	if len(k.Signing) == 0 || len(k.Token) == 0 {
+	if k == nil || len(k.Signing) == 0 || len(k.Token) == 0 {
 		return fmt.Errorf("%w: server keys need at least one signing key and one token key", ErrInvalidKey)
 	}
-	seen := map[string]bool{}
+	ids := newKeyIDs()
 	for _, s := range k.Signing {
 		if err := CheckKeyID(s.KeyID); err != nil {
 			return err
 		}
-		if seen[s.KeyID] {
-			return invalidKey(s.KeyID, "duplicate key id")
-		}
-		seen[s.KeyID] = true
 		if s.Signer == nil {
 			return invalidKey(s.KeyID, "signing key without a signer")
 		}
-		if err := CheckKey(s.Algorithm, s.Signer.Public()); err != nil {
+		pub := s.Signer.Public()
+		if err := CheckKey(s.Algorithm, pub); err != nil {
 			return fmt.Errorf("keys: key %q: %w", s.KeyID, err)
+		}
+		tp, err := thumbprint(pub)
+		if err != nil {
+			return err
+		}
+		if err := ids.add(s.KeyID, tp); err != nil {
+			return err
 		}
 	}
 	return checkTokenKeys(k.Token)
 }
 
 func checkTokenKeys(ts []TokenKey) error {
-	seen := map[string]bool{}
+	ids := newKeyIDs()
 	for _, t := range ts {
 		if err := CheckKeyID(t.KeyID); err != nil {
 			return err
 		}
-		if seen[t.KeyID] {
-			return invalidKey(t.KeyID, "duplicate key id")
+		if err := ids.add(t.KeyID, "secret:"+string(t.Secret)); err != nil {
+			return err
 		}
-		seen[t.KeyID] = true
 		if t.Algorithm != TokenDir && t.Algorithm != TokenA256KW {
 			return invalidKey(t.KeyID, "token key algorithm must be dir or A256KW")
 		}
@@ -120,20 +125,26 @@ type PublicSet struct {
 	order []string
 }
 
-// NewPublicSet returns a set of keys, refusing duplicate key ids and keys
-// that do not fit their algorithm.
+// NewPublicSet returns a set of keys, refusing keys that CheckKey refuses
+// for their algorithm, key ids equal or equal under ASCII case folding, and
+// one key under two key ids (spec section "Load-time rules").
 func NewPublicSet(keys []PublicKey) (*PublicSet, error) {
 	s := &PublicSet{m: make(map[string]*PublicKey, len(keys))}
+	ids := newKeyIDs()
 	for i := range keys {
 		p := keys[i]
 		if err := CheckKeyID(p.KeyID); err != nil {
 			return nil, err
 		}
-		if _, dup := s.m[p.KeyID]; dup {
-			return nil, invalidKey(p.KeyID, "duplicate key id")
-		}
 		if err := CheckKey(p.Algorithm, p.Key); err != nil {
 			return nil, fmt.Errorf("keys: key %q: %w", p.KeyID, err)
+		}
+		tp, err := thumbprint(p.Key)
+		if err != nil {
+			return nil, err
+		}
+		if err := ids.add(p.KeyID, tp); err != nil {
+			return nil, err
 		}
 		s.m[p.KeyID] = &p
 		s.order = append(s.order, p.KeyID)

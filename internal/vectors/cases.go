@@ -7,8 +7,10 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"strings"
 
 	"github.com/wsproof/wsproof/internal/b64u"
@@ -620,8 +622,13 @@ func (g *gen) tokenVectors() error {
 	return nil
 }
 
+type kv struct {
+	id, comment, code string
+	set               string
+}
+
 // keyVectors are registry key sets that must be refused at load time, and
-// one that must load.
+// some that must load.
 func (g *gen) keyVectors() error {
 	entry := func(kid string, edit func(map[string]any)) map[string]any {
 		var m map[string]any
@@ -643,10 +650,6 @@ func (g *gen) keyVectors() error {
 	weakEntry := entry("client-rs256", func(m map[string]any) {
 		m["kid"], m["n"] = "weak", b64u.Encode(weak.N.Bytes())
 	})
-	type kv struct {
-		id, comment, code string
-		set               string
-	}
 	list := []kv{
 		{"key-valid", "A registry with one well-formed entry.", "", set(entry("client-es256", nil))},
 		{"key-rsa-1024", "An RSA key of 1024 bits.", "bad_key", set(weakEntry)},
@@ -674,8 +677,119 @@ func (g *gen) keyVectors() error {
 			`"sub":`, `"sub":"device:other","sub":`, 1)},
 		{"key-groups-not-array", "groups is a string.", "bad_key", set(entry("client-es256", func(m map[string]any) { m["groups"] = "devices" }))},
 	}
+	list = append(list, g.importVectors(entry, set)...)
 	for _, k := range list {
 		g.add(vectorfile.Vector{ID: k.id, Comment: k.comment, Role: vectorfile.RoleKey, Rule: secRegistry, KeySet: k.set, Error: k.code})
 	}
 	return nil
+}
+
+// wycheproofROCAModulus is the RSA modulus of Project Wycheproof's
+// json_web_key_test.json tcId 7, "rejectsKeyWithRocaVulnerability"
+// (github.com/C2SP/wycheproof, Apache License 2.0; the key set is kept in
+// keys/testdata/wycheproof): a modulus with the ROCA fingerprint.
+const wycheproofROCAModulus = "AanFpofbj7KjD4Lf-N2hVMKR7yewSyXhhbirIMTGpfYEhZ_lnt5UoK98DnKIgArXGTu3MaW_HhFw16HGaTDUHqPrId7fe4r11CqRw09yBFuW79V8sYIwHdzCaWflUI6auImYbVfoN9_nD5n8N8SY9DwXw7mwZM9wREPXoDPgOoIWl6q_MPsp7n0zs3Z5ZaiQWOOzl1S9OhwAfSiiOwz6efnXEaxuTEtPd7BjSx7NaFka8Dx9U7YqXy2RFj1O9PjyaDGuRh7YXsX3iMUSP_wSyHQg_c_qHRtKUsNSGCT7OZg0hzm2KphtjnayKJvC64vAbROBR4Ubg6Bxg9IQVZ-QYyE"
+
+// importVectors are the key vectors of issue 12: key import at the level of
+// Project Wycheproof's json_web_key tests, one vector for each refused case
+// of spec section "Load-time rules" that the older vectors did not cover.
+func (g *gen) importVectors(entry func(string, func(map[string]any)) map[string]any, set func(...any) string) []kv {
+	rsaPriv := g.clients["client-rs256"].(*rsa.PrivateKey)
+	rsaPriv.Precompute()
+	privMember := map[string]string{
+		"p": b64u.Encode(rsaPriv.Primes[0].Bytes()), "q": b64u.Encode(rsaPriv.Primes[1].Bytes()),
+		"dp": b64u.Encode(rsaPriv.Precomputed.Dp.Bytes()), "dq": b64u.Encode(rsaPriv.Precomputed.Dq.Bytes()),
+		"qi": b64u.Encode(rsaPriv.Precomputed.Qinv.Bytes()),
+	}
+	// bump sets the unused bits of the last character of a base64url string
+	// whose length is 2 or 3 modulo 4: the same octets, not canonical.
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	bump := func(v string) string {
+		if len(v)%4 < 2 {
+			panic("vectors: no unused bits in " + v)
+		}
+		return v[:len(v)-1] + string(alphabet[strings.IndexByte(alphabet, v[len(v)-1])+1])
+	}
+	edit := func(kid, member string, f func(string) string) string {
+		return set(entry(kid, func(m map[string]any) { m[member] = f(m[member].(string)) }))
+	}
+	newline := func(v string) string { return v[:2] + "\n" + v[2:] }
+	ed := func(hexKey string) string {
+		return set(entry("client-eddsa", func(m map[string]any) {
+			b, err := hex.DecodeString(hexKey)
+			if err != nil {
+				panic(err)
+			}
+			m["x"] = b64u.Encode(b)
+		}))
+	}
+	n := rsaPriv.N.Bytes()
+	even := new(big.Int).SetBytes(n)
+	even.SetBit(even, 0, 0)
+
+	list := []kv{
+		{"key-valid-key-ops-verify", `A registry entry with "key_ops":["verify"], the one key_ops a public signing key may have.`, "",
+			set(entry("client-es256", func(m map[string]any) { m["key_ops"] = []string{"verify"} }))},
+		{"key-valid-rsa", "An RSA entry of 2048 bits and an RSA entry under PS256 of another key: one key, one algorithm, distinct keys.", "",
+			set(entry("client-rs256", nil), entry("client-ps256", nil))},
+	}
+	for _, m := range []string{"p", "q", "dp", "dq", "qi"} {
+		list = append(list, kv{"key-rsa-" + m + "-without-d",
+			fmt.Sprintf("An RSA entry with the private member %s but no d: a private key with members missing, not a public key.", m),
+			"bad_key", set(entry("client-rs256", func(mm map[string]any) { mm[m] = privMember[m] }))})
+	}
+	list = append(list, []kv{
+		{"key-rsa-roca", "An RSA modulus with the ROCA fingerprint (CVE-2017-15361): Project Wycheproof json_web_key_test.json tcId 7.", "bad_key",
+			set(map[string]any{"kty": "RSA", "n": wycheproofROCAModulus, "e": "AQAB", "kid": "kid-rsa-roca-sign", "alg": "RS256", "use": "sig",
+				"sub": "device:roca", "groups": []string{"devices"}})},
+		{"key-rsa-even-modulus", "An even RSA modulus.", "bad_key",
+			set(entry("client-rs256", func(m map[string]any) { m["n"] = b64u.Encode(even.Bytes()) }))},
+		{"key-rsa-n-leading-zero", "An RSA modulus with a leading zero octet: integers take the fewest octets.", "bad_key",
+			set(entry("client-rs256", func(m map[string]any) { m["n"] = b64u.Encode(append([]byte{0}, n...)) }))},
+		{"key-rsa-e-leading-zero", `"e":"AAEAAQ", 65537 with a leading zero octet.`, "bad_key",
+			set(entry("client-rs256", func(m map[string]any) { m["e"] = "AAEAAQ" }))},
+		{"key-rsa-n-unused-bits", "An RSA modulus whose last base64url character has unused bits set.", "bad_key", edit("client-rs256", "n", bump)},
+		{"key-rsa-e-escaped-newline", `"e":"AQ\nAB": an escaped line break inside base64url.`, "bad_key", edit("client-rs256", "e", newline)},
+		{"key-ec-x-unused-bits", "An EC x coordinate whose last base64url character has unused bits set.", "bad_key", edit("client-es256", "x", bump)},
+		{"key-ec-y-unused-bits", "An EC y coordinate whose last base64url character has unused bits set.", "bad_key", edit("client-es256", "y", bump)},
+		{"key-ec-y-escaped-newline", "An EC y coordinate with an escaped line break inside.", "bad_key", edit("client-es256", "y", newline)},
+		{"key-okp-x-unused-bits", "An Ed25519 x whose last base64url character has unused bits set.", "bad_key", edit("client-eddsa", "x", bump)},
+		{"key-okp-x-padded", "An Ed25519 x with base64 padding.", "bad_key", edit("client-eddsa", "x", func(v string) string { return v + "=" })},
+		{"key-same-key-two-algorithms", "The same RSA key as RS256 under one kid and PS256 under another: one key, one algorithm.", "bad_key",
+			set(entry("client-rs256", nil), entry("client-rs256", func(m map[string]any) { m["kid"], m["alg"] = "client-rs256-pss", "PS256" }))},
+		{"key-same-key-two-kids", "The same EC key under two kids with one algorithm: one key, one identity.", "bad_key",
+			set(entry("client-es256", nil), entry("client-es256", func(m map[string]any) { m["kid"] = "client-es256-alias" }))},
+		{"key-kid-case-variant", "Two keys whose kids differ only in case.", "bad_key",
+			set(entry("client-es256", func(m map[string]any) { m["kid"] = "Device-1" }),
+				entry("client-eddsa", func(m map[string]any) { m["kid"] = "device-1" }))},
+		{"key-use-empty", `"use":"": present, so it must be "sig".`, "bad_key", set(entry("client-es256", func(m map[string]any) { m["use"] = "" }))},
+		{"key-d-null", `"d":null: a private-key member, whatever its value.`, "bad_key", set(entry("client-es256", func(m map[string]any) { m["d"] = nil }))},
+		{"key-key-ops-sign", `"key_ops":["sign"] on a public key.`, "bad_key",
+			set(entry("client-es256", func(m map[string]any) { m["key_ops"] = []string{"sign"} }))},
+		{"key-key-ops-contradicts-use", `"key_ops":["encrypt"] with "use":"sig".`, "bad_key",
+			set(entry("client-es256", func(m map[string]any) { m["key_ops"] = []string{"encrypt"} }))},
+		{"key-key-ops-verify-twice", `"key_ops":["verify","verify"].`, "bad_key",
+			set(entry("client-es256", func(m map[string]any) { m["key_ops"] = []string{"verify", "verify"} }))},
+		{"key-rsa-oth", `An RSA entry with "oth" (multi-prime RSA).`, "bad_key",
+			set(entry("client-rs256", func(m map[string]any) { m["oth"] = []map[string]string{{"r": "Aw", "d": "AQ", "t": "AQ"}} }))},
+		{"key-ec-k-member", `An EC entry with "k", a member of symmetric keys.`, "bad_key",
+			set(entry("client-es256", func(m map[string]any) { m["k"] = b64u.Encode(derive("oct", 32)) }))},
+		{"key-rsa-crv-member", `An RSA entry with "crv", a member of EC and OKP keys.`, "bad_key",
+			set(entry("client-rs256", func(m map[string]any) { m["crv"] = "P-256" }))},
+		{"key-ed25519-identity", "The Ed25519 identity point (order 1): R = identity, S = 0 verifies every message under it.", "bad_key",
+			ed("0100000000000000000000000000000000000000000000000000000000000000")},
+		{"key-ed25519-order-2", "The Ed25519 point (0, -1), of order 2.", "bad_key",
+			ed("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f")},
+		{"key-ed25519-order-4", "An Ed25519 point of order 4 (y = 0).", "bad_key",
+			ed("0000000000000000000000000000000000000000000000000000000000000000")},
+		{"key-ed25519-order-8", "An Ed25519 point of order 8.", "bad_key",
+			ed("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a")},
+		{"key-ed25519-not-on-curve", "An Ed25519 key that is not a point: y = 2 has no x on the curve.", "bad_key",
+			ed("0200000000000000000000000000000000000000000000000000000000000000")},
+		{"key-ed25519-non-canonical", "An Ed25519 key encoding y = p + 3, a point of large order, not canonically (y must be below p).", "bad_key",
+			ed("f0ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f")},
+		{"key-ed25519-negative-zero", "The Ed25519 identity with the sign bit set on x = 0: non-canonical and of small order.", "bad_key",
+			ed("0100000000000000000000000000000000000000000000000000000000000080")},
+	}...)
+	return list
 }

@@ -538,6 +538,29 @@ const CURVES = {
 
 const bigOf = (bytes) => bytes.reduce((acc, b) => (acc << 8n) | BigInt(b), 0n);
 
+const mod = (a, m) => ((a % m) + m) % m;
+
+function modPow(b, e, m) {
+  let r = 1n;
+  b = mod(b, m);
+  for (; e > 0n; e >>= 1n) {
+    if (e & 1n) r = (r * b) % m;
+    b = (b * b) % m;
+  }
+  return r;
+}
+
+// modInv returns a^-1 mod m, or 0n when a and m are not coprime.
+function modInv(a, m) {
+  let [r0, r1, s0, s1] = [mod(a, m), m, 1n, 0n];
+  while (r1 !== 0n) {
+    const q = r0 / r1;
+    [r0, r1] = [r1, r0 - q * r1];
+    [s0, s1] = [s1, s0 - q * s1];
+  }
+  return r0 === 1n ? mod(s0, m) : 0n;
+}
+
 function onCurve(crv, xb, yb) {
   const { p, b } = CURVES[crv];
   const x = bigOf(xb);
@@ -547,36 +570,167 @@ function onCurve(crv, xb, yb) {
   return (y * y) % p === rhs;
 }
 
+// Ed25519 (RFC 8032 section 5.1.3). A key is refused unless it is the
+// canonical encoding of a point of the curve (y < p; no sign bit on x = 0)
+// that is not of small order: the points of order 1, 2, 4 and 8 are those
+// with y in {0, 1, p - 1, ±y8}, under which a signature made without any
+// private key verifies. Go's keys.CheckKey refuses the same keys.
+const ED_P = 2n ** 255n - 19n;
+const ED_D = mod(-121665n * modInv(121666n, ED_P), ED_P);
+const ED_Y8 = bigOf(Uint8Array.from(hexBytes('c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a')).reverse());
+const ED_SMALL_ORDER_Y = new Set([0n, 1n, ED_P - 1n, ED_Y8, ED_P - ED_Y8]);
+
+function hexBytes(h) {
+  const out = [];
+  for (let i = 0; i < h.length; i += 2) out.push(parseInt(h.slice(i, i + 2), 16));
+  return out;
+}
+
+/** @returns {string|null} why the 32-octet Ed25519 key a is refused, or null */
+function ed25519Refusal(a) {
+  const sign = a[31] >> 7;
+  const le = Uint8Array.from(a);
+  le[31] &= 0x7f;
+  const y = bigOf(le.reverse());
+  if (y >= ED_P) return 'Ed25519 key is not canonically encoded';
+  const yy = (y * y) % ED_P;
+  const x2 = mod((yy - 1n) * modInv(ED_D * yy + 1n, ED_P), ED_P);
+  if (x2 === 0n) {
+    if (sign) return 'Ed25519 key is not canonically encoded';
+  } else if (modPow(x2, (ED_P - 1n) / 2n, ED_P) !== 1n) {
+    return 'Ed25519 key is not a point of the curve';
+  }
+  if (ED_SMALL_ORDER_Y.has(y)) return 'Ed25519 key is a point of small order';
+  return null;
+}
+
+// The ROCA fingerprint (CVE-2017-15361; Nemec et al., "The Return of
+// Coppersmith's Attack", ACM CCS 2017): an Infineon RSALib modulus is,
+// modulo each of these primes, a power of 65537. The primes are those of the
+// authors' reference detector; Go's keys.isROCA is the same test.
+const ROCA_PRIMES = [3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97, 101, 103,
+  107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167];
+const ROCA_RESIDUES = ROCA_PRIMES.map((p) => {
+  const set = new Set();
+  for (let r = 1; !set.has(r); r = (r * (65537 % p)) % p) set.add(r);
+  return set;
+});
+const isROCA = (n) => ROCA_PRIMES.every((p, i) => ROCA_RESIDUES[i].has(Number(n % BigInt(p))));
+
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi'];
 const KID_RE = /^[\x21-\x7e]{1,128}$/;
 
+// The members that hold key material, for each kty, and every key parameter
+// of RFC 7518 section 6 and RFC 8037: one that the JWK's kty does not define
+// ("k" on an EC key, "crv" on an RSA key, "oth" anywhere) is refused.
+const JWK_KEY_TYPES = {
+  EC: { pub: ['crv', 'x', 'y'], priv: ['d'] },
+  RSA: { pub: ['n', 'e'], priv: PRIVATE_MEMBERS },
+  OKP: { pub: ['crv', 'x'], priv: ['d'] },
+};
+const JWA_KEY_MEMBERS = ['crv', 'x', 'y', 'd', 'n', 'e', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
+const present = (o, m) => Object.prototype.hasOwnProperty.call(o, m) && o[m] !== undefined;
+
 /**
- * Checks a public JWK against the load-time rules and returns the members
- * WebCrypto imports. Throws a ProtocolError with code bad_key.
- * @param {Record<string, unknown>} jwk
- * @param {string} alg
+ * Checks a JWK, public or private, against the member and key rules of spec
+ * section "Load-time rules", the rules Go's keys.ParseJWK applies, and
+ * returns what WebCrypto imports: `pub` (the public members), `priv` (with
+ * the private members, or null for a public key), and `id`, the key's
+ * identity for the set rules (its members are canonical, so equal strings
+ * mean equal keys). `alg` is required. Throws a ProtocolError with code
+ * bad_key.
+ * @param {any} jwk
+ * @returns {{alg: string, pub: Record<string,string>, priv: Record<string,string>|null, id: string, modulusBytes: number}}
  */
-function publicMembers(jwk, alg) {
-  const a = ALG[alg];
+function checkJwk(jwk) {
   const bad = (why) => fail('bad_key', why);
-  if (jwk.kty !== a.kty) throw bad('kty does not match alg');
-  if (a.kty === 'RSA') {
-    const n = b64uDecode(/** @type {string} */ (jwk.n));
-    const e = b64uDecode(/** @type {string} */ (jwk.e));
-    if (!n || !e || n.length === 0 || n[0] === 0) throw bad('RSA modulus missing or not minimal');
-    const bits = (n.length - 1) * 8 + (32 - Math.clz32(n[0]));
-    if (bits < 2048 || bits > 4096) throw bad('RSA modulus outside 2048 to 4096 bits');
-    if (e.length !== 3 || e[0] !== 1 || e[1] !== 0 || e[2] !== 1) throw bad('RSA exponent is not 65537');
-    return { kty: 'RSA', n: jwk.n, e: jwk.e };
+  if (!jwk || typeof jwk !== 'object' || Array.isArray(jwk)) throw bad('key is not a JWK object');
+  const kty = jwk.kty;
+  if (kty === 'oct') throw bad('symmetric (oct) keys are not signing keys');
+  if (typeof kty !== 'string' || !Object.prototype.hasOwnProperty.call(JWK_KEY_TYPES, kty)) throw bad('kty is not EC, RSA or OKP');
+  const kt = JWK_KEY_TYPES[kty];
+  for (const m of JWA_KEY_MEMBERS) {
+    if (present(jwk, m) && !kt.pub.includes(m) && !kt.priv.includes(m)) throw bad(`member ${m} does not belong to the key type`);
   }
-  if (jwk.crv !== a.crv) throw bad('crv does not match alg');
-  const x = b64uDecode(/** @type {string} */ (jwk.x));
-  if (!x || x.length !== a.coord) throw bad('x missing or of the wrong length');
-  if (a.kty === 'OKP') return { kty: 'OKP', crv: a.crv, x: jwk.x };
-  const y = b64uDecode(/** @type {string} */ (jwk.y));
-  if (!y || y.length !== a.coord) throw bad('y missing or of the wrong length');
-  if (!onCurve(a.crv, x, y)) throw bad('EC point not on its curve');
-  return { kty: 'EC', crv: a.crv, x: jwk.x, y: jwk.y };
+  /** @type {Record<string, Uint8Array>} */
+  const oct = {};
+  for (const m of [...kt.pub, ...kt.priv]) {
+    if (!present(jwk, m)) continue;
+    if (typeof jwk[m] !== 'string') throw bad(`member ${m} is not a string`);
+    if (m === 'crv') continue;
+    const b = b64uDecode(jwk[m]);
+    if (!b) throw bad(`member ${m} is not canonical base64url`);
+    oct[m] = b;
+  }
+  const nPriv = kt.priv.filter((m) => present(jwk, m)).length;
+  const isPrivate = nPriv > 0;
+  if (isPrivate && nPriv !== kt.priv.length) throw bad('some private members but not all');
+  for (const m of kt.pub) if (!present(jwk, m)) throw bad(`member ${m} missing`);
+  if (present(jwk, 'kid') && typeof jwk.kid !== 'string') throw bad('kid is not a string');
+  if (!present(jwk, 'alg') || !isAlg(jwk.alg)) throw bad('alg missing or not one of the six algorithms');
+  if (present(jwk, 'use') && jwk.use !== 'sig') throw bad('use is not sig');
+  if (present(jwk, 'key_ops')) {
+    const ops = jwk.key_ops;
+    if (!Array.isArray(ops) || ops.length > 2 || ops.some((o) => typeof o !== 'string' || o.length < 1 || utf8Length(o) > 16)) {
+      throw bad('key_ops is not an array of strings');
+    }
+    const k = ops.join(',');
+    if (isPrivate ? !['sign', 'sign,verify', 'verify,sign'].includes(k) : k !== 'verify') throw bad('key_ops does not fit the key');
+  }
+  const alg = /** @type {string} */ (jwk.alg);
+  const a = ALG[alg];
+  let pub;
+  let id;
+  let modulusBytes = 0;
+  if (kty === 'EC') {
+    if (!['P-256', 'P-384', 'P-521'].includes(jwk.crv)) throw bad('EC curve is not P-256, P-384 or P-521');
+    if (a.kty !== 'EC' || jwk.crv !== a.crv) throw bad('kty and crv do not match alg');
+    if (oct.x.length !== a.coord || oct.y.length !== a.coord) throw bad('EC coordinate of the wrong length');
+    if (!onCurve(a.crv, oct.x, oct.y)) throw bad('EC point not on its curve');
+    if (isPrivate && oct.d.length !== a.coord) throw bad('EC d of the wrong length');
+    pub = { kty: 'EC', crv: a.crv, x: jwk.x, y: jwk.y };
+    id = `EC ${a.crv} ${jwk.x} ${jwk.y}`;
+  } else if (kty === 'OKP') {
+    if (jwk.crv !== 'Ed25519') throw bad('OKP curve is not Ed25519');
+    if (a.kty !== 'OKP') throw bad('kty does not match alg');
+    if (oct.x.length !== 32) throw bad('Ed25519 x of the wrong length');
+    if (isPrivate && oct.d.length !== 32) throw bad('Ed25519 d of the wrong length');
+    const why = ed25519Refusal(oct.x);
+    if (why) throw bad(why);
+    pub = { kty: 'OKP', crv: 'Ed25519', x: jwk.x };
+    id = `OKP ${jwk.x}`;
+  } else {
+    if (a.kty !== 'RSA') throw bad('kty does not match alg');
+    /** @type {Record<string, bigint>} */
+    const ints = {};
+    for (const [m, b] of Object.entries(oct)) {
+      // RFC 7518 section 2, Base64urlUInt: the fewest octets.
+      if (b.length === 0 || (b[0] === 0 && b.length > 1)) throw bad(`RSA member ${m} is not a minimal unsigned integer`);
+      ints[m] = bigOf(b);
+    }
+    const n = ints.n;
+    const bits = n.toString(2).length;
+    if (bits < 2048 || bits > 4096) throw bad('RSA modulus outside 2048 to 4096 bits');
+    if ((n & 1n) === 0n) throw bad('RSA modulus is even');
+    if (ints.e !== 65537n) throw bad('RSA exponent is not 65537');
+    if (isROCA(n)) throw bad('RSA modulus has the ROCA fingerprint (CVE-2017-15361)');
+    if (isPrivate) {
+      const { d, p, q, dp, dq, qi } = ints;
+      if (p <= 1n || q <= 1n || p * q !== n || mod(d * 65537n, p - 1n) !== 1n || mod(d * 65537n, q - 1n) !== 1n) {
+        throw bad('inconsistent RSA private key');
+      }
+      if (dp !== d % (p - 1n) || dq !== d % (q - 1n) || qi !== modInv(q, p)) throw bad('RSA CRT members do not match the primes');
+    }
+    pub = { kty: 'RSA', n: jwk.n, e: jwk.e };
+    id = `RSA ${jwk.n} ${jwk.e}`;
+    modulusBytes = oct.n.length;
+  }
+  let priv = null;
+  if (isPrivate) {
+    priv = { ...pub };
+    for (const m of kt.priv) priv[m] = jwk[m];
+  }
+  return { alg, pub, priv, id, modulusBytes };
 }
 
 function isNotSupported(e) {
@@ -597,7 +751,9 @@ class PinnedKeys {
 const pinnedCache = new WeakMap();
 
 /**
- * Loads a pinned server key set under the load-time rules. Accepts the set as
+ * Loads a pinned server key set under the load-time rules (the ones Go's
+ * keys.ParsePublicSet applies: checkJwk for each key, kids unique even under
+ * ASCII case folding, one key under one kid). Accepts the set as
  * a JSON text (checked as strict JSON) or as an object, or a set this function
  * returned. Keys of an algorithm the platform's WebCrypto lacks (EdDSA on old
  * browsers) load, but a challenge signed by one fails with internal_error.
@@ -620,23 +776,27 @@ export async function loadServerKeys(set) {
   if (!doc || typeof doc !== 'object' || !Array.isArray(doc.keys)) throw fail('bad_key', 'pinned key set has no keys array');
   if (doc.keys.length === 0) throw fail('bad_key', 'pinned key set is empty');
   const keys = new Map();
+  const foldedKids = new Set();
+  const ids = new Set();
   for (const jwk of doc.keys) {
     if (!jwk || typeof jwk !== 'object' || Array.isArray(jwk)) throw fail('bad_key', 'pinned key is not an object');
     if (typeof jwk.kid !== 'string' || !KID_RE.test(jwk.kid)) throw fail('bad_key', 'kid missing or not 1 to 128 printable ASCII characters');
-    if (keys.has(jwk.kid)) throw fail('bad_key', 'two pinned keys have one kid');
-    if (!['EC', 'RSA', 'OKP'].includes(jwk.kty)) throw fail('bad_key', 'kty is not EC, RSA or OKP');
     if (PRIVATE_MEMBERS.some((m) => Object.prototype.hasOwnProperty.call(jwk, m))) throw fail('bad_key', 'pinned key holds private members');
-    if (!isAlg(jwk.alg)) throw fail('bad_key', 'alg missing or not one of the six algorithms');
-    if (jwk.use !== undefined && jwk.use !== 'sig') throw fail('bad_key', 'use is not sig');
-    const pub = publicMembers(jwk, jwk.alg);
+    const k = checkJwk(jwk);
+    // One key, one identity: kids unique even under ASCII case folding, and
+    // one key under one kid (and so one algorithm).
+    const folded = jwk.kid.toLowerCase();
+    if (foldedKids.has(folded)) throw fail('bad_key', 'two pinned keys have one kid, or kids that differ only in case');
+    if (ids.has(k.id)) throw fail('bad_key', 'one key is pinned under two kids');
+    foldedKids.add(folded);
+    ids.add(k.id);
     let key = null;
     try {
-      key = await subtle().importKey('jwk', pub, ALG[jwk.alg].key, false, ['verify']);
+      key = await subtle().importKey('jwk', k.pub, ALG[k.alg].key, false, ['verify']);
     } catch (e) {
       if (!isNotSupported(e)) throw new ProtocolError('bad_key', 'WebCrypto refuses the pinned key', { cause: e });
     }
-    const modulusBytes = pub.kty === 'RSA' ? /** @type {Uint8Array} */ (b64uDecode(pub.n)).length : 0;
-    keys.set(jwk.kid, { kid: jwk.kid, alg: jwk.alg, key, modulusBytes });
+    keys.set(jwk.kid, { kid: jwk.kid, alg: k.alg, key, modulusBytes: k.modulusBytes });
   }
   const out = new PinnedKeys(keys);
   if (set && typeof set === 'object') pinnedCache.set(set, out);
@@ -687,31 +847,41 @@ export async function generateKey(alg, { extractable = false, modulusLength = 20
 }
 
 /**
- * Imports a private JWK as a client key pair. jwk.alg is required (one key,
- * one algorithm) and must match the key type and curve; RSA keys must have a
- * modulus of 2048 to 4096 bits and exponent 65537.
+ * Imports a private JWK as a client key pair, under the member and key rules
+ * of spec section "Load-time rules" that Go's keys.ParseJWK applies. jwk.alg
+ * is required (one key, one algorithm) and must match the key type and
+ * curve; every key member is canonical base64url; RSA keys have a modulus of
+ * 2048 to 4096 bits without the ROCA fingerprint, exponent 65537 and all of
+ * d, p, q, dp, dq, qi, consistent; key_ops, if present, is ["sign"] or
+ * ["sign","verify"]; and the private key must match the public key.
  * @param {Record<string, unknown>} privateJwk
  * @param {{extractable?: boolean}} [opts]
  * @returns {Promise<KeyPair>}
  * @throws {ProtocolError} code bad_key
  */
 export async function importKey(privateJwk, { extractable = false } = {}) {
-  const jwk = privateJwk;
-  if (!jwk || typeof jwk !== 'object') throw fail('bad_key', 'key is not a JWK object');
-  if (!isAlg(jwk.alg)) throw fail('bad_key', 'alg missing or not one of the six algorithms');
-  if (jwk.use !== undefined && jwk.use !== 'sig') throw fail('bad_key', 'use is not sig');
-  if (typeof jwk.d !== 'string') throw fail('bad_key', 'not a private key');
-  const alg = /** @type {string} */ (jwk.alg);
-  const pub = publicMembers(jwk, alg);
-  const priv = { ...pub, d: jwk.d };
-  for (const m of ['p', 'q', 'dp', 'dq', 'qi']) if (pub.kty === 'RSA' && jwk[m] !== undefined) priv[m] = jwk[m];
+  const k = checkJwk(privateJwk);
+  if (!k.priv) throw fail('bad_key', 'not a private key');
+  const alg = k.alg;
+  let kp;
   try {
-    const privateKey = await subtle().importKey('jwk', priv, ALG[alg].key, !!extractable, ['sign']);
-    const publicKey = await subtle().importKey('jwk', pub, ALG[alg].key, true, ['verify']);
-    return { alg, privateKey, publicKey };
+    const privateKey = await subtle().importKey('jwk', k.priv, ALG[alg].key, !!extractable, ['sign']);
+    const publicKey = await subtle().importKey('jwk', k.pub, ALG[alg].key, true, ['verify']);
+    kp = { alg, privateKey, publicKey };
   } catch (e) {
     throw new ProtocolError('bad_key', 'WebCrypto refuses the key', { cause: e });
   }
+  // The private key must be the public key's: a signature by one verifies
+  // under the other (Go compares the halves; WebCrypto does not always).
+  const probe = utf8('wsproof key pair check');
+  let ok = false;
+  try {
+    ok = await subtle().verify(ALG[alg].sig, kp.publicKey, await subtle().sign(ALG[alg].sig, kp.privateKey, probe), probe);
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw fail('bad_key', 'the public key does not match the private key');
+  return kp;
 }
 
 /**

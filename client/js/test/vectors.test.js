@@ -13,9 +13,11 @@
 //     the maintainers of the "jose" field.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import * as jose from 'jose';
 import { ProtocolError, importKey, loadServerKeys, processAccept, verifyChallenge } from '../wsproof.js';
+import { goCommand, repoRoot } from '../test-support/wsproof-server.js';
 
 const file = JSON.parse(readFileSync(new URL('../../../testdata/vectors.json', import.meta.url), 'utf8'));
 const { server, keys, vectors } = file;
@@ -109,18 +111,99 @@ test('client role and exchange vectors through wsproof.js', async (t) => {
   assert.ok(n >= 20, 'too few client and exchange vectors');
 });
 
-test('key vectors through loadServerKeys (the rules that apply to a pinned set)', async (t) => {
-  // Registry-only rules (sub, groups) do not apply to a pinned server key
-  // set. key_set is the exact JSON text to load, so key-duplicate-member
-  // reaches the strict parser with its duplicate member intact.
-  const registryOnly = new Set(['key-missing-sub', 'key-groups-not-array']);
-  for (const v of vectors.filter((v) => v.role === 'key')) {
+// Key vectors and private keys through both clients. Go's outcomes come from
+// internal/vectors/keyoutcomes, which loads every key vector with
+// keys.ParseRegistry and keys.ParsePublicSet, and each private JWK below
+// with keys.ParseJWK; wsproof.js loads the same bytes with loadServerKeys
+// and importKey. A key vector is a registry: its expected outcome is
+// ParseRegistry's. The JS client never loads a registry (that is the
+// server's job), only pinned sets, which have the same format without the
+// registry members (sub, groups, nbf, exp, revoked, cb_required: spec
+// section "Format" says a pinned set ignores them). So wsproof.js must agree
+// with ParsePublicSet on every key vector, and ParsePublicSet must agree with
+// ParseRegistry except on the vectors whose only fault is a registry member,
+// which both pinned-set loaders accept; the test names those vectors, so
+// that any other disagreement fails it.
+const REGISTRY_ONLY = ['key-groups-not-array', 'key-missing-sub'];
+
+const b64bump = (v) => {
+  const A = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  return v.slice(0, -1) + A[A.indexOf(v.at(-1)) + 1];
+};
+
+// privateCases are private JWKs, as JSON texts, that import (or not) the
+// same way in both clients: each client key of the vector file, and edits of
+// it that the load-time rules refuse or allow.
+function privateCases() {
+  const out = [];
+  const add = (label, jwk) => out.push({ label, text: JSON.stringify(jwk) });
+  const serverPriv = byKid(keys.server_private);
+  const otherD = { 'P-256': serverPriv.get('server-es256-2026').d, Ed25519: serverPriv.get('server-ed25519-2025').d };
+  for (const jwk of keys.client_private.keys) {
+    const k = jwk.kid;
+    const without = (m) => Object.fromEntries(Object.entries(jwk).filter(([n]) => n !== m));
+    add(`${k} as is`, jwk);
+    add(`${k} key_ops ["sign"]`, { ...jwk, key_ops: ['sign'] });
+    add(`${k} key_ops ["sign","verify"]`, { ...jwk, key_ops: ['sign', 'verify'] });
+    add(`${k} key_ops ["verify"]`, { ...jwk, key_ops: ['verify'] });
+    add(`${k} key_ops ["sign","sign"]`, { ...jwk, key_ops: ['sign', 'sign'] });
+    add(`${k} key_ops "sign"`, { ...jwk, key_ops: 'sign' });
+    add(`${k} use ""`, { ...jwk, use: '' });
+    add(`${k} d null`, { ...jwk, d: null });
+    add(`${k} d with a line break`, { ...jwk, d: jwk.d.slice(0, 2) + '\n' + jwk.d.slice(2) });
+    add(`${k} d padded`, { ...jwk, d: jwk.d + '=' });
+    if (jwk.d.length % 4 >= 2) add(`${k} d with unused bits`, { ...jwk, d: b64bump(jwk.d) });
+    add(`${k} without alg`, without('alg'));
+    add(`${k} k member`, { ...jwk, k: 'AQ' });
+    add(`${k} oth member`, { ...jwk, oth: [] });
+    if (jwk.kty === 'RSA') {
+      for (const m of ['d', 'p', 'q', 'dp', 'dq', 'qi']) add(`${k} without ${m}`, without(m));
+      add(`${k} dp of dq`, { ...jwk, dp: jwk.dq });
+      add(`${k} qi wrong`, { ...jwk, qi: 'AQ' });
+      add(`${k} d with a leading zero`, { ...jwk, d: jose.base64url.encode(new Uint8Array([0, ...b64(jwk.d)])) });
+      add(`${k} crv member`, { ...jwk, crv: 'P-256' });
+    } else {
+      add(`${k} without d`, without('d'));
+      if (otherD[jwk.crv]) add(`${k} d of another key`, { ...jwk, d: otherD[jwk.crv] });
+      add(`${k} n member`, { ...jwk, n: 'AQAB' });
+    }
+  }
+  return out;
+}
+
+test('every key vector and private key through both clients: Go and wsproof.js agree', async (t) => {
+  const cases = privateCases();
+  const r = spawnSync(goCommand(), ['run', './internal/vectors/keyoutcomes'], {
+    cwd: repoRoot, input: JSON.stringify(cases.map((c) => c.text)), maxBuffer: 1 << 24, encoding: 'utf8',
+  });
+  assert.equal(r.status, 0, `keyoutcomes: ${r.stderr}`);
+  const go = JSON.parse(r.stdout);
+
+  const keyVectors = vectors.filter((v) => v.role === 'key');
+  assert.deepEqual(Object.keys(go.vectors).sort(), keyVectors.map((v) => v.id).sort(), 'Go loaded another set of key vectors');
+  for (const v of keyVectors) {
     await t.test(v.id, async () => {
       assert.equal(typeof v.key_set, 'string', 'key_set is the JSON text of the set');
-      const got = await outcome(() => loadServerKeys(v.key_set));
-      assert.equal(got, registryOnly.has(v.id) ? 'valid' : want(v));
+      const g = go.vectors[v.id];
+      assert.equal(g.registry, want(v), 'Go ParseRegistry disagrees with the vector');
+      assert.equal(g.pinned, REGISTRY_ONLY.includes(v.id) ? 'valid' : want(v), 'Go ParsePublicSet');
+      // key_set is the exact JSON text, so key-duplicate-member reaches the
+      // strict parser with its duplicate member intact.
+      assert.equal(await outcome(() => loadServerKeys(v.key_set)), g.pinned, 'wsproof.js loadServerKeys disagrees with Go ParsePublicSet');
     });
   }
+  assert.deepEqual(keyVectors.filter((v) => go.vectors[v.id].registry !== go.vectors[v.id].pinned).map((v) => v.id).sort(), REGISTRY_ONLY);
+
+  assert.equal(go.private.length, cases.length);
+  let valid = 0;
+  for (const [i, c] of cases.entries()) {
+    await t.test(`private: ${c.label}`, async () => {
+      const js = await outcome(() => importKey(JSON.parse(c.text)));
+      assert.equal(js, go.private[i], 'wsproof.js importKey disagrees with Go keys.ParseJWK');
+      if (js === 'valid') valid++;
+    });
+  }
+  assert.ok(valid >= 3 * keys.client_private.keys.length, 'too few private keys import');
 });
 
 // ---------------------------------------------------------------------------

@@ -32,6 +32,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/wsproof/wsproof/internal/b64u"
+	"github.com/wsproof/wsproof/internal/vectorfile"
 )
 
 // jwkMap returns a JWK as a map, to edit.
@@ -695,4 +696,50 @@ func TestMalformedGoKeys(t *testing.T) {
 		}()
 		refused(t, errs)
 	})
+}
+
+// TestKeyVectorsRegistryAndPinned runs every key vector through both of
+// Go's set loaders: ParseRegistry must give the vector's outcome, and
+// ParsePublicSet the same except for the vectors whose only fault is a
+// registry member, which a pinned set ignores (spec section "Format"). The
+// JavaScript client's vector test requires loadServerKeys to agree with
+// ParsePublicSet on every vector.
+func TestKeyVectorsRegistryAndPinned(t *testing.T) {
+	registryOnly := []string{"key-groups-not-array", "key-missing-sub"}
+	f, err := vectorfile.Load(filepath.Join("..", vectorfile.Path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	outcome := func(err error) string {
+		switch {
+		case err == nil:
+			return vectorfile.Valid
+		case errors.Is(err, ErrInvalidKey):
+			return "bad_key"
+		}
+		return err.Error()
+	}
+	n := 0
+	for _, v := range f.Vectors {
+		if v.Role != vectorfile.RoleKey {
+			continue
+		}
+		n++
+		want := v.Error
+		if want == "" {
+			want = vectorfile.Valid
+		}
+		if got := outcome(errOf(ParseRegistry([]byte(v.KeySet)))); got != want {
+			t.Errorf("%s: ParseRegistry: %s, want %s", v.ID, got, want)
+		}
+		if slices.Contains(registryOnly, v.ID) {
+			want = vectorfile.Valid
+		}
+		if got := outcome(errOf(ParsePublicSet([]byte(v.KeySet)))); got != want {
+			t.Errorf("%s: ParsePublicSet: %s, want %s", v.ID, got, want)
+		}
+	}
+	if n < 50 {
+		t.Errorf("only %d key vectors", n)
+	}
 }

@@ -293,12 +293,15 @@ type Disagreement struct {
 }
 
 func (d Disagreement) String() string {
-	flags := ""
+	res := string(d.Result)
 	if len(d.Flags) > 0 {
-		flags = " " + strings.Join(d.Flags, ",")
+		res += " " + strings.Join(d.Flags, ",")
 	}
-	return fmt.Sprintf("%s tcId %s (%s%s) %q: %s: want %s; got %s",
-		d.File, d.TcIDs, d.Result, flags, d.Comment, d.What, d.Want, d.Got)
+	if res != "" {
+		res = " (" + res + ")"
+	}
+	return fmt.Sprintf("%s tcId %s%s %q: %s: want %s; got %s",
+		d.File, d.TcIDs, res, d.Comment, d.What, d.Want, d.Got)
 }
 
 // Tally is the account of one file.

@@ -20,7 +20,7 @@
 //   - online, any working GOPROXY (the default proxy.golang.org, or a mirror);
 //   - offline, a module cache that already holds the module (run the go mod
 //     download command above once while online, or copy a module cache and
-//     set GOMODCACHE to it), with GOPROXY=off or GOFLAGS=-mod=mod;
+//     set GOMODCACHE to it); GOPROXY=off then suffices;
 //   - a GOPROXY=file:///path/to/proxy directory holding the module (with
 //     GONOSUMDB=github.com/C2SP/wycheproof when the checksum database is out
 //     of reach);
@@ -48,6 +48,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -68,6 +69,7 @@ var fetch struct {
 	once sync.Once
 	dir  string
 	err  error
+	told atomic.Bool // the instructions have been printed
 }
 
 // Dir returns the directory holding the version 1 test vectors
@@ -77,7 +79,10 @@ func Dir(t testing.TB) string {
 	t.Helper()
 	fetch.once.Do(func() { fetch.dir, fetch.err = locate() })
 	if fetch.err != nil {
-		t.Fatalf("wycheproof: %v\n\n%s", fetch.err, howToProvide)
+		if fetch.told.CompareAndSwap(false, true) {
+			t.Fatalf("wycheproof: %v\n\n%s", fetch.err, howToProvide)
+		}
+		t.Fatalf("wycheproof: %v (how to provide the module is printed with another failure)", fetch.err)
 	}
 	return fetch.dir
 }
@@ -86,7 +91,7 @@ const howToProvide = `The Wycheproof test vectors are fetched at test time as th
 ` + Module + `@` + Version + `
 through the Go module proxy. To run these tests, provide the module by one of:
   - network access to a Go module proxy (GOPROXY, default https://proxy.golang.org);
-  - a module cache that already holds it, with GOPROXY=off (or GOFLAGS=-mod=mod):
+  - a module cache that already holds it (GOPROXY=off then suffices):
     run "go mod download ` + Module + `@` + Version + `" once while online,
     or copy a module cache and point GOMODCACHE at it;
   - GOPROXY=file:///path/to/dir, a module proxy directory that holds it

@@ -203,6 +203,7 @@ type group struct {
 	jwk      []byte // the group's JWK, or one built from raw
 	jwkAlg   string // its "alg" member, "" if none
 	pem      string // SPKI
+	der      []byte // the same SPKI in DER, when the group has it
 	spkiPSS  bool   // the SPKI's algorithm is id-RSASSA-PSS
 	pkcs1    []byte // RSAPublicKey DER, for RSA
 	sshLine  []byte // an OpenSSH public key line
@@ -235,6 +236,13 @@ func (g *group) load() {
 	}
 	if g.jwkAlg != "" {
 		jwkWithAlg = g.jwk // the JWK's own alg stands
+	}
+	// keys reads DER only inside PEM; check that the group's PEM is its DER,
+	// so that the PEM form covers the DER form.
+	if g.der != nil {
+		if b, _ := pem.Decode([]byte(g.pem)); b == nil || !bytes.Equal(b.Bytes, g.der) {
+			g.tally.Problem("tcIds %s: publicKeyPem does not hold publicKeyDer", wycheproof.Span(g.cases))
+		}
 	}
 	pemWant, pemWhy := g.keyOK, g.keyReason
 	if g.spkiPSS && pemWant {
@@ -406,7 +414,7 @@ func runECDSA(t *testing.T, name string, alg keys.Algorithm) *wycheproof.Tally {
 	for _, eg := range f.TestGroups {
 		x, y := new(big.Int).SetBytes(eg.PublicKey.Wx), new(big.Int).SetBytes(eg.PublicKey.Wy)
 		g := &group{tally: tally, cases: cases(eg.Tests), alg: alg,
-			raw: &ecdsa.PublicKey{Curve: curve, X: x, Y: y}, jwk: eg.PublicKeyJwk, pem: eg.PublicKeyPem}
+			raw: &ecdsa.PublicKey{Curve: curve, X: x, Y: y}, jwk: eg.PublicKeyJwk, pem: eg.PublicKeyPem, der: eg.PublicKeyDer}
 		g.keyOK, g.keyReason = true, ""
 		if _, err := ecdhCurve.NewPublicKey(eg.PublicKey.Uncompressed); err != nil {
 			g.keyOK, g.keyReason = false, "not a point of "+curve.Params().Name
@@ -460,7 +468,7 @@ func runRSA(t *testing.T, name string, alg keys.Algorithm) *wycheproof.Tally {
 		if !e.IsInt64() || e.Int64() > 1<<31-1 {
 			raw.E = -1 // never a valid exponent; the rules refuse it below
 		}
-		g := &group{tally: tally, cases: cases(rg.Tests), alg: alg, raw: raw, pem: rg.PublicKeyPem, pkcs1: rg.PublicKeyAsn}
+		g := &group{tally: tally, cases: cases(rg.Tests), alg: alg, raw: raw, pem: rg.PublicKeyPem, der: rg.PublicKeyDer, pkcs1: rg.PublicKeyAsn}
 		g.keyOK, g.keyReason = rsaRules(n, e)
 		switch {
 		case rg.PublicKeyJwk != nil:
@@ -554,7 +562,7 @@ func runEdDSA(t *testing.T, name string) *wycheproof.Tally {
 	for _, eg := range f.TestGroups {
 		pk := []byte(eg.PublicKey.Pk)
 		g := &group{tally: tally, cases: cases(eg.Tests), alg: keys.EdDSA,
-			raw: ed25519.PublicKey(pk), jwk: eg.PublicKeyJwk, pem: eg.PublicKeyPem}
+			raw: ed25519.PublicKey(pk), jwk: eg.PublicKeyJwk, pem: eg.PublicKeyPem, der: eg.PublicKeyDer}
 		g.keyReason = ed25519Rules(pk)
 		g.keyOK = g.keyReason == ""
 		if g.jwk == nil {

@@ -46,7 +46,7 @@ package protocol
 // the one relaxation that "typ", "cty" and "kid" may be absent; when kid is
 // absent the group's key is used. The transcription must follow open(): a
 // change there is a change here (splitting open() into its JWE layer and the
-// rest would let this test call the real code; see the issue). A JWE case is
+// rest would let this test call the real code instead). A JWE case is
 // in profile when its group's key loads as a wsproof token key
 // (keys.ParseTokenKeys and keys.ParseServerKeys: "oct", "dir" or "A256KW",
 // 32 bytes, "use" absent or "enc") and the JWE uses that key's alg with enc
@@ -880,4 +880,55 @@ func memberWithout(obj, name string) string {
 	delete(m, name)
 	out, _ := json.Marshal(m)
 	return string(out)
+}
+
+// TestOpenJWELayerMatchesOpen ties the transcription to the real code: on
+// wsproof's own tokens, with both token key algorithms, openJWELayer must
+// open what TokenVerifier.Open opens and refuse what it refuses when any one
+// segment is changed.
+func TestOpenJWELayerMatchesOpen(t *testing.T) {
+	for _, alg := range []string{keys.TokenDir, keys.TokenA256KW} {
+		tk := keys.TokenKey{KeyID: "tok", Algorithm: alg, Secret: bytes.Repeat([]byte{3}, keys.TokenKeySize)}
+		sk := &keys.ServerKeys{
+			Signing: []keys.SigningKey{{KeyID: "sig", Algorithm: keys.ES256, Signer: testKey(t, keys.ES256)}},
+			Token:   []keys.TokenKey{tk},
+		}
+		const id, sid = "wss://wycheproof.example/ws", "AAAAAAAAAAAAAAAAAAAAAA"
+		c := &TokenClaims{Issuer: id, Audience: id, Subject: "s", SocketID: sid, IssuedAt: testNow.Unix(),
+			NotBefore: testNow.Unix(), Expiry: testNow.Unix() + 300, Cnf: Confirmation{JKT: b64u.Encode(make([]byte, 32))},
+			Groups: []string{}, ClientKeyID: "c"}
+		token, err := issueToken(sk, c, bytes.NewReader(make([]byte, 1024)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tv := &TokenVerifier{Identity: id, TokenKeys: sk.Token, SigningKeys: sk.Public()}
+		if _, err := tv.Open(token, sid, testNow); err != nil {
+			t.Fatalf("%s: Open: %v", alg, err)
+		}
+		if _, err := openJWELayer(token, sk.Token); err != nil {
+			t.Fatalf("%s: openJWELayer: %v", alg, err)
+		}
+		segs := strings.Split(token, ".")
+		for i := range segs {
+			for _, change := range []func([]byte) []byte{
+				func(b []byte) []byte { return append(b, 0) },
+				func(b []byte) []byte {
+					if len(b) > 0 {
+						b[len(b)-1] ^= 1
+					}
+					return b
+				},
+			} {
+				b, _ := b64u.Decode(segs[i])
+				mod := slices.Clone(segs)
+				mod[i] = b64u.Encode(change(slices.Clone(b)))
+				bad := strings.Join(mod, ".")
+				_, errOpen := tv.Open(bad, sid, testNow)
+				_, errLayer := openJWELayer(bad, sk.Token)
+				if (errOpen == nil) != (errLayer == nil) {
+					t.Errorf("%s: segment %d changed: Open %v, openJWELayer %v", alg, i, errOpen, errLayer)
+				}
+			}
+		}
+	}
 }

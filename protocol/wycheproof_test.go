@@ -176,6 +176,9 @@ func verifyJWS(msg []byte, v keyView) (err error) {
 	hb, _ := b64u.Decode(raw[:i])
 	payload, _ := b64u.Decode(raw[i+1 : j])
 	h, _ := parseObject(hb)
+	if h.Has("typ") {
+		return err // a typ that is not a string: not the relaxed case
+	}
 	algName, _ := h.str("alg")
 	kid, _ := h.str("kid")
 	alg, err := keys.ParseAlgorithm(algName)

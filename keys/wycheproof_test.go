@@ -10,16 +10,20 @@ package keys_test
 //     ES384 and ES512 (raw r||s), every case in profile.
 //   - rsa_signature_{2048,3072,4096,8192}_*: RS256 is RSASSA-PKCS1-v1_5 with
 //     SHA-256 only. A group whose hash is another is out of profile: RS256
-//     must refuse every one of its signatures, valid ones included (each valid
-//     one is first checked to verify under its own hash with crypto/rsa, so
-//     the refusal is not vacuous). The 8192-bit files, beyond the brief, check
-//     that keys over 4096 bits are refused everywhere.
+//     must refuse its signatures, valid ones included (each valid one is
+//     first checked to verify under its own hash with crypto/rsa, so the
+//     refusal is not vacuous). The exception is a signature that is a valid
+//     RS256 signature all the same (the "WrongHash" case that hashed with
+//     SHA-256): it is accepted, after crypto/rsa with RS256's exact parameters
+//     has confirmed it (see group.verify). The 8192-bit files check that keys
+//     over 4096 bits are refused by every form.
 //   - rsa_pss_*: PS256 is RSASSA-PSS with SHA-256, MGF1 with SHA-256 and a
 //     32-byte salt, nothing else. Every other parameter set (hash, MGF hash,
 //     SHAKE, salt length, including 0 and 20) is out of profile: our PS256
 //     verifier must refuse its signatures, valid ones included (again checked
 //     first with crypto/rsa where the standard library can: MGF1 with the
-//     message hash). The *_params files carry the same keys as SPKI with the
+//     message hash), except one that is a valid PS256 signature all the same
+//     (the salt-0 group's "s_len changed to 32" case). The *_params files carry the same keys as SPKI with the
 //     id-RSASSA-PSS algorithm and parameters, which wsproof's PEM parser does
 //     not read (decided: a wsproof RSA key is an rsaEncryption SPKI, a PKCS #1
 //     key, a JWK or an OpenSSH key, and one key may serve RS256 or PS256 by its

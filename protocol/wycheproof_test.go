@@ -577,6 +577,8 @@ func jwkRules(jwk json.RawMessage, private bool) (kid, why string) {
 			return kid, "even RSA modulus"
 		case E.Cmp(big.NewInt(keys.RSAExponent)) != 0:
 			return kid, "RSA exponent " + E.String()
+		case rocaFingerprint(N):
+			return kid, "RSA modulus with the ROCA fingerprint"
 		}
 	case keys.EdDSA:
 		crv, _ := str("crv")
@@ -934,4 +936,26 @@ func TestOpenJWELayerMatchesOpen(t *testing.T) {
 			}
 		}
 	}
+}
+
+// rocaFingerprint is the test of Nemec et al., "The Return of Coppersmith's
+// Attack" (CCS 2017), written here apart from package keys so that the
+// oracle stays independent: the moduli that the vulnerable library made are
+// the ones whose residue modulo each prime from 3 to 167 is a power of 65537
+// modulo that prime.
+func rocaFingerprint(n *big.Int) bool {
+	for r := int64(3); r <= 167; r += 2 {
+		if !big.NewInt(r).ProbablyPrime(0) {
+			continue
+		}
+		want := new(big.Int).Mod(n, big.NewInt(r)).Int64()
+		found := false
+		for g, i := int64(1), 0; i < int(r) && !found; g, i = g*(65537%r)%r, i+1 {
+			found = g == want
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }

@@ -200,8 +200,10 @@ func insert(ctx context.Context, tx pgx.Tx, rw row) (*DuplicateError, error) {
 func conflict(ctx context.Context, tx pgx.Tx, rw row) (*DuplicateError, error) {
 	var kid string
 	var sameKID bool
-	err := tx.QueryRow(ctx, `SELECT kid, kid = $1 FROM wsproof_keys WHERE kid = $1 OR thumbprint = $2
-		ORDER BY kid = $1 DESC LIMIT 1`, rw.kid, rw.thumbprint).Scan(&kid, &sameKID)
+	// Key ids that differ only in case are one key id (schema version 2).
+	err := tx.QueryRow(ctx, `SELECT kid, lower(kid) = lower($1) FROM wsproof_keys
+		WHERE lower(kid) = lower($1) OR thumbprint = $2
+		ORDER BY lower(kid) = lower($1) DESC LIMIT 1`, rw.kid, rw.thumbprint).Scan(&kid, &sameKID)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows): // the conflicting row went away meanwhile
 		return nil, fmt.Errorf("concurrent change to key %q: try again", rw.kid)

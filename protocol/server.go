@@ -494,13 +494,13 @@ func (s *Server) verify(j *compactJWS, pub crypto.PublicKey) error {
 }
 
 // decoys are the keys a server verifies against when a response's kid names
-// no registered key (spec section "Timing"): one per ECDSA curve and one
-// Ed25519 key, and for RSA one public key for each modulus length a
+// no registered key (spec section "Timing"): one per ECDSA curve (its
+// generator) and one Ed25519 key, and for RSA one public key for each modulus length a
 // registered key may have (256 to 512 octets), whose modulus is an odd number
 // of exactly that length.
 //
-// They are derived from fixed labels with SHAKE256, once per process, and
-// are the same for every Server: a decoy only has to cost what a registered
+// They are fixed or derived from fixed labels with SHAKE256, once per
+// process, and are the same for every Server: a decoy only has to cost what a registered
 // key of its kind costs, and the result of a verification against it is
 // thrown away, so it need not be secret. Drawing them from crypto/rand would
 // shift the random stream that the test vectors are generated from.
@@ -527,13 +527,17 @@ const (
 var theDecoys = sync.OnceValue(func() *decoys {
 	d := &decoys{keys: map[keys.Algorithm]crypto.PublicKey{}}
 	for alg, c := range map[keys.Algorithm]elliptic.Curve{keys.ES256: elliptic.P256(), keys.ES384: elliptic.P384(), keys.ES512: elliptic.P521()} {
-		scalar := sha3.SumSHAKE256([]byte("wsproof decoy "+alg), (c.Params().BitSize+7)/8)
-		scalar[0] = 0 // below the order of the curve
-		k, err := ecdsa.ParseRawPrivateKey(c, scalar)
+		// The curve's generator: a point like any other to verify against,
+		// where deriving one from a label would multiply the generator and
+		// so build its precomputed table, 0.8 MB for P-384 and P-521 that a
+		// server with no such keys would otherwise never build.
+		p := c.Params()
+		k, err := ecdsa.ParseUncompressedPublicKey(c, append(append([]byte{4}, p.Gx.FillBytes(make([]byte, (p.BitSize+7)/8))...),
+			p.Gy.FillBytes(make([]byte, (p.BitSize+7)/8))...))
 		if err != nil {
 			panic(err) // fixed input
 		}
-		d.keys[alg] = &k.PublicKey
+		d.keys[alg] = k
 	}
 	d.keys[keys.EdDSA] = ed25519.NewKeyFromSeed(sha3.SumSHAKE256([]byte("wsproof decoy EdDSA"), ed25519.SeedSize)).Public()
 	b := sha3.SumSHAKE256([]byte("wsproof decoy RSA"), maxRSALen)

@@ -1,15 +1,26 @@
 package protocol
 
 import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/sha3"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/wsproof/wsproof/internal/b64u"
 	"github.com/wsproof/wsproof/keys"
@@ -92,6 +103,7 @@ type Server struct {
 	challengeD time.Duration
 	tokenD     time.Duration
 	keys       atomic.Pointer[serverKeys]
+	decoys     *decoys
 }
 
 // serverKeys is one generation of the server's keys with the verifier built
@@ -169,6 +181,7 @@ func NewServer(cfg *ServerConfig) (*Server, error) {
 	if err := s.SetKeys(cfg.Keys); err != nil {
 		return nil, err
 	}
+	s.decoys = theDecoys()
 	s.cfg.Keys = nil // the current keys live in s.keys only
 	return s, nil
 }
@@ -420,18 +433,29 @@ func (s *Server) lookup(kid string) (*keys.Entry, error) {
 
 // checkKey runs steps 12 to 19: the registry, the signature, the key's state,
 // channel binding and authorization.
+//
+// Steps 12 to 14 refuse only after the signature has been verified against a
+// decoy key of the header's algorithm, and step 15 verifies a malformed RSA
+// signature against a decoy too, so that every refusal up to step 15 costs
+// the same one verification whether kid names a registered key or not (spec
+// section "Timing"): the time to the refusal does not tell an attacker which
+// key ids are registered.
 func (h *ServerHandshake) checkKey(r *response, now time.Time) (*keys.Entry, error) {
 	e, err := h.s.lookup(r.jws.kid)
+	switch {
+	case err != nil:
+	case h.prev != nil && e.KeyID != h.prev.KeyID:
+		err = fail(CodeKeyMismatch, "refresh signed by another key than the session's")
+	case r.jws.alg != e.Algorithm:
+		err = fail(CodeAlgMismatch, "alg is not the key's registered algorithm")
+	}
 	if err != nil {
+		if CodeOf(err) != CodeInternalError {
+			_ = h.s.verify(r.jws, nil) // for its time only
+		}
 		return nil, err
 	}
-	if h.prev != nil && e.KeyID != h.prev.KeyID {
-		return nil, fail(CodeKeyMismatch, "refresh signed by another key than the session's")
-	}
-	if r.jws.alg != e.Algorithm {
-		return nil, fail(CodeAlgMismatch, "alg is not the key's registered algorithm")
-	}
-	if _, err := r.jws.verify(e.Key); err != nil {
+	if err := h.s.verify(r.jws, e.Key); err != nil {
 		return nil, err
 	}
 	if err := h.s.keyState(e, now); err != nil {
@@ -453,6 +477,140 @@ func (h *ServerHandshake) checkKey(r *response, now time.Time) (*keys.Entry, err
 		return nil, err
 	}
 	return e, nil
+}
+
+// verify runs step 15 on j with the registered key pub, or, when pub is nil,
+// the same work with the decoy key of j's algorithm, which never verifies.
+// It is compactJWS.verify with evenVerifier in place of verifier.
+func (s *Server) verify(j *compactJWS, pub crypto.PublicKey) error {
+	obj, err := jose.ParseSignedCompact(j.raw, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(j.alg)})
+	if err != nil {
+		return wrap(CodeMalformed, err)
+	}
+	if _, err := obj.Verify(evenVerifier{d: s.decoys, pub: pub, alg: j.alg}); err != nil {
+		return wrap(CodeBadSignature, err)
+	}
+	return nil
+}
+
+// decoys are the keys a server verifies against when a response's kid names
+// no registered key (spec section "Timing"): one per ECDSA curve (its
+// generator) and one Ed25519 key, and for RSA one public key for each modulus length a
+// registered key may have (256 to 512 octets), whose modulus is an odd number
+// of exactly that length.
+//
+// They are fixed or derived from fixed labels with SHAKE256, once per
+// process, and are the same for every Server: a decoy only has to cost what a registered
+// key of its kind costs, and the result of a verification against it is
+// thrown away, so it need not be secret. Drawing them from crypto/rand would
+// shift the random stream that the test vectors are generated from.
+//
+// An RSA verification costs what the length of the modulus dictates (the
+// arithmetic of crypto/rsa is constant time in the values, with e = 65537
+// fixed), so a decoy modulus need not be a product of two primes, and no one
+// knows a signature it accepts. The decoy is chosen by the length of the
+// signature, which is the length of the modulus of the key the attacker has
+// in mind: a fixed 2048-bit decoy would refuse unknown kids sooner than bad
+// signatures from 3072- and 4096-bit keys (by most of a verification at
+// 4096 bits), and a fixed 4096-bit one would refuse them later than bad
+// signatures from 2048-bit keys.
+type decoys struct {
+	keys map[keys.Algorithm]crypto.PublicKey // ES256, ES384, ES512, EdDSA
+	rsa  []*rsa.PublicKey                    // [n-minRSALen]: modulus of n octets
+}
+
+const (
+	minRSALen = keys.MinRSABits / 8
+	maxRSALen = keys.MaxRSABits / 8
+)
+
+var theDecoys = sync.OnceValue(func() *decoys {
+	d := &decoys{keys: map[keys.Algorithm]crypto.PublicKey{}}
+	for alg, c := range map[keys.Algorithm]elliptic.Curve{keys.ES256: elliptic.P256(), keys.ES384: elliptic.P384(), keys.ES512: elliptic.P521()} {
+		// The curve's generator: a point like any other to verify against,
+		// where deriving one from a label would multiply the generator and
+		// so build its precomputed table, 0.8 MB for P-384 and P-521 that a
+		// server with no such keys would otherwise never build.
+		p := c.Params()
+		k, err := ecdsa.ParseUncompressedPublicKey(c, append(append([]byte{4}, p.Gx.FillBytes(make([]byte, (p.BitSize+7)/8))...),
+			p.Gy.FillBytes(make([]byte, (p.BitSize+7)/8))...))
+		if err != nil {
+			panic(err) // fixed input
+		}
+		d.keys[alg] = k
+	}
+	d.keys[keys.EdDSA] = ed25519.NewKeyFromSeed(sha3.SumSHAKE256([]byte("wsproof decoy EdDSA"), ed25519.SeedSize)).Public()
+	b := sha3.SumSHAKE256([]byte("wsproof decoy RSA"), maxRSALen)
+	for n := minRSALen; n <= maxRSALen; n++ {
+		m := slices.Clone(b[:n])
+		m[0] |= 0x80 // exactly n octets
+		m[n-1] |= 1  // odd, as crypto/rsa requires
+		d.rsa = append(d.rsa, &rsa.PublicKey{N: new(big.Int).SetBytes(m), E: keys.RSAExponent})
+	}
+	return d
+})
+
+// rsaKey returns the decoy whose modulus is n octets long, or nil if no
+// registered key has that length.
+func (d *decoys) rsaKey(n int) *rsa.PublicKey {
+	if n < minRSALen || n > maxRSALen {
+		return nil
+	}
+	return d.rsa[n-minRSALen]
+}
+
+// evenVerifier is verifier (keys.Verify under go-jose) that spends one
+// signature verification of the size the signature claims, whatever the
+// key and the signature: pub is the registered key, or nil for the decoy of
+// alg.
+//
+// crypto/rsa refuses before any exponentiation a signature whose length is
+// not the modulus's or whose value is not below the modulus; an attacker
+// who holds a client's public key could send one to tell a registered key
+// (refused at once) from an unknown one (verified against a decoy). Such a
+// signature is verified instead, for its time only, against the decoy
+// modulus of its length, with its first octet cleared so that it is below
+// that modulus. A signature of a length no RSA key has is refused at once
+// whatever the kid.
+type evenVerifier struct {
+	d   *decoys
+	pub crypto.PublicKey
+	alg keys.Algorithm
+}
+
+func (v evenVerifier) VerifyPayload(signingInput, sig []byte, alg jose.SignatureAlgorithm) error {
+	if keys.Algorithm(alg) != v.alg {
+		return keys.ErrBadSignature
+	}
+	pub, decoy := v.pub, v.pub == nil
+	switch v.alg {
+	case keys.RS256, keys.PS256:
+		k, _ := pub.(*rsa.PublicKey)
+		if k == nil || len(sig) != k.Size() || !below(sig, k.N) {
+			if k = v.d.rsaKey(len(sig)); k == nil {
+				return keys.ErrBadSignature
+			}
+			if !below(sig, k.N) {
+				sig = append([]byte{0}, sig[1:]...)
+			}
+			pub, decoy = k, true
+		}
+	default:
+		if decoy {
+			pub = v.d.keys[v.alg]
+		}
+	}
+	err := keys.Verify(pub, v.alg, signingInput, sig)
+	if decoy {
+		return keys.ErrBadSignature
+	}
+	return err
+}
+
+// below reports whether the big-endian integer b, of n's length in octets,
+// is less than n. Both are public.
+func below(b []byte, n *big.Int) bool {
+	return bytes.Compare(b, n.FillBytes(make([]byte, len(b)))) < 0
 }
 
 func (s *Server) keyState(e *keys.Entry, now time.Time) error {

@@ -53,6 +53,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -206,7 +207,24 @@ type Server struct {
 	// falls to zero (Shutdown waits on it).
 	active  int
 	drained chan struct{}
+
+	// peak is the highest active count since the last reclaim; reclaiming
+	// is set from the moment one is scheduled until it has run, at
+	// reclaimed. See reclaim.
+	peak       int
+	reclaiming bool
+	reclaimed  time.Time
 }
+
+// A mass close schedules a reclaim: when at least reclaimMin sockets have
+// ended since the high-water mark and at most half of them remain, it runs
+// reclaimSettle later, so that the rest of the close has ended too, and at
+// most once per reclaimEvery.
+const (
+	reclaimMin    = 512
+	reclaimSettle = time.Second
+	reclaimEvery  = 10 * time.Second
+)
 
 // New validates cfg and returns a Server.
 func New(cfg *Config) (*Server, error) {
@@ -387,6 +405,7 @@ func (s *Server) track(c *Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.active++
+	s.peak = max(s.peak, s.active)
 	if s.closing {
 		return false
 	}
@@ -412,6 +431,7 @@ func (s *Server) untrack(c *Conn) {
 func (s *Server) hold() {
 	s.mu.Lock()
 	s.active++
+	s.peak = max(s.peak, s.active)
 	s.mu.Unlock()
 }
 
@@ -422,6 +442,36 @@ func (s *Server) release() {
 		close(s.drained)
 		s.drained = nil
 	}
+	if !s.reclaiming && s.peak-s.active >= reclaimMin && s.active <= s.peak/2 {
+		s.reclaiming = true
+		time.AfterFunc(max(time.Until(s.reclaimed.Add(reclaimEvery)), reclaimSettle), s.reclaim)
+	}
+}
+
+// reclaim runs after many sockets have ended (see reclaimMin). The memory
+// of an ended socket (gorilla's buffers and the connection's, the machine,
+// the queue: about 20 KiB an authenticated socket) is garbage at once, but
+// the collector frees it only when the heap next doubles from what was
+// live at the last collection, which was the flood at its height; a server
+// left idle after a flood of 2,000 sockets allocates nothing and kept about
+// 40 MiB of dead sockets in use, and 70 MB of RSS, for minutes, until the
+// runtime's two-minute forced collection. reclaim collects once, which also
+// lowers the heap goal, so that the runtime's scavenger returns the freed
+// pages to the operating system in the background; and it rebuilds the
+// socket set, a map, which keeps the buckets of its largest size.
+func (s *Server) reclaim() {
+	s.mu.Lock()
+	conns := make(map[*Conn]struct{}, len(s.conns))
+	for c := range s.conns {
+		conns[c] = struct{}{}
+	}
+	s.conns = conns
+	s.peak = s.active
+	s.mu.Unlock()
+	debug.FreeOSMemory()
+	s.mu.Lock()
+	s.reclaiming, s.reclaimed = false, time.Now()
+	s.mu.Unlock()
 }
 
 // authenticated counts sockets that have authenticated and not yet ended.

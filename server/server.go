@@ -116,13 +116,42 @@ type Config struct {
 	HandshakeTimeout time.Duration
 
 	// MaxPending caps sockets upgraded but not yet authenticated, in total
-	// and per remote IP address. Zero means 1024 and 16.
+	// and per client address. Zero means 1024 and 16. The last quarter of
+	// MaxPending is kept for quiet clients (see HandshakeRate); nothing takes
+	// the total past MaxPending.
 	MaxPending, MaxPendingPerAddr int
 
 	// HandshakeRate and HandshakeRatePerAddr limit new upgrades per second,
-	// in total and per remote IP address, with a burst of twice the rate.
-	// They apply before the server signs a challenge. Zero means 100 and 10.
+	// in total and per client address, each with a burst of twice the rate
+	// (rounded up, at least 1). They apply before the server signs a
+	// challenge. Zero means 100 and 10.
+	//
+	// Every upgrade the server admits takes a token from the HandshakeRate
+	// bucket, whatever its address, so over any T seconds at most
+	// ceil(2*HandshakeRate) + HandshakeRate*T upgrades (hence challenge
+	// signatures) are admitted: with the defaults, 200 at once and 100 a
+	// second after that. Half of that burst is a reserve for quiet clients,
+	// which hold no pending socket and have not used their own budget
+	// recently: busy addresses cannot drain the bucket below it, so a flood
+	// from some addresses does not lock out clients that connect now and
+	// then.
 	HandshakeRate, HandshakeRatePerAddr float64
+
+	// IPv6PrefixLen is how many leading bits of an IPv6 client address name
+	// one client for the per-address limits: one host usually gets a whole
+	// /64, so counting each address apart would give it 2^64 budgets. Zero
+	// means 64; 128 counts every address apart; at most 128. IPv4 clients
+	// (and IPv4-mapped IPv6 addresses) are counted by their whole address.
+	IPv6PrefixLen int
+
+	// MaxTrackedAddrs caps the clients (IPv4 addresses, IPv6 prefixes) the
+	// per-address limits keep state for at once. State is kept only for
+	// admitted upgrades, and dropped a few seconds after a client's last
+	// one once it holds no pending socket; a new client is refused with
+	// rate_limited while the table is full. Zero means 16384, far more than
+	// the default limits can fill (about MaxPending plus a few seconds of
+	// HandshakeRate).
+	MaxTrackedAddrs int
 
 	// RefreshBefore is how long before a token expires the server sends a
 	// re-challenge (spec section "Refresh"). Zero means 60 s or half the
@@ -260,6 +289,18 @@ func New(cfg *Config) (*Server, error) {
 	if c.HandshakeRatePerAddr == 0 {
 		c.HandshakeRatePerAddr = 10
 	}
+	if c.IPv6PrefixLen < 0 || c.IPv6PrefixLen > 128 {
+		return nil, errors.New("server: IPv6PrefixLen must be between 0 and 128")
+	}
+	if c.IPv6PrefixLen == 0 {
+		c.IPv6PrefixLen = 64
+	}
+	if c.MaxTrackedAddrs < 0 {
+		return nil, errors.New("server: negative MaxTrackedAddrs")
+	}
+	if c.MaxTrackedAddrs == 0 {
+		c.MaxTrackedAddrs = defaultMaxTrackedAddrs
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -276,7 +317,9 @@ func New(cfg *Config) (*Server, error) {
 	s := &Server{
 		cfg: c, proto: proto, log: c.Logger, m: m, rand: c.Rand, clock: systemClock{c.Time},
 		conns: make(map[*Conn]struct{}),
-		limit: newLimiter(c.HandshakeRate, c.HandshakeRatePerAddr, c.MaxPending, c.MaxPendingPerAddr),
+		limit: newLimiter(limiterConfig{rate: c.HandshakeRate, perAddr: c.HandshakeRatePerAddr,
+			maxPending: c.MaxPending, maxPendingPer: c.MaxPendingPerAddr,
+			maxAddrs: c.MaxTrackedAddrs, v6Bits: c.IPv6PrefixLen}),
 		upgrader: websocket.Upgrader{
 			Subprotocols:      []string{protocol.Subprotocol},
 			EnableCompression: false,

@@ -145,7 +145,14 @@ func serverChild(args []string) error {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/ws", srv)
+	// The denial-of-service runs count the upgrades the server admits
+	// (dos_admit.go); the others leave the handler as it is.
+	adm := &admissions{start: time.Now()}
+	if cfg.Limits != nil {
+		mux.Handle("/ws", adm.wrap(srv))
+	} else {
+		mux.Handle("/ws", srv)
+	}
 	mux.HandleFunc("/plain", plainEcho)
 
 	ln, err := loopbackListen("127.0.0.1:0")
@@ -189,6 +196,7 @@ func serverChild(args []string) error {
 	go hs.Serve(ln)
 	go hts.ServeTLS(tln, "", "")
 	ctl := controlMux(metrics, srv)
+	adm.handle(ctl)
 	ctl.HandleFunc("/app", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(app.report())
 	})

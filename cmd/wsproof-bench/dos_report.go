@@ -104,6 +104,12 @@ func dosMarkdown(r *Results, file string) string {
 			return n / p.Seconds
 		}
 		row("server: upgrades admitted past the limits, per second (handshakes that ended in the phase, any outcome but 429)", admitted(b), admitted(a), f1)
+		perS := func(r AdmitReport) float64 { return float64(r.Count) / max(r.Seconds, 1e-9) }
+		row("server: upgrades admitted in the phase (each a signed challenge), timed at the hijack", float64(b.Admitted.Count), float64(a.Admitted.Count), d)
+		row("server: upgrades admitted per second, so timed", perS(b.Admitted), perS(a.Admitted), f1)
+		row("server: most upgrades admitted in any one second (worst run)", float64(b.Admitted.MaxPerS), float64(a.Admitted.MaxPerS), d)
+		t.add(fmt.Sprintf("server: smallest burst that explains the admissions at HandshakeRate %.0f/s (worst run; the limiter's burst is %.0f)", c.Limits.HandshakeRate, burstOf(c.Limits.HandshakeRate)),
+			f1(b.Admitted.Excess), f1(a.Admitted.Excess), "")
 		w("%s\n", t)
 
 		i, f := c.Idle, c.Flood

@@ -137,8 +137,25 @@ func TestQuick(t *testing.T) {
 				t.Errorf("dos %s: RSS samples %v, server outcomes %v", c.Name, a.RSS, a.ServerOutcomes)
 			}
 		}
-		if len(x.Targets) != 5*len(x.Configs) {
-			t.Errorf("%d dos targets, want %d", len(x.Targets), 5*len(x.Configs))
+		want := 0
+		for _, c := range x.Configs {
+			want += 6
+			if c.BoundOnly {
+				want -= 2
+			}
+			// Every phase counted the server's admissions, and the global
+			// bound held (the limiter's design, not the machine's speed).
+			if c.Base.Admitted.Count == 0 || c.Attack.Admitted.Count == 0 || c.Attack.Admitted.Rate != c.Limits.HandshakeRate {
+				t.Errorf("dos %s: admissions %+v / %+v", c.Name, c.Base.Admitted, c.Attack.Admitted)
+			}
+		}
+		if len(x.Targets) != want {
+			t.Errorf("%d dos targets, want %d", len(x.Targets), want)
+		}
+		for _, tg := range x.Targets {
+			if strings.HasPrefix(tg.Name, tDoSBound) && !tg.Pass {
+				t.Errorf("%s: %s", tg.Name, tg.Figure)
+			}
 		}
 	}
 

@@ -87,6 +87,10 @@ Flags:
     --handshake-rate-per-addr N   ... and per client address (default 10)
     --max-pending N           sockets upgraded but not yet authenticated, in total (default 1024)
     --max-pending-per-addr N  ... and per client address (default 16)
+    --ipv6-prefix N           count IPv6 clients by their first N bits, 1 to 128, for the
+                              per-address limits (default 64: one /64 is one client)
+    --max-tracked-addrs N     client addresses the per-address limits track at once
+                              (default 16384)
     --proxy-protocol          connections from --trusted-proxy addresses must begin with a
                               PROXY protocol (v1 or v2) header naming the client, as a TCP
                               (layer 4) balancer sends it; others must not. With TLS at
@@ -155,6 +159,8 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		ratePerAddr      = fs.Float64("handshake-rate-per-addr", 0, "")
 		maxPending       = fs.Int("max-pending", 0, "")
 		maxPendingPer    = fs.Int("max-pending-per-addr", 0, "")
+		ipv6Prefix       = fs.Int("ipv6-prefix", 0, "")
+		maxTrackedAddrs  = fs.Int("max-tracked-addrs", 0, "")
 		origins          listFlag
 		requiredGroups   listFlag
 		proxies          listFlag
@@ -210,8 +216,11 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return c.usageErr(fs, "--trusted-proxy: %v", err)
 	}
-	if *rate < 0 || *ratePerAddr < 0 || *maxPending < 0 || *maxPendingPer < 0 {
+	if *rate < 0 || *ratePerAddr < 0 || *maxPending < 0 || *maxPendingPer < 0 || *maxTrackedAddrs < 0 {
 		return c.usageErr(fs, "the handshake limits must not be negative")
+	}
+	if flagSet(fs, "ipv6-prefix") && (*ipv6Prefix < 1 || *ipv6Prefix > 128) {
+		return c.usageErr(fs, "--ipv6-prefix must be between 1 and 128")
 	}
 	if *proxyProtocol && len(trusted) == 0 {
 		return c.usageErr(fs, "--proxy-protocol needs --trusted-proxy: the balancers allowed to name clients")
@@ -328,6 +337,8 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		HandshakeRatePerAddr: *ratePerAddr,
 		MaxPending:           *maxPending,
 		MaxPendingPerAddr:    *maxPendingPer,
+		IPv6PrefixLen:        *ipv6Prefix,
+		MaxTrackedAddrs:      *maxTrackedAddrs,
 		RequiredGroups:       requiredGroups,
 		ChallengeLifetime:    *challengeLife,
 		TokenLifetime:        *tokenLifetime,

@@ -125,6 +125,12 @@ type Config struct {
 	// Zero means 30 seconds.
 	PingInterval time.Duration
 
+	// DiagnosticReasons makes every Close frame the client sends name its
+	// spec code (spec section "Diagnostic reasons"), so that a conformance
+	// suite playing the server can tell which check refused its challenge.
+	// For tests; false, the zero value, sends the spec's plain reason text.
+	DiagnosticReasons bool
+
 	// MaxMessageSize is the largest application message the client accepts;
 	// a larger one closes the socket with too_large. Control (text) messages
 	// are bounded by the spec's fixed limits whatever this says. Zero means
@@ -222,6 +228,7 @@ func newSetup(cfg *Config) (*setup, error) {
 		MaxMessageSize:       cfg.MaxMessageSize,
 		HandshakeTimeout:     s.timeout,
 		PingInterval:         cfg.PingInterval,
+		DiagnosticReasons:    cfg.DiagnosticReasons,
 	}
 	check := s.pcfg
 	if check.ServerIdentity == "" {
@@ -390,7 +397,7 @@ func (s *setup) dial(ctx context.Context, url string) (*Conn, bool, error) {
 		// A local failure before the machine exists (spec section
 		// "Errors", internal_error).
 		code := protocol.CodeInternalError
-		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code.CloseCode(), code.Reason()),
+		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code.CloseCode(), pc.Reason(code)),
 			time.Now().Add(lingerTimeout))
 		ws.Close()
 		return nil, code.Retryable(), fmt.Errorf("client: %w", &protocol.ProtocolError{Code: code, Err: err})

@@ -66,6 +66,13 @@ type ClientConfig struct {
 	// a socket from which nothing arrives for two intervals is closed with
 	// keepalive_timeout. Zero means DefaultPingInterval.
 	PingInterval time.Duration
+
+	// DiagnosticReasons makes every Close frame the client sends name its
+	// code, as ServerConfig.DiagnosticReasons does for a server (spec
+	// section "Diagnostic reasons"): for conformance testing, so that a
+	// test server can tell which check refused its challenge. False, the
+	// zero value, sends the table's reason text.
+	DiagnosticReasons bool
 }
 
 // Client holds a validated ClientConfig. It is safe for concurrent use.
@@ -73,6 +80,15 @@ type Client struct {
 	cfg  ClientConfig
 	key  keys.SigningKey
 	skew time.Duration
+}
+
+// Reason is the reason text this client sends with code: Code.Reason, or
+// Code.DiagnosticReason when the configuration asks for diagnostic reasons.
+func (c *Client) Reason(code Code) string {
+	if c.cfg.DiagnosticReasons {
+		return code.DiagnosticReason()
+	}
+	return code.Reason()
 }
 
 // NewClient validates cfg and returns a Client.

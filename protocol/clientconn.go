@@ -301,6 +301,9 @@ func (cc *ClientConn) close(a Action) {
 	}
 	cc.state = StateClosed
 	cc.hs = nil
+	if a.Code != "" && a.CloseCode != 0 {
+		a.Reason = cc.c.Reason(a.Code)
+	}
 	cc.end = a
 	cc.acts = append(cc.acts, a)
 }

@@ -3,6 +3,7 @@ package protocol
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Code is an error code from the error table of spec/wsproof-v1.md section
@@ -132,6 +133,40 @@ func (c Code) Retryable() bool { return table[c].retryable }
 
 // Reason is the fixed reason text sent with c. It never contains peer input.
 func (c Code) Reason() string { return table[c].reason }
+
+// DiagnosticReason is the reason text sent with c by a party in diagnostic
+// mode (spec section "Diagnostic reasons"): Reason, a space and the code in
+// brackets, as in "authentication failed [unknown_key]". It tells apart
+// the failures that share a close code, which is what conformance tests
+// need and what an attacker must not get: see ServerConfig's
+// DiagnosticReasons.
+func (c Code) DiagnosticReason() string { return table[c].reason + " [" + string(c) + "]" }
+
+// CodeOfClose is the code a Close frame with closeCode and reason names:
+// the code whose diagnostic reason is reason, when its close code is
+// closeCode, and exact reports that it was named that way. Otherwise, for
+// a close code that only one code has, that code with exact false (the
+// close code alone says which failure it was); otherwise "" (a close code
+// that several codes share, whose plain reason does not say which, or one
+// outside the table).
+func CodeOfClose(closeCode int, reason string) (code Code, exact bool) {
+	if i := strings.LastIndexByte(reason, '['); i > 0 && strings.HasSuffix(reason, "]") {
+		c := Code(reason[i+1 : len(reason)-1])
+		if e, ok := table[c]; ok && e.close == closeCode && c.DiagnosticReason() == reason {
+			return c, true
+		}
+	}
+	var only Code
+	for c, e := range table {
+		if e.close == closeCode {
+			if only != "" {
+				return "", false
+			}
+			only = c
+		}
+	}
+	return only, false
+}
 
 // ProtocolError is a failure with a code from the spec's error table. Err,
 // when set, holds the internal detail for logs; it is never sent to the peer.

@@ -93,6 +93,15 @@ type ServerConfig struct {
 	// have waiting to be written; a Send beyond it closes the socket with
 	// slow_reader. Zero means DefaultMaxQueued.
 	MaxQueued int64
+
+	// DiagnosticReasons makes every Close frame the server sends name its
+	// code: the reason text is Code.DiagnosticReason instead of
+	// Code.Reason (spec section "Diagnostic reasons"). It is for
+	// conformance testing only: it undoes the uniform denials of spec
+	// section "Uniform denials and kid enumeration", telling a peer, for
+	// one, whether a key id is registered. Never set it where untrusted
+	// peers connect. False, the zero value, sends the table's reason text.
+	DiagnosticReasons bool
 }
 
 // Server holds a validated ServerConfig. It is safe for concurrent use.

@@ -404,6 +404,9 @@ func (c *ServerConn) close(a Action) {
 	c.state = StateClosed
 	c.hs = nil
 	a.Retry = false // a server does not reconnect
+	if a.Code != "" && c.s.cfg.DiagnosticReasons {
+		a.Reason = a.Code.DiagnosticReason()
+	}
 	c.end = a
 	c.acts = append(c.acts, a)
 }

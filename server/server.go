@@ -70,8 +70,9 @@ import (
 // must not be modified after it is passed to New.
 type Config struct {
 	// Identity, Keys, Registry, Algorithms, RequiredGroups, Authorize,
-	// ChallengeLifetime and TokenLifetime are passed to protocol.ServerConfig;
-	// see there. Identity, Keys and Registry are required. Keys are the
+	// ChallengeLifetime, TokenLifetime and DiagnosticReasons are passed to
+	// protocol.ServerConfig; see there (DiagnosticReasons is for conformance
+	// tests only, never where untrusted peers connect). Identity, Keys and Registry are required. Keys are the
 	// initial keys; Server.SetKeys rotates them.
 	Identity          string
 	Keys              *keys.ServerKeys
@@ -81,6 +82,7 @@ type Config struct {
 	Authorize         func(*keys.Entry) error
 	ChallengeLifetime time.Duration
 	TokenLifetime     time.Duration
+	DiagnosticReasons bool
 
 	// Handler runs the application for each authenticated socket. Required.
 	Handler Handler
@@ -266,7 +268,7 @@ func New(cfg *Config) (*Server, error) {
 		RequiredGroups: c.RequiredGroups, Authorize: c.Authorize,
 		ChallengeLifetime: c.ChallengeLifetime, TokenLifetime: c.TokenLifetime,
 		RefreshBefore: c.RefreshBefore, HandshakeTimeout: c.HandshakeTimeout, PingInterval: c.PingInterval,
-		MaxMessageSize: c.MaxMessageSize, MaxQueued: c.MaxQueued,
+		MaxMessageSize: c.MaxMessageSize, MaxQueued: c.MaxQueued, DiagnosticReasons: c.DiagnosticReasons,
 	})
 	if err != nil {
 		return nil, err

@@ -138,6 +138,18 @@ export class ProtocolError extends Error {
 const fail = (code, detail) => new ProtocolError(code, detail);
 
 /**
+ * The reason text a party in diagnostic mode sends with `code` (spec section
+ * "Diagnostic reasons"): the code's reason text, a space and the code in
+ * brackets, as in "authentication failed [unknown_key]". For conformance
+ * tests only: it tells apart the failures that share close code 4003.
+ * @param {string} code a code of ERRORS
+ * @returns {string}
+ */
+export function diagnosticReason(code) {
+  return `${ERRORS[code].reason} [${code}]`;
+}
+
+/**
  * Whether a client may reconnect, with backoff, after the server ended the
  * socket with the WebSocket close code `code` (spec section "Retry"): the
  * codes of the error table whose Retry column says yes (4007 to 4010 but
@@ -1515,6 +1527,8 @@ const CLOSED = 'CLOSED';
  * @property {number} [maxMessageSize=65536] the largest application message accepted, in octets (1 to 2^30)
  * @property {(step: string, detail: object) => void} [onStep] called at 'challenge', 'verified', 'response',
  *   'accept' and 'refresh', for UIs; its exceptions are ignored
+ * @property {boolean} [diagnosticReasons=false] send diagnosticReason(code) instead of the plain reason text in
+ *   every Close frame for a failure, for conformance tests only (spec section "Diagnostic reasons")
  */
 
 const notOpen = (actions) => Object.assign(new Error('wsproof: the connection is not open'), { actions });
@@ -1596,6 +1610,7 @@ export class ClientMachine {
       pingInterval: num(config.pingInterval, 30000, 0, 2 ** 31 - 1, 'pingInterval'),
       maxMessageSize: Math.floor(num(config.maxMessageSize, 65536, 1, MAX_MESSAGE_SIZE_LIMIT, 'maxMessageSize')),
       onStep: typeof config.onStep === 'function' ? config.onStep : null,
+      diagnosticReasons: !!config.diagnosticReasons,
     };
     let d = now + num(config.handshakeTimeout, 10000, 0, 2 ** 31 - 1, 'handshakeTimeout');
     if (typeof config.handshakeDeadline === 'number' && config.handshakeDeadline < d) d = config.handshakeDeadline;
@@ -1968,7 +1983,8 @@ export class ClientMachine {
       err = new ProtocolError('internal_error', 'client failure', { cause: e });
     }
     const info = ERRORS[/** @type {string} */ (err.code)];
-    this.#close({ type: 'close', code: err.code, closeCode: info.close, reason: info.reason, retry: info.retryable, peerCode: null, error: err }, acts);
+    const reason = this.#c.diagnosticReasons ? diagnosticReason(/** @type {string} */ (err.code)) : info.reason;
+    this.#close({ type: 'close', code: err.code, closeCode: info.close, reason, retry: info.retryable, peerCode: null, error: err }, acts);
   }
 
   #close(a, acts) {
@@ -2055,6 +2071,8 @@ function inNode() {
  * @property {string} [origin] Node only: the Origin header the `ws` package sends
  * @property {object} [wsOptions] Node only: further options for the `ws` constructor (for example ca, checkServerIdentity)
  * @property {(step: string, detail: object) => void} [onStep] called at 'open', 'challenge', 'verified', 'response', 'accept', 'refresh'
+ * @property {boolean} [diagnosticReasons=false] name the spec code in the reason of every Close frame the client
+ *   sends for a failure, for conformance tests only (spec section "Diagnostic reasons")
  * @property {() => number} [now=Date.now] the clock, in milliseconds
  */
 
@@ -2108,6 +2126,7 @@ function validateOptions(url, o) {
     origin: o.origin,
     wsOptions: o.wsOptions,
     onStep: typeof o.onStep === 'function' ? o.onStep : null,
+    diagnosticReasons: !!o.diagnosticReasons,
     now: typeof o.now === 'function' ? o.now : Date.now,
   };
 }
@@ -2384,6 +2403,7 @@ class Link {
         pingInterval: keepalive ? cfg.pingInterval : 0,
         maxMessageSize: cfg.maxMessageSize,
         onStep: cfg.onStep,
+        diagnosticReasons: cfg.diagnosticReasons,
       }, cfg.now());
     } catch (e) {
       this.drop(new ProtocolError('internal_error', 'the client machine refused its configuration', { cause: e }), true);
@@ -2403,7 +2423,7 @@ class Link {
     clearTimeout(this.timer);
     const info = open && err.code ? ERRORS[err.code] : null;
     try {
-      if (info) this.ws.close(info.close, info.reason);
+      if (info) this.ws.close(info.close, this.cfg.diagnosticReasons ? diagnosticReason(err.code) : info.reason);
       else if (typeof this.ws.terminate === 'function') this.ws.terminate();
       else this.ws.close();
     } catch {
@@ -2614,7 +2634,7 @@ class Link {
     if (this.localError) {
       const e = this.localError;
       const sent = e.closeCode != null && e.code && ERRORS[e.code];
-      info = { code: sent ? e.closeCode : code, reason: sent ? ERRORS[e.code].reason : reason, retryable: e.retryable, error: e };
+      info = { code: sent ? e.closeCode : code, reason: sent ? (this.cfg.diagnosticReasons ? diagnosticReason(e.code) : ERRORS[e.code].reason) : reason, retryable: e.retryable, error: e };
     } else if (!a) {
       const e = code === 1006 && this.lastError ? dialError(this.lastError) : remoteClose(code);
       info = { code, reason, retryable: e.retryable, error: e };

@@ -69,6 +69,8 @@ Flags:
     --insecure-plaintext   allow ws:// to a host that is not loopback, for testing: the
                            session and every message travel unencrypted
     --origin ORIGIN        send this Origin header, as a browser would
+    --diagnostic-reasons   name the spec code in the reason of every close this client
+                           sends, for conformance tests ("wsproof probe client")
     --wait D               after standard input ends, wait this long for more
                            messages (default 1s)
     --sub SUBJECT          subject for the printed enroll command (default $USER@hostname)
@@ -90,6 +92,7 @@ func (c *cli) connect(ctx context.Context, args []string) error {
 		unbound    = fs.Bool("insecure-allow-unbound", false, "")
 		plaintext  = fs.Bool("insecure-plaintext", false, "")
 		origin     = fs.String("origin", "", "")
+		diagnostic = fs.Bool("diagnostic-reasons", false, "")
 		wait       = fs.Duration("wait", time.Second, "")
 		sub        = fs.String("sub", "", "")
 		stateFlag  = fs.String("state", "", "")
@@ -201,6 +204,7 @@ func (c *cli) connect(ctx context.Context, args []string) error {
 		ServerIdentity:       *identity,
 		InsecureAllowUnbound: *unbound,
 		InsecurePlaintext:    *plaintext,
+		DiagnosticReasons:    *diagnostic,
 	}
 	if *origin != "" {
 		cfg.Header = http.Header{"Origin": {*origin}}

@@ -118,6 +118,10 @@ Flags:
                               "wsproof connect --pin"
     --no-channel-binding      do not demand tls-exporter channel binding (browser profile);
                               keys registered with --cb-required cannot connect
+    --diagnostic-reasons      name the spec code in every close reason, as "authentication
+                              failed [unknown_key]", for conformance tests ("wsproof probe");
+                              it tells anyone whether a key id is registered: never where
+                              untrusted clients connect
 `
 
 // State folder file names.
@@ -161,6 +165,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		maxPendingPer    = fs.Int("max-pending-per-addr", 0, "")
 		ipv6Prefix       = fs.Int("ipv6-prefix", 0, "")
 		maxTrackedAddrs  = fs.Int("max-tracked-addrs", 0, "")
+		diagnostic       = fs.Bool("diagnostic-reasons", false, "")
 		origins          listFlag
 		requiredGroups   listFlag
 		proxies          listFlag
@@ -339,6 +344,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		MaxPendingPerAddr:    *maxPendingPer,
 		IPv6PrefixLen:        *ipv6Prefix,
 		MaxTrackedAddrs:      *maxTrackedAddrs,
+		DiagnosticReasons:    *diagnostic,
 		RequiredGroups:       requiredGroups,
 		ChallengeLifetime:    *challengeLife,
 		TokenLifetime:        *tokenLifetime,

@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { WebSocket, WebSocketServer } from 'ws';
 import {
-  ALGORITHMS, ClientMachine, ERRORS, ProtocolError, SUBPROTOCOL, closeRetryable, codeForClose, connect, generateKey, importKey, keep,
+  diagnosticReason, ALGORITHMS, ClientMachine, ERRORS, ProtocolError, SUBPROTOCOL, closeRetryable, codeForClose, connect, generateKey, importKey, keep,
   loadServerKeys, processAccept, publicJwk, thumbprint, verifyChallenge,
 } from '../wsproof.js';
 
@@ -679,6 +679,25 @@ describe('ClientMachine', () => {
     await r2;
     assert.deepEqual(order, ['send', 'deliver']);
     assert.equal(m.state, 'REFRESHING');
+  });
+
+  test('diagnostic reasons name the code; without them 4003 says only "authentication failed"', async () => {
+    for (const diag of [false, true]) {
+      const t = Date.now();
+      const closeOf = async (text) => {
+        const m = await machine({ diagnosticReasons: diag }, t);
+        const acts = await m.message(t, true, text);
+        return acts.find((a) => a.type === 'close');
+      };
+      let a = await closeOf(await challengeText({ claims: { iss: 'wss://another.example/ws' } }));
+      assert.equal(a.code, 'audience_mismatch');
+      assert.equal(a.closeCode, 4003);
+      assert.equal(a.reason, diag ? 'authentication failed [audience_mismatch]' : 'authentication failed');
+      a = await closeOf('not a challenge');
+      assert.equal(a.code, 'malformed');
+      assert.equal(a.reason, diag ? 'malformed message [malformed]' : 'malformed message');
+    }
+    assert.equal(diagnosticReason('unknown_key'), 'authentication failed [unknown_key]');
   });
 
   test('a close while a challenge is verified ends the socket at once', async () => {

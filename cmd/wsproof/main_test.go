@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/wsproof/wsproof/internal/pgtest"
 )
 
 // TestMain lets the test binary stand in for the wsproof command: a script's
@@ -55,6 +58,14 @@ func TestScripts(t *testing.T) {
 				return err
 			}
 			return os.WriteFile(filepath.Join(env.WorkDir, "testdata", "vectors.json"), vectors, 0o644)
+		},
+		// [services]: the environment requires every service and tool
+		// (bash .ci/run), so a script must fail rather than skip without one.
+		Condition: func(cond string) (bool, error) {
+			if cond == "services" {
+				return pgtest.Required(), nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"waitfile":  cmdWaitFile,
@@ -227,6 +238,44 @@ func TestShellQuote(t *testing.T) {
 	} {
 		if got := shellQuote(in); got != want {
 			t.Errorf("shellQuote(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestCommandTable checks the commands table, which suggestions and shell
+// completion read, against the dispatchers and the help: every command and
+// subcommand it lists answers -h, help names every command, and an unknown
+// subcommand is refused with a suggestion from the table.
+func TestCommandTable(t *testing.T) {
+	run := func(args ...string) (int, string) {
+		var out, errOut strings.Builder
+		c := &cli{stdin: strings.NewReader(""), stdout: &out, stderr: &errOut, getenv: func(string) string { return "" }}
+		return c.run(context.Background(), args), out.String() + errOut.String()
+	}
+	for _, cmd := range commands {
+		if cmd.name != "help" && !strings.Contains(usage, "wsproof "+cmd.name) {
+			t.Errorf("the help does not name command %q", cmd.name)
+		}
+		paths := [][]string{{cmd.name}}
+		if cmd.name == "completion" {
+			paths = nil // its subcommands are arguments: "completion bash" prints a script
+		}
+		for _, sub := range cmd.subs {
+			if cmd.name != "completion" {
+				paths = append(paths, []string{cmd.name, sub})
+			}
+		}
+		for _, p := range paths {
+			if code, out := run(append(p, "-h")...); code != 0 || !strings.Contains(out, "Usage") {
+				t.Errorf("wsproof %s -h: exit %d, output %q", strings.Join(p, " "), code, out)
+			}
+		}
+		if len(cmd.subs) > 0 && cmd.name != "completion" {
+			typo := cmd.subs[0][:len(cmd.subs[0])-1] + "x"
+			code, out := run(cmd.name, typo)
+			if code != 2 || !strings.Contains(out, "did you mean") {
+				t.Errorf("wsproof %s %s: exit %d, output %q; want a usage error with a suggestion", cmd.name, typo, code, out)
+			}
 		}
 	}
 }

@@ -2,10 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -68,12 +74,13 @@ func TestScripts(t *testing.T) {
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"waitfile":  cmdWaitFile,
-			"waithttp":  cmdWaitHTTP,
-			"certpin":   cmdCertPin,
-			"filemode":  cmdFileMode,
-			"replace":   cmdReplace,
-			"stdoutvar": cmdStdoutVar,
+			"waitfile":    cmdWaitFile,
+			"waithttp":    cmdWaitHTTP,
+			"certpin":     cmdCertPin,
+			"filemode":    cmdFileMode,
+			"replace":     cmdReplace,
+			"stdoutvar":   cmdStdoutVar,
+			"expiredcert": cmdExpiredCert,
 		},
 	})
 }
@@ -278,4 +285,25 @@ func TestCommandTable(t *testing.T) {
 			}
 		}
 	}
+}
+
+// cmdExpiredCert writes a self-signed certificate for localhost that
+// expired yesterday, and its key, as PEM files:
+//
+//	expiredcert CERTFILE KEYFILE
+func cmdExpiredCert(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: expiredcert CERTFILE KEYFILE")
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ts.Check(err)
+	now := time.Now()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		DNSNames: []string{"localhost"}, NotBefore: now.AddDate(0, 0, -30), NotAfter: now.AddDate(0, 0, -1)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	ts.Check(err)
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	ts.Check(err)
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644))
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600))
 }

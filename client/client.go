@@ -458,14 +458,6 @@ func (w *watch) fire() {
 	}
 }
 
-// statusError is an upgrade that the server refused with an HTTP status. Its
-// text names the status only: the response body is the peer's.
-type statusError struct{ status int }
-
-func (e *statusError) Error() string {
-	return fmt.Sprintf("upgrade refused with HTTP status %d", e.status)
-}
-
 // upgradeError maps a failed upgrade to the spec's codes where it has them
 // (row C1) and says whether it may be retried.
 func upgradeError(ctx, hctx context.Context, resp *http.Response, err error) (error, bool) {
@@ -473,8 +465,11 @@ func upgradeError(ctx, hctx context.Context, resp *http.Response, err error) (er
 		return fmt.Errorf("client: dial: %w", ctx.Err()), false
 	}
 	if errors.Is(err, websocket.ErrBadHandshake) && resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-		se := &statusError{resp.StatusCode}
-		code, retry := protocol.UpgradeRefused(resp.StatusCode)
+		// The first line of the body tells a wsproof server's refusal from
+		// another's; gorilla has kept at most 1 KiB of it.
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+		code, retry := protocol.UpgradeRefused(resp.StatusCode, body)
+		se := &UpgradeError{Status: resp.StatusCode, Wsproof: code != "" || resp.StatusCode != 400 && resp.StatusCode != 403}
 		if code == "" {
 			return fmt.Errorf("client: %w", se), retry
 		}

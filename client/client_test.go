@@ -324,6 +324,44 @@ func TestUpgradeRefused(t *testing.T) {
 		if retry != (status == 429 || status == 503) {
 			t.Errorf("HTTP %d: retryable = %v", status, retry)
 		}
+		var ue *UpgradeError
+		if !errors.As(err, &ue) || ue.Status != status || !ue.Wsproof {
+			t.Errorf("HTTP %d: %v, want an UpgradeError from a wsproof server", status, err)
+		}
+	}
+}
+
+// TestUpgradeRefusedNotWsproof: ws:// to a TLS port is answered with HTTP
+// 400 by Go's HTTP server, and a proxy may answer 403 with its own page.
+// Neither is a wsproof refusal: no code (it used to be reported as
+// subprotocol_required, which sent the user looking in the wrong place),
+// and the error says the server is not a wsproof server.
+func TestUpgradeRefusedNotWsproof(t *testing.T) {
+	f := newFixture(t, keys.EdDSA)
+	tlsSrv := httptest.NewTLSServer(http.NotFoundHandler())
+	defer tlsSrv.Close()
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "Forbidden by policy", http.StatusForbidden)
+	}))
+	defer proxy.Close()
+	for _, tc := range []struct {
+		url    string
+		status int
+	}{
+		{"ws://" + tlsSrv.Listener.Addr().String() + "/ws", 400},
+		{"ws://" + proxy.Listener.Addr().String() + "/ws", 403},
+	} {
+		_, retry, err := dialOnce(t, tc.url, f.config())
+		var ue *UpgradeError
+		if !errors.As(err, &ue) || ue.Status != tc.status || ue.Wsproof {
+			t.Errorf("%s: %v, want an UpgradeError %d not from a wsproof server", tc.url, err, tc.status)
+		}
+		if code := protocol.CodeOf(err); code != "" || retry {
+			t.Errorf("%s: code %q, retry %v; want no code, terminal", tc.url, code, retry)
+		}
+		if !strings.Contains(err.Error(), "not by a wsproof server") {
+			t.Errorf("%s: error %q does not say the server is not a wsproof server", tc.url, err)
+		}
 	}
 }
 

@@ -63,3 +63,25 @@ var authFailedCode = protocol.CodeUnknownKey.CloseCode()
 func closeErrorOf(code int, reason string) *CloseError {
 	return &CloseError{Code: code, Reason: reason, Spec: protocol.CodeForClose(code)}
 }
+
+// UpgradeError is an upgrade that the server refused with an HTTP status.
+// When the status is one of the spec's (429, 503, 403, 400), the error that
+// wraps it also carries a *protocol.ProtocolError with the code, for 403
+// and 400 only if the response came from a wsproof server.
+type UpgradeError struct {
+	// Status is the HTTP status.
+	Status int
+
+	// Wsproof is false for a 400 or 403 whose body did not begin with the
+	// spec's reason text: a refusal by something that is not a wsproof
+	// server, such as a TLS port spoken to without TLS, or a proxy. The
+	// body itself is the peer's and is not kept.
+	Wsproof bool
+}
+
+func (e *UpgradeError) Error() string {
+	if !e.Wsproof {
+		return fmt.Sprintf("upgrade refused with HTTP status %d, not by a wsproof server (its body is not a wsproof reason)", e.Status)
+	}
+	return fmt.Sprintf("upgrade refused with HTTP status %d", e.Status)
+}

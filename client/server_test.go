@@ -274,7 +274,19 @@ func (ts *testServer) handle(w http.ResponseWriter, r *http.Request) {
 	n := int(ts.requests.Add(1))
 	if ts.opts.refuse != nil {
 		if status := ts.opts.refuse(n); status != 0 {
-			http.Error(w, "refused <script>", status)
+			// As a wsproof server refuses: the code's reason text on the
+			// body's first line (spec section "Errors"); then something a
+			// client must not echo.
+			body := "refused"
+			switch status {
+			case 400:
+				body = protocol.CodeSubprotocolRequired.Reason()
+			case 403:
+				body = protocol.CodeOriginNotAllowed.Reason()
+			case 429, 503:
+				body = protocol.CodeRateLimited.Reason()
+			}
+			http.Error(w, body+"\n<script>", status)
 			return
 		}
 	}

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"fmt"
 	"time"
 )
@@ -190,20 +191,29 @@ var byClose = func() map[int]Code {
 	return m
 }()
 
-// UpgradeRefused maps the HTTP status of a refused WebSocket upgrade to its
-// error code and whether the client may retry (spec section "Client state
-// machine", state CONNECTING): 429 and 503 are rate_limited, 403
-// origin_not_allowed, 400 subprotocol_required; 502 and 504 (a proxy whose
-// server is away) have no code and are retryable; every other status has no
-// code and is terminal.
-func UpgradeRefused(status int) (Code, bool) {
+// UpgradeRefused maps a refused WebSocket upgrade, its HTTP status and the
+// start of its body, to its error code and whether the client may retry
+// (spec section "Client state machine", row C1): 429 and 503 are
+// rate_limited; 403 and 400 are origin_not_allowed and subprotocol_required
+// when the body's first line is the code's reason text, as a wsproof server
+// sends it, and otherwise come from something that is not a wsproof server
+// (a TLS port spoken to without TLS, a proxy) and have no code; 502 and 504
+// (a proxy whose server is away) have no code and are retryable; every
+// other status has no code and is terminal. body may be cut short.
+func UpgradeRefused(status int, body []byte) (Code, bool) {
 	switch status {
 	case 429, 503:
 		return CodeRateLimited, true
-	case 403:
-		return CodeOriginNotAllowed, false
-	case 400:
-		return CodeSubprotocolRequired, false
+	case 403, 400:
+		code := CodeOriginNotAllowed
+		if status == 400 {
+			code = CodeSubprotocolRequired
+		}
+		line, _, _ := bytes.Cut(body, []byte("\n"))
+		if string(bytes.TrimRight(line, "\r")) == code.Reason() {
+			return code, false
+		}
+		return "", false
 	case 502, 504:
 		return "", true
 	}

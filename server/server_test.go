@@ -355,10 +355,18 @@ func TestUpgradeRefusals(t *testing.T) {
 	if resp == nil || resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("missing subprotocol: %v", resp)
 	}
+	// The body is the code's reason text, which tells a client that a
+	// wsproof server refused (spec section "Errors"; protocol.UpgradeRefused).
+	if body, _ := io.ReadAll(resp.Body); string(body) != protocol.CodeSubprotocolRequired.Reason()+"\n" {
+		t.Errorf("missing subprotocol: body %q", body)
+	}
 	// Foreign origin.
 	_, resp, err = f.dial(t, http.Header{"Origin": {"https://evil.example"}})
 	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("foreign origin: %v %v", resp, err)
+	}
+	if body, _ := io.ReadAll(resp.Body); string(body) != protocol.CodeOriginNotAllowed.Reason()+"\n" {
+		t.Errorf("foreign origin: body %q", body)
 	}
 	// An Origin is compared exactly, as browsers serialize it.
 	if _, resp, err = f.dial(t, http.Header{"Origin": {"https://APP.wsproof.test"}}); err == nil || resp.StatusCode != http.StatusForbidden {

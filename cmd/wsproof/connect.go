@@ -40,7 +40,9 @@ session is shown on standard error, and the server's re-challenges are answered
 without interrupting the stream. When standard input ends, wsproof keeps
 printing messages until none has arrived for --wait, then closes the socket.
 
-It also prints the "wsproof keys add" command that enrolls the key on the server.
+When the server refuses the key, it says why if it can tell (from the registry
+in the state folder, when the server is local) and prints the "wsproof keys add"
+command that enrolls the key; with --generate it prints that command first.
 
 Flags:
     --key FILE             the client's private key: PEM (PKCS #8, SEC 1, PKCS #1,
@@ -171,8 +173,14 @@ func (c *cli) connect(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	c.say("key %s (%s); to enroll it, run on the server:", kid, alg)
-	fmt.Fprintf(c.stderr, "    %s\n", enroll)
+	if *generate != "" {
+		// An ephemeral key is enrolled nowhere yet.
+		c.say("key %s (%s); to enroll it, run on the server:", kid, alg)
+		fmt.Fprintf(c.stderr, "    %s\n", enroll)
+	} else {
+		c.say("key %s (%s)", kid, alg)
+	}
+	refused := func() string { return c.keyRefusedHint(*stateFlag, kid, enroll) }
 
 	// The pinned server keys.
 	pinnedPath := *serverKeys
@@ -227,13 +235,13 @@ func (c *cli) connect(ctx context.Context, args []string) error {
 	}
 	conn, err := client.Dial(ctx, target, cfg)
 	if err != nil {
-		return dialError(ctx, err, target, pinnedPath, enroll, *identity != "")
+		return dialError(ctx, err, target, pinnedPath, refused, *identity != "")
 	}
 	defer conn.Close()
 	s := conn.Session()
 	c.say("connected to %s", target)
 	c.showSession(s)
-	return c.chat(ctx, conn, stdin, *wait, target, enroll, *identity != "")
+	return c.chat(ctx, conn, stdin, *wait, target, refused, *identity != "")
 }
 
 // isTerminal reports whether r is a terminal.
@@ -249,7 +257,7 @@ func isTerminal(r io.Reader) bool {
 // chat sends each line of stdin as one message and prints each message
 // received, until the server ends the socket, stdin ends and the socket has
 // been quiet for wait, or ctx ends.
-func (c *cli) chat(ctx context.Context, conn *client.Conn, stdin io.Reader, wait time.Duration, target, enroll string, givenID bool) error {
+func (c *cli) chat(ctx context.Context, conn *client.Conn, stdin io.Reader, wait time.Duration, target string, refused func() string, givenID bool) error {
 	type received struct {
 		msg []byte
 		err error
@@ -290,7 +298,7 @@ func (c *cli) chat(ctx context.Context, conn *client.Conn, stdin io.Reader, wait
 		select {
 		case r := <-in:
 			if r.err != nil {
-				return c.ended(ctx, r.err, target, enroll, givenID)
+				return c.ended(ctx, r.err, target, refused, givenID)
 			}
 			fmt.Fprintln(c.stdout, displayable(r.msg))
 			if idle != nil {
@@ -322,7 +330,7 @@ func (c *cli) closeConn(conn *client.Conn) error {
 }
 
 // ended explains why the socket ended while the session was open.
-func (c *cli) ended(ctx context.Context, err error, target, enroll string, givenID bool) error {
+func (c *cli) ended(ctx context.Context, err error, target string, refused func() string, givenID bool) error {
 	var ce *client.CloseError
 	if errors.As(err, &ce) && ce.Code == 1000 {
 		c.say("the server closed the connection (1000)")
@@ -331,7 +339,7 @@ func (c *cli) ended(ctx context.Context, err error, target, enroll string, given
 	if ctx.Err() != nil {
 		return nil
 	}
-	return dialError(ctx, err, target, "", enroll, givenID)
+	return dialError(ctx, err, target, "", refused, givenID)
 }
 
 func (c *cli) showSession(s *protocol.ClientSession) {
@@ -474,9 +482,10 @@ func identityError(code protocol.Code, ie *protocol.IdentityError, givenID bool)
 }
 
 // dialError explains a failed connection in one line: what happened, the
-// spec code when there is one, and what to do. givenID says whether the
-// expected server identity came from --identity.
-func dialError(ctx context.Context, err error, target, pinnedPath, enroll string, givenID bool) error {
+// spec code when there is one, and what to do. refused says what to do when
+// the server refuses the key; givenID says whether the expected server
+// identity came from --identity.
+func dialError(ctx context.Context, err error, target, pinnedPath string, refused func() string, givenID bool) error {
 	if ctx.Err() != nil {
 		return &userError{"interrupted", "", nil}
 	}
@@ -494,8 +503,7 @@ func dialError(ctx context.Context, err error, target, pinnedPath, enroll string
 	if errors.As(err, &ce) {
 		switch {
 		case ce.Code == protocol.CodeUnknownKey.CloseCode():
-			return &userError{fmt.Sprintf("authentication failed (%d)", ce.Code),
-				"the server does not accept this key (unknown, revoked, expired or not in a group it requires); enroll it with: " + enroll, nil}
+			return &userError{fmt.Sprintf("authentication failed (%d)", ce.Code), refused(), nil}
 		case ce.Spec != "":
 			return &userError{codeLabel(ce.Spec), codeHint(ce.Spec, pinnedPath), nil}
 		case ce.Code == 1001:
@@ -513,7 +521,15 @@ func dialError(ctx context.Context, err error, target, pinnedPath, enroll string
 	}
 	var cv *tls.CertificateVerificationError
 	if errors.As(err, &cv) {
-		return &userError{"cannot verify the server's TLS certificate", "pass --ca FILE with the CA that signed it, or --pin HEX for a \"wsproof serve --tls-dev\" server", nil}
+		return certError(cv)
+	}
+	var ue *client.UpgradeError
+	if errors.As(err, &ue) && !ue.Wsproof {
+		hint := "check the URL: it should be a wsproof endpoint such as ws://HOST:7700/ws"
+		if strings.HasPrefix(target, "ws://") && speaksTLS(ctx, target) {
+			hint = "that port speaks TLS: use " + "wss://" + strings.TrimPrefix(target, "ws://")
+		}
+		return &userError{fmt.Sprintf("%s refused the upgrade with HTTP %d, and not as a wsproof server does", target, ue.Status), hint, nil}
 	}
 	var oe *net.OpError
 	if errors.As(err, &oe) && oe.Op == "dial" {
@@ -557,4 +573,93 @@ func codeHint(code protocol.Code, pinnedPath string) string {
 		return "check the key files"
 	}
 	return "the server does not speak wsproof v1 as this client does; check the URL and the server's version"
+}
+
+// keyRefusedHint says what to do when the server refused the key with close
+// code 4003. The server does not say which check failed (spec section
+// "Uniform denials and kid enumeration"), but the registry in the state
+// folder, when there is one here (the server runs on this machine, as in
+// the walk-through), does: the key is missing, revoked, or outside its
+// validity window.
+func (c *cli) keyRefusedHint(stateFlag, kid, enroll string) string {
+	generic := "the server refused this key: it is not enrolled, revoked, expired, or not in a group the server " +
+		"requires (the server does not say which); if it is not enrolled, run on the server: " + enroll
+	dir, err := c.stateDir(stateFlag)
+	if err != nil {
+		return generic
+	}
+	path := filepath.Join(dir, registryFile)
+	reg, err := keys.OpenFile(path)
+	if err != nil {
+		return generic
+	}
+	e, ok := reg.Lookup(kid)
+	switch {
+	case !ok:
+		return fmt.Sprintf("the key %s is not enrolled in %s; enroll it with: %s", kid, path, enroll)
+	case e.Revoked:
+		return fmt.Sprintf("the key %s is revoked in %s; a revoked key stays revoked: make a new key with \"wsproof keygen\" and enroll that", kid, path)
+	case !e.ValidAt(time.Now()):
+		return fmt.Sprintf("the key %s is outside its validity window in %s (%s); ask the operator to update it", kid, path, window(e))
+	}
+	return fmt.Sprintf("the key %s is enrolled in %s (subject %q, groups %s), so the server requires a group it is not in (--required-group), or uses another registry; ask its operator",
+		kid, path, e.Subject, strings.Join(e.Groups, ","))
+}
+
+// certError explains a server certificate the client did not accept, by
+// what is wrong with it: expired, for another name, or from an unknown CA.
+func certError(cv *tls.CertificateVerificationError) error {
+	var inv x509.CertificateInvalidError
+	var host x509.HostnameError
+	var ua x509.UnknownAuthorityError
+	switch {
+	case errors.As(cv.Err, &inv) && inv.Reason == x509.Expired:
+		leaf := inv.Cert
+		return &userError{fmt.Sprintf("the server's TLS certificate is not valid now (valid %s to %s)",
+			leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339)),
+			"the server must renew it; if it is current, check this machine's clock", nil}
+	case errors.As(cv.Err, &host):
+		return &userError{"the server's TLS certificate is for another name", "check the host in the URL: " + host.Error(), nil}
+	case errors.As(cv.Err, &ua):
+		return &userError{"cannot verify the server's TLS certificate: no trusted CA signed it",
+			"pass --ca FILE with the CA that signed it, or --pin HEX for a \"wsproof serve --tls-dev\" server", nil}
+	}
+	return &userError{"cannot verify the server's TLS certificate", "check --ca or --pin", cv.Err}
+}
+
+// speaksTLS reports whether the host and port of a ws:// URL complete a TLS
+// handshake: a server that answered a plaintext upgrade with HTTP 400 may
+// simply be a wss:// server. The certificate is not checked; the handshake
+// only tells the protocol, and nothing is sent over it.
+func speaksTLS(ctx context.Context, target string) bool {
+	u, err := url.Parse(target)
+	if err != nil {
+		return false
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "80")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	d := tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true}} // probing the protocol, not trusting the peer
+	conn, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
+}
+
+// window is an entry's validity window for a person: "from T1 to T2", with
+// an open side left out.
+func window(e *keys.Entry) string {
+	var parts []string
+	if !e.NotBefore.IsZero() {
+		parts = append(parts, "from "+e.NotBefore.UTC().Format(time.RFC3339))
+	}
+	if !e.NotAfter.IsZero() {
+		parts = append(parts, "until "+e.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return strings.Join(parts, " ")
 }

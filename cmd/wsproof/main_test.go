@@ -307,3 +307,27 @@ func cmdExpiredCert(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(os.WriteFile(ts.MkAbs(args[0]), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644))
 	ts.Check(os.WriteFile(ts.MkAbs(args[1]), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600))
 }
+
+// TestCertError: a certificate the client does not accept is explained by
+// what is wrong with it. An expired one used to get "pass --ca FILE", which
+// sends a user who passed --ca looking in the wrong place.
+func TestCertError(t *testing.T) {
+	leaf := &x509.Certificate{NotBefore: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), NotAfter: time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC),
+		DNSNames: []string{"a.example"}}
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{x509.CertificateInvalidError{Cert: leaf, Reason: x509.Expired},
+			"the server's TLS certificate is not valid now (valid 2020-01-01T00:00:00Z to 2021-01-01T00:00:00Z): the server must renew it; if it is current, check this machine's clock"},
+		{x509.HostnameError{Certificate: leaf, Host: "b.example"},
+			"the server's TLS certificate is for another name: check the host in the URL: x509: certificate is valid for a.example, not b.example"},
+		{x509.UnknownAuthorityError{Cert: leaf},
+			`cannot verify the server's TLS certificate: no trusted CA signed it: pass --ca FILE with the CA that signed it, or --pin HEX for a "wsproof serve --tls-dev" server`},
+	} {
+		err := dialError(context.Background(), &tls.CertificateVerificationError{Err: tc.err}, "wss://b.example/ws", "", nil, false)
+		if got := explain(err); got != tc.want {
+			t.Errorf("%T:\n got %s\nwant %s", tc.err, got, tc.want)
+		}
+	}
+}

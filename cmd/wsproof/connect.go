@@ -602,7 +602,7 @@ func (c *cli) keyRefusedHint(stateFlag, kid, enroll string) string {
 	case !e.ValidAt(time.Now()):
 		return fmt.Sprintf("the key %s is outside its validity window in %s (%s); ask the operator to update it", kid, path, window(e))
 	}
-	return fmt.Sprintf("the key %s is enrolled in %s (subject %q, groups %s), so the server requires a group it is not in (--required-group), or uses another registry; ask its operator",
+	return fmt.Sprintf("the key %s is enrolled in %s (subject %q, groups %s), so the server requires a group it is not in (--required-group), or uses another registry, or has not reloaded it yet (it does within a second of a change); ask its operator",
 		kid, path, e.Subject, strings.Join(e.Groups, ","))
 }
 

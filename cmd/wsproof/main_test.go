@@ -38,6 +38,14 @@ func TestMain(m *testing.M) {
 // TestScripts runs the transcripts in testdata/*.txt through the wsproof
 // binary.
 func TestScripts(t *testing.T) {
+	testscript.Run(t, scriptParams(t))
+}
+
+// scriptParams are the parameters of the scripts in testdata and of those
+// made from the documents (docs_test.go): a state folder of their own, the
+// repository's vector files, and the custom commands below.
+func scriptParams(t *testing.T) testscript.Params {
+	t.Helper()
 	vectors, err := os.ReadFile(filepath.Join("..", "..", "testdata", "vectors.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +54,7 @@ func TestScripts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testscript.Run(t, testscript.Params{
+	return testscript.Params{
 		Dir:                 "testdata",
 		RequireExplicitExec: true,
 		Setup: func(env *testscript.Env) error {
@@ -82,7 +90,7 @@ func TestScripts(t *testing.T) {
 			"stdoutvar":   cmdStdoutVar,
 			"expiredcert": cmdExpiredCert,
 		},
-	})
+	}
 }
 
 // waitTimeout bounds every wait of the scripts' custom commands.

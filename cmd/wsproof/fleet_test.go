@@ -410,7 +410,8 @@ func TestFleet(t *testing.T) {
 	}
 }
 
-// nodeRoleSQL is the node role of docs/fleet.md, word for word.
+// nodeRoleSQL is the node role of docs/fleet.md, without its password: the
+// test cluster trusts loopback. TestFleetGuide runs the guide's own SQL.
 const nodeRoleSQL = `CREATE ROLE wsproof_node LOGIN;
 GRANT SELECT ON wsproof_keys, wsproof_schema TO wsproof_node;`
 

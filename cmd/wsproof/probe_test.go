@@ -11,23 +11,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
-
-	"github.com/wsproof/wsproof/internal/b64u"
+	"github.com/wsproof/wsproof/conformance"
 	"github.com/wsproof/wsproof/keys"
-	"github.com/wsproof/wsproof/protocol"
 	"github.com/wsproof/wsproof/server"
 )
 
@@ -154,7 +147,7 @@ func startProbeTarget(t *testing.T, f *probeFixture, tlsOn bool, algs []keys.Alg
 
 // runProbe runs "wsproof args..." in process and returns its exit code,
 // output and JSON report.
-func runProbe(t *testing.T, args ...string) (int, string, *probeReport) {
+func runProbe(t *testing.T, args ...string) (int, string, *conformance.Report) {
 	t.Helper()
 	code, out, rep, err := probeRun(t.TempDir(), args...)
 	if err != nil {
@@ -176,7 +169,7 @@ func keepReports(name string) []string {
 }
 
 // probeRun is runProbe for any goroutine: it writes the report in dir.
-func probeRun(dir string, args ...string) (int, string, *probeReport, error) {
+func probeRun(dir string, args ...string) (int, string, *conformance.Report, error) {
 	report := filepath.Join(dir, "report.json")
 	if i := slices.Index(args, "--keep-json"); i >= 0 {
 		defer func(keep string) {
@@ -194,7 +187,7 @@ func probeRun(dir string, args ...string) (int, string, *probeReport, error) {
 	if err != nil {
 		return code, out, nil, fmt.Errorf("no report: %w", err)
 	}
-	var rep probeReport
+	var rep conformance.Report
 	if err := json.Unmarshal(data, &rep); err != nil {
 		return code, out, nil, err
 	}
@@ -208,20 +201,20 @@ var knownDeviations = map[string]string{}
 
 // checkReport fails the test for every failed case not in knownDeviations,
 // and for every skipped case not in skips.
-func checkReport(t *testing.T, rep *probeReport, out string, skips map[string]bool) {
+func checkReport(t *testing.T, rep *conformance.Report, out string, skips map[string]bool) {
 	t.Helper()
 	for _, c := range rep.Cases {
 		_, known := knownDeviations[c.ID]
 		switch {
-		case known && c.Result == resultPass:
+		case known && c.Result == conformance.Pass:
 			t.Errorf("%s passes now: remove it from knownDeviations", c.ID)
 		case known:
 			t.Logf("known deviation %s: expected %s; got %s", c.ID, c.Expected, c.Got)
-		case c.Result == resultFail:
+		case c.Result == conformance.Fail:
 			t.Errorf("%s (%s): expected %s; got %s; %s", c.ID, c.Section, c.Expected, c.Got, c.Note)
-		case c.Result == resultSkip && !skips[c.ID]:
+		case c.Result == conformance.Skip && !skips[c.ID]:
 			t.Errorf("%s skipped: %s", c.ID, c.Note)
-		case c.Result == resultPass && skips[c.ID]:
+		case c.Result == conformance.Pass && skips[c.ID]:
 			t.Errorf("%s ran; expected it to be skipped", c.ID)
 		}
 	}
@@ -231,7 +224,7 @@ func checkReport(t *testing.T, rep *probeReport, out string, skips map[string]bo
 }
 
 // exitFor is the exit status a probe run must have: 1 when a case failed.
-func exitFor(rep *probeReport) int {
+func exitFor(rep *conformance.Report) int {
 	if rep.Failed > 0 {
 		return 1
 	}
@@ -315,193 +308,5 @@ func TestProbeClient(t *testing.T) {
 		if bytes.Contains(page, []byte(bad)) {
 			t.Errorf("the HTML report is not self-contained: it has %q", bad)
 		}
-	}
-}
-
-// TestProbeServerCatchesBrokenServer points the probe at a server that
-// accepts any response and has no session timers: it re-challenges a
-// second after the accept, refuses whatever answers with 4003 however late
-// it comes, and never ends a session by itself. The negative cases must
-// fail, which shows that the probe judges what the server does rather than
-// passing by default; the keepalive case, with no Ping to time, is skipped.
-func TestProbeServerCatchesBrokenServer(t *testing.T) {
-	t.Parallel()
-	f := newProbeFixture(t, keys.ES256, keys.ES256)
-	ps, err := protocol.NewServer(&protocol.ServerConfig{Identity: probeIdentity, Keys: f.serverKeys, Registry: f.registry})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sk := f.serverKeys.Signing[0]
-	srvKey := &probeKey{kid: sk.KeyID, alg: sk.Algorithm, signer: sk.Signer}
-	up := websocket.Upgrader{Subprotocols: []string{protocol.Subprotocol}, CheckOrigin: func(*http.Request) bool { return true }}
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer ws.Close()
-		_, challenge, err := ps.Start(rand.Reader, time.Now(), nil)
-		if err != nil {
-			return
-		}
-		ws.WriteMessage(websocket.TextMessage, challenge)
-		ws.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, _, err := ws.ReadMessage(); err != nil {
-			return
-		}
-		exp := time.Now().Unix() + 3
-		ws.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"token":"t","sub":"anyone","groups":[],"exp":%d,"max_size":65536}`, exp))
-		// A well-formed re-challenge that expires with the token, but no
-		// timer behind it.
-		time.Sleep(time.Second)
-		first, err := parseChallenge(challenge)
-		if err != nil {
-			return
-		}
-		now := time.Now().Unix()
-		c := &challengeClaims{Iss: first.Iss, Sid: first.Sid, Nonce: randB64(32), Iat: now, Exp: exp, Algs: first.Algs, CB: first.CB}
-		rc, err := srvKey.sign(header(string(srvKey.alg), srvKey.kid, protocol.TypChallenge).String(), c.obj().String())
-		if err != nil {
-			return
-		}
-		ws.WriteMessage(websocket.TextMessage, []byte(rc))
-		ws.SetReadDeadline(time.Now().Add(8 * time.Second))
-		if _, _, err := ws.ReadMessage(); err != nil {
-			return
-		}
-		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4003, "authentication failed"), time.Now().Add(time.Second))
-	}))
-	defer hs.Close()
-	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
-	code, out, rep := runProbe(t, "probe", "server", url, "--key", f.keyFile, "--kid", "probe-accepted",
-		"--denied-key", f.deniedFile, "--denied-kid", "probe-denied", "--server-keys", f.pubFile, "--identity", probeIdentity,
-		"--run", "^(handshake-valid|response-alg-none|response-unknown-key|response-denied-key|origin-hostile|response-wrong-nonce|"+
-			"silent-socket|open-text-message|refresh-late-response|refresh-unanswered|keepalive-no-pong)$",
-		"--rate", "0", "--handshake-timeout", "2s", "--refresh-wait", "4s", "--ping-wait", "1500ms")
-	if code != 1 {
-		t.Errorf("exit status %d, want 1:\n%s", code, out)
-	}
-	for _, c := range rep.Cases {
-		want := resultFail
-		switch c.ID {
-		case "handshake-valid":
-			want = resultPass
-		case "keepalive-no-pong":
-			want = resultSkip
-		}
-		if c.Result != want {
-			t.Errorf("%s: %s (got %s; %s), want %s", c.ID, c.Result, c.Got, c.Note, want)
-		}
-	}
-	for _, id := range []string{"origin-hostile", "refresh-late-response"} {
-		if !slices.ContainsFunc(rep.Cases, func(c caseResult) bool { return c.ID == id }) {
-			t.Errorf("--run did not select %s:\n%s", id, out)
-		}
-	}
-	for _, c := range rep.Cases {
-		if c.ID == "refresh-late-response" && !strings.Contains(c.Got, `close 4003 "authentication failed"`) {
-			t.Errorf("refresh-late-response got %s, want the broken server's 4003", c.Got)
-		}
-		if c.ID == "keepalive-no-pong" && !strings.Contains(c.Note, "no Ping within --ping-wait 1.5s") {
-			t.Errorf("keepalive-no-pong is skipped without its reason: %q", c.Note)
-		}
-	}
-}
-
-// TestProbeClientCatchesBrokenClient points the probe at a naive client that
-// answers every text message that looks like a challenge and never closes:
-// the control must pass and every negative case must fail, which shows that
-// the probe judges what the client does rather than passing by default.
-func TestProbeClientCatchesBrokenClient(t *testing.T) {
-	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cases := []string{"handshake-valid", "challenge-impostor-key", "challenge-alg-none", "subprotocol-wrong", "rechallenge-wrong-sid",
-		"accept-without-max-size", "rechallenge-outlives-token", "refresh-accept-expired"}
-	type result struct {
-		code int
-		out  string
-		rep  *probeReport
-		err  error
-	}
-	done := make(chan result, 1)
-	dir := t.TempDir()
-	go func() {
-		code, out, rep, err := probeRun(dir, "probe", "client", "--listen", addr, "--state", dir,
-			"--run", "^("+strings.Join(cases, "|")+")$", "--case-timeout", "2s", "--timeout", "30s")
-		done <- result{code, out, rep, err}
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the probe does not listen")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	signer, err := keys.Generate(keys.ES256, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	naive := &probeKey{kid: "naive", alg: keys.ES256, signer: signer}
-	var wg sync.WaitGroup
-	for _, id := range cases {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			u, _ := url.Parse("ws://" + addr + "/case/" + id)
-			w, _, err := dialWire(context.Background(), u, nil, dialOptions{})
-			if err != nil {
-				t.Errorf("%s: %v", id, err)
-				return
-			}
-			defer w.Close()
-			for {
-				ev := w.next(time.Now().Add(10 * time.Second))
-				if ev.kind != evMessage {
-					return
-				}
-				if ev.op != opText || ev.data[0] == '{' {
-					continue
-				}
-				// Answer anything with a JWS payload, verified or not.
-				_, pl, _, _ := splitJWS(string(ev.data))
-				raw, _ := b64u.Decode(pl)
-				var c challengeClaims
-				json.Unmarshal(raw, &c)
-				claims := jobj{{"aud", jstr(c.Iss)}, {"sid", jstr(c.Sid)}, {"nonce", jstr(c.Nonce)}, {"cha", jstr(sha256b64(string(ev.data)))}}
-				resp, _ := naive.sign(header("ES256", "naive", protocol.TypResponse).String(), claims.String())
-				w.sendText(resp)
-			}
-		}()
-	}
-	wg.Wait()
-	res := <-done
-	if res.err != nil {
-		t.Fatalf("%v:\n%s", res.err, res.out)
-	}
-	if res.code != 1 {
-		t.Errorf("exit status %d, want 1", res.code)
-	}
-	for _, c := range res.rep.Cases {
-		t.Logf("%s: %s, got %s", c.ID, c.Result, c.Got)
-		want := resultFail
-		if c.ID == "handshake-valid" {
-			want = resultPass
-		}
-		if c.Result != want {
-			t.Errorf("%s: %s (got %s; %s), want %s", c.ID, c.Result, c.Got, c.Note, want)
-		}
-	}
-	if len(res.rep.Cases) != len(cases) {
-		t.Errorf("%d cases in the report, want %d", len(res.rep.Cases), len(cases))
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"testing"
 	"time"
 
 	"github.com/wsproof/wsproof/keys"
@@ -275,4 +276,117 @@ func GenerateServerKeys() (*keys.ServerKeys, error) {
 // selectedBy is a Select function from a list of ids, for tests.
 func selectedBy(ids ...string) func(string) bool {
 	return func(id string) bool { return slices.Contains(ids, id) }
+}
+
+// TestServer runs the server suite against target, one subtest per case,
+// named by the case's id: a failed case fails its subtest with what the
+// spec expects and what the server did, and a skipped case skips it with
+// the reason. The cases run concurrently, as RunServer runs them, whatever
+// the -parallel flag; the report is returned for further checks.
+func TestServer(t *testing.T, target *ServerTarget) *Report {
+	t.Helper()
+	ids := make([]string, 0)
+	for _, c := range ServerCases() {
+		ids = append(ids, c.ID)
+	}
+	return testSuite(t, ids, func(ctx context.Context, o *Options) (*Report, error) { return RunServer(ctx, target, o) })
+}
+
+// TestClient runs the client suite against the client target.Connect
+// drives, one subtest per case, as TestServer does. The suite listens on a
+// loopback port of its own.
+func TestClient(t *testing.T, target *ClientTarget) *Report {
+	t.Helper()
+	if target.Connect == nil {
+		t.Fatal("conformance: TestClient needs ClientTarget.Connect")
+	}
+	var ids []string
+	p := &clientProbe{cur: &Key{}, impostor: &Key{}, pingWait: target.PingWait}
+	for _, cc := range p.allCases() {
+		ids = append(ids, cc.id)
+	}
+	return testSuite(t, ids, func(ctx context.Context, o *Options) (*Report, error) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		return RunClient(ctx, ln, target, o)
+	})
+}
+
+// testSuite runs a suite in the background and reports each case in its
+// own subtest, in table order, as its result arrives.
+func testSuite(t *testing.T, ids []string, run func(context.Context, *Options) (*Report, error)) *Report {
+	t.Helper()
+	results := map[string]chan Result{}
+	for _, id := range ids {
+		results[id] = make(chan Result, 1)
+	}
+	type outcome struct {
+		rep *Report
+		err error
+	}
+	done := make(chan outcome, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		rep, err := run(ctx, &Options{Parallel: 8, Progress: func(r Result) {
+			if ch, ok := results[r.ID]; ok {
+				ch <- r
+			}
+		}})
+		done <- outcome{rep, err}
+	}()
+	var out outcome
+	finished := false
+	for _, id := range ids {
+		t.Run(id, func(t *testing.T) {
+			var r Result
+			got := false
+			if !finished {
+				select {
+				case r = <-results[id]:
+					got = true
+				case out = <-done:
+					finished = true
+				}
+			}
+			if !got { // the run has ended: every result it had is buffered
+				select {
+				case r = <-results[id]:
+					got = true
+				default:
+					if out.err != nil {
+						t.Fatal(out.err)
+					}
+					t.Fatal("the suite ended without running the case")
+				}
+			}
+			reportResult(t, r)
+		})
+	}
+	if !finished {
+		out = <-done
+	}
+	if out.err != nil {
+		t.Fatal(out.err)
+	}
+	return out.rep
+}
+
+func reportResult(t *testing.T, r Result) {
+	t.Helper()
+	switch r.Result {
+	case Fail:
+		t.Errorf("%s\n    expected %s\n    got      %s", r.Section, r.Expected, r.Got)
+		if r.Note != "" {
+			t.Errorf("    note     %s", r.Note)
+		}
+	case Skip:
+		t.Skip(r.Note)
+	default:
+		if r.CodeNotChecked != "" {
+			t.Logf("passed without checking the exact code: %s", r.CodeNotChecked)
+		}
+	}
 }

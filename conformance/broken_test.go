@@ -99,7 +99,7 @@ func brokenServer(t *testing.T, f *brokenFixture, reason string) string {
 		}
 		now := time.Now().Unix()
 		c := &challengeClaims{Iss: first.Iss, Sid: first.Sid, Nonce: randB64(32), Iat: now, Exp: exp, Algs: first.Algs, CB: first.CB}
-		rc, err := srvKey.sign(header(string(srvKey.Alg), srvKey.ID, protocol.TypChallenge).String(), c.obj().String())
+		rc, err := srvKey.sign(header(string(srvKey.Alg), srvKey.ID, protocol.TypChallenge).String(), claimsObj(c).String())
 		if err != nil {
 			return
 		}

@@ -453,7 +453,7 @@ func (s *csess) chal(k *Key, h jobj, edit func(o jobj) jobj) (string, error) {
 		h = header(string(k.Alg), k.ID, protocol.TypChallenge)
 	}
 	c := s.claims()
-	o := c.obj()
+	o := claimsObj(c)
 	if edit != nil {
 		o = edit(o)
 	}
@@ -862,7 +862,7 @@ func (p *clientProbe) allCases() []clientCase {
 	}
 	add(bad(gChallenge, "challenge-trailing-data", cstep(9), "Bytes after the payload's JSON object.", protocol.CodeMalformed,
 		func(s *csess) (string, error) {
-			return p.cur.sign(header(string(p.cur.Alg), p.cur.ID, typ).String(), s.claims().obj().String()+" []")
+			return p.cur.sign(header(string(p.cur.Alg), p.cur.ID, typ).String(), claimsObj(s.claims()).String()+" []")
 		}))
 	add(badClaims(gChallenge, "challenge-wrong-issuer", cstep(10), "A challenge from another server identity under the pinned key.", protocol.CodeAudienceMismatch,
 		func(o jobj) jobj { return o.set("iss", jstr("wss://wsproof-probe.invalid/ws")) }))

@@ -256,20 +256,11 @@ func splitJWS(s string) (h, p, sig string, ok bool) {
 	return parts[0], parts[1], parts[2], true
 }
 
-// challengeClaims are the claims of a challenge as the probes read and
-// write them.
-type challengeClaims struct {
-	Iss   string   `json:"iss"`
-	Sid   string   `json:"sid"`
-	Nonce string   `json:"nonce"`
-	Iat   int64    `json:"iat"`
-	Exp   int64    `json:"exp"`
-	Algs  []string `json:"algs"`
-	CB    string   `json:"cb"`
-}
+// challengeClaims are the claims of a challenge: protocol's definition.
+type challengeClaims = protocol.ChallengeClaims
 
-// obj is the claims as an editable object, in the spec's member order.
-func (c *challengeClaims) obj() jobj {
+// claimsObj is the claims as an editable object, in the spec's member order.
+func claimsObj(c *challengeClaims) jobj {
 	algs, _ := json.Marshal(c.Algs)
 	return jobj{{"iss", jstr(c.Iss)}, {"sid", jstr(c.Sid)}, {"nonce", jstr(c.Nonce)},
 		{"iat", fmt.Sprint(c.Iat)}, {"exp", fmt.Sprint(c.Exp)}, {"algs", string(algs)}, {"cb", jstr(c.CB)}}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -255,4 +256,9 @@ func TestClientSuiteCatchesBrokenClient(t *testing.T) {
 	if len(rep.Cases) != len(ids) {
 		t.Errorf("%d cases in the report, want %d", len(rep.Cases), len(ids))
 	}
+}
+
+// selectedBy is a Select function from a list of ids, for tests.
+func selectedBy(ids ...string) func(string) bool {
+	return func(id string) bool { return slices.Contains(ids, id) }
 }

@@ -273,11 +273,6 @@ func GenerateServerKeys() (*keys.ServerKeys, error) {
 	}, nil
 }
 
-// selectedBy is a Select function from a list of ids, for tests.
-func selectedBy(ids ...string) func(string) bool {
-	return func(id string) bool { return slices.Contains(ids, id) }
-}
-
 // TestServer runs the server suite against target, one subtest per case,
 // named by the case's id: a failed case fails its subtest with what the
 // spec expects and what the server did, and a skipped case skips it with

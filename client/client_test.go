@@ -559,13 +559,16 @@ func TestIdle(t *testing.T) {
 	f := newFixture(t, keys.EdDSA)
 	ts := newServer(t, f, serverOptions{})
 	cfg := f.config()
-	cfg.PingInterval = 20 * time.Millisecond
+	// Four keepalive timeouts (two intervals each) of silence. The interval
+	// leaves room for a loaded machine: at 20 ms, a Pong delayed 40 ms by
+	// the scheduler under -race with other tests running closed the socket.
+	cfg.PingInterval = 250 * time.Millisecond
 	c, err := Dial(ctxT(t), ts.url, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	time.Sleep(300 * time.Millisecond) // gorilla's server answers Pings while it reads
+	time.Sleep(2 * time.Second) // gorilla's server answers Pings while it reads
 	echoOnce(t, c, "after a quiet while")
 }
 

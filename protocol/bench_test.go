@@ -19,7 +19,7 @@ import (
 // server: sign the challenge, verify the response, sign the token, seal it;
 // its floor is internal/benchfloor's Server (ECDSA P-256 sign +
 // client-algorithm verify + P-256 sign + AES-256-GCM seal), the same floor
-// cmd/wsproof-bench measures beside the server process. client: verify the
+// internal/bench measures beside the server process. client: verify the
 // challenge, sign the response; its floor is Client (P-256 verify +
 // client-algorithm sign). The metrics are ns/op of each and "rate-ratio" =
 // floor time / our time (1.0 means no overhead; the target for ES256 is >=

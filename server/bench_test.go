@@ -108,7 +108,7 @@ func (s *benchServer) dial(b *testing.B, n int) []*websocket.Conn {
 }
 
 // newPlainEchoServer is the baseline: a stock gorilla echo loop, as in
-// gorilla's own example and in cmd/wsproof-bench.
+// gorilla's own example and in internal/bench (wsproof-bench's harness).
 func newPlainEchoServer(b *testing.B) *benchServer {
 	return &benchServer{url: echobench.PlainServer(b)}
 }

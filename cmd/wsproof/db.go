@@ -40,9 +40,7 @@ func (c *cli) db(ctx context.Context, args []string) error {
 		return nil
 	case "migrate", "audit":
 	default:
-		fmt.Fprintf(c.stderr, "wsproof: unknown db command %q\n\n", sub)
-		fmt.Fprint(c.stderr, dbUsage)
-		return errUsage
+		return c.unknownSub("db", sub, dbUsage)
 	}
 	fs := c.newFlags("db "+sub, dbUsage)
 	dbURL := fs.String("db", "", "")

@@ -43,7 +43,7 @@ import (
 //
 // PostgreSQL and HAProxy come from Debian packages, which bash .ci/run
 // installs. Without them the test is skipped, unless
-// WSPROOF_REQUIRE_POSTGRES=1 (set by .ci/run), which makes their absence a
+// WSPROOF_REQUIRE_SERVICES=1 (set by .ci/run), which makes their absence a
 // failure. Set WSPROOF_FLEET_REPORT=FILE to have the measured times appended
 // to FILE as well as logged.
 func TestFleet(t *testing.T) {
@@ -52,7 +52,7 @@ func TestFleet(t *testing.T) {
 	}
 	haproxy, err := exec.LookPath("haproxy")
 	if err != nil {
-		if os.Getenv("WSPROOF_REQUIRE_POSTGRES") == "1" {
+		if pgtest.Required() {
 			t.Fatal("haproxy is not installed: apt-get install haproxy (bash .ci/run does)")
 		}
 		t.Skip("haproxy is not installed: apt-get install haproxy (bash .ci/run does)")
@@ -524,7 +524,7 @@ func TestProxyProtocolTLS(t *testing.T) {
 	}
 	haproxy, err := exec.LookPath("haproxy")
 	if err != nil {
-		if os.Getenv("WSPROOF_REQUIRE_POSTGRES") == "1" {
+		if pgtest.Required() {
 			t.Fatal("haproxy is not installed: apt-get install haproxy (bash .ci/run does)")
 		}
 		t.Skip("haproxy is not installed: apt-get install haproxy (bash .ci/run does)")

@@ -37,6 +37,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 )
 
@@ -54,7 +55,8 @@ Usage:
     wsproof vectors check [FILE]              run the test vectors
     wsproof probe server URL | probe client   test a live server or client against the spec
     wsproof vectors generate DIR              write freshly generated test vectors
-    wsproof version                           print the version
+    wsproof version                           print the version (also --version)
+    wsproof completion bash|zsh|fish          print a shell completion script
 
 Run "wsproof COMMAND -h" for the flags of a command.
 
@@ -74,6 +76,30 @@ type cli struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
+
+	// flagSets, when set, receives every flag set a command makes: shell
+	// completion learns the flags from the commands themselves.
+	flagSets *[]*flag.FlagSet
+}
+
+// commands lists the commands, in the order help shows them, and the
+// subcommands of those that have them. Dispatch suggestions and shell
+// completion read it; TestCommandTable checks it against the dispatchers.
+var commands = []struct {
+	name string
+	subs []string
+}{
+	{"serve", nil},
+	{"keygen", nil},
+	{"keys", []string{"add", "list", "revoke", "import"}},
+	{"server-keys", serverKeysCommands},
+	{"db", []string{"migrate", "audit"}},
+	{"connect", nil},
+	{"vectors", []string{"check", "generate"}},
+	{"probe", []string{"server", "client"}},
+	{"version", nil},
+	{"completion", []string{"bash", "zsh", "fish"}},
+	{"help", nil},
 }
 
 // run runs the command named by args[0] and returns the exit code: 0 on
@@ -93,16 +119,21 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		"vectors":     c.vectors,
 		"probe":       c.probe,
 		"version":     c.version,
+		"completion":  c.completion,
+		completeCmd:   c.complete,
 	}
 	name, rest := args[0], args[1:]
 	switch name {
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(c.stdout, usage)
 		return 0
+	case "--version", "-version":
+		name = "version"
 	}
 	cmd, ok := cmds[name]
 	if !ok {
-		fmt.Fprintf(c.stderr, "wsproof: unknown command %q: run \"wsproof help\" for the list of commands\n", name)
+		fmt.Fprintf(c.stderr, "wsproof: unknown command %q%s: run \"wsproof help\" for the list of commands\n",
+			name, didYouMean(name, commandNames()))
 		return 2
 	}
 	err := cmd(ctx, rest)
@@ -134,26 +165,44 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
-// newFlags returns a flag set whose errors and help go to stderr, with the
-// given usage text.
+// newFlags returns a flag set named name ("keys add") whose help, the
+// given usage text, goes to stderr. Its usage text begins with the
+// command's synopsis, up to the first blank line: parse and usageErr print
+// only that on an error, and the whole text only for -h.
 func (c *cli) newFlags(name, text string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
-	fs.Usage = func() { fmt.Fprint(c.stderr, text) }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), text) }
+	if c.flagSets != nil {
+		*c.flagSets = append(*c.flagSets, fs)
+	}
 	return fs
 }
 
 // parse parses args with fs, allowing flags after positional arguments
 // ("wsproof connect URL --key FILE"). It returns the positional arguments.
-// A parse error has been printed already and is returned as errUsage, or as
-// flag.ErrHelp for -h.
+// A parse error has been printed already, as one line naming the flag, a
+// suggestion when a defined flag is close to a mistyped one, and the
+// command's synopsis, and is returned as errUsage; -h prints the whole
+// usage text and returns flag.ErrHelp.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := parseQuiet(fs, args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				fs.Usage()
 				return nil, err
 			}
+			// The flag package names flags with one dash; the usage
+			// texts, and so the reader, use two.
+			msg := flagName.ReplaceAllString(err.Error(), "$1--$2")
+			if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
+				var names []string
+				fs.VisitAll(func(f *flag.Flag) { names = append(names, "--"+f.Name) })
+				msg += didYouMean("--"+name, names)
+			}
+			fmt.Fprintf(fs.Output(), "wsproof %s: %s\n", fs.Name(), msg)
+			shortUsage(fs)
 			return nil, errUsage
 		}
 		rest := fs.Args()
@@ -168,11 +217,106 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// usageErr prints msg and the usage text of fs and returns errUsage.
+// flagName finds the flag package's "-name" in its error messages.
+var flagName = regexp.MustCompile(`(\s)-([[:alnum:]])`)
+
+// parseQuiet is fs.Parse without the flag package's own printing: parse
+// reports errors in its own words.
+func parseQuiet(fs *flag.FlagSet, args []string) error {
+	out, usage := fs.Output(), fs.Usage
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	defer func() { fs.SetOutput(out); fs.Usage = usage }()
+	return fs.Parse(args)
+}
+
+// usageErr prints msg and the synopsis of fs and returns errUsage.
 func (c *cli) usageErr(fs *flag.FlagSet, format string, args ...any) error {
-	fmt.Fprintf(c.stderr, "wsproof: "+format+"\n\n", args...)
-	fs.Usage()
+	fmt.Fprintf(c.stderr, "wsproof: "+format+"\n", args...)
+	shortUsage(fs)
 	return errUsage
+}
+
+// shortUsage prints the synopsis of fs's usage text (up to its first blank
+// line) and where the rest is: after a mistake, the flags are one -h away,
+// not sixty lines in the way of the error.
+func shortUsage(fs *flag.FlagSet) {
+	var b strings.Builder
+	out := fs.Output()
+	fs.SetOutput(&b)
+	fs.Usage()
+	fs.SetOutput(out)
+	synopsis, _, _ := strings.Cut(b.String(), "\n\n")
+	fmt.Fprintf(out, "\n%s\n\nRun \"wsproof %s -h\" for the flags.\n", synopsis, fs.Name())
+}
+
+// commandNames is the names of the commands, for suggestions.
+func commandNames() []string {
+	var names []string
+	for _, c := range commands {
+		names = append(names, c.name)
+	}
+	return names
+}
+
+// unknownSub reports an unknown subcommand of group, with a suggestion
+// from its subcommands (the commands table), and prints the group's usage
+// synopsis.
+func (c *cli) unknownSub(group, sub, text string) error {
+	var subs []string
+	for _, cmd := range commands {
+		if cmd.name == group {
+			subs = cmd.subs
+		}
+	}
+	synopsis, _, _ := strings.Cut(text, "\n\n")
+	fmt.Fprintf(c.stderr, "wsproof: unknown %s command %q%s\n\n%s\n\nRun \"wsproof %s -h\" for the commands.\n",
+		group, sub, didYouMean(sub, subs), synopsis, group)
+	return errUsage
+}
+
+// didYouMean returns ` (did you mean "x"?)` for the candidate closest to
+// typed, if one is close enough to be a typo (at most two edits, and fewer
+// than half the word) or typed is a prefix of exactly one; else "".
+func didYouMean(typed string, candidates []string) string {
+	best, bestD := "", 3
+	var prefixed []string
+	for _, c := range candidates {
+		if len(typed) >= 2 && strings.HasPrefix(c, typed) {
+			prefixed = append(prefixed, c)
+		}
+		if d := editDistance(typed, c); d < bestD && 2*d < max(len(typed), len(c)) {
+			best, bestD = c, d
+		}
+	}
+	if best == "" && len(prefixed) == 1 {
+		best = prefixed[0]
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // listFlag is a flag that may be repeated; each value may also be a

@@ -2,9 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +23,8 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/wsproof/wsproof/internal/pgtest"
 )
 
 // TestMain lets the test binary stand in for the wsproof command: a script's
@@ -56,13 +65,22 @@ func TestScripts(t *testing.T) {
 			}
 			return os.WriteFile(filepath.Join(env.WorkDir, "testdata", "vectors.json"), vectors, 0o644)
 		},
+		// [services]: the environment requires every service and tool
+		// (bash .ci/run), so a script must fail rather than skip without one.
+		Condition: func(cond string) (bool, error) {
+			if cond == "services" {
+				return pgtest.Required(), nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"waitfile":  cmdWaitFile,
-			"waithttp":  cmdWaitHTTP,
-			"certpin":   cmdCertPin,
-			"filemode":  cmdFileMode,
-			"replace":   cmdReplace,
-			"stdoutvar": cmdStdoutVar,
+			"waitfile":    cmdWaitFile,
+			"waithttp":    cmdWaitHTTP,
+			"certpin":     cmdCertPin,
+			"filemode":    cmdFileMode,
+			"replace":     cmdReplace,
+			"stdoutvar":   cmdStdoutVar,
+			"expiredcert": cmdExpiredCert,
 		},
 	})
 }
@@ -229,4 +247,63 @@ func TestShellQuote(t *testing.T) {
 			t.Errorf("shellQuote(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// TestCommandTable checks the commands table, which suggestions and shell
+// completion read, against the dispatchers and the help: every command and
+// subcommand it lists answers -h, help names every command, and an unknown
+// subcommand is refused with a suggestion from the table.
+func TestCommandTable(t *testing.T) {
+	run := func(args ...string) (int, string) {
+		var out, errOut strings.Builder
+		c := &cli{stdin: strings.NewReader(""), stdout: &out, stderr: &errOut, getenv: func(string) string { return "" }}
+		return c.run(context.Background(), args), out.String() + errOut.String()
+	}
+	for _, cmd := range commands {
+		if cmd.name != "help" && !strings.Contains(usage, "wsproof "+cmd.name) {
+			t.Errorf("the help does not name command %q", cmd.name)
+		}
+		paths := [][]string{{cmd.name}}
+		if cmd.name == "completion" {
+			paths = nil // its subcommands are arguments: "completion bash" prints a script
+		}
+		for _, sub := range cmd.subs {
+			if cmd.name != "completion" {
+				paths = append(paths, []string{cmd.name, sub})
+			}
+		}
+		for _, p := range paths {
+			if code, out := run(append(p, "-h")...); code != 0 || !strings.Contains(out, "Usage") {
+				t.Errorf("wsproof %s -h: exit %d, output %q", strings.Join(p, " "), code, out)
+			}
+		}
+		if len(cmd.subs) > 0 && cmd.name != "completion" {
+			typo := cmd.subs[0][:len(cmd.subs[0])-1] + "x"
+			code, out := run(cmd.name, typo)
+			if code != 2 || !strings.Contains(out, "did you mean") {
+				t.Errorf("wsproof %s %s: exit %d, output %q; want a usage error with a suggestion", cmd.name, typo, code, out)
+			}
+		}
+	}
+}
+
+// cmdExpiredCert writes a self-signed certificate for localhost that
+// expired yesterday, and its key, as PEM files:
+//
+//	expiredcert CERTFILE KEYFILE
+func cmdExpiredCert(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: expiredcert CERTFILE KEYFILE")
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ts.Check(err)
+	now := time.Now()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		DNSNames: []string{"localhost"}, NotBefore: now.AddDate(0, 0, -30), NotAfter: now.AddDate(0, 0, -1)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	ts.Check(err)
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	ts.Check(err)
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644))
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600))
 }

@@ -72,9 +72,7 @@ func (c *cli) probe(ctx context.Context, args []string) error {
 		fmt.Fprint(c.stderr, probeUsage)
 		return flag.ErrHelp
 	}
-	fmt.Fprintf(c.stderr, "wsproof: unknown probe %q: use \"probe server\" or \"probe client\"\n\n", args[0])
-	fmt.Fprint(c.stderr, probeUsage)
-	return errUsage
+	return c.unknownSub("probe", args[0], probeUsage)
 }
 
 const probeServerUsage = `Usage: wsproof probe server URL --key FILE [flags]

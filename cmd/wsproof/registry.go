@@ -114,9 +114,7 @@ func (c *cli) keys(ctx context.Context, args []string) error {
 		fmt.Fprint(c.stdout, keysUsage)
 		return nil
 	}
-	fmt.Fprintf(c.stderr, "wsproof: unknown keys command %q\n\n", args[0])
-	fmt.Fprint(c.stderr, keysUsage)
-	return errUsage
+	return c.unknownSub("keys", args[0], keysUsage)
 }
 
 // registryFlags are the flags every keys command takes.

@@ -68,7 +68,24 @@ Each message the client sends is echoed back as "echo: <message>". A message
 "/all <text>" goes to every live session as "<subject>: <text>", if the
 sender's key is in the broadcast group.
 
+Every flag can also be set in the environment, as WSPROOF_ and its name in
+capitals with underscores (--handshake-rate is $WSPROOF_HANDSHAKE_RATE; --db is
+$WSPROOF_DATABASE_URL), or in a TOML configuration file whose keys are the
+flags' names:
+
+    listen = "0.0.0.0:7700"
+    identity = "wss://ws.example.com/ws"
+    origin = ["https://app.example.com"]
+    token-lifetime = "10m"
+    handshake-rate = 200
+
+The command line wins over the environment, which wins over the file.
+
 Flags:
+    --config FILE             read settings from this TOML file (default $WSPROOF_CONFIG)
+    --check-config            check the settings, the key files, the registry and the TLS
+                              certificate, print the effective settings and exit, without
+                              listening or creating anything
     --state DIR               state folder (default $WSPROOF_STATE, else $HOME/.wsproof)
     --listen ADDR             address to listen on (default 127.0.0.1:7700; port 0 picks one)
     --addr-file FILE          write the address actually bound to FILE once listening
@@ -166,6 +183,8 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		ipv6Prefix       = fs.Int("ipv6-prefix", 0, "")
 		maxTrackedAddrs  = fs.Int("max-tracked-addrs", 0, "")
 		diagnostic       = fs.Bool("diagnostic-reasons", false, "")
+		configPath       = fs.String("config", "", "")
+		checkConfig      = fs.Bool("check-config", false, "")
 		origins          listFlag
 		requiredGroups   listFlag
 		proxies          listFlag
@@ -179,6 +198,10 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	}
 	if len(pos) > 0 {
 		return c.usageErr(fs, "serve takes no arguments, got %q", pos[0])
+	}
+	sources, err := c.applyConfig(fs, *configPath)
+	if err != nil {
+		return err
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return c.usageErr(fs, "--tls-cert and --tls-key go together")
@@ -212,7 +235,9 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		return c.usageErr(fs, "use either --registry or --db, not both")
 	}
 	if *dbURL == "" && *registryPath == "" {
-		*dbURL = c.getenv("WSPROOF_DATABASE_URL")
+		if *dbURL = c.getenv("WSPROOF_DATABASE_URL"); *dbURL != "" {
+			sources["db"] = "$WSPROOF_DATABASE_URL"
+		}
 	}
 	if *dbGrace < 0 || (*dbGrace != 0 && *dbURL == "") {
 		return c.usageErr(fs, "--db-grace needs --db and must not be negative")
@@ -229,6 +254,10 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	}
 	if *proxyProtocol && len(trusted) == 0 {
 		return c.usageErr(fs, "--proxy-protocol needs --trusted-proxy: the balancers allowed to name clients")
+	}
+	if *checkConfig {
+		return c.checkServeConfig(fs, sources, serveFiles{state: *stateFlag, serverKeys: *serverKeysPath,
+			registry: *registryPath, db: *dbURL, tlsCert: *tlsCert, tlsKey: *tlsKey, tlsDev: *tlsDev, listen: *listen})
 	}
 
 	dir, err := c.stateDir(*stateFlag)
@@ -292,6 +321,10 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
+		if err := certCurrent(cert, time.Now()); err != nil {
+			return &userError{fmt.Sprintf("the development certificate %s cannot be served", filepath.Join(dir, devCertFile)),
+				"remove tls-dev.crt and tls-dev.key from the state folder to have a new one made (clients then need the new --pin)", err}
+		}
 		c.sayFile("tls cert", filepath.Join(dir, devCertFile), created, "self-signed for localhost and 127.0.0.1")
 		c.say("  tls pin   %s (clients: wsproof connect --pin %s)", pin, pin)
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
@@ -299,6 +332,9 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
 		if err != nil {
 			return &userError{"cannot load the TLS certificate", "check --tls-cert and --tls-key name a matching PEM certificate chain and private key", err}
+		}
+		if err := certCurrent(cert, time.Now()); err != nil {
+			return &userError{fmt.Sprintf("the TLS certificate %s cannot be served", *tlsCert), "renew it", err}
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
 	}

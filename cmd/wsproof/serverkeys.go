@@ -47,6 +47,9 @@ Files are replaced atomically, so a running server reads either the old file
 or the new one.
 `
 
+// serverKeysCommands are the subcommands of server-keys.
+var serverKeysCommands = []string{"init", "list", "add", "promote", "retire", "public", "token-keys"}
+
 func (c *cli) serverKeys(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		fmt.Fprint(c.stderr, serverKeysUsage)
@@ -57,10 +60,8 @@ func (c *cli) serverKeys(ctx context.Context, args []string) error {
 		fmt.Fprint(c.stdout, serverKeysUsage)
 		return nil
 	}
-	if !slices.Contains([]string{"init", "list", "add", "promote", "retire", "public", "token-keys"}, sub) {
-		fmt.Fprintf(c.stderr, "wsproof: unknown server-keys command %q\n\n", sub)
-		fmt.Fprint(c.stderr, serverKeysUsage)
-		return errUsage
+	if !slices.Contains(serverKeysCommands, sub) {
+		return c.unknownSub("server-keys", sub, serverKeysUsage)
 	}
 	fs := c.newFlags("server-keys "+sub, serverKeysUsage)
 	var (

@@ -59,7 +59,7 @@ func (c *cli) vectors(ctx context.Context, args []string) error {
 		}
 		return c.vectorsGenerate(pos[1])
 	}
-	return c.usageErr(fs, "unknown vectors command %q", pos[0])
+	return c.unknownSub("vectors", pos[0], vectorsUsage)
 }
 
 func (c *cli) vectorsCheck(path string) error {

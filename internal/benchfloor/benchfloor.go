@@ -7,7 +7,8 @@
 //
 // It is the one implementation behind both protocol's BenchmarkHandshake
 // (wall time, interleaved with the handshake it is compared with) and
-// cmd/wsproof-bench (thread CPU time, beside the server process's cost).
+// internal/bench, the harness of cmd/wsproof-bench (thread CPU time, beside
+// the server process's cost).
 // Timing is the caller's.
 package benchfloor
 

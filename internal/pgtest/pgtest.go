@@ -8,8 +8,8 @@
 //
 // The server binaries are looked up in the newest /usr/lib/postgresql/*/bin
 // (Debian and Ubuntu), then in PATH. Without them the test is skipped,
-// unless WSPROOF_REQUIRE_POSTGRES=1, set in CI, which makes it fail: there
-// the database tests must never silently skip. PostgreSQL refuses to run as
+// unless WSPROOF_REQUIRE_SERVICES=1, set by .ci/run, which makes it fail:
+// there the tests that need a service must never silently skip. PostgreSQL refuses to run as
 // root; under root, pgtest runs it as the "postgres" user.
 package pgtest
 
@@ -31,9 +31,14 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// RequireEnv is the environment variable that turns a missing PostgreSQL
-// into a test failure instead of a skip.
-const RequireEnv = "WSPROOF_REQUIRE_POSTGRES"
+// RequireEnv is the environment variable that turns a missing service or
+// tool (PostgreSQL, HAProxy, the shells of the completion tests) into a
+// test failure instead of a skip. bash .ci/run sets it to 1.
+const RequireEnv = "WSPROOF_REQUIRE_SERVICES"
+
+// Required reports whether the environment requires every service: a test
+// that cannot find one must fail, not skip.
+func Required() bool { return os.Getenv(RequireEnv) == "1" }
 
 // startTimeout bounds the wait for a server to accept connections.
 const startTimeout = 60 * time.Second
@@ -333,7 +338,7 @@ func freePort(t testing.TB) int {
 
 func missing(t testing.TB, msg string) {
 	t.Helper()
-	if os.Getenv(RequireEnv) == "1" {
+	if Required() {
 		t.Fatalf("pgtest: %s (%s=1 forbids skipping)", msg, RequireEnv)
 	}
 	t.Skipf("pgtest: %s", msg)

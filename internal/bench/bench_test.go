@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"encoding/json"
@@ -9,17 +9,38 @@ import (
 	"time"
 )
 
-// TestMain lets the test binary serve as the server child, as the real
-// binary does: run starts os.Executable() with the child marker set.
+// TestMain lets the test binary serve as the server and attacker child, as
+// the command's binary does: run starts os.Executable() with the child
+// marker set, and Main routes such a process to the child.
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
-		if err := childMain(os.Args[1:]); err != nil {
-			os.Stderr.WriteString("child: " + err.Error() + "\n")
-			os.Exit(1)
-		}
-		os.Exit(0)
+		os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
+}
+
+// TestMainExit checks Main's exit statuses for the command lines that
+// measure nothing: -h succeeds and prints the usage, a bad command line is
+// 2, and a run that fails (here, -from a missing file) is 1.
+func TestMainExit(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.json")
+	for _, c := range []struct {
+		args   []string
+		status int
+		stderr string
+	}{
+		{[]string{"-h"}, 0, "Usage: wsproof-bench [flags]"},
+		{[]string{"-only", "nope"}, 2, `wsproof-bench: unknown section "nope"`},
+		{[]string{"extra"}, 2, `wsproof-bench: unexpected argument "extra"`},
+		{[]string{"-cross=maybe"}, 2, "wsproof-bench: -cross=maybe: want true or false"},
+		{[]string{"-merge", "a.json", "-from", "b.json"}, 2, "wsproof-bench: -merge and -from do not go together"},
+		{[]string{"-from", missing}, 1, "wsproof-bench: open " + missing},
+	} {
+		var stdout, stderr strings.Builder
+		if got := Main(c.args, &stdout, &stderr); got != c.status || !strings.Contains(stderr.String(), c.stderr) || stdout.Len() != 0 {
+			t.Errorf("Main(%q) = %d, stdout %q, stderr %q; want %d and a stderr containing %q", c.args, got, stdout.String(), stderr.String(), c.status, c.stderr)
+		}
+	}
 }
 
 // TestQuick runs the quick mode end to end (without the Centrifuge harness,

@@ -1,4 +1,4 @@
-package main
+package bench
 
 // The broadcast room (issue 11, item 5): a server child whose application
 // is a room as cmd/wsproof/serve.go's (apps.go, roomApp: every message a

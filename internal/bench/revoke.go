@@ -1,4 +1,4 @@
-package main
+package bench
 
 // The revocation run (issue 11, item 5): a server child serves N live
 // authenticated sessions from a registry file that it watches as wsproof

@@ -1,4 +1,4 @@
-package main
+package bench
 
 // The applications of the revocation and broadcast-room runs, as the server
 // child serves them, and what the child reports about them on /app.

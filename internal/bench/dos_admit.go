@@ -1,4 +1,4 @@
-package main
+package bench
 
 // Counting the upgrades the server admits (issue 12, defect 8): the server
 // child wraps the wsproof handler of the denial-of-service runs so that

@@ -1,4 +1,4 @@
-package main
+package bench
 
 // The denial-of-service scenario (issue 6, item 5): while idle
 // unauthenticated sockets and a flood of bad handshakes attack the server,

@@ -1,4 +1,4 @@
-package main
+package bench
 
 // The attacker of the denial-of-service runs (dos.go): this program started
 // again with the hidden "dos-attack" subcommand, so that the attack's own

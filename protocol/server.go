@@ -247,7 +247,11 @@ type ServerHandshake struct {
 	done      bool
 }
 
-type challengeClaims struct {
+// ChallengeClaims is the payload of a challenge (spec section
+// "Challenge"), its members in the order the spec lists them. A server
+// marshals it with encoding/json; the conformance suite and the vector
+// generator build challenges, well-formed or not, from it.
+type ChallengeClaims struct {
 	Iss   string   `json:"iss"`
 	Sid   string   `json:"sid"`
 	Nonce string   `json:"nonce"`
@@ -287,7 +291,7 @@ func (s *Server) challenge(rand io.Reader, now time.Time, exporter []byte, sid s
 	if _, err := io.ReadFull(rand, nonce[:]); err != nil {
 		return nil, nil, wrap(CodeInternalError, err)
 	}
-	c := challengeClaims{
+	c := ChallengeClaims{
 		Iss:   s.cfg.Identity,
 		Sid:   sid,
 		Nonce: b64u.Encode(nonce[:]),

@@ -238,12 +238,8 @@ func (env *sessionEnv) client(t *testing.T, v *vectorfile.SessionVector, kid str
 // jwsHeader is the protected header of a challenge or response.
 type jwsHeader struct{ Alg, Kid, Typ string }
 
-// challengeClaims is the payload of a challenge.
-type challengeClaims struct {
-	Iss, Sid, Nonce, CB string
-	Iat, Exp            int64
-	Algs                []string
-}
+// challengeClaims is the payload of a challenge: protocol's definition.
+type challengeClaims = protocol.ChallengeClaims
 
 // splitJWS decodes the header and payload of a compact JWS.
 func splitJWS(msg []byte, payload any) (h jwsHeader, parts []string, err error) {

@@ -7,10 +7,12 @@ import (
 	"html/template"
 	"strings"
 	"time"
+
+	"github.com/wsproof/wsproof/conformance"
 )
 
 // writeJSONReport writes rep as indented JSON, replacing path atomically.
-func writeJSONReport(path string, rep *probeReport) error {
+func writeJSONReport(path string, rep *conformance.Report) error {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
@@ -25,15 +27,15 @@ func writeJSONReport(path string, rep *probeReport) error {
 // script, no external resource, so that it can be attached to a bug report
 // or archived by CI and read anywhere. Every string from the peer is
 // escaped by html/template.
-func writeHTMLReport(path string, rep *probeReport) error {
+func writeHTMLReport(path string, rep *conformance.Report) error {
 	type group struct {
 		Name  string
-		Cases []caseResult
+		Cases []conformance.Result
 		Fail  int
 	}
 	var groups []*group
 	byName := map[string]*group{}
-	var failures []caseResult
+	var failures []conformance.Result
 	for _, c := range rep.Cases {
 		g := byName[c.Group]
 		if g == nil {
@@ -42,7 +44,7 @@ func writeHTMLReport(path string, rep *probeReport) error {
 			groups = append(groups, g)
 		}
 		g.Cases = append(g.Cases, c)
-		if c.Result == resultFail {
+		if c.Result == conformance.Fail {
 			g.Fail++
 			failures = append(failures, c)
 		}

@@ -2,506 +2,58 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"crypto"
-	"crypto/rand"
-	"crypto/tls"
-	"encoding/json"
-	"encoding/pem"
-	"fmt"
-	"io"
-	"log/slog"
-	"net"
-	"net/http"
-	"net/http/httptest"
-	"net/url"
-	"os"
-	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
-	"time"
+	"unicode/utf8"
 
-	"github.com/gorilla/websocket"
-
-	"github.com/wsproof/wsproof/internal/b64u"
-	"github.com/wsproof/wsproof/keys"
-	"github.com/wsproof/wsproof/protocol"
-	"github.com/wsproof/wsproof/server"
+	"github.com/wsproof/wsproof/conformance"
 )
 
-// probeFixture is a server's keys and registry: an accepted key in the
-// required group and a registered key outside it, written to files as the
-// probe reads them.
-type probeFixture struct {
-	dir        string
-	serverKeys *keys.ServerKeys
-	registry   *keys.Set
-	keyFile    string
-	deniedFile string
-	pubFile    string
-}
+// The probe's cases run against our server and clients in the server and
+// client packages (TestConformance) and in client/js; testdata/probe.txt
+// runs the command end to end. These tests pin the terminal table.
 
-const probeIdentity = "wss://wsproof.test/ws"
-
-func newProbeFixture(t *testing.T, acceptedAlg, deniedAlg keys.Algorithm) *probeFixture {
-	t.Helper()
-	dir := t.TempDir()
-	gen := func(alg keys.Algorithm) crypto.Signer {
-		s, err := keys.Generate(alg, nil)
-		if err != nil {
-			t.Fatal(err)
+// TestProbeTableWidth: every line of the summary fits 100 columns, however
+// long the ids, the peer's text (multi-byte, with control characters) and
+// the notes are, and every skip prints its reason.
+func TestProbeTableWidth(t *testing.T) {
+	long := strings.Repeat("ünïcödé peer text ", 30) + "\x1b[31m\r\n"
+	rep := &conformance.Report{Role: "server", Cases: []conformance.Result{
+		{ID: "response-signed-by-other-registered-key", Rows: []string{"S4", "S6", "S16", "S20"}, Result: conformance.Pass,
+			Got: `close 4003 "authentication failed"`, CodeNotChecked: "not in diagnostic mode, and 14 codes share close code 4003"},
+		{ID: strings.Repeat("very-long-case-id-", 5), Result: conformance.Fail, Expected: long, Got: long, Note: long, Section: long},
+		{ID: "response-cb-missing", Result: conformance.Skip, Got: "skipped: the server does not demand tls-exporter binding",
+			Note: "the server does not demand tls-exporter binding (it said \"none\") " + long},
+		{ID: "keepalive-no-pong", Result: conformance.Skip, Got: "skipped: needs a Ping wait", Note: "needs a Ping wait (ServerTarget.PingWait; probe: --ping-wait)"},
+	}, NotDriven: []conformance.RowGap{{Rows: []string{"S22", "S23"}, Reason: long}}}
+	rep.Tally()
+	var b bytes.Buffer
+	printTable(&b, rep)
+	out := b.String()
+	for i, line := range strings.Split(out, "\n") {
+		if n := utf8.RuneCountInString(line); n > tableWidth {
+			t.Errorf("line %d has %d columns: %q", i+1, n, line)
 		}
-		return s
-	}
-	accepted, denied, srvKey := gen(acceptedAlg), gen(deniedAlg), gen(keys.ES256)
-	secret := make([]byte, keys.TokenKeySize)
-	rand.Read(secret)
-	f := &probeFixture{dir: dir}
-	f.serverKeys = &keys.ServerKeys{
-		Signing: []keys.SigningKey{{KeyID: "server-1", Algorithm: keys.ES256, Signer: srvKey}},
-		Token:   []keys.TokenKey{{KeyID: "token-1", Algorithm: keys.TokenDir, Secret: secret}},
-	}
-	reg, err := keys.NewSet([]*keys.Entry{
-		{KeyID: "probe-accepted", Key: accepted.Public(), Algorithm: acceptedAlg, Subject: "probe:accepted", Groups: []string{"devices"}},
-		{KeyID: "probe-denied", Key: denied.Public(), Algorithm: deniedAlg, Subject: "probe:denied", Groups: []string{"visitors"}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.registry = reg
-	write := func(name string, data []byte) string {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	for _, k := range []struct {
-		s    crypto.Signer
-		name string
-		path *string
-	}{{accepted, "accepted.pem", &f.keyFile}, {denied, "denied.pem", &f.deniedFile}} {
-		pemData, err := keys.MarshalPrivatePEM(k.s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		*k.path = write(k.name, pemData)
-	}
-	pub, err := keys.MarshalPublicSet(f.serverKeys.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.pubFile = write("server.pub.jwks", pub)
-	return f
-}
-
-// startProbeTarget serves our server on httptest, with deadlines short
-// enough for the timing cases: a 5 s handshake deadline, 3 s challenges
-// (shorter than the deadline, so that challenge expiry can be tested), 6 s
-// tokens (a re-challenge 3 s after the accept), a Ping every second (so a
-// keepalive timeout of 2 s, well before the token ends) and a 1 s
-// ReadHeaderTimeout.
-// algs, when set, is the list of algorithms the server accepts.
-func startProbeTarget(t *testing.T, f *probeFixture, tlsOn bool, algs []keys.Algorithm) (url, caFile string) {
-	t.Helper()
-	srv, err := server.New(&server.Config{
-		Identity: probeIdentity, Keys: f.serverKeys, Registry: f.registry, RequiredGroups: []string{"devices"},
-		Algorithms: algs,
-		Handler: server.HandlerFunc(func(ctx context.Context, c *server.Conn) {
-			for {
-				m, err := c.Read(ctx)
-				if err != nil {
-					return
-				}
-				c.Send(ctx, m.Data)
-			}
-		}),
-		Origins:          []string{"https://app.example"},
-		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
-		HandshakeRate:    1000,
-		HandshakeTimeout: 5 * time.Second, ChallengeLifetime: 3 * time.Second,
-		TokenLifetime: 6 * time.Second, RefreshBefore: 3 * time.Second, PingInterval: time.Second,
-		HandshakeRatePerAddr: 1000, MaxPendingPerAddr: 64,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewUnstartedServer(srv)
-	hs.Config.ReadHeaderTimeout = time.Second
-	hs.Config.MaxHeaderBytes = 8 << 10
-	if tlsOn {
-		hs.TLS = &tls.Config{MinVersion: tls.VersionTLS13}
-		hs.StartTLS()
-		caFile = filepath.Join(f.dir, "ca.pem")
-		if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: hs.Certificate().Raw}), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		url = "wss" + strings.TrimPrefix(hs.URL, "https") + "/ws"
-	} else {
-		hs.Start()
-		url = "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		hs.Close()
-	})
-	return url, caFile
-}
-
-// runProbe runs "wsproof args..." in process and returns its exit code,
-// output and JSON report.
-func runProbe(t *testing.T, args ...string) (int, string, *probeReport) {
-	t.Helper()
-	code, out, rep, err := probeRun(t.TempDir(), args...)
-	if err != nil {
-		t.Fatalf("%v (exit %d):\n%s", err, code, out)
-	}
-	return code, out, rep
-}
-
-// keepReports returns the arguments that also write a run's reports to
-// $WSPROOF_PROBE_REPORTS/NAME.json and .html, for CI to archive, or none
-// when the variable is not set.
-func keepReports(name string) []string {
-	dir := os.Getenv("WSPROOF_PROBE_REPORTS")
-	if dir == "" {
-		return nil
-	}
-	os.MkdirAll(dir, 0o755)
-	return []string{"--html", filepath.Join(dir, name+".html"), "--keep-json", filepath.Join(dir, name+".json")}
-}
-
-// probeRun is runProbe for any goroutine: it writes the report in dir.
-func probeRun(dir string, args ...string) (int, string, *probeReport, error) {
-	report := filepath.Join(dir, "report.json")
-	if i := slices.Index(args, "--keep-json"); i >= 0 {
-		defer func(keep string) {
-			if data, err := os.ReadFile(report); err == nil {
-				os.WriteFile(keep, data, 0o644)
-			}
-		}(args[i+1])
-		args = slices.Delete(slices.Clone(args), i, i+2)
-	}
-	var stdout, stderr bytes.Buffer
-	c := &cli{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, getenv: func(string) string { return "" }}
-	code := c.run(context.Background(), append(args, "--json", report))
-	out := stdout.String() + stderr.String()
-	data, err := os.ReadFile(report)
-	if err != nil {
-		return code, out, nil, fmt.Errorf("no report: %w", err)
-	}
-	var rep probeReport
-	if err := json.Unmarshal(data, &rep); err != nil {
-		return code, out, nil, err
-	}
-	return code, out, &rep, nil
-}
-
-// knownDeviations are the probe cases our implementation fails today, each
-// with the reason; see the probe's report to the maintainers. A case listed
-// here that starts to pass fails the test, so that the list stays true.
-var knownDeviations = map[string]string{}
-
-// checkReport fails the test for every failed case not in knownDeviations,
-// and for every skipped case not in skips.
-func checkReport(t *testing.T, rep *probeReport, out string, skips map[string]bool) {
-	t.Helper()
-	for _, c := range rep.Cases {
-		_, known := knownDeviations[c.ID]
-		switch {
-		case known && c.Result == resultPass:
-			t.Errorf("%s passes now: remove it from knownDeviations", c.ID)
-		case known:
-			t.Logf("known deviation %s: expected %s; got %s", c.ID, c.Expected, c.Got)
-		case c.Result == resultFail:
-			t.Errorf("%s (%s): expected %s; got %s; %s", c.ID, c.Section, c.Expected, c.Got, c.Note)
-		case c.Result == resultSkip && !skips[c.ID]:
-			t.Errorf("%s skipped: %s", c.ID, c.Note)
-		case c.Result == resultPass && skips[c.ID]:
-			t.Errorf("%s ran; expected it to be skipped", c.ID)
+		if strings.ContainsAny(line, "\x1b\r") {
+			t.Errorf("line %d has a control character: %q", i+1, line)
 		}
 	}
-	if t.Failed() {
-		t.Logf("probe output:\n%s", out)
-	}
-}
-
-// exitFor is the exit status a probe run must have: 1 when a case failed.
-func exitFor(rep *probeReport) int {
-	if rep.Failed > 0 {
-		return 1
-	}
-	return 0
-}
-
-// TestProbeServer runs "probe server" against our server: over ws:// with
-// ES256 client keys and every algorithm offered, and over wss://, where
-// tls-exporter channel binding is in force, with a PS256 client key, an
-// ES256 denied key and four algorithms offered. Every case must pass, and
-// only the cases that do not apply may be skipped.
-func TestProbeServer(t *testing.T) {
-	for _, tlsOn := range []bool{false, true} {
-		name := map[bool]string{false: "ws", true: "wss"}[tlsOn]
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			accepted, algs := keys.ES256, []keys.Algorithm(nil)
-			if tlsOn {
-				accepted, algs = keys.PS256, []keys.Algorithm{keys.PS256, keys.RS256, keys.ES256, keys.EdDSA}
-			}
-			f := newProbeFixture(t, accepted, keys.ES256)
-			url, ca := startProbeTarget(t, f, tlsOn, algs)
-			args := []string{"probe", "server", url, "--key", f.keyFile, "--kid", "probe-accepted", "--alg", string(accepted),
-				"--denied-key", f.deniedFile, "--denied-kid", "probe-denied",
-				"--server-keys", f.pubFile, "--identity", probeIdentity, "--origin", "https://app.example",
-				"--handshake-timeout", "5s", "--header-timeout", "2s", "--refresh-wait", "6s", "--ping-wait", "3s",
-				"--parallel", "8", "--rate", "0"}
-			if ca != "" {
-				args = append(args, "--ca", ca)
-			}
-			args = append(args, keepReports("probe-server-"+name)...)
-			code, out, rep := runProbe(t, args...)
-			skips := map[string]bool{}
-			if tlsOn {
-				skips["response-cb-unexpected"], skips["response-der-signature"] = true, true
-			} else {
-				skips["response-cb-missing"], skips["response-cb-wrong"] = true, true
-				skips["response-ps256-salt-0"], skips["response-ps256-salt-64"] = true, true
-				skips["response-alg-not-offered"] = true
-			}
-			checkReport(t, rep, out, skips)
-			if want := exitFor(rep); code != want && !t.Failed() {
-				t.Errorf("exit status %d, want %d:\n%s", code, want, out)
-			}
-			if len(rep.Cases) < 90 {
-				t.Errorf("only %d cases", len(rep.Cases))
-			}
-		})
-	}
-}
-
-// TestProbeClient runs "probe client --run-go-client": our Go client must
-// refuse every bad challenge with the case's code, and pass every control.
-func TestProbeClient(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	html := filepath.Join(dir, "report.html")
-	args := []string{"probe", "client", "--run-go-client", "--ping-wait", "3s", "--case-timeout", "2s", "--state", dir, "--html", html}
-	if keep := keepReports("probe-client-go"); keep != nil {
-		args = append(args[:len(args)-2], keep...)
-		html = keep[1]
-	}
-	code, out, rep := runProbe(t, args...)
-	checkReport(t, rep, out, nil)
-	if want := exitFor(rep); code != want && !t.Failed() {
-		t.Errorf("exit status %d, want %d:\n%s", code, want, out)
-	}
-	if len(rep.Cases) < 60 {
-		t.Errorf("only %d cases", len(rep.Cases))
-	}
-	page, err := os.ReadFile(html)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"<style>", "challenge-impostor-key", "Client: verifying a challenge, step 6"} {
-		if !bytes.Contains(page, []byte(want)) {
-			t.Errorf("the HTML report lacks %q", want)
+	for _, want := range []string{
+		"PASS* response-signed-by-other-registered-key",
+		"Skipped:\n  response-cb-missing: the server does not demand tls-exporter binding",
+		"  keepalive-no-pong: needs a Ping wait (ServerTarget.PingWait; probe: --ping-wait)",
+		"* 1 passing cases checked the close code and reason text, not the exact spec code",
+		"4 cases: 1 passed, 1 failed, 2 skipped",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the table lacks %q:\n%s", want, out)
 		}
 	}
-	for _, bad := range []string{"<script", "<link", "http://", "https://"} {
-		if bytes.Contains(page, []byte(bad)) {
-			t.Errorf("the HTML report is not self-contained: it has %q", bad)
+	var p bytes.Buffer
+	newProgress(&p, 4).finish(rep.Cases[1])
+	for _, line := range strings.Split(p.String(), "\n") {
+		if n := utf8.RuneCountInString(line); n > tableWidth {
+			t.Errorf("progress line has %d columns: %q", n, line)
 		}
-	}
-}
-
-// TestProbeServerCatchesBrokenServer points the probe at a server that
-// accepts any response and has no session timers: it re-challenges a
-// second after the accept, refuses whatever answers with 4003 however late
-// it comes, and never ends a session by itself. The negative cases must
-// fail, which shows that the probe judges what the server does rather than
-// passing by default; the keepalive case, with no Ping to time, is skipped.
-func TestProbeServerCatchesBrokenServer(t *testing.T) {
-	t.Parallel()
-	f := newProbeFixture(t, keys.ES256, keys.ES256)
-	ps, err := protocol.NewServer(&protocol.ServerConfig{Identity: probeIdentity, Keys: f.serverKeys, Registry: f.registry})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sk := f.serverKeys.Signing[0]
-	srvKey := &probeKey{kid: sk.KeyID, alg: sk.Algorithm, signer: sk.Signer}
-	up := websocket.Upgrader{Subprotocols: []string{protocol.Subprotocol}, CheckOrigin: func(*http.Request) bool { return true }}
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer ws.Close()
-		_, challenge, err := ps.Start(rand.Reader, time.Now(), nil)
-		if err != nil {
-			return
-		}
-		ws.WriteMessage(websocket.TextMessage, challenge)
-		ws.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, _, err := ws.ReadMessage(); err != nil {
-			return
-		}
-		exp := time.Now().Unix() + 3
-		ws.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"token":"t","sub":"anyone","groups":[],"exp":%d,"max_size":65536}`, exp))
-		// A well-formed re-challenge that expires with the token, but no
-		// timer behind it.
-		time.Sleep(time.Second)
-		first, err := parseChallenge(challenge)
-		if err != nil {
-			return
-		}
-		now := time.Now().Unix()
-		c := &challengeClaims{Iss: first.Iss, Sid: first.Sid, Nonce: randB64(32), Iat: now, Exp: exp, Algs: first.Algs, CB: first.CB}
-		rc, err := srvKey.sign(header(string(srvKey.alg), srvKey.kid, protocol.TypChallenge).String(), c.obj().String())
-		if err != nil {
-			return
-		}
-		ws.WriteMessage(websocket.TextMessage, []byte(rc))
-		ws.SetReadDeadline(time.Now().Add(8 * time.Second))
-		if _, _, err := ws.ReadMessage(); err != nil {
-			return
-		}
-		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4003, "authentication failed"), time.Now().Add(time.Second))
-	}))
-	defer hs.Close()
-	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
-	code, out, rep := runProbe(t, "probe", "server", url, "--key", f.keyFile, "--kid", "probe-accepted",
-		"--denied-key", f.deniedFile, "--denied-kid", "probe-denied", "--server-keys", f.pubFile, "--identity", probeIdentity,
-		"--run", "^(handshake-valid|response-alg-none|response-unknown-key|response-denied-key|origin-hostile|response-wrong-nonce|"+
-			"silent-socket|open-text-message|refresh-late-response|refresh-unanswered|keepalive-no-pong)$",
-		"--rate", "0", "--handshake-timeout", "2s", "--refresh-wait", "4s", "--ping-wait", "1500ms")
-	if code != 1 {
-		t.Errorf("exit status %d, want 1:\n%s", code, out)
-	}
-	for _, c := range rep.Cases {
-		want := resultFail
-		switch c.ID {
-		case "handshake-valid":
-			want = resultPass
-		case "keepalive-no-pong":
-			want = resultSkip
-		}
-		if c.Result != want {
-			t.Errorf("%s: %s (got %s; %s), want %s", c.ID, c.Result, c.Got, c.Note, want)
-		}
-	}
-	for _, id := range []string{"origin-hostile", "refresh-late-response"} {
-		if !slices.ContainsFunc(rep.Cases, func(c caseResult) bool { return c.ID == id }) {
-			t.Errorf("--run did not select %s:\n%s", id, out)
-		}
-	}
-	for _, c := range rep.Cases {
-		if c.ID == "refresh-late-response" && !strings.Contains(c.Got, `close 4003 "authentication failed"`) {
-			t.Errorf("refresh-late-response got %s, want the broken server's 4003", c.Got)
-		}
-		if c.ID == "keepalive-no-pong" && !strings.Contains(c.Note, "no Ping within --ping-wait 1.5s") {
-			t.Errorf("keepalive-no-pong is skipped without its reason: %q", c.Note)
-		}
-	}
-}
-
-// TestProbeClientCatchesBrokenClient points the probe at a naive client that
-// answers every text message that looks like a challenge and never closes:
-// the control must pass and every negative case must fail, which shows that
-// the probe judges what the client does rather than passing by default.
-func TestProbeClientCatchesBrokenClient(t *testing.T) {
-	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cases := []string{"handshake-valid", "challenge-impostor-key", "challenge-alg-none", "subprotocol-wrong", "rechallenge-wrong-sid",
-		"accept-without-max-size", "rechallenge-outlives-token", "refresh-accept-expired"}
-	type result struct {
-		code int
-		out  string
-		rep  *probeReport
-		err  error
-	}
-	done := make(chan result, 1)
-	dir := t.TempDir()
-	go func() {
-		code, out, rep, err := probeRun(dir, "probe", "client", "--listen", addr, "--state", dir,
-			"--run", "^("+strings.Join(cases, "|")+")$", "--case-timeout", "2s", "--timeout", "30s")
-		done <- result{code, out, rep, err}
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the probe does not listen")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	signer, err := keys.Generate(keys.ES256, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	naive := &probeKey{kid: "naive", alg: keys.ES256, signer: signer}
-	var wg sync.WaitGroup
-	for _, id := range cases {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			u, _ := url.Parse("ws://" + addr + "/case/" + id)
-			w, _, err := dialWire(context.Background(), u, nil, dialOptions{})
-			if err != nil {
-				t.Errorf("%s: %v", id, err)
-				return
-			}
-			defer w.Close()
-			for {
-				ev := w.next(time.Now().Add(10 * time.Second))
-				if ev.kind != evMessage {
-					return
-				}
-				if ev.op != opText || ev.data[0] == '{' {
-					continue
-				}
-				// Answer anything with a JWS payload, verified or not.
-				_, pl, _, _ := splitJWS(string(ev.data))
-				raw, _ := b64u.Decode(pl)
-				var c challengeClaims
-				json.Unmarshal(raw, &c)
-				claims := jobj{{"aud", jstr(c.Iss)}, {"sid", jstr(c.Sid)}, {"nonce", jstr(c.Nonce)}, {"cha", jstr(sha256b64(string(ev.data)))}}
-				resp, _ := naive.sign(header("ES256", "naive", protocol.TypResponse).String(), claims.String())
-				w.sendText(resp)
-			}
-		}()
-	}
-	wg.Wait()
-	res := <-done
-	if res.err != nil {
-		t.Fatalf("%v:\n%s", res.err, res.out)
-	}
-	if res.code != 1 {
-		t.Errorf("exit status %d, want 1", res.code)
-	}
-	for _, c := range res.rep.Cases {
-		t.Logf("%s: %s, got %s", c.ID, c.Result, c.Got)
-		want := resultFail
-		if c.ID == "handshake-valid" {
-			want = resultPass
-		}
-		if c.Result != want {
-			t.Errorf("%s: %s (got %s; %s), want %s", c.ID, c.Result, c.Got, c.Note, want)
-		}
-	}
-	if len(res.rep.Cases) != len(cases) {
-		t.Errorf("%d cases in the report, want %d", len(res.rep.Cases), len(cases))
 	}
 }

@@ -313,15 +313,8 @@ func (g *gen) challengeFor(id string, cb []byte) (string, challengeClaims) {
 	return string(c), claimsOf(string(c))
 }
 
-type challengeClaims struct {
-	Iss   string   `json:"iss"`
-	Sid   string   `json:"sid"`
-	Nonce string   `json:"nonce"`
-	Iat   int64    `json:"iat"`
-	Exp   int64    `json:"exp"`
-	Algs  []string `json:"algs"`
-	CB    string   `json:"cb"`
-}
+// challengeClaims are the claims of a challenge: protocol's definition.
+type challengeClaims = protocol.ChallengeClaims
 
 func claimsOf(jws string) challengeClaims {
 	p, err := b64u.Decode(strings.Split(jws, ".")[1])

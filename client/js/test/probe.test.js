@@ -1,5 +1,5 @@
 // wsproof.js against `wsproof probe client`: the deliberately misbehaving
-// server of cmd/wsproof/probe_client.go. The probe serves one case per URL
+// server of the Go package conformance (the client suite). The probe serves one case per URL
 // (bad challenges, bad accepts, state-machine violations, RFC 6455 framing
 // abuse, broken opening handshakes, and the controls that must succeed) and
 // lists them at /cases.json with the identity and the pinned key set. This
@@ -10,6 +10,12 @@
 // The probe has no registry: any client key will do (it checks the structure
 // and bindings of responses, not their signature), so the key is generated
 // here, as `--run-go-client` does for the Go client.
+//
+// The client runs in diagnostic mode (spec section "Diagnostic reasons"),
+// and the probe is told so: every negative case then checks the exact spec
+// code in the client's close reason, not only the close code that fourteen
+// codes share. With --ping-wait and a 1 s ping interval the keepalive cases
+// run too: nothing is skipped.
 //
 // TLS: `wsproof probe client` has no TLS mode (it listens on plain TCP and
 // serves ws:// URLs only), so this test runs over ws:// only; the wss://
@@ -52,7 +58,8 @@ before(async () => {
   bin = await buildWsproof(dir);
   const addrFile = join(dir, 'addr');
   const argv = ['probe', 'client', '--listen', '127.0.0.1:0', '--addr-file', addrFile, '--state', join(dir, 'state'),
-    '--json', join(dir, 'report.json'), '--case-timeout', CASE_TIMEOUT, '--timeout', PROBE_TIMEOUT];
+    '--json', join(dir, 'report.json'), '--case-timeout', CASE_TIMEOUT, '--timeout', PROBE_TIMEOUT,
+    '--diagnostic-reasons', '--ping-wait', '3s'];
   probe = spawn(bin, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   probe.stdout.on('data', (b) => (probeLog += b));
   probe.stderr.on('data', (b) => (probeLog += b));
@@ -111,6 +118,8 @@ test('wsproof.js passes every case of `wsproof probe client`', { timeout: 90_000
     serverIdentity: list.identity,
     WebSocket,
     handshakeTimeout: HANDSHAKE_TIMEOUT,
+    diagnosticReasons: true,
+    pingInterval: 1000,
   };
 
   // What the client saw, case by case, to print next to the probe's verdict.
@@ -143,6 +152,8 @@ test('wsproof.js passes every case of `wsproof probe client`', { timeout: 90_000
   const summary = `${report.passed}/${report.cases.length} probe cases passed, ${report.failed} failed, ${report.skipped} skipped`;
   assert.equal(bad.length, 0, `${summary}:\n${lines.join('\n')}\n\nprobe output:\n${probeLog}`);
   assert.equal(report.passed, list.cases.length);
+  assert.equal(report.diagnostic, true, 'the probe did not check the exact codes');
+  assert.deepEqual(report.cases.filter((c) => c.code_not_checked).map((c) => c.id), [], 'cases passed without the exact code');
   assert.equal(status, 0, `the probe exited with ${status}:\n${probeLog}`);
   t.diagnostic(summary);
 

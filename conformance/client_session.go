@@ -1,4 +1,4 @@
-package main
+package conformance
 
 import (
 	"fmt"
@@ -58,18 +58,18 @@ var clientCaseRows = map[string][]string{
 
 // rowsNotDriven are the rows of spec section "Client state machine" that no
 // case of this run drives, and why.
-func (p *clientProbe) rowsNotDriven() []rowGap {
-	gaps := []rowGap{
+func (p *clientProbe) rowsNotDriven() []RowGap {
+	gaps := []RowGap{
 		{[]string{"C1"}, "an upgrade refused with an HTTP status ends the attempt; what the client does next is its retry decision, which shows only as reconnection behaviour"},
 	}
 	if p.pingWait == 0 {
-		gaps = append(gaps, rowGap{[]string{"C13", "C14", "C22"}, "not run: give --ping-wait D for a client that sends Pings (a browser page cannot; the server's keepalive covers it)"})
+		gaps = append(gaps, RowGap{[]string{"C13", "C14", "C22"}, "not run: give --ping-wait D for a client that sends Pings (a browser page cannot; the server's keepalive covers it)"})
 	}
 	return append(gaps,
-		rowGap{[]string{"C23", "C24", "C26"}, "what the client's application sends, and when it closes, is the application's behaviour"},
-		rowGap{[]string{"C25"}, "a write deadline passes only when the client's application sends more than the probe reads: the probe cannot make it send"},
-		rowGap{[]string{"C27", "C28"}, "the client's retry decision shows only as reconnection behaviour"},
-		rowGap{[]string{"C29"}, "after the Close frame, or the lost connection, a CLOSED client has nothing left to show"},
+		RowGap{[]string{"C23", "C24", "C26"}, "what the client's application sends, and when it closes, is the application's behaviour"},
+		RowGap{[]string{"C25"}, "a write deadline passes only when the client's application sends more than the probe reads: the probe cannot make it send"},
+		RowGap{[]string{"C27", "C28"}, "the client's retry decision shows only as reconnection behaviour"},
+		RowGap{[]string{"C29"}, "after the Close frame, or the lost connection, a CLOSED client has nothing left to show"},
 	)
 }
 
@@ -268,7 +268,7 @@ func (p *clientProbe) sessionCases() []clientCase {
 					got += fmt.Sprintf(" %s two Ping intervals", fmtOffset(d))
 				}
 				code := protocol.CodeKeepaliveTimeout
-				s.judge(isClose(ev, code) && d > -500*time.Millisecond && d < 1500*time.Millisecond, got)
+				s.judge(s.r.closeIs(ev, code) && d > -500*time.Millisecond && d < 1500*time.Millisecond, got)
 				return nil
 			}})
 		add(clientCase{id: "keepalive-client-pong", group: g, section: secKeepalive, rows: []string{"C14", "C22"}, success: true,

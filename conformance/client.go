@@ -1,4 +1,4 @@
-package main
+package conformance
 
 import (
 	"context"
@@ -6,304 +6,100 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
-	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
-	"github.com/wsproof/wsproof/client"
 	"github.com/wsproof/wsproof/internal/b64u"
 	"github.com/wsproof/wsproof/keys"
 	"github.com/wsproof/wsproof/protocol"
 )
 
-const probeClientUsage = `Usage: wsproof probe client [flags]
-
-Runs a deliberately misbehaving wsproof server and checks that a client under
-test refuses each bad challenge: it must close with the close code and fixed
-reason of the spec's Errors table that the case names, without sending a
-response. Each case is one connection. Point the client under test at
-
-    ws://ADDR/case/NAME   to run the case NAME, or
-    ws://ADDR/ws          to run the next case, in order, once per connection
-
-and configure it to pin the printed key set and to expect the printed server
-identity, which is not the URL's: a client checks every challenge's iss
-against the identity it expects, always. The probe serves ws:// only, so
-channel binding, which a client requires over TLS, is not in play; a
-challenge that demands it must be refused. Any client key will do: the probe has no registry, so it checks the
-structure and bindings of responses (typ, aud, sid, nonce, cha), not their
-signature. The probe stops once every case has run, or after --timeout.
-
-Each case names the rows of the spec's client state machine it drives; the
-report also lists the rows that no case drives, and why. A client under test
-may send application messages at any time after the accept: no case depends
-on its silence.
-
-A test harness for another client (a browser, another language) can start the
-probe with --addr-file, then GET http://ADDR/cases.json: the identity, the
-pinned key set and, for each case, its URL and the outcome the probe expects.
-It connects its client once to each URL, and reads the verdicts from the
---json report when the probe exits.
-
-Flags:
-    --listen ADDR       address to listen on (default 127.0.0.1:0)
-    --addr-file FILE    write the address actually bound to FILE once listening
-    --state DIR         folder for the probe's own server keys: probe-client.jwks and
-                        probe-client.pub.jwks, the set the client pins; created once
-                        (default $WSPROOF_STATE, else $HOME/.wsproof)
-    --identity ID       the server identity the probe's challenges carry (default
-                        ws://ADDR/probe)
-    --client-alg ALG    the client key's algorithm, until a response shows it
-                        (default ES256); needed by challenge-alg-not-offered
-    --case-timeout D    how long a case waits for the client at each step (default 5s)
-    --handshake-wait D  how long the handshake-deadline cases (row C4) wait for the
-                        client to give up (default 15s): longer than its deadline
-    --ping-wait D       how long the keepalive cases (rows C13, C14, C22) wait for the
-                        client's first Ping after the accept; 0 leaves them out of the
-                        run (default 0). A browser client cannot ping
-    --timeout D         give up waiting for cases after D (default 10m)
-    --run REGEXP        run only the cases whose id matches REGEXP
-    --run-go-client     drive this repository's Go client (package client) through
-                        every case, then exit
-    --json FILE         write the JSON report to FILE
-    --html FILE         write the HTML report to FILE
-`
-
-// State files of probe client.
-const (
-	probeKeysFile = "probe-client.jwks"
-	probePubFile  = "probe-client.pub.jwks"
-)
-
-func (c *cli) probeClient(ctx context.Context, args []string) error {
-	fs := c.newFlags("probe client", probeClientUsage)
-	var (
-		listen      = fs.String("listen", "127.0.0.1:0", "")
-		addrFile    = fs.String("addr-file", "", "")
-		stateFlag   = fs.String("state", "", "")
-		identity    = fs.String("identity", "", "")
-		clientAlg   = fs.String("client-alg", "ES256", "")
-		caseTimeout = fs.Duration("case-timeout", 5*time.Second, "")
-		hsWait      = fs.Duration("handshake-wait", 15*time.Second, "")
-		pingWait    = fs.Duration("ping-wait", 0, "")
-		timeout     = fs.Duration("timeout", 10*time.Minute, "")
-		runFlag     = fs.String("run", "", "")
-		goClient    = fs.Bool("run-go-client", false, "")
-		jsonPath    = fs.String("json", "", "")
-		htmlPath    = fs.String("html", "", "")
-	)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+// newClientProbe makes the misbehaving server for target, listening on ln.
+func newClientProbe(ln net.Listener, t *ClientTarget, o *Options) (*clientProbe, error) {
+	sk := t.Keys
+	if sk == nil {
+		var err error
+		if sk, err = GenerateServerKeys(); err != nil {
+			return nil, err
+		}
 	}
-	if len(pos) > 0 {
-		return c.usageErr(fs, "probe client takes no arguments, got %q", pos[0])
-	}
-	alg, err := keys.ParseAlgorithm(*clientAlg)
-	if err != nil {
-		return c.usageErr(fs, "unknown algorithm %q: choose one of %s", *clientAlg, algList())
-	}
-	if *caseTimeout <= 0 || *timeout <= 0 || *hsWait <= 0 || *pingWait < 0 {
-		return c.usageErr(fs, "timeouts must be positive")
-	}
-	re, err := regexp.Compile(*runFlag) // "" keeps every case
-	if err != nil {
-		return c.usageErr(fs, "bad --run: %v", err)
-	}
-	dir, err := c.stateDir(*stateFlag)
-	if err != nil {
-		return err
-	}
-	sk, pubPath, err := c.probeKeys(dir)
-	if err != nil {
-		return err
+	if len(sk.Signing) < 2 {
+		return nil, errors.New("conformance: the client suite needs two server signing keys")
 	}
 	impostorSigner, err := keys.Generate(keys.ES256, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
-
-	ln, err := net.Listen("tcp", *listen)
+	pinnedJSON, err := keys.MarshalPublicSet(sk.Public())
 	if err != nil {
-		return &userError{fmt.Sprintf("cannot listen on %s", *listen), "pick another address with --listen", err}
+		return nil, err
 	}
-	defer ln.Close()
-	addr := ln.Addr().String()
-	base := "ws://" + addr
-	id := *identity
+	base := "ws://" + ln.Addr().String()
+	id := t.Identity
 	if id == "" {
 		id = base + "/probe"
 	}
-	cur := sk.Signing[0]
-	pinnedJSON, err := keys.MarshalPublicSet(sk.Public())
-	if err != nil {
-		return err
+	alg := t.ClientAlg
+	if alg == "" {
+		alg = keys.ES256
 	}
+	cur, prev := sk.Signing[0], sk.Signing[1]
 	p := &clientProbe{
+		base:        base,
 		identity:    id,
 		pinned:      pinnedJSON,
-		cur:         &probeKey{kid: cur.KeyID, alg: cur.Algorithm, signer: cur.Signer},
-		impostor:    &probeKey{kid: "impostor-" + randB64(9), alg: keys.ES256, signer: impostorSigner},
-		caseTimeout: *caseTimeout,
-		hsWait:      *hsWait,
-		pingWait:    *pingWait,
+		pinnedSet:   sk.Public(),
+		cur:         &Key{ID: cur.KeyID, Alg: cur.Algorithm, Signer: cur.Signer},
+		prev:        &Key{ID: prev.KeyID, Alg: prev.Algorithm, Signer: prev.Signer},
+		impostor:    &Key{ID: "impostor-" + randB64(9), Alg: keys.ES256, Signer: impostorSigner},
+		caseTimeout: orDefault(t.CaseTimeout, 5*time.Second),
+		hsWait:      orDefault(t.HandshakeWait, 15*time.Second),
+		pingWait:    t.PingWait,
+		diag:        t.Diagnostic,
 		clientAlg:   alg,
-		results:     map[string]caseResult{},
-		waiters:     map[string]chan caseResult{},
+		results:     map[string]Result{},
+		waiters:     map[string]chan Result{},
 		allDone:     make(chan struct{}),
 	}
-	if len(sk.Signing) > 1 {
-		prev := sk.Signing[1]
-		p.prev = &probeKey{kid: prev.KeyID, alg: prev.Algorithm, signer: prev.Signer}
+	if o != nil {
+		p.prog = o.Progress
 	}
-	p.cases = slices.DeleteFunc(p.allCases(), func(cc clientCase) bool { return !re.MatchString(cc.id) })
+	p.cases = slices.DeleteFunc(p.allCases(), func(cc clientCase) bool { return !o.selected(cc.id) })
 	if len(p.cases) == 0 {
-		return c.usageErr(fs, "--run %q matches no case", *runFlag)
+		return nil, errors.New("conformance: no case selected")
 	}
 	for _, cc := range p.cases {
-		p.waiters[cc.id] = make(chan caseResult, 1)
+		p.waiters[cc.id] = make(chan Result, 1)
 	}
-	p.prog = newProgress(c.stdout, len(p.cases))
-
-	hs := &http.Server{Handler: p, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 8 << 10}
-	go hs.Serve(ln)
-	defer hs.Close()
-	if *addrFile != "" {
-		if err := writeAtomic(*addrFile, []byte(addr+"\n"), 0o644); err != nil {
-			return &userError{fmt.Sprintf("cannot write --addr-file %s", *addrFile), "check the folder exists and is writable", err}
-		}
-	}
-
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-
-	c.say("probing clients at %s (%d cases)", base, len(p.cases))
-	c.say("  pinned    %s (the server key set the client must pin)", pubPath)
-	c.say("  identity  %s (the server identity the client must expect)", id)
-	rep := &probeReport{Tool: "wsproof probe client", Version: moduleVersion(), Spec: "wsproof-v1", Role: "client",
-		Target: base, Identity: id, Started: time.Now(), NotDriven: p.rowsNotDriven()}
-	if *goClient {
-		rep.Peer = "Go client (package client)"
-		if err := p.driveGoClient(ctx, base, sk.Public()); err != nil {
-			return err
-		}
-	} else {
-		c.say("connect the client under test to each URL, or %d times to %s/ws:", len(p.cases), base)
-		for _, cc := range p.cases {
-			fmt.Fprintf(c.stderr, "    %s/case/%s\n", base, cc.id)
-		}
-		select {
-		case <-p.allDone:
-		case <-ctx.Done():
-			c.say("stopped waiting: the cases not run are reported as skipped")
-		}
-	}
-	p.prog.end()
-	rep.Millis = time.Since(rep.Started).Milliseconds()
-	p.mu.Lock()
-	if rep.Peer == "" {
-		rep.Peer = p.peer
-	}
-	for _, cc := range p.cases {
-		res, ok := p.results[cc.id]
-		if !ok {
-			res = cc.result()
-			res.Result, res.Got, res.Note = resultSkip, "not run", "no client connected for this case"
-		}
-		rep.Cases = append(rep.Cases, res)
-	}
-	p.mu.Unlock()
-	return c.finishProbe(rep, *jsonPath, *htmlPath)
-}
-
-// probeKeys loads the probe's own server keys from dir, creating them on
-// first use: a current ES256 key and a previous Ed25519 key, both pinned,
-// so that a challenge signed by the previous key tests rotation.
-func (c *cli) probeKeys(dir string) (*keys.ServerKeys, string, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, "", &userError{fmt.Sprintf("cannot create the state folder %s", dir), "choose another one with --state", err}
-	}
-	path, pubPath := filepath.Join(dir, probeKeysFile), filepath.Join(dir, probePubFile)
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		sk, err := newProbeServerKeys()
-		if err != nil {
-			return nil, "", err
-		}
-		data, err := keys.MarshalServerKeys(sk)
-		if err != nil {
-			return nil, "", err
-		}
-		if _, err := writeNew(path, data, 0o600); err != nil {
-			return nil, "", &userError{fmt.Sprintf("cannot write %s", path), "check the state folder's permissions", err}
-		}
-	}
-	data, err := readSmall(path, keys.MaxRegistryFile)
-	if err != nil {
-		return nil, "", &userError{fmt.Sprintf("cannot read %s", path), "check the state folder's permissions", err}
-	}
-	sk, err := keys.ParseServerKeys(data)
-	if err != nil {
-		return nil, "", &userError{fmt.Sprintf("cannot load %s", path), "move it away to create new probe keys", err}
-	}
-	pub, err := keys.MarshalPublicSet(sk.Public())
-	if err != nil {
-		return nil, "", err
-	}
-	if err := writeAtomic(pubPath, pub, 0o644); err != nil {
-		return nil, "", &userError{fmt.Sprintf("cannot write %s", pubPath), "check the state folder's permissions", err}
-	}
-	return sk, pubPath, nil
-}
-
-func newProbeServerKeys() (*keys.ServerKeys, error) {
-	es, err := keys.Generate(keys.ES256, nil)
-	if err != nil {
-		return nil, err
-	}
-	ed, err := keys.Generate(keys.EdDSA, nil)
-	if err != nil {
-		return nil, err
-	}
-	secret := make([]byte, keys.TokenKeySize)
-	rand.Read(secret)
-	return &keys.ServerKeys{
-		Signing: []keys.SigningKey{
-			{KeyID: "probe-es256-" + randB64(9), Algorithm: keys.ES256, Signer: es},
-			{KeyID: "probe-ed25519-" + randB64(9), Algorithm: keys.EdDSA, Signer: ed},
-		},
-		Token: []keys.TokenKey{{KeyID: "probe-tok-" + randB64(9), Algorithm: keys.TokenDir, Secret: secret}},
-	}, nil
+	return p, nil
 }
 
 // clientProbe is the misbehaving server.
 type clientProbe struct {
+	base        string // ws://ADDR
 	identity    string
-	pinned      []byte // the public key set, as JSON
-	cur, prev   *probeKey
-	impostor    *probeKey
+	pinned      []byte          // the public key set, as JSON
+	pinnedSet   *keys.PublicSet // the same
+	diag        bool            // the client is in diagnostic mode
+	cur, prev   *Key
+	impostor    *Key
 	caseTimeout time.Duration
 	hsWait      time.Duration // C4: how long to wait for the client's handshake deadline
 	pingWait    time.Duration // C13, C14: how long to wait for its first Ping; 0: not run
 	cases       []clientCase
-	prog        *progress
+	prog        func(Result)
+	progMu      sync.Mutex
 
 	mu        sync.Mutex
 	clientAlg keys.Algorithm // learned from the client's responses
 	peer      string         // the User-Agent of the first client
 	seq       int            // the next case for /ws
-	results   map[string]caseResult
-	waiters   map[string]chan caseResult
+	results   map[string]Result
+	waiters   map[string]chan Result
 	allDone   chan struct{}
 }
 
@@ -354,8 +150,8 @@ func (cc clientCase) expected() string {
 	return expClose(cc.code) + ", no response"
 }
 
-func (cc clientCase) result() caseResult {
-	return caseResult{ID: cc.id, Group: cc.group, Title: cc.title, Section: cc.section, Rows: cc.rows, Expected: cc.expected()}
+func (cc clientCase) result() Result {
+	return Result{ID: cc.id, Group: cc.group, Title: cc.title, Section: cc.section, Rows: cc.rows, Expected: cc.expected()}
 }
 
 func (p *clientProbe) byID(id string) (clientCase, bool) {
@@ -432,7 +228,7 @@ func (p *clientProbe) serveCaseList(w http.ResponseWriter, r *http.Request) {
 		Identity   string          `json:"identity"`
 		ServerKeys json.RawMessage `json:"server_keys"`
 		Cases      []item          `json:"cases"`
-		NotDriven  []rowGap        `json:"rows_not_driven"`
+		NotDriven  []RowGap        `json:"rows_not_driven"`
 	}{Identity: p.identity, ServerKeys: p.pinned, NotDriven: p.rowsNotDriven()}
 	for _, cc := range p.cases {
 		e := expect{Success: cc.success, Fail: cc.upgrade != upgradeNormal || len(cc.fails) > 0}
@@ -447,7 +243,7 @@ func (p *clientProbe) serveCaseList(w http.ResponseWriter, r *http.Request) {
 	enc.Encode(list)
 }
 
-func (p *clientProbe) record(res caseResult) {
+func (p *clientProbe) record(res Result) {
 	p.mu.Lock()
 	_, again := p.results[res.ID]
 	p.results[res.ID] = res
@@ -455,7 +251,11 @@ func (p *clientProbe) record(res caseResult) {
 	ch := p.waiters[res.ID]
 	p.mu.Unlock()
 	if !again {
-		p.prog.finish(res)
+		if p.prog != nil {
+			p.progMu.Lock()
+			p.prog(res)
+			p.progMu.Unlock()
+		}
 		if n == len(p.cases) {
 			close(p.allDone)
 		}
@@ -467,21 +267,18 @@ func (p *clientProbe) record(res caseResult) {
 }
 
 // run upgrades the request as the case says and runs the case on it.
-func (p *clientProbe) run(cc clientCase, hw http.ResponseWriter, req *http.Request) caseResult {
-	r := &caseRun{res: cc.result()}
+func (p *clientProbe) run(cc clientCase, hw http.ResponseWriter, req *http.Request) Result {
+	r := &caseRun{res: cc.result(), diag: p.diag}
 	start := time.Now()
-	defer func() {
-		if v := recover(); v != nil {
-			r.fail(fmt.Sprintf("the probe failed: %v", v))
-		}
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				r.fail(fmt.Sprintf("the suite failed: %v", v))
+			}
+		}()
+		p.runCase(cc, r, hw, req)
 	}()
-	p.runCase(cc, r, hw, req)
-	if !r.verdict {
-		r.fail("the case reached no verdict")
-	}
-	r.res.Millis = time.Since(start).Milliseconds()
-	r.res.Note = strings.Join(r.notes, "; ")
-	return r.res
+	return r.finish(time.Since(start))
 }
 
 func (p *clientProbe) runCase(cc clientCase, r *caseRun, hw http.ResponseWriter, req *http.Request) {
@@ -558,7 +355,7 @@ func (p *clientProbe) runCase(cc clientCase, r *caseRun, hw http.ResponseWriter,
 		texts, ev := s.drain()
 		ok := texts == 0 && (ev.kind == evEOF || ev.kind == evClose)
 		if len(cc.fails) > 0 && ev.kind == evClose {
-			ok = ok && (slices.Contains(cc.fails, ev.code) || cc.code != "" && ev.code == cc.code.CloseCode() && ev.reason == cc.code.Reason())
+			ok = ok && (slices.Contains(cc.fails, ev.code) || cc.code != "" && r.closeIs(ev, cc.code))
 		}
 		got := describe(ev, p.caseTimeout)
 		if texts > 0 {
@@ -567,7 +364,7 @@ func (p *clientProbe) runCase(cc clientCase, r *caseRun, hw http.ResponseWriter,
 		s.judge(ok, got)
 	default:
 		texts, ev := s.drain()
-		ok := ev.kind == evClose && ev.code == cc.code.CloseCode() && ev.reason == cc.code.Reason() && texts <= cc.allow
+		ok := r.closeIs(ev, cc.code) && texts <= cc.allow
 		got := describe(ev, s.wait)
 		if texts > cc.allow {
 			got = fmt.Sprintf("a response to the bad message, then %s", got)
@@ -648,15 +445,15 @@ func (s *csess) claims() *challengeClaims {
 
 // chal signs a challenge: the claims (edited by edit) under the header h
 // with key k. The defaults are a valid challenge by the current key.
-func (s *csess) chal(k *probeKey, h jobj, edit func(o jobj) jobj) (string, error) {
+func (s *csess) chal(k *Key, h jobj, edit func(o jobj) jobj) (string, error) {
 	if k == nil {
 		k = s.p.cur
 	}
 	if h == nil {
-		h = header(string(k.alg), k.kid, protocol.TypChallenge)
+		h = header(string(k.Alg), k.ID, protocol.TypChallenge)
 	}
 	c := s.claims()
-	o := c.obj()
+	o := claimsObj(c)
 	if edit != nil {
 		o = edit(o)
 	}
@@ -790,7 +587,7 @@ func (s *csess) handshake() error {
 }
 
 // rechallenge signs a re-challenge on this socket.
-func (s *csess) rechallenge(k *probeKey, edit func(o jobj) jobj) (string, error) {
+func (s *csess) rechallenge(k *Key, edit func(o jobj) jobj) (string, error) {
 	return s.chal(k, nil, edit)
 }
 
@@ -817,7 +614,7 @@ func (p *clientProbe) allCases() []clientCase {
 		return bad(group, id, section, title, code, func(s *csess) (string, error) { return s.chal(nil, nil, edit) })
 	}
 	// badHeader is a challenge by key k (nil: the current key) under header h.
-	badHeader := func(group, id, section, title string, code protocol.Code, k func() *probeKey, h func(k *probeKey) jobj) clientCase {
+	badHeader := func(group, id, section, title string, code protocol.Code, k func() *Key, h func(k *Key) jobj) clientCase {
 		return bad(group, id, section, title, code, func(s *csess) (string, error) {
 			key := p.cur
 			if k != nil {
@@ -908,7 +705,7 @@ func (p *clientProbe) allCases() []clientCase {
 	add(success("challenge-header-order", secChallenge, "A valid challenge whose header lists typ, kid, alg: member order carries no meaning.",
 		func(s *csess) (string, error) {
 			k := p.cur
-			return s.chal(nil, jobj{{"typ", jstr(typ)}, {"kid", jstr(k.kid)}, {"alg", jstr(string(k.alg))}}, nil)
+			return s.chal(nil, jobj{{"typ", jstr(typ)}, {"kid", jstr(k.ID)}, {"alg", jstr(string(k.Alg))}}, nil)
 		}))
 	add(success("challenge-sid-32-octets", secSockets, "A valid challenge with a 32-octet sid: receivers accept 16 to 32.",
 		func(s *csess) (string, error) {
@@ -972,28 +769,28 @@ func (p *clientProbe) allCases() []clientCase {
 			return h + "." + pl + "." + sig, err
 		}))
 	add(badHeader(gChallenge, "challenge-duplicate-header-member", cstep(2), "The header names alg twice.", protocol.CodeMalformed, nil,
-		func(k *probeKey) jobj {
-			return append(jobj{{"alg", jstr(string(k.alg))}}, header(string(k.alg), k.kid, typ)...)
+		func(k *Key) jobj {
+			return append(jobj{{"alg", jstr(string(k.Alg))}}, header(string(k.Alg), k.ID, typ)...)
 		}))
 	add(badHeader(gChallenge, "challenge-header-jwk", cstep(3), "A challenge by an impostor key that embeds that key as jwk.", protocol.CodeHeaderNotAllowed,
-		func() *probeKey { return p.impostor },
-		func(k *probeKey) jobj {
-			j, _ := keys.MarshalJWK(k.signer.Public(), k.kid, k.alg)
-			return header(string(k.alg), k.kid, typ, member{"jwk", strings.TrimSpace(string(j))})
+		func() *Key { return p.impostor },
+		func(k *Key) jobj {
+			j, _ := keys.MarshalJWK(k.Signer.Public(), k.ID, k.Alg)
+			return header(string(k.Alg), k.ID, typ, member{"jwk", strings.TrimSpace(string(j))})
 		}))
 	add(badHeader(gChallenge, "challenge-header-jku", cstep(3), "A jku header pointing at an attacker's key set.", protocol.CodeHeaderNotAllowed, nil,
-		func(k *probeKey) jobj {
-			return header(string(k.alg), k.kid, typ, member{"jku", jstr("https://wsproof-probe.invalid/jwks.json")})
+		func(k *Key) jobj {
+			return header(string(k.Alg), k.ID, typ, member{"jku", jstr("https://wsproof-probe.invalid/jwks.json")})
 		}))
 	add(badHeader(gChallenge, "challenge-header-crit", cstep(3), "A crit header.", protocol.CodeHeaderNotAllowed, nil,
-		func(k *probeKey) jobj { return header(string(k.alg), k.kid, typ, member{"crit", `["exp"]`}) }))
+		func(k *Key) jobj { return header(string(k.Alg), k.ID, typ, member{"crit", `["exp"]`}) }))
 	add(badHeader(gChallenge, "challenge-missing-kid", cstep(3), "No kid header.", protocol.CodeMalformed, nil,
-		func(k *probeKey) jobj { return header(string(k.alg), k.kid, typ).del("kid") }))
+		func(k *Key) jobj { return header(string(k.Alg), k.ID, typ).del("kid") }))
 	add(badHeader(gChallenge, "challenge-wrong-typ", cstep(4), `"typ":"JWT" instead of wsproof-challenge+jwt.`, protocol.CodeWrongType, nil,
-		func(k *probeKey) jobj { return header(string(k.alg), k.kid, "JWT") }))
+		func(k *Key) jobj { return header(string(k.Alg), k.ID, "JWT") }))
 	add(bad(gChallenge, "challenge-typed-response", cstep(4), "A JWS typed as a response, signed by the pinned server key: one kind never passes for another.", protocol.CodeWrongType,
 		func(s *csess) (string, error) {
-			return s.chal(nil, header(string(p.cur.alg), p.cur.kid, protocol.TypResponse), func(o jobj) jobj {
+			return s.chal(nil, header(string(p.cur.Alg), p.cur.ID, protocol.TypResponse), func(o jobj) jobj {
 				return jobj{{"aud", jstr(p.identity)}, {"sid", jstr(s.sid)}, {"nonce", jstr(randB64(32))}, {"cha", jstr(randB64(32))}}
 			})
 		}))
@@ -1001,7 +798,7 @@ func (p *clientProbe) allCases() []clientCase {
 		return func(s *csess) (string, error) {
 			msg, err := s.chal(nil, nil, nil)
 			_, pl, _, _ := splitJWS(msg)
-			return b64u.Encode([]byte(header(alg, p.cur.kid, typ).String())) + "." + pl + ".", err
+			return b64u.Encode([]byte(header(alg, p.cur.ID, typ).String())) + "." + pl + ".", err
 		}
 	}
 	add(bad(gChallenge, "challenge-alg-none", cstep(5), `An unsigned challenge, "alg":"none".`, protocol.CodeAlgNotAllowed, unsignedChal("none")))
@@ -1010,26 +807,26 @@ func (p *clientProbe) allCases() []clientCase {
 		func(s *csess) (string, error) {
 			msg, err := s.chal(nil, nil, nil)
 			_, pl, _, _ := splitJWS(msg)
-			si := b64u.Encode([]byte(header("HS256", p.cur.kid, typ).String())) + "." + pl
-			mac, merr := hs256(p.cur.signer.Public(), si)
+			si := b64u.Encode([]byte(header("HS256", p.cur.ID, typ).String())) + "." + pl
+			mac, merr := hs256(p.cur.Signer.Public(), si)
 			return si + "." + b64u.Encode(mac), errors.Join(err, merr)
 		}))
 	add(badHeader(gChallenge, "challenge-empty-kid", cstep(6), "An empty kid.", protocol.CodeMalformed, nil,
-		func(k *probeKey) jobj { return header(string(k.alg), "", typ) }))
+		func(k *Key) jobj { return header(string(k.Alg), "", typ) }))
 	add(badHeader(gChallenge, "challenge-impostor-key", cstep(6), "A challenge signed by a key the client does not pin.", protocol.CodeUnknownKey,
-		func() *probeKey { return p.impostor }, func(k *probeKey) jobj { return header(string(k.alg), k.kid, typ) }))
+		func() *Key { return p.impostor }, func(k *Key) jobj { return header(string(k.Alg), k.ID, typ) }))
 	add(bad(gChallenge, "challenge-sibling-alg", cstep(7), "ES384 claimed under the pinned ES256 key, with a matching raw signature.", protocol.CodeAlgMismatch,
 		func(s *csess) (string, error) {
 			msg, err := s.chal(nil, nil, nil)
 			_, pl, _, _ := splitJWS(msg)
-			alg := sibling(p.cur.alg, nil)
-			si := b64u.Encode([]byte(header(string(alg), p.cur.kid, typ).String())) + "." + pl
+			alg := sibling(p.cur.Alg, nil)
+			si := b64u.Encode([]byte(header(string(alg), p.cur.ID, typ).String())) + "." + pl
 			sig, serr := p.cur.signAs(alg, si)
 			return si + "." + b64u.Encode(sig), errors.Join(err, serr)
 		}))
 	add(bad(gChallenge, "challenge-impostor-same-kid", cstep(8), "A challenge naming the pinned kid but signed by an impostor key.", protocol.CodeBadSignature,
 		func(s *csess) (string, error) {
-			return s.chal(&probeKey{kid: p.cur.kid, alg: p.impostor.alg, signer: p.impostor.signer}, nil, nil)
+			return s.chal(&Key{ID: p.cur.ID, Alg: p.impostor.Alg, Signer: p.impostor.Signer}, nil, nil)
 		}))
 	add(bad(gChallenge, "challenge-signature-truncated", cstep(8), "A valid challenge whose signature lost its last three octets.", protocol.CodeBadSignature,
 		func(s *csess) (string, error) {
@@ -1065,7 +862,7 @@ func (p *clientProbe) allCases() []clientCase {
 	}
 	add(bad(gChallenge, "challenge-trailing-data", cstep(9), "Bytes after the payload's JSON object.", protocol.CodeMalformed,
 		func(s *csess) (string, error) {
-			return p.cur.sign(header(string(p.cur.alg), p.cur.kid, typ).String(), s.claims().obj().String()+" []")
+			return p.cur.sign(header(string(p.cur.Alg), p.cur.ID, typ).String(), claimsObj(s.claims()).String()+" []")
 		}))
 	add(badClaims(gChallenge, "challenge-wrong-issuer", cstep(10), "A challenge from another server identity under the pinned key.", protocol.CodeAudienceMismatch,
 		func(o jobj) jobj { return o.set("iss", jstr("wss://wsproof-probe.invalid/ws")) }))
@@ -1278,71 +1075,31 @@ func (p *clientProbe) allCases() []clientCase {
 	return cs
 }
 
-// driveGoClient runs this repository's Go client against every case, one
-// after the other, and waits for the probe's verdict on each.
-func (p *clientProbe) driveGoClient(ctx context.Context, base string, pinned *keys.PublicSet) error {
-	signer, err := keys.Generate(keys.ES256, nil)
-	if err != nil {
-		return err
-	}
-	cfg := &client.Config{
-		KeyID: "wsproof-probe-go-client", Signer: signer, ServerKeys: pinned, ServerIdentity: p.identity,
-		HandshakeTimeout: p.caseTimeout,
-		// Pings well within --ping-wait, when the keepalive cases run.
-		PingInterval: min(time.Second, p.pingWait/2),
-	}
+// drive runs connect against every case, one after the other, and waits
+// for the suite's verdict on each.
+func (p *clientProbe) drive(ctx context.Context, connect func(ctx context.Context, url string, serverKeys *keys.PublicSet, identity string) error) {
 	for _, cc := range p.cases {
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
 		limit := 2 * p.caseTimeout
 		if cc.patient {
 			limit += p.hsWait
 		}
-		note := goClientRun(ctx, base+"/case/"+cc.id, cfg, limit)
+		cctx, cancel := context.WithTimeout(ctx, limit)
+		err := connect(cctx, p.base+"/case/"+cc.id, p.pinnedSet, p.identity)
+		cancel()
 		select {
-		case res := <-p.waiters[cc.id]:
-			if note != "" {
-				p.mu.Lock()
-				res.Note = strings.TrimPrefix(res.Note+"; go client: "+note, "; ")
-				p.results[cc.id] = res
-				p.mu.Unlock()
-			}
-		case <-time.After(limit + p.caseTimeout):
+		case <-p.waiters[cc.id]:
+		case <-time.After(p.caseTimeout):
 			res := cc.result()
-			res.Result, res.Got, res.Note = resultFail, "the probe saw no connection", "go client: "+note
+			res.Result, res.Got = Fail, "the suite saw no connection"
+			if err != nil {
+				res.Note = "Connect: " + oneLine(err.Error())
+			}
 			p.record(res)
 		case <-ctx.Done():
-			return nil
+			return
 		}
 	}
-	return nil
-}
-
-// goClientRun dials url with cfg and, when the handshake succeeds, reads
-// until the socket ends. It returns how the client saw the exchange.
-func goClientRun(ctx context.Context, url string, cfg *client.Config, limit time.Duration) string {
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	conn, err := client.Dial(ctx, url, cfg)
-	if err != nil {
-		return goClientErr(err)
-	}
-	defer conn.Close()
-	for {
-		if _, err := conn.Read(ctx); err != nil {
-			var ce *client.CloseError
-			if errors.As(err, &ce) && ce.Code == 1000 {
-				return "connected, then closed normally by the probe"
-			}
-			return "connected, then " + goClientErr(err)
-		}
-	}
-}
-
-func goClientErr(err error) string {
-	if code := protocol.CodeOf(err); code != "" {
-		return "refused (" + string(code) + ")"
-	}
-	return oneLine(detail(err))
 }

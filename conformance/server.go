@@ -1,4 +1,4 @@
-package main
+package conformance
 
 import (
 	"bytes"
@@ -12,15 +12,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"os/signal"
-	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/wsproof/wsproof/internal/b64u"
@@ -28,204 +23,8 @@ import (
 	"github.com/wsproof/wsproof/protocol"
 )
 
-const probeServerUsage = `Usage: wsproof probe server URL --key FILE --server-keys FILE --identity ID [flags]
-
-Tests a wsproof server from the outside. Each case opens its own socket, answers
-the challenge the server really sent with a response that breaks one rule of the
-spec (or abuses the transport), and checks that the server refuses it with the
-close code and fixed reason of the spec's Errors table, or the HTTP status, that
-the rule names. Every malformed message is derived from the live challenge.
-
-After the accept, cases drive the session: messages on the open socket, the
-refresh (with --refresh-wait), the keepalive (with --ping-wait), and sockets
-the client closes or drops. Each case names the rows of the spec's server
-state machine it drives; the report also lists the rows no case drives, and
-why (a registry change, the application's behaviour, a shutdown).
-
-The server must know two client keys: --key, which it accepts (registered in a
-group it requires), and --denied-key, which it knows but denies (registered
-without that group). Cases that need the denied key are skipped without it.
-
-Flags:
-    --key FILE             a client key the server accepts: PEM (PKCS #8, SEC 1,
-                           PKCS #1, OpenSSH) or a private JWK
-    --kid KID              its key id (default the JWK's kid, else its RFC 7638
-                           thumbprint)
-    --alg ALG              its registered algorithm (default the JWK's alg, else the
-                           only one the key type allows)
-    --denied-key FILE      a client key the server knows but denies
-    --denied-kid KID       its key id (defaults as for --kid)
-    --denied-alg ALG       its algorithm (defaults as for --alg)
-    --server-keys FILE     the server's public key set, as clients pin it
-    --identity ID          the server identity
-    --origin ORIGIN        an Origin the server allows: every socket carries it
-                           (but those of the Origin cases), and the probe checks
-                           that a case variant of it is refused
-    --ca FILE              trust the server certificates this CA file (PEM) signs
-    --pin HEX              trust exactly the server certificate whose SHA-256 is HEX
-    --handshake-timeout D  the server's handshake deadline (default 10s)
-    --header-timeout D     the longest the server may take to give up on request
-                           headers that never end (default 10s)
-    --refresh-wait D       how long to wait for a re-challenge after an accept; 0
-                           skips the refresh cases (default 0). The re-challenge is
-                           due at the token's exp minus the server's RefreshBefore,
-                           at most half the token lifetime the accept shows: a wait
-                           of the token lifetime always suffices
-    --ping-wait D          how long to wait for the server's first Ping after an
-                           accept; 0 skips the keepalive cases (default 0). Those
-                           cases take about three Ping intervals
-    --parallel N           cases run at once (default 4)
-    --rate R               new connections per second at most; 0 for no limit
-                           (default 8)
-    --run REGEXP           run only the cases whose id matches REGEXP
-    --json FILE            write the JSON report to FILE
-    --html FILE            write the HTML report to FILE
-
-All load is bounded in time and count and goes to URL only.
-`
-
-func (c *cli) probeServer(ctx context.Context, args []string) error {
-	fs := c.newFlags("probe server", probeServerUsage)
-	var (
-		keyFile    = fs.String("key", "", "")
-		kidFlag    = fs.String("kid", "", "")
-		algFlag    = fs.String("alg", "", "")
-		deniedFile = fs.String("denied-key", "", "")
-		deniedKID  = fs.String("denied-kid", "", "")
-		deniedAlg  = fs.String("denied-alg", "", "")
-		serverKeys = fs.String("server-keys", "", "")
-		identity   = fs.String("identity", "", "")
-		origin     = fs.String("origin", "", "")
-		caFile     = fs.String("ca", "", "")
-		pinHex     = fs.String("pin", "", "")
-		hsTimeout  = fs.Duration("handshake-timeout", 10*time.Second, "")
-		hdrTimeout = fs.Duration("header-timeout", 10*time.Second, "")
-		refresh    = fs.Duration("refresh-wait", 0, "")
-		pingWait   = fs.Duration("ping-wait", 0, "")
-		parallel   = fs.Int("parallel", 4, "")
-		rate       = fs.Float64("rate", 8, "")
-		runFlag    = fs.String("run", "", "")
-		jsonPath   = fs.String("json", "", "")
-		htmlPath   = fs.String("html", "", "")
-	)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	switch {
-	case len(pos) != 1:
-		return c.usageErr(fs, "probe server takes one URL, such as ws://%s/ws", defaultListen)
-	case *keyFile == "":
-		return c.usageErr(fs, "give a key the server accepts with --key FILE")
-	case *serverKeys == "":
-		return c.usageErr(fs, "give the server's public key set with --server-keys FILE")
-	case *identity == "":
-		return c.usageErr(fs, "give the server identity with --identity")
-	case *caFile != "" && *pinHex != "":
-		return c.usageErr(fs, "use either --ca or --pin, not both")
-	case *hsTimeout <= 0 || *hdrTimeout <= 0 || *refresh < 0 || *pingWait < 0:
-		return c.usageErr(fs, "timeouts must be positive")
-	case *parallel < 1 || *parallel > 64:
-		return c.usageErr(fs, "--parallel must be between 1 and 64")
-	case *rate < 0:
-		return c.usageErr(fs, "--rate must not be negative")
-	}
-	u, err := url.Parse(pos[0])
-	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
-		return c.usageErr(fs, "the URL must start with ws:// or wss://, such as ws://%s/ws", defaultListen)
-	}
-	if u.Scheme == "ws" && (*caFile != "" || *pinHex != "") {
-		return c.usageErr(fs, "--ca and --pin are for wss:// URLs")
-	}
-	re, err := regexp.Compile(*runFlag) // "" keeps every case
-	if err != nil {
-		return c.usageErr(fs, "bad --run: %v", err)
-	}
-	key, err := loadProbeKey(*keyFile, *kidFlag, *algFlag)
-	if err != nil {
-		return err
-	}
-	var denied *probeKey
-	if *deniedFile != "" {
-		if denied, err = loadProbeKey(*deniedFile, *deniedKID, *deniedAlg); err != nil {
-			return err
-		}
-	}
-	data, err := readSmall(*serverKeys, keys.MaxRegistryFile)
-	if err != nil {
-		return &userError{fmt.Sprintf("cannot read the server keys %s", *serverKeys), "check --server-keys", err}
-	}
-	pinned, err := keys.ParsePublicSet(data)
-	if err != nil {
-		return &userError{fmt.Sprintf("cannot load the server keys %s", *serverKeys), "give the server's server.pub.jwks", err}
-	}
-	pc, err := protocol.NewClient(&protocol.ClientConfig{KeyID: key.kid, Signer: key.signer, Algorithm: key.alg,
-		ServerKeys: pinned, ServerIdentity: *identity})
-	if err != nil {
-		return &userError{"cannot use the key given with --key", "check --kid and --alg", err}
-	}
-	tlsConf, err := c.trustTLS(fs, *caFile, *pinHex)
-	if err != nil {
-		return err
-	}
-
-	p := &serverProbe{
-		u: u, tlsConf: tlsConf, identity: *identity, key: key, denied: denied, pc: pc,
-		origin: *origin, hsTimeout: *hsTimeout, hdrTimeout: *hdrTimeout, refreshWait: *refresh, pingWait: *pingWait,
-		pace: newPacer(*rate),
-	}
-	cases := slices.DeleteFunc(p.cases(), func(pc probeCase) bool { return !re.MatchString(pc.id) })
-	if len(cases) == 0 {
-		return c.usageErr(fs, "--run %q matches no case", *runFlag)
-	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	fmt.Fprintf(c.stderr, "wsproof: probing %s (identity %s) with %d cases, %d at a time\n", u.Redacted(), *identity, len(cases), *parallel)
-	rep := &probeReport{Tool: "wsproof probe server", Version: moduleVersion(), Spec: "wsproof-v1", Role: "server",
-		Target: u.Redacted(), Identity: *identity, Started: time.Now(), NotDriven: serverRowsNotDriven}
-	prog := newProgress(c.stdout, len(cases))
-	rep.Cases = runCases(ctx, cases, *parallel, prog)
-	prog.end()
-	rep.Millis = time.Since(rep.Started).Milliseconds()
-	if ctx.Err() != nil {
-		c.say("interrupted: the cases not run are reported as skipped")
-	}
-	return c.finishProbe(rep, *jsonPath, *htmlPath)
-}
-
-// loadProbeKey reads a private key with its key id and algorithm, chosen as
-// "wsproof connect" chooses them.
-func loadProbeKey(path, kidFlag, algFlag string) (*probeKey, error) {
-	if algFlag != "" {
-		if _, err := keys.ParseAlgorithm(algFlag); err != nil {
-			return nil, &userError{fmt.Sprintf("unknown algorithm %q", algFlag), "choose one of " + algList(), nil}
-		}
-	}
-	signer, kidHint, algHint, err := readPrivateKey(path)
-	if err != nil {
-		return nil, err
-	}
-	alg, err := chooseAlg(signer.Public(), algFlag, algHint)
-	if err != nil {
-		return nil, err
-	}
-	kid := kidFlag
-	if kid == "" {
-		kid = kidHint
-	}
-	if kid == "" {
-		if kid, err = keys.Thumbprint(signer.Public()); err != nil {
-			return nil, err
-		}
-	}
-	if err := checkKID(kid); err != nil {
-		return nil, &userError{fmt.Sprintf("bad key id %q for %s", kid, filepath.Base(path)), err.Error(), nil}
-	}
-	return &probeKey{kid: kid, alg: alg, signer: signer}, nil
-}
-
-// pacer spaces new connections so that a probe stays under a server's
-// handshake rate limits (spec section "Limits"): the probe tests rules, not
+// pacer spaces new connections so that a run stays under a server's
+// handshake rate limits (spec section "Limits"): the suite tests rules, not
 // throughput.
 type pacer struct {
 	mu       sync.Mutex
@@ -275,8 +74,8 @@ type serverProbe struct {
 	u           *url.URL
 	tlsConf     *tls.Config
 	identity    string
-	key         *probeKey // accepted
-	denied      *probeKey // known but denied; may be nil
+	key         *Key // accepted
+	denied      *Key // known but denied; may be nil
 	pc          *protocol.Client
 	origin      string
 	hsTimeout   time.Duration
@@ -286,7 +85,7 @@ type serverProbe struct {
 	pace        *pacer
 
 	unknownOnce sync.Once
-	unknown     *probeKey
+	unknown     *Key
 	unknownErr  error
 }
 
@@ -466,7 +265,7 @@ func (p *serverProbe) observe(r *caseRun, w *wire, code protocol.Code) event {
 		_, ok = parseAccept(ev.data)
 		ok = ok && ev.kind == evMessage && ev.op == opText
 	} else {
-		ok = ev.kind == evClose && ev.code == code.CloseCode() && ev.reason == code.Reason()
+		ok = r.closeIs(ev, code)
 	}
 	p.judge(r, w, ok, describe(ev, p.wait()))
 	return ev
@@ -491,10 +290,10 @@ func (p *serverProbe) claims(ch *liveChallenge) jobj {
 }
 
 // hdr is the correct response header of k.
-func hdr(k *probeKey) jobj { return header(string(k.alg), k.kid, protocol.TypResponse) }
+func hdr(k *Key) jobj { return header(string(k.Alg), k.ID, protocol.TypResponse) }
 
 // signed signs header and payload with k, failing the case if it cannot.
-func signed(r *caseRun, k *probeKey, header, payload string) string {
+func signed(r *caseRun, k *Key, header, payload string) string {
 	return sealed(r, signingInput(header, payload), k.sigOver)
 }
 
@@ -534,14 +333,14 @@ func randB64(n int) string {
 
 // unknownKey is a fresh key of the accepted key's algorithm that no
 // registry holds.
-func (p *serverProbe) unknownKey() (*probeKey, error) {
+func (p *serverProbe) unknownKey() (*Key, error) {
 	p.unknownOnce.Do(func() {
-		s, err := keys.Generate(p.key.alg, nil)
+		s, err := keys.Generate(p.key.Alg, nil)
 		if err != nil {
 			p.unknownErr = err
 			return
 		}
-		p.unknown = &probeKey{kid: "wsproof-probe-unknown-" + randB64(9), alg: p.key.alg, signer: s}
+		p.unknown = &Key{ID: "wsproof-probe-unknown-" + randB64(9), Alg: p.key.Alg, Signer: s}
 	})
 	return p.unknown, p.unknownErr
 }
@@ -761,7 +560,7 @@ func (p *serverProbe) cases() []probeCase {
 				sig, err := A.sigOver(si)
 				s := nonCanonicalLast(b64u.Encode(sig))
 				if s == "" && err == nil {
-					r.skip(fmt.Sprintf("a %s signature has no unused bits in base64url", A.alg))
+					r.skip(fmt.Sprintf("a %s signature has no unused bits in base64url", A.Alg))
 				}
 				return s, err
 			})
@@ -780,17 +579,17 @@ func (p *serverProbe) cases() []probeCase {
 			return g[:4] + "\n" + g[4:]
 		}))
 	add(p.headerCase(gStructure, "response-header-not-object", step(secResponse, 2), "The header is a JSON array.", protocol.CodeMalformed,
-		func(*liveChallenge) string { return `["` + string(A.alg) + `"]` }))
+		func(*liveChallenge) string { return `["` + string(A.Alg) + `"]` }))
 	add(p.headerCase(gStructure, "response-header-bom", step(secResponse, 2), "The header starts with a UTF-8 byte order mark.", protocol.CodeMalformed,
 		func(*liveChallenge) string { return "\ufeff" + hdr(A).String() }))
 	add(p.headerCase(gStructure, "response-header-invalid-utf8", step(secResponse, 2), "The header's kid holds a byte that is not UTF-8.", protocol.CodeMalformed,
 		func(*liveChallenge) string {
-			return `{"alg":` + jstr(string(A.alg)) + `,"kid":"` + A.kid + "\xff" + `","typ":` + jstr(typ) + `}`
+			return `{"alg":` + jstr(string(A.Alg)) + `,"kid":"` + A.ID + "\xff" + `","typ":` + jstr(typ) + `}`
 		}))
 	add(p.headerCase(gStructure, "response-duplicate-header-member", step(secResponse, 2), "The header names alg twice.", protocol.CodeMalformed,
-		func(*liveChallenge) string { return append(jobj{{"alg", jstr(string(A.alg))}}, hdr(A)...).String() }))
+		func(*liveChallenge) string { return append(jobj{{"alg", jstr(string(A.Alg))}}, hdr(A)...).String() }))
 	add(p.headerCase(gStructure, "response-case-variant-header-member", step(secResponse, 2), `The header has both "alg" and "ALG": a JSON rule, before the header allow-list.`, protocol.CodeMalformed,
-		func(*liveChallenge) string { return hdr(A).add("ALG", jstr(string(A.alg))).String() }))
+		func(*liveChallenge) string { return hdr(A).add("ALG", jstr(string(A.Alg))).String() }))
 	for _, m := range []struct{ id, name, value, why string }{
 		{"jwk", "jwk", "", "An embedded jwk header naming the signing key: keys come from the registry only."},
 		{"jku", "jku", jstr("https://wsproof-probe.invalid/jwks.json"), "A jku header pointing at an attacker's key set."},
@@ -809,12 +608,12 @@ func (p *serverProbe) cases() []probeCase {
 				v := m.value
 				switch m.name {
 				case "jwk":
-					j, _ := keys.MarshalJWK(A.signer.Public(), A.kid, A.alg)
+					j, _ := keys.MarshalJWK(A.Signer.Public(), A.ID, A.Alg)
 					v = string(bytes.TrimSpace(j))
 				case "nonce":
 					v = jstr(ch.c.Nonce)
 				}
-				return header(string(A.alg), A.kid, typ, member{m.name, v}).String()
+				return header(string(A.Alg), A.ID, typ, member{m.name, v}).String()
 			}))
 	}
 	add(p.headerCase(gStructure, "response-missing-typ", step(secResponse, 3), "No typ header.", protocol.CodeMalformed,
@@ -826,7 +625,7 @@ func (p *serverProbe) cases() []probeCase {
 	add(p.headerCase(gStructure, "response-kid-not-string", step(secResponse, 3), "kid is a number.", protocol.CodeMalformed,
 		func(*liveChallenge) string { return hdr(A).set("kid", "1").String() }))
 	add(p.headerCase(gStructure, "response-alg-not-string", step(secResponse, 3), "alg is an array.", protocol.CodeMalformed,
-		func(*liveChallenge) string { return hdr(A).set("alg", `["`+string(A.alg)+`"]`).String() }))
+		func(*liveChallenge) string { return hdr(A).set("alg", `["`+string(A.Alg)+`"]`).String() }))
 
 	// Step 4: explicit typing.
 	const gType = "Response: type (step 4)"
@@ -838,7 +637,7 @@ func (p *serverProbe) cases() []probeCase {
 		{"response-typ-challenge", protocol.TypChallenge, "A response typed as a challenge."},
 	} {
 		add(p.headerCase(gType, t.id, step(secResponse, 4), t.why, protocol.CodeWrongType,
-			func(*liveChallenge) string { return header(string(A.alg), A.kid, t.typ).String() }))
+			func(*liveChallenge) string { return header(string(A.Alg), A.ID, t.typ).String() }))
 	}
 	add(p.resp(gType, "response-challenge-reflected", step(secResponse, 4), "The server's own challenge sent back as the response.", protocol.CodeWrongType,
 		func(_ *caseRun, ch *liveChallenge) string { return ch.raw }))
@@ -847,7 +646,7 @@ func (p *serverProbe) cases() []probeCase {
 	const gAlg = "Response: algorithms (steps 5, 14)"
 	// under is the signing input of a correct response by A under header alg.
 	under := func(alg string, ch *liveChallenge) string {
-		return signingInput(header(alg, A.kid, typ).String(), p.claims(ch).String())
+		return signingInput(header(alg, A.ID, typ).String(), p.claims(ch).String())
 	}
 	unsigned := func(alg string) build {
 		return func(_ *caseRun, ch *liveChallenge) string { return under(alg, ch) + "." }
@@ -858,12 +657,12 @@ func (p *serverProbe) cases() []probeCase {
 	add(p.resp(gAlg, "response-alg-none", step(secResponse, 5), `"alg":"none" with an empty signature.`, protocol.CodeAlgNotAllowed, unsigned("none")))
 	add(p.resp(gAlg, "response-alg-none-capitalized", step(secResponse, 5), `"alg":"None": algorithm names are case-sensitive.`, protocol.CodeAlgNotAllowed, unsigned("None")))
 	add(p.resp(gAlg, "response-alg-lowercase", step(secResponse, 5), "The key's algorithm name in lower case, over a correct signature.", protocol.CodeAlgNotAllowed,
-		misnamed(strings.ToLower(string(A.alg)))))
+		misnamed(strings.ToLower(string(A.Alg)))))
 	add(p.resp(gAlg, "response-alg-rs512", step(secResponse, 5), "RS512 is a JOSE algorithm but not a wsproof one.", protocol.CodeAlgNotAllowed, misnamed("RS512")))
 	add(p.resp(gAlg, "response-hs256-public-key", step(secResponse, 5), "HS256 keyed with the PEM of the client's registered public key (RFC 8725 section 2.1).", protocol.CodeAlgNotAllowed,
 		func(r *caseRun, ch *liveChallenge) string {
 			si := under("HS256", ch)
-			mac, err := hs256(A.signer.Public(), si)
+			mac, err := hs256(A.Signer.Public(), si)
 			if err != nil {
 				r.fail("the probe cannot MAC: " + err.Error())
 			}
@@ -885,18 +684,18 @@ func (p *serverProbe) cases() []probeCase {
 			return ""
 		}))
 	add(p.headerCase(gAlg, "response-empty-kid", step(secResponse, 5), `An empty kid, checked after alg.`, protocol.CodeMalformed,
-		func(*liveChallenge) string { return header(string(A.alg), "", typ).String() }))
+		func(*liveChallenge) string { return header(string(A.Alg), "", typ).String() }))
 	add(probeCase{id: "response-sibling-alg", group: gAlg, section: step(secResponse, 14),
 		title:  "A correct signature by the accepted key under another algorithm its key type allows (RS256/PS256, ES256/ES384): one key, one algorithm.",
 		expect: expClose(protocol.CodeAlgMismatch) + ", or " + expClose(protocol.CodeAlgNotAllowed) + " when that algorithm is not offered",
 		run: p.onSocket(func(_ context.Context, r *caseRun, w *wire, ch *liveChallenge) {
-			sib := sibling(A.alg, ch.c.Algs)
+			sib := sibling(A.Alg, ch.c.Algs)
 			code := protocol.CodeAlgMismatch
 			if !slices.Contains(ch.c.Algs, string(sib)) {
 				code = protocol.CodeAlgNotAllowed
 			}
 			r.res.Expected = expClose(code)
-			r.note("%s signature by the %s key", sib, A.alg)
+			r.note("%s signature by the %s key", sib, A.Alg)
 			msg := sealed(r, under(string(sib), ch), func(si string) ([]byte, error) { return A.signAs(sib, si) })
 			if r.verdict {
 				return
@@ -980,11 +779,11 @@ func (p *serverProbe) cases() []probeCase {
 		"kid names the accepted key but the signature is by the denied key, another registered key.", protocol.CodeBadSignature,
 		func(r *caseRun, ch *liveChallenge) string {
 			if p.denied == nil {
-				r.skip("needs --denied-key")
+				r.skip("needs a registered key outside the required groups (ServerTarget.Denied; probe: --denied-key)")
 				return ""
 			}
 			return sealed(r, signingInput(hdr(A).String(), p.claims(ch).String()), func(si string) ([]byte, error) {
-				if sig, err := p.denied.signAs(A.alg, si); err == nil {
+				if sig, err := p.denied.signAs(A.Alg, si); err == nil {
 					return sig, nil
 				}
 				return p.denied.sigOver(si)
@@ -992,7 +791,7 @@ func (p *serverProbe) cases() []probeCase {
 		}))
 	add(p.resp(gKeys, "response-der-signature", step(secResponse, 15), "A correct ECDSA signature in ASN.1 DER instead of raw r||s.", protocol.CodeBadSignature,
 		func(r *caseRun, ch *liveChallenge) string {
-			if !strings.HasPrefix(string(A.alg), "ES") {
+			if !strings.HasPrefix(string(A.Alg), "ES") {
 				r.skip("needs an ECDSA key")
 				return ""
 			}
@@ -1017,7 +816,7 @@ func (p *serverProbe) cases() []probeCase {
 		add(p.resp(gKeys, fmt.Sprintf("response-ps256-salt-%d", salt), step(secResponse, 15),
 			fmt.Sprintf("A PSS signature with a %d-octet salt: PS256 requires exactly 32.", salt), protocol.CodeBadSignature,
 			func(r *caseRun, ch *liveChallenge) string {
-				if A.alg != keys.PS256 {
+				if A.Alg != keys.PS256 {
 					r.skip("needs a PS256 key")
 					return ""
 				}
@@ -1055,7 +854,7 @@ func (p *serverProbe) cases() []probeCase {
 	add(p.resp(gAuthz, "response-denied-key", step(secResponse, 19), "A correct response by a registered key in none of the required groups.", protocol.CodeAccessDenied,
 		func(r *caseRun, ch *liveChallenge) string {
 			if p.denied == nil {
-				r.skip("needs --denied-key")
+				r.skip("needs a registered key outside the required groups (ServerTarget.Denied; probe: --denied-key)")
 				return ""
 			}
 			return signed(r, p.denied, hdr(p.denied).String(), p.claims(ch).String())
@@ -1063,7 +862,7 @@ func (p *serverProbe) cases() []probeCase {
 	add(p.resp(gAuthz, "response-denied-key-claims-groups", step(secResponse, 19), "The denied key claims groups in its response: claims cannot grant groups.", protocol.CodeAccessDenied,
 		func(r *caseRun, ch *liveChallenge) string {
 			if p.denied == nil {
-				r.skip("needs --denied-key")
+				r.skip("needs a registered key outside the required groups (ServerTarget.Denied; probe: --denied-key)")
 				return ""
 			}
 			cl := p.claims(ch).set("groups", `["admin","admins","devices","users","root","wsproof"]`)
@@ -1134,7 +933,7 @@ func (p *serverProbe) cases() []probeCase {
 			wg.Wait()
 			_, accepted := parseAccept(evs[0].data)
 			code := protocol.CodeTranscriptMismatch
-			refused := evs[1].kind == evClose && evs[1].code == code.CloseCode() && evs[1].reason == code.Reason()
+			refused := r.closeIs(evs[1], code)
 			p.judge(r, w2, accepted && refused, fmt.Sprintf("socket 1: %s; socket 2: %s", describe(evs[0], p.wait()), describe(evs[1], p.wait())))
 		}})
 	add(probeCase{id: "token-replayed-as-response", group: gReplay, section: step(secResponse, 2),
@@ -1206,7 +1005,7 @@ var serverCaseRows = map[string][]string{
 
 // serverRowsNotDriven are the rows of spec section "Server state machine"
 // that no case of probe server drives, and why.
-var serverRowsNotDriven = []rowGap{
+var serverRowsNotDriven = []RowGap{
 	{[]string{"S1"}, "the probe paces its connections under the server's rate limits (--rate) and retries a 429; provoking one takes load the probe does not send"},
 	{[]string{"S5"}, "a limit reached between the upgrade and the signature is a race inside the server"},
 	{[]string{"S8"}, "a final token needs a registry entry whose exp is near; the probe does not edit the registry"},
@@ -1363,23 +1162,37 @@ func (p *serverProbe) openingCases() []probeCase {
 				p.observe(r, w, protocol.CodeUnexpectedMessage)
 			}},
 	}
-	if p.origin != "" {
-		cs = append(cs, probeCase{id: "origin-allowed", group: g, section: secOpening,
-			title:  "The Origin given with --origin, which the server allows.",
-			expect: "101, then a challenge",
-			run: func(ctx context.Context, r *caseRun) {
-				w, _, ok := p.open(ctx, r, dialOptions{origin: p.origin})
-				if ok {
-					w.Close()
-					r.pass("101, then a challenge")
-				}
-			}})
-		if v := caseVariant(p.origin); v != p.origin {
-			cs = append(cs, status("origin-case-variant",
-				"The allowed Origin with its letters' case changed: the spec compares the ASCII serialization exactly.",
-				protocol.CodeOriginNotAllowed, dialOptions{origin: v}))
+	// The allowed Origin: only the deployment knows one.
+	noOrigin := "needs an Origin the server allows (ServerTarget.Origin; probe: --origin)"
+	cs = append(cs, probeCase{id: "origin-allowed", group: g, section: secOpening,
+		title:  "An Origin the server allows (ServerTarget.Origin).",
+		expect: "101, then a challenge",
+		run: func(ctx context.Context, r *caseRun) {
+			if p.origin == "" {
+				r.skip(noOrigin)
+				return
+			}
+			w, _, ok := p.open(ctx, r, dialOptions{origin: p.origin})
+			if ok {
+				w.Close()
+				r.pass("101, then a challenge")
+			}
+		}})
+	variant := status("origin-case-variant",
+		"The allowed Origin with its letters' case changed: the spec compares the ASCII serialization exactly.",
+		protocol.CodeOriginNotAllowed, dialOptions{})
+	variant.run = func(ctx context.Context, r *caseRun) {
+		v := caseVariant(p.origin)
+		switch {
+		case p.origin == "":
+			r.skip(noOrigin)
+		case v == p.origin:
+			r.skip(fmt.Sprintf("the Origin %q has no letters whose case can change", p.origin))
+		default:
+			status("", "", protocol.CodeOriginNotAllowed, dialOptions{origin: v}).run(ctx, r)
 		}
 	}
+	cs = append(cs, variant)
 	return cs
 }
 
@@ -1410,7 +1223,7 @@ func (p *serverProbe) framingCases() []probeCase {
 					return
 				}
 				send(w, good)
-				p.failConnection(r, w, 1002)
+				p.failConnection(r, w, "", 1002)
 			})}
 	}
 	data := func(f frame) func(*wire, []byte) error {
@@ -1458,16 +1271,17 @@ func (p *serverProbe) framingCases() []probeCase {
 			expect: "close 1007 (invalid payload data), or " + expClose(protocol.CodeMalformed) + ", or the connection dropped",
 			run: p.onSocket(func(_ context.Context, r *caseRun, w *wire, _ *liveChallenge) {
 				w.send(opText, []byte("eyJ\xff\xfe\xfd.e30.AA"))
-				p.failConnection(r, w, 1007, protocol.CodeMalformed.CloseCode())
+				p.failConnection(r, w, protocol.CodeMalformed, 1007)
 			})},
 	}
 }
 
 // failConnection judges a framing violation: the server must close with
-// one of codes or drop the connection, and must not go on.
-func (p *serverProbe) failConnection(r *caseRun, w *wire, codes ...int) {
+// one of the RFC 6455 codes, or with the wsproof code alt when it is set,
+// or drop the connection, and must not go on.
+func (p *serverProbe) failConnection(r *caseRun, w *wire, alt protocol.Code, codes ...int) {
 	ev := w.next(time.Now().Add(p.wait()))
-	ok := ev.kind == evEOF || ev.kind == evClose && slices.Contains(codes, ev.code)
+	ok := ev.kind == evEOF || ev.kind == evClose && slices.Contains(codes, ev.code) || alt != "" && r.closeIs(ev, alt)
 	p.judge(r, w, ok, describe(ev, p.wait()))
 }
 
@@ -1489,7 +1303,7 @@ func (p *serverProbe) limitCases() []probeCase {
 				w.writeRaw(append(b, bytes.Repeat([]byte{'w'}, 8192)...))
 				start := time.Now()
 				ev := w.next(time.Now().Add(p.wait()))
-				ok := ev.kind == evEOF || ev.kind == evClose && ev.code == tooLarge.CloseCode() && ev.reason == tooLarge.Reason()
+				ok := ev.kind == evEOF || r.closeIs(ev, tooLarge)
 				p.judge(r, w, ok, fmt.Sprintf("%s after %s", describe(ev, p.wait()), since(start)))
 			})},
 		p.flood("fragments-endless", "Continuation frames of 1 KiB without end: the message passes 4096 octets.", 1024, 256),
@@ -1498,7 +1312,7 @@ func (p *serverProbe) limitCases() []probeCase {
 			title:  "A socket that reads the challenge and never answers.",
 			expect: fmt.Sprintf("%s within %s", expClose(timeout), within(p.hsTimeout)),
 			run: p.onSocket(func(_ context.Context, r *caseRun, w *wire, ch *liveChallenge) {
-				ok, got := p.expectTimeout(w, ch.at)
+				ok, got := p.expectTimeout(r, w, ch.at)
 				p.judge(r, w, ok, got)
 			})},
 		{id: "ping-flood", group: g, section: secLimits, slow: true,
@@ -1526,7 +1340,7 @@ func (p *serverProbe) limitCases() []probeCase {
 						sent.Add(1)
 					}
 				}()
-				ok, got := p.expectTimeout(w, ch.at)
+				ok, got := p.expectTimeout(r, w, ch.at)
 				close(done)
 				w.Close()
 				r.note("%d pings sent", sent.Load())
@@ -1571,7 +1385,7 @@ func (p *serverProbe) limitCases() []probeCase {
 						}
 					}
 				}()
-				ok, got := p.expectTimeout(w, ch.at)
+				ok, got := p.expectTimeout(r, w, ch.at)
 				close(done)
 				p.judge(r, w, ok, got)
 			})},
@@ -1642,12 +1456,12 @@ func since(t time.Time) string { return time.Since(t).Round(time.Millisecond).St
 
 // expectTimeout waits for handshake_timeout within the deadline (and its
 // slack), measured from the challenge's arrival.
-func (p *serverProbe) expectTimeout(w *wire, from time.Time) (ok bool, got string) {
+func (p *serverProbe) expectTimeout(r *caseRun, w *wire, from time.Time) (ok bool, got string) {
 	code := protocol.CodeHandshakeTimeout
 	limit := p.hsTimeout + slack(p.hsTimeout)
 	ev := w.next(from.Add(limit + time.Second))
 	d := ev.at.Sub(from)
-	ok = ev.kind == evClose && ev.code == code.CloseCode() && ev.reason == code.Reason() && d <= limit
+	ok = r.closeIs(ev, code) && d <= limit
 	got = describe(ev, limit+time.Second)
 	if ev.kind != evTimeout {
 		got += " after " + d.Round(10*time.Millisecond).String()
@@ -1693,7 +1507,7 @@ func (p *serverProbe) flood(id, title string, size, count int) probeCase {
 			}()
 			ev := w.next(time.Now().Add(p.wait()))
 			close(done)
-			ok := ev.kind == evClose && ev.code == code.CloseCode() && ev.reason == code.Reason()
+			ok := r.closeIs(ev, code)
 			p.judge(r, w, ok, describe(ev, p.wait()))
 			w.Close()
 			r.note("%d octets sent", <-sentc)

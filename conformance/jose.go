@@ -1,4 +1,4 @@
-package main
+package conformance
 
 import (
 	"bytes"
@@ -25,13 +25,6 @@ import (
 // write most of them, which is the point. Every object is made from exact
 // JSON text, so a case can name a member twice, vary its case, or add bytes
 // after the object; signatures are made over the exact segments sent.
-
-// probeKey is a private key the probe signs with, under one algorithm.
-type probeKey struct {
-	kid    string
-	alg    keys.Algorithm
-	signer crypto.Signer
-}
 
 // jstr is s as a JSON string, without the HTML escaping of encoding/json.
 func jstr(s string) string {
@@ -103,7 +96,7 @@ func signingInput(header, payload string) string {
 }
 
 // sign signs the exact header and payload text with k under k's algorithm.
-func (k *probeKey) sign(header, payload string) (string, error) {
+func (k *Key) sign(header, payload string) (string, error) {
 	si := signingInput(header, payload)
 	sig, err := k.sigOver(si)
 	if err != nil {
@@ -113,16 +106,16 @@ func (k *probeKey) sign(header, payload string) (string, error) {
 }
 
 // sigOver is k's JWS signature over si.
-func (k *probeKey) sigOver(si string) ([]byte, error) {
-	return keys.Sign(rand.Reader, k.signer, k.alg, []byte(si))
+func (k *Key) sigOver(si string) ([]byte, error) {
+	return keys.Sign(rand.Reader, k.Signer, k.Alg, []byte(si))
 }
 
 // signAs signs si as algorithm alg would, with k's key material even when
 // alg is not k's algorithm: a sibling algorithm's signature for the
 // algorithm confusion cases. It returns an error when k's key type cannot
 // produce alg's signature scheme at all.
-func (k *probeKey) signAs(alg keys.Algorithm, si string) ([]byte, error) {
-	switch priv := k.signer.(type) {
+func (k *Key) signAs(alg keys.Algorithm, si string) ([]byte, error) {
+	switch priv := k.Signer.(type) {
 	case *ecdsa.PrivateKey:
 		var h crypto.Hash
 		switch alg {
@@ -154,15 +147,15 @@ func (k *probeKey) signAs(alg keys.Algorithm, si string) ([]byte, error) {
 	case ed25519.PrivateKey:
 		return ed25519.Sign(priv, []byte(si)), nil
 	}
-	if alg == k.alg {
+	if alg == k.Alg {
 		return k.sigOver(si)
 	}
 	return nil, errors.New("the key type cannot be used for crafted signatures")
 }
 
 // pssWithSalt signs si with RSASSA-PSS SHA-256 and the given salt length.
-func (k *probeKey) pssWithSalt(si string, salt int) ([]byte, error) {
-	priv, ok := k.signer.(*rsa.PrivateKey)
+func (k *Key) pssWithSalt(si string, salt int) ([]byte, error) {
+	priv, ok := k.Signer.(*rsa.PrivateKey)
 	if !ok {
 		return nil, errors.New("not an RSA key")
 	}
@@ -171,13 +164,13 @@ func (k *probeKey) pssWithSalt(si string, salt int) ([]byte, error) {
 }
 
 // derSig is k's ECDSA signature over si in ASN.1 DER instead of r||s.
-func (k *probeKey) derSig(si string) ([]byte, error) {
-	priv, ok := k.signer.(*ecdsa.PrivateKey)
+func (k *Key) derSig(si string) ([]byte, error) {
+	priv, ok := k.Signer.(*ecdsa.PrivateKey)
 	if !ok {
 		return nil, errors.New("not an EC key")
 	}
 	var h crypto.Hash
-	switch k.alg {
+	switch k.Alg {
 	case keys.ES256:
 		h = crypto.SHA256
 	case keys.ES384:
@@ -263,20 +256,11 @@ func splitJWS(s string) (h, p, sig string, ok bool) {
 	return parts[0], parts[1], parts[2], true
 }
 
-// challengeClaims are the claims of a challenge as the probes read and
-// write them.
-type challengeClaims struct {
-	Iss   string   `json:"iss"`
-	Sid   string   `json:"sid"`
-	Nonce string   `json:"nonce"`
-	Iat   int64    `json:"iat"`
-	Exp   int64    `json:"exp"`
-	Algs  []string `json:"algs"`
-	CB    string   `json:"cb"`
-}
+// challengeClaims are the claims of a challenge: protocol's definition.
+type challengeClaims = protocol.ChallengeClaims
 
-// obj is the claims as an editable object, in the spec's member order.
-func (c *challengeClaims) obj() jobj {
+// claimsObj is the claims as an editable object, in the spec's member order.
+func claimsObj(c *challengeClaims) jobj {
 	algs, _ := json.Marshal(c.Algs)
 	return jobj{{"iss", jstr(c.Iss)}, {"sid", jstr(c.Sid)}, {"nonce", jstr(c.Nonce)},
 		{"iat", fmt.Sprint(c.Iat)}, {"exp", fmt.Sprint(c.Exp)}, {"algs", string(algs)}, {"cb", jstr(c.CB)}}

@@ -1,4 +1,4 @@
-package main
+package conformance
 
 import (
 	"context"
@@ -82,7 +82,7 @@ func isClose(ev event, code protocol.Code) bool {
 // application messages, and judges it.
 func (p *serverProbe) expectClose(r *caseRun, w *wire, code protocol.Code) event {
 	ev := nextControl(w, time.Now().Add(p.wait()))
-	p.judge(r, w, isClose(ev, code), describe(ev, p.wait()))
+	p.judge(r, w, r.closeIs(ev, code), describe(ev, p.wait()))
 	return ev
 }
 
@@ -258,7 +258,7 @@ func (rc *rechallenge) exp() time.Time { return time.Unix(rc.c.Exp, 0) }
 // and a shorter one that sees nothing skips the case.
 func (p *serverProbe) awaitRechallenge(r *caseRun, ls *liveSession) (*rechallenge, bool) {
 	if p.refreshWait == 0 {
-		r.skip("needs --refresh-wait (the server's token lifetime is always enough)")
+		r.skip("needs a refresh wait (ServerTarget.RefreshWait; probe: --refresh-wait): the server's token lifetime is always enough")
 		return nil, false
 	}
 	untilExp := time.Until(ls.sess.Expiry)
@@ -272,7 +272,7 @@ func (p *serverProbe) awaitRechallenge(r *caseRun, ls *liveSession) (*rechalleng
 		r.skip(fmt.Sprintf("no re-challenge within --refresh-wait %s; the token lives %s (the accept's exp), and its refresh may come as late as its exp",
 			p.refreshWait, ls.lifetime().Round(time.Second)))
 		return nil, false
-	case isClose(ev, protocol.CodeSessionRevoked) && ev.at.After(ls.sess.Expiry.Add(-time.Second)):
+	case r.closeIs(ev, protocol.CodeSessionRevoked) && ev.at.After(ls.sess.Expiry.Add(-time.Second)):
 		r.skip("the session ended at the token's exp with session_revoked: the token is final (S8), so it has no refresh")
 		return nil, false
 	case ev.kind != evMessage:
@@ -388,7 +388,7 @@ func (p *serverProbe) refreshCases() []probeCase {
 			expect: expClose(protocol.CodeKeyMismatch),
 			run: func(ctx context.Context, r *caseRun) {
 				if p.denied == nil {
-					r.skip("needs --denied-key")
+					r.skip("needs a registered key outside the required groups (ServerTarget.Denied; probe: --denied-key)")
 					return
 				}
 				onRefresh(func(_ context.Context, r *caseRun, ls *liveSession, rc *rechallenge) {
@@ -420,7 +420,7 @@ func (p *serverProbe) refreshCases() []probeCase {
 				if ev.kind != evTimeout {
 					got += fmt.Sprintf(" %s the re-challenge's exp", fmtOffset(d))
 				}
-				p.judge(r, ls.w, isClose(ev, expired) && d > -time.Second && d < 2*time.Second, got)
+				p.judge(r, ls.w, r.closeIs(ev, expired) && d > -time.Second && d < 2*time.Second, got)
 			})},
 		{id: "refresh-late-response", group: g, section: secRefresh, slow: true, rows: []string{"S9", "S10", "S20"},
 			title: "A correct refresh response sent just after the re-challenge's exp: token_expired (retryable), not challenge_expired, " +
@@ -438,7 +438,7 @@ func (p *serverProbe) refreshCases() []probeCase {
 				if ev.kind != evTimeout {
 					d := ev.at.Sub(rc.exp())
 					r.note("the server ended the socket %s the re-challenge's exp, before the late response was sent", fmtOffset(d))
-					p.judge(r, ls.w, isClose(ev, expired) && d > -time.Second, describe(ev, 0))
+					p.judge(r, ls.w, r.closeIs(ev, expired) && d > -time.Second, describe(ev, 0))
 					return
 				}
 				ls.w.send(opText, resp)
@@ -454,7 +454,7 @@ func (p *serverProbe) refreshCases() []probeCase {
 // that Ping. It skips the case when no Ping comes within --ping-wait.
 func (p *serverProbe) firstPing(r *caseRun, ls *liveSession) (time.Duration, bool) {
 	if p.pingWait == 0 {
-		r.skip("needs --ping-wait (the server's Ping interval, plus a little)")
+		r.skip("needs a Ping wait (ServerTarget.PingWait; probe: --ping-wait): the server's Ping interval, plus a little")
 		return 0, false
 	}
 	ls.w.reportPings = true
@@ -542,7 +542,7 @@ func (p *serverProbe) keepaliveCases() []probeCase {
 				if ev.kind != evTimeout {
 					got += fmt.Sprintf(" %s two Ping intervals", fmtOffset(d))
 				}
-				p.judge(r, ls.w, isClose(ev, timeout) && d > -500*time.Millisecond && d < 1500*time.Millisecond, got)
+				p.judge(r, ls.w, r.closeIs(ev, timeout) && d > -500*time.Millisecond && d < 1500*time.Millisecond, got)
 			})},
 		{id: "keepalive-pong", group: g, section: secKeepalive, slow: true, rows: []string{"S13", "S21"},
 			title:  "After the accept the probe sends nothing but Pongs: the server pings every interval and keeps the socket open past two intervals.",

@@ -1,0 +1,54 @@
+// Package conformance is the wsproof conformance suite: the cases that test
+// a server or a client against spec/wsproof-v1.md from the outside, over
+// real sockets, and the runners that play the other side.
+//
+// The server suite (ServerCases) answers the challenge a server really
+// sends with a response that breaks one rule of the spec's procedure
+// "Server: verifying a response", abuses the transport (RFC 6455 framing,
+// the opening handshake, sizes and deadlines), or drives the session after
+// the accept (rows of spec section "Server state machine"). The client
+// suite (ClientCases) is a misbehaving server: one connection per case,
+// each a bad challenge, a bad accept, a message out of turn, or a control
+// the client must complete.
+//
+// Another implementation runs a suite from its own tests, one subtest per
+// case, named by its id:
+//
+//	func TestConformance(t *testing.T) {
+//		conformance.TestServer(t, &conformance.ServerTarget{URL: url, ...})
+//	}
+//
+// RunServer and RunClient run a suite without package testing and return a
+// Report; the command "wsproof probe" is built on them.
+//
+// # Exact outcomes
+//
+// A negative case expects one code of the spec's Errors table. The wire
+// cannot always say which: the fourteen authentication failures share close
+// code 4003 and one reason text (spec section "Uniform denials and kid
+// enumeration"). The rule the suites apply is that of spec section
+// "Diagnostic reasons":
+//
+//   - When the target says that the peer runs in diagnostic mode
+//     (ServerTarget.Diagnostic, ClientTarget.Diagnostic), every negative
+//     case requires the exact code: the close reason must be the code's
+//     diagnostic reason, "authentication failed [unknown_key]". A plain
+//     reason, or one that names another code, fails the case.
+//   - Otherwise a case whose close code one code owns is still exact: the
+//     close code says which failure it was, and the reason text must be the
+//     table's.
+//   - Otherwise (a close code several codes share) the case is judged on
+//     close code and reason text, and a passing Result says in
+//     CodeNotChecked that the exact code was not checked, and why.
+//
+// Our own server and clients run the suites in diagnostic mode, so that a
+// case passes only for the failure it was written for.
+//
+// # Fixtures and skips
+//
+// A case that needs what only the deployment can provide (a second,
+// denied key in the registry; a TLS connection; a key of one algorithm; the
+// waits of the refresh and keepalive cases) is skipped when the target does
+// not provide it, and its Result says why in Got and Note. No case is
+// skipped silently.
+package conformance

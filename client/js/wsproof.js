@@ -224,7 +224,7 @@ function b64uEncode(bytes) {
  * Decodes canonical base64url, or returns null for any other form: padding,
  * whitespace, characters outside the alphabet, a length of 1 modulo 4, or
  * non-zero unused bits in the last character.
- * @returns {Uint8Array|null}
+ * @returns {Uint8Array<ArrayBuffer>|null}
  */
 function b64uDecode(s) {
   if (typeof s !== 'string' || s.length % 4 === 1) return null;
@@ -548,10 +548,18 @@ const CURVES = {
   },
 };
 
+/** @type {(bytes: Uint8Array) => bigint} big-endian octets as an unsigned integer */
 const bigOf = (bytes) => bytes.reduce((acc, b) => (acc << 8n) | BigInt(b), 0n);
 
+/** @type {(a: bigint, m: bigint) => bigint} a mod m, in [0, m) */
 const mod = (a, m) => ((a % m) + m) % m;
 
+/**
+ * @param {bigint} b
+ * @param {bigint} e
+ * @param {bigint} m
+ * @returns {bigint} b^e mod m
+ */
 function modPow(b, e, m) {
   let r = 1n;
   b = mod(b, m);
@@ -562,7 +570,12 @@ function modPow(b, e, m) {
   return r;
 }
 
-// modInv returns a^-1 mod m, or 0n when a and m are not coprime.
+/**
+ * a^-1 mod m, or 0n when a and m are not coprime.
+ * @param {bigint} a
+ * @param {bigint} m
+ * @returns {bigint}
+ */
 function modInv(a, m) {
   let [r0, r1, s0, s1] = [mod(a, m), m, 1n, 0n];
   while (r1 !== 0n) {
@@ -573,6 +586,13 @@ function modInv(a, m) {
   return r0 === 1n ? mod(s0, m) : 0n;
 }
 
+/**
+ * Whether (x, y) is a point of the curve y^2 = x^3 - 3x + b over GF(p).
+ * @param {keyof typeof CURVES} crv
+ * @param {Uint8Array} xb
+ * @param {Uint8Array} yb
+ * @returns {boolean}
+ */
 function onCurve(crv, xb, yb) {
   const { p, b } = CURVES[crv];
   const x = bigOf(xb);
@@ -763,19 +783,26 @@ class PinnedKeys {
 const pinnedCache = new WeakMap();
 
 /**
+ * A pinned server key set: a JWK Set as JSON text, the parsed object, or what
+ * loadServerKeys returned for one.
+ * @typedef {string | {keys: object[]} | PinnedKeys} ServerKeys
+ */
+
+/**
  * Loads a pinned server key set under the load-time rules (the ones Go's
  * keys.ParsePublicSet applies: checkJwk for each key, kids unique even under
  * ASCII case folding, one key under one kid). Accepts the set as
  * a JSON text (checked as strict JSON) or as an object, or a set this function
  * returned. Keys of an algorithm the platform's WebCrypto lacks (EdDSA on old
  * browsers) load, but a challenge signed by one fails with internal_error.
- * @param {string | {keys: object[]} | PinnedKeys} set
+ * @param {ServerKeys} set
  * @returns {Promise<PinnedKeys>}
  * @throws {ProtocolError} code bad_key
  */
 export async function loadServerKeys(set) {
   if (set instanceof PinnedKeys) return set;
   if (set && typeof set === 'object' && pinnedCache.has(set)) return pinnedCache.get(set);
+  /** @type {unknown} */
   let doc = set;
   if (typeof set === 'string') {
     try {
@@ -785,13 +812,16 @@ export async function loadServerKeys(set) {
       throw e;
     }
   }
-  if (!doc || typeof doc !== 'object' || !Array.isArray(doc.keys)) throw fail('bad_key', 'pinned key set has no keys array');
-  if (doc.keys.length === 0) throw fail('bad_key', 'pinned key set is empty');
+  const list = doc && typeof doc === 'object' && 'keys' in doc ? doc.keys : undefined;
+  if (!Array.isArray(list)) throw fail('bad_key', 'pinned key set has no keys array');
+  if (list.length === 0) throw fail('bad_key', 'pinned key set is empty');
+  /** @type {Map<string, PinnedKey>} */
   const keys = new Map();
   const foldedKids = new Set();
   const ids = new Set();
-  for (const jwk of doc.keys) {
-    if (!jwk || typeof jwk !== 'object' || Array.isArray(jwk)) throw fail('bad_key', 'pinned key is not an object');
+  for (const member of list) {
+    if (!member || typeof member !== 'object' || Array.isArray(member)) throw fail('bad_key', 'pinned key is not an object');
+    const jwk = /** @type {Record<string, unknown>} */ (member);
     if (typeof jwk.kid !== 'string' || !KID_RE.test(jwk.kid)) throw fail('bad_key', 'kid missing or not 1 to 128 printable ASCII characters');
     if (PRIVATE_MEMBERS.some((m) => Object.prototype.hasOwnProperty.call(jwk, m))) throw fail('bad_key', 'pinned key holds private members');
     const k = checkJwk(jwk);
@@ -826,6 +856,7 @@ export async function loadServerKeys(set) {
  * @returns {Promise<string[]>}
  */
 export async function supportedAlgorithms() {
+  /** @type {string[]} */
   const out = ALGORITHMS.filter((a) => a !== 'EdDSA');
   try {
     await subtle().importKey('jwk', { kty: 'OKP', crv: 'Ed25519', x: '11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo' }, { name: 'Ed25519' }, false, ['verify']);
@@ -1031,7 +1062,7 @@ const MAX_MESSAGE_SIZE_LIMIT = 2 ** 30;
  * @typedef {object} ChallengeOptions
  * @property {string} keyId the client key's id in the server's registry
  * @property {KeyPair} keyPair the client key
- * @property {string | object} serverKeys the pinned server key set (JWK Set JSON or object, or loadServerKeys' result)
+ * @property {ServerKeys} serverKeys the pinned server key set (JWK Set JSON or object, or loadServerKeys' result)
  * @property {string} serverIdentity the expected server identity: the challenge's iss must equal it (step 10)
  * @property {boolean} [tls] whether the connection is TLS; default: whether exporter is set. On a TLS
  *   connection a challenge whose cb is "none" is refused with channel_binding_required unless allowUnbound
@@ -1436,11 +1467,12 @@ export function plaintextAllowed(url) {
  * exported with the label "EXPORTER-Channel-Binding" and no context, when the
  * socket's TLS version is 1.3; null otherwise (no TLS, TLS 1.2, or not a
  * `ws` socket, as in browsers, which expose no exporter).
- * @param {any} ws
+ * @param {object} ws
  * @returns {Promise<Uint8Array|null>}
  */
 export async function nodeChannelBinding(ws) {
-  const s = ws && ws._socket;
+  // The ws package keeps its net.Socket (a tls.TLSSocket for wss://) in _socket.
+  const s = ws && /** @type {{_socket?: any}} */ (ws)._socket;
   if (!s || typeof s.exportKeyingMaterial !== 'function' || typeof s.getProtocol !== 'function') return null;
   if (s.getProtocol() !== 'TLSv1.3') return null;
   const v = s.exportKeyingMaterial(32, 'EXPORTER-Channel-Binding');
@@ -1503,9 +1535,13 @@ const CLOSED = 'CLOSED';
  *   closure.
  * @typedef {{type: 'send', text: boolean, data: string|Uint8Array} | {type: 'ping'} |
  *   {type: 'deliver', data: Uint8Array} | {type: 'accepted', session: Session, refresh: boolean} |
- *   {type: 'timer', at: number|null} |
- *   {type: 'close', code: string|null, closeCode: number|null, reason: string|null, retry: boolean,
- *    peerCode: number|null, error: ProtocolError|null}} Action
+ *   {type: 'timer', at: number|null} | CloseAction} Action
+ */
+
+/**
+ * The action that ends a socket: see Action.
+ * @typedef {{type: 'close', code: string|null, closeCode: number|null, reason: string|null, retry: boolean,
+ *   peerCode: number|null, error: ProtocolError|null}} CloseAction
  */
 
 /**
@@ -1564,6 +1600,7 @@ export class ClientMachine {
   #session = null;
   #sessionExp = 0;
   /** @type {Action|null} */
+  /** @type {CloseAction|null} */
   #end = null;
   /** @type {VerifiedChallenge|null} the verified challenge whose accept is awaited */
   #pending = null;
@@ -1628,7 +1665,7 @@ export class ClientMachine {
     return this.#session;
   }
 
-  /** The close action that ended the socket, or null while it has not ended. @returns {Action|null} */
+  /** The close action that ended the socket, or null while it has not ended. @returns {CloseAction|null} */
   get end() {
     return this.#end;
   }
@@ -1987,6 +2024,10 @@ export class ClientMachine {
     this.#close({ type: 'close', code: err.code, closeCode: info.close, reason, retry: info.retryable, peerCode: null, error: err }, acts);
   }
 
+  /**
+   * @param {CloseAction} a
+   * @param {Action[]} acts
+   */
   #close(a, acts) {
     if (this.#state === CLOSED) return;
     this.#state = CLOSED;
@@ -2048,7 +2089,7 @@ function inNode() {
  * @typedef {object} ConnectOptions
  * @property {string} keyId the client key's id in the server's registry (required)
  * @property {KeyPair} keyPair the client key (required)
- * @property {string|object} serverKeys the pinned server key set, a JWK Set as JSON text or object (required)
+ * @property {ServerKeys} serverKeys the pinned server key set, a JWK Set as JSON text or object (required)
  * @property {string} [serverIdentity] the server identity every challenge's iss must equal; default: the URL dialed,
  *   normalized as identityFromURL says (spec section "Server identity")
  * @property {boolean} [allowUnbound=false] Node: accept challenges without channel binding (cb "none") on a wss://
@@ -2057,8 +2098,9 @@ function inNode() {
  *   use the session. Browsers always accept them (the browser profile)
  * @property {boolean} [insecurePlaintext=false] allow ws:// to a host that is not loopback (testing only: the
  *   session token and every message then cross the network in the clear)
- * @property {any} [WebSocket=globalThis.WebSocket] the WebSocket class; in Node, the `ws` package's
- * @property {(ws: any) => Promise<Uint8Array|null>} [channelBinding=nodeChannelBinding] Node: the connection's
+ * @property {new (url: string, protocols: string[], options?: object) => object} [WebSocket=globalThis.WebSocket]
+ *   the WebSocket class; in Node, the `ws` package's
+ * @property {(ws: object) => Promise<Uint8Array|null>} [channelBinding=nodeChannelBinding] Node: the connection's
  *   tls-exporter value
  * @property {number} [clockSkew=60] seconds of clock disagreement allowed when judging challenges and accepts
  * @property {number} [handshakeTimeout=10000] milliseconds from the start to the accept
@@ -2182,6 +2224,22 @@ function toBytes(data) {
 }
 
 /**
+ * The events of a Connection: plain objects with the fields below, plus
+ * `detail` (the same data, for CustomEvent habits) and `timeStamp`.
+ * @typedef {object} ConnectionEvents
+ * @property {{type: 'message', data: Uint8Array, detail: Uint8Array, timeStamp: number}} message an application
+ *   message, in the order the server sent them
+ * @property {{type: 'refresh', session: Session, detail: Session, timeStamp: number}} refresh a refresh succeeded
+ * @property {CloseInfo & {type: 'close', detail: CloseInfo, timeStamp: number}} close the socket has closed
+ */
+
+/**
+ * A listener: a function, or an object with handleEvent, as EventTarget takes them.
+ * @template E
+ * @typedef {((event: E) => void) | {handleEvent(event: E): void}} Listener
+ */
+
+/**
  * An authenticated wsproof socket. Application data travels in binary
  * messages; re-challenges are answered inside, so `session` changes over time
  * while messages keep flowing both ways.
@@ -2191,16 +2249,25 @@ function toBytes(data) {
  * 'message' listener is added are held for it); 'refresh' with event.session
  * after each successful refresh; 'close' with event.code, event.reason,
  * event.retryable and event.error, once, when the socket has closed.
+ *
+ * The class is exported for its type and for instanceof; connect() and keep()
+ * make its instances.
  */
-class Connection {
+export class Connection {
   /** @type {Session} */
   #session;
+  /** @type {Link} */
   #link;
   #listeners = { message: new Set(), refresh: new Set(), close: new Set() };
   #held = [];
 
-  /** @param {Link} link */
+  /**
+   * @internal
+   * @param {unknown} link
+   * @param {Session} session
+   */
   constructor(link, session) {
+    if (!(link instanceof Link)) throw new TypeError('wsproof: a Connection comes from connect() or keep()');
     this.#link = link;
     this.#session = session;
     /**
@@ -2245,8 +2312,9 @@ class Connection {
   }
 
   /**
-   * @param {'message'|'refresh'|'close'} type
-   * @param {EventListenerOrEventListenerObject} listener
+   * @template {keyof ConnectionEvents} K
+   * @param {K} type
+   * @param {Listener<ConnectionEvents[K]>} listener
    */
   addEventListener(type, listener) {
     const set = this.#listeners[type];
@@ -2260,8 +2328,9 @@ class Connection {
   }
 
   /**
-   * @param {'message'|'refresh'|'close'} type
-   * @param {EventListenerOrEventListenerObject} listener
+   * @template {keyof ConnectionEvents} K
+   * @param {K} type
+   * @param {Listener<ConnectionEvents[K]>} listener
    */
   removeEventListener(type, listener) {
     const set = this.#listeners[type];

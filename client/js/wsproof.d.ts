@@ -803,6 +803,96 @@ export declare class Connection {
  * @returns {Promise<Connection>}
  */
 export declare function connect(url: string, options: ConnectOptions): Promise<Connection>;
+export type FailureInfo = {
+    /**
+     * the spec's error code, or null when the close code stands for several (4003) or
+     * none (a broken connection, 1006; an HTTP status of no code; an error that is not a ProtocolError)
+     */
+    code: string | null;
+    /**
+     * the WebSocket close code sent or received, or null (an HTTP refusal)
+     */
+    closeCode: number | null;
+    /**
+     * whether spec section "Retry" allows connecting again
+     */
+    retryable: boolean;
+    /**
+     * whether keep will connect again (after delay), which it does exactly when the
+     * failure is retryable, unless stop() is called
+     */
+    willRetry: boolean;
+    /**
+     * milliseconds until the next attempt, or null when keep gives up
+     */
+    delay: number | null;
+    /**
+     * why; the same object done rejects with when keep gives up
+     */
+    error: ProtocolError | Error;
+};
+export type FailureEvent = FailureInfo & {
+    type: 'failure';
+    detail: FailureInfo;
+    timeStamp: number;
+};
+export type Keeper = {
+    /**
+     * stops reconnecting and closes the current connection (1000); done then resolves
+     * with {stopped: true}
+     */
+    stop: () => void;
+    /**
+     * resolves when keep ends without a failure: after stop()
+     * ({stopped: true}), or when the application closed its Connection or the server closed it normally (1000), with
+     * that Connection's CloseInfo. Rejects when keep gives up on a terminal failure, with the error: a ProtocolError
+     * (its code, closeCode, retryable false, and cause when there is one), or whatever onConnection threw, or the
+     * TypeError or RangeError of invalid options. Await it or catch it: an ignored rejection is an unhandled one
+     */
+    done: Promise<{
+        stopped: true;
+    } | CloseInfo>;
+    /**
+     * listens for 'failure'
+     * events, each failure as it happens, retryable or not
+     */
+    addEventListener: (type: 'failure', listener: Listener<FailureEvent>) => void;
+    removeEventListener: (type: 'failure', listener: Listener<FailureEvent>) => void;
+};
+/**
+ * A failure that keep() reports with a 'failure' event: one for each
+ * connection attempt that failed and each connection that ended for a
+ * reason other than the application's close, the server's normal close or
+ * stop(). The fields are those of `error` and of keep's decision.
+ * @typedef {object} FailureInfo
+ * @property {string|null} code the spec's error code, or null when the close code stands for several (4003) or
+ *   none (a broken connection, 1006; an HTTP status of no code; an error that is not a ProtocolError)
+ * @property {number|null} closeCode the WebSocket close code sent or received, or null (an HTTP refusal)
+ * @property {boolean} retryable whether spec section "Retry" allows connecting again
+ * @property {boolean} willRetry whether keep will connect again (after delay), which it does exactly when the
+ *   failure is retryable, unless stop() is called
+ * @property {number|null} delay milliseconds until the next attempt, or null when keep gives up
+ * @property {ProtocolError|Error} error why; the same object done rejects with when keep gives up
+ */
+/**
+ * A 'failure' event of keep(): the FailureInfo, again as `detail` (for
+ * CustomEvent habits), and `timeStamp`, Date.now() when it happened.
+ * @typedef {FailureInfo & {type: 'failure', detail: FailureInfo, timeStamp: number}} FailureEvent
+ */
+/**
+ * What keep() returns.
+ * @typedef {object} Keeper
+ * @property {() => void} stop stops reconnecting and closes the current connection (1000); done then resolves
+ *   with {stopped: true}
+ * @property {Promise<{stopped: true} | CloseInfo>} done resolves when keep ends without a failure: after stop()
+ *   ({stopped: true}), or when the application closed its Connection or the server closed it normally (1000), with
+ *   that Connection's CloseInfo. Rejects when keep gives up on a terminal failure, with the error: a ProtocolError
+ *   (its code, closeCode, retryable false, and cause when there is one), or whatever onConnection threw, or the
+ *   TypeError or RangeError of invalid options. Await it or catch it: an ignored rejection is an unhandled one
+ * @property {(type: 'failure', listener: Listener<FailureEvent>) => void} addEventListener listens for 'failure'
+ *   events, each failure as it happens, retryable or not
+ * @property {(type: 'failure', listener: Listener<FailureEvent>) => void} removeEventListener
+ */
 /**
  * Keeps a connection to url up: connects, hands each Connection to
  * onConnection, and when the socket ends in a way spec section "Retry" marks
@@ -811,24 +901,24 @@ export declare function connect(url: string, options: ConnectOptions): Promise<C
  * connection, 1011 to 1014, HTTP 429, 502, 503, 504) waits and connects again.
  * The delay starts at initial milliseconds and doubles up to max, of which
  * the fraction jitter is random; it starts again from initial after a
- * connection that lasted a minute. keep stops on a terminal condition (for
- * example 4003, 4011, 1000 or an unknown close code), when the application
- * closes the Connection itself, when onConnection throws, and on stop().
+ * connection that lasted a minute.
+ *
+ * Every failure is reported, as it happens, to the 'failure' listeners (a
+ * FailureEvent: code, close code, whether keep will retry, the error). keep
+ * gives up on a terminal failure (for example 4003, 4011, an HTTP 403, an
+ * unknown close code, onConnection throwing, invalid options) and done
+ * rejects with its error. It ends without a failure, and done resolves, on
+ * stop(), when the application closes the Connection itself, and when the
+ * server closes it normally (1000).
  * @param {string} url
  * @param {ConnectOptions} options
  * @param {(conn: Connection) => void} onConnection
  * @param {{initial?: number, max?: number, jitter?: number}} [backoff]
- * @returns {{stop: () => void, done: Promise<CloseInfo & {stopped?: boolean}>}}
- *   done resolves with why keep ended: the terminal CloseInfo, or {stopped: true}
+ * @returns {Keeper}
  */
 export declare function keep(url: string, options: ConnectOptions, onConnection: (conn: Connection) => void, { initial, max, jitter }?: {
     initial?: number;
     max?: number;
     jitter?: number;
-}): {
-    stop: () => void;
-    done: Promise<CloseInfo & {
-        stopped?: boolean;
-    }>;
-};
+}): Keeper;
 export {};

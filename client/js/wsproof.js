@@ -177,11 +177,23 @@ export function codeForClose(code) {
   return CODE_BY_CLOSE.get(code) ?? null;
 }
 
-// The error for a closure by the server (or a broken connection).
-function remoteClose(code) {
+// The error for a closure by the server (or a broken connection). keyId is
+// the client's, for the message of a 4003: the server sends the same close
+// for each of the fourteen authentication failures (spec section "Uniform
+// denials and kid enumeration"), so the client cannot say which check
+// failed, but it can say what to check, the key id first, since a key id
+// that is not the one the key was enrolled under is the common mistake.
+function remoteClose(code, keyId) {
   const c = CODE_BY_CLOSE.get(code) ?? null;
   let detail;
-  if (code === 4003) detail = `server closed the socket: ${AUTH} (4003)`;
+  if (code === 4003) {
+    // keyId passed the options check (1 to 128 printable ASCII characters)
+    // and is the caller's own input: the message still holds no peer input.
+    const key = keyId === undefined ? 'this key' : `key id ${JSON.stringify(keyId)}`;
+    detail = `${AUTH} (4003): the server refused ${key}: is the key enrolled under this key id (by default its ` +
+      'RFC 7638 thumbprint), not revoked, valid now and in a group the server requires? The server does not say ' +
+      'which check failed (spec section "Uniform denials and kid enumeration")';
+  }
   else if (c) detail = `server closed the socket (${code})`;
   else if (code === 1006) detail = 'the connection ended without a Close frame (1006)';
   else if (code === 1001) detail = 'server going away (1001)';
@@ -1990,7 +2002,7 @@ export class ClientMachine {
     this.#begin(now, acts);
     this.#close({
       type: 'close', code: codeForClose(code), closeCode: null, reason: null, retry: closeRetryable(code), peerCode: code,
-      error: code === 1000 ? null : remoteClose(code),
+      error: code === 1000 ? null : remoteClose(code, this.#c.keyId),
     }, acts);
     return acts;
   }
@@ -2206,7 +2218,8 @@ function dialError(err) {
     case 503:
       return new ProtocolError('rate_limited', `upgrade refused with HTTP status ${status}`, { ...opts, closeCode: null });
     case 403:
-      return new ProtocolError('origin_not_allowed', 'upgrade refused with HTTP status 403', opts);
+      return new ProtocolError('origin_not_allowed', 'upgrade refused with HTTP status 403: the server does not allow ' +
+        'the Origin header sent (options.origin)', opts);
     case 400:
       return new ProtocolError('subprotocol_required', 'upgrade refused with HTTP status 400', opts);
     case 502:
@@ -2705,7 +2718,7 @@ class Link {
       const sent = e.closeCode != null && e.code && ERRORS[e.code];
       info = { code: sent ? e.closeCode : code, reason: sent ? (this.cfg.diagnosticReasons ? diagnosticReason(e.code) : ERRORS[e.code].reason) : reason, retryable: e.retryable, error: e };
     } else if (!a) {
-      const e = code === 1006 && this.lastError ? dialError(this.lastError) : remoteClose(code);
+      const e = code === 1006 && this.lastError ? dialError(this.lastError) : remoteClose(code, this.cfg.keyId);
       info = { code, reason, retryable: e.retryable, error: e };
     } else if (this.appCloseCode !== null && a.closeCode !== null) {
       info = { code, reason, retryable: false, error: null };
@@ -2714,7 +2727,7 @@ class Link {
     } else {
       info = { code, reason, retryable: a.retry, error: a.error };
     }
-    if (!this.conn) this.rejectOpened(info.error || remoteClose(code));
+    if (!this.conn) this.rejectOpened(info.error || remoteClose(code, this.cfg.keyId));
     else this.conn._emit(wsEvent('close', info, info));
     this.resolveClosed(info);
   }
@@ -2745,6 +2758,43 @@ export async function connect(url, options) {
 }
 
 /**
+ * A failure that keep() reports with a 'failure' event: one for each
+ * connection attempt that failed and each connection that ended for a
+ * reason other than the application's close, the server's normal close or
+ * stop(). The fields are those of `error` and of keep's decision.
+ * @typedef {object} FailureInfo
+ * @property {string|null} code the spec's error code, or null when the close code stands for several (4003) or
+ *   none (a broken connection, 1006; an HTTP status of no code; an error that is not a ProtocolError)
+ * @property {number|null} closeCode the WebSocket close code sent or received, or null (an HTTP refusal)
+ * @property {boolean} retryable whether spec section "Retry" allows connecting again
+ * @property {boolean} willRetry whether keep will connect again (after delay), which it does exactly when the
+ *   failure is retryable, unless stop() is called
+ * @property {number|null} delay milliseconds until the next attempt, or null when keep gives up
+ * @property {ProtocolError|Error} error why; the same object done rejects with when keep gives up
+ */
+
+/**
+ * A 'failure' event of keep(): the FailureInfo, again as `detail` (for
+ * CustomEvent habits), and `timeStamp`, Date.now() when it happened.
+ * @typedef {FailureInfo & {type: 'failure', detail: FailureInfo, timeStamp: number}} FailureEvent
+ */
+
+/**
+ * What keep() returns.
+ * @typedef {object} Keeper
+ * @property {() => void} stop stops reconnecting and closes the current connection (1000); done then resolves
+ *   with {stopped: true}
+ * @property {Promise<{stopped: true} | CloseInfo>} done resolves when keep ends without a failure: after stop()
+ *   ({stopped: true}), or when the application closed its Connection or the server closed it normally (1000), with
+ *   that Connection's CloseInfo. Rejects when keep gives up on a terminal failure, with the error: a ProtocolError
+ *   (its code, closeCode, retryable false, and cause when there is one), or whatever onConnection threw, or the
+ *   TypeError or RangeError of invalid options. Await it or catch it: an ignored rejection is an unhandled one
+ * @property {(type: 'failure', listener: Listener<FailureEvent>) => void} addEventListener listens for 'failure'
+ *   events, each failure as it happens, retryable or not
+ * @property {(type: 'failure', listener: Listener<FailureEvent>) => void} removeEventListener
+ */
+
+/**
  * Keeps a connection to url up: connects, hands each Connection to
  * onConnection, and when the socket ends in a way spec section "Retry" marks
  * as retryable (handshake_timeout, keepalive_timeout, slow_reader,
@@ -2752,35 +2802,76 @@ export async function connect(url, options) {
  * connection, 1011 to 1014, HTTP 429, 502, 503, 504) waits and connects again.
  * The delay starts at initial milliseconds and doubles up to max, of which
  * the fraction jitter is random; it starts again from initial after a
- * connection that lasted a minute. keep stops on a terminal condition (for
- * example 4003, 4011, 1000 or an unknown close code), when the application
- * closes the Connection itself, when onConnection throws, and on stop().
+ * connection that lasted a minute.
+ *
+ * Every failure is reported, as it happens, to the 'failure' listeners (a
+ * FailureEvent: code, close code, whether keep will retry, the error). keep
+ * gives up on a terminal failure (for example 4003, 4011, an HTTP 403, an
+ * unknown close code, onConnection throwing, invalid options) and done
+ * rejects with its error. It ends without a failure, and done resolves, on
+ * stop(), when the application closes the Connection itself, and when the
+ * server closes it normally (1000).
  * @param {string} url
  * @param {ConnectOptions} options
  * @param {(conn: Connection) => void} onConnection
  * @param {{initial?: number, max?: number, jitter?: number}} [backoff]
- * @returns {{stop: () => void, done: Promise<CloseInfo & {stopped?: boolean}>}}
- *   done resolves with why keep ended: the terminal CloseInfo, or {stopped: true}
+ * @returns {Keeper}
  */
 export function keep(url, options, onConnection, { initial = 500, max = 30000, jitter = 0.5 } = {}) {
   let stopped = false;
   let timer = null;
   let wake = null;
+  /** @type {Connection|null} */
   let current = null;
-  let resolveDone;
-  const done = new Promise((r) => (resolveDone = r));
+  /** @type {Set<Listener<FailureEvent>>} */
+  const listeners = new Set();
   const j = Math.min(1, Math.max(0, jitter));
+  /** @param {number} n */
   const delay = (n) => {
     const d = Math.min(max, initial * 2 ** Math.min(n, 30));
     return d - Math.random() * j * d;
   };
+  // report tells the listeners about one failure, before keep acts on it; a
+  // listener's exception is the application's and is reported like
+  // EventTarget does, without stopping keep.
+  const report = (error, closeCode, retryable, wait) => {
+    /** @type {FailureInfo} */
+    const info = {
+      code: error instanceof ProtocolError ? error.code : null,
+      closeCode, retryable, willRetry: wait !== null, delay: wait, error,
+    };
+    const ev = /** @type {FailureEvent} */ (wsEvent('failure', info, info));
+    for (const l of [...listeners]) {
+      try {
+        if (typeof l === 'function') l(ev);
+        else l.handleEvent(ev);
+      } catch (e) {
+        setTimeout(() => {
+          throw e;
+        });
+      }
+    }
+  };
+  /** @returns {Promise<{stopped: true} | CloseInfo>} */
   const run = async () => {
     let attempt = 0;
     for (;;) {
       if (stopped) return { stopped: true };
+      /** @type {CloseInfo} */
       let outcome;
+      /** @type {Connection|null} */
+      let conn = null;
       try {
-        const conn = await connect(url, options);
+        conn = await connect(url, options);
+      } catch (e) {
+        // Invalid options (TypeError, RangeError): nothing to retry.
+        if (!(e instanceof ProtocolError)) {
+          report(e, null, false, null);
+          throw e;
+        }
+        outcome = { code: e.closeCode, reason: e.reason ?? '', retryable: e.retryable, error: e };
+      }
+      if (conn) {
         if (stopped) {
           conn.close();
           return { stopped: true };
@@ -2790,26 +2881,32 @@ export function keep(url, options, onConnection, { initial = 500, max = 30000, j
         try {
           onConnection(conn);
         } catch (e) {
+          // The application's own failure: not the protocol's to retry.
           conn.close();
           await conn.closed;
-          return { code: null, reason: '', retryable: false, error: e };
+          current = null;
+          report(e, null, false, null);
+          throw e;
         }
         outcome = await conn.closed;
         current = null;
         if (Date.now() - start >= 60000) attempt = 0;
-      } catch (e) {
-        if (!(e instanceof ProtocolError)) throw e;
-        outcome = { code: e.closeCode ?? null, reason: e.reason ?? '', retryable: !!e.retryable, error: e };
       }
       if (stopped) return { stopped: true };
-      if (!outcome.retryable) return outcome;
+      // An end without an error is the application's close or the server's
+      // 1000: keep is done, and nothing failed.
+      if (!outcome.error) return outcome;
+      const wait = outcome.retryable ? delay(attempt++) : null;
+      report(outcome.error, outcome.code, outcome.retryable, wait);
+      if (wait === null) throw outcome.error;
+      if (stopped) return { stopped: true };
       await new Promise((r) => {
         wake = r;
-        timer = setTimeout(r, delay(attempt++));
+        timer = setTimeout(r, wait);
       });
     }
   };
-  run().then(resolveDone, (e) => resolveDone({ code: null, reason: '', retryable: false, error: e }));
+  const done = run();
   return {
     stop() {
       stopped = true;
@@ -2818,5 +2915,11 @@ export function keep(url, options, onConnection, { initial = 500, max = 30000, j
       if (current) current.close();
     },
     done,
+    addEventListener(type, listener) {
+      if (type === 'failure' && listener) listeners.add(listener);
+    },
+    removeEventListener(type, listener) {
+      if (type === 'failure') listeners.delete(listener);
+    },
   };
 }

@@ -2829,7 +2829,7 @@ export function keep(url, options, onConnection, { initial = 500, max = 30000, j
   /** @param {number} n */
   const delay = (n) => {
     const d = Math.min(max, initial * 2 ** Math.min(n, 30));
-    return d - Math.random() * j * d;
+    return Math.round(d - Math.random() * j * d);
   };
   // report tells the listeners about one failure, before keep acts on it; a
   // listener's exception is the application's and is reported like

@@ -177,11 +177,23 @@ export function codeForClose(code) {
   return CODE_BY_CLOSE.get(code) ?? null;
 }
 
-// The error for a closure by the server (or a broken connection).
-function remoteClose(code) {
+// The error for a closure by the server (or a broken connection). keyId is
+// the client's, for the message of a 4003: the server sends the same close
+// for each of the fourteen authentication failures (spec section "Uniform
+// denials and kid enumeration"), so the client cannot say which check
+// failed, but it can say what to check, the key id first, since a key id
+// that is not the one the key was enrolled under is the common mistake.
+function remoteClose(code, keyId) {
   const c = CODE_BY_CLOSE.get(code) ?? null;
   let detail;
-  if (code === 4003) detail = `server closed the socket: ${AUTH} (4003)`;
+  if (code === 4003) {
+    // keyId passed the options check (1 to 128 printable ASCII characters)
+    // and is the caller's own input: the message still holds no peer input.
+    const key = keyId === undefined ? 'this key' : `key id ${JSON.stringify(keyId)}`;
+    detail = `${AUTH} (4003): the server refused ${key}: is the key enrolled under this key id (by default its ` +
+      'RFC 7638 thumbprint), not revoked, valid now and in a group the server requires? The server does not say ' +
+      'which check failed (spec section "Uniform denials and kid enumeration")';
+  }
   else if (c) detail = `server closed the socket (${code})`;
   else if (code === 1006) detail = 'the connection ended without a Close frame (1006)';
   else if (code === 1001) detail = 'server going away (1001)';
@@ -224,7 +236,7 @@ function b64uEncode(bytes) {
  * Decodes canonical base64url, or returns null for any other form: padding,
  * whitespace, characters outside the alphabet, a length of 1 modulo 4, or
  * non-zero unused bits in the last character.
- * @returns {Uint8Array|null}
+ * @returns {Uint8Array<ArrayBuffer>|null}
  */
 function b64uDecode(s) {
   if (typeof s !== 'string' || s.length % 4 === 1) return null;
@@ -548,10 +560,18 @@ const CURVES = {
   },
 };
 
+/** @type {(bytes: Uint8Array) => bigint} big-endian octets as an unsigned integer */
 const bigOf = (bytes) => bytes.reduce((acc, b) => (acc << 8n) | BigInt(b), 0n);
 
+/** @type {(a: bigint, m: bigint) => bigint} a mod m, in [0, m) */
 const mod = (a, m) => ((a % m) + m) % m;
 
+/**
+ * @param {bigint} b
+ * @param {bigint} e
+ * @param {bigint} m
+ * @returns {bigint} b^e mod m
+ */
 function modPow(b, e, m) {
   let r = 1n;
   b = mod(b, m);
@@ -562,7 +582,12 @@ function modPow(b, e, m) {
   return r;
 }
 
-// modInv returns a^-1 mod m, or 0n when a and m are not coprime.
+/**
+ * a^-1 mod m, or 0n when a and m are not coprime.
+ * @param {bigint} a
+ * @param {bigint} m
+ * @returns {bigint}
+ */
 function modInv(a, m) {
   let [r0, r1, s0, s1] = [mod(a, m), m, 1n, 0n];
   while (r1 !== 0n) {
@@ -573,6 +598,13 @@ function modInv(a, m) {
   return r0 === 1n ? mod(s0, m) : 0n;
 }
 
+/**
+ * Whether (x, y) is a point of the curve y^2 = x^3 - 3x + b over GF(p).
+ * @param {keyof typeof CURVES} crv
+ * @param {Uint8Array} xb
+ * @param {Uint8Array} yb
+ * @returns {boolean}
+ */
 function onCurve(crv, xb, yb) {
   const { p, b } = CURVES[crv];
   const x = bigOf(xb);
@@ -763,19 +795,26 @@ class PinnedKeys {
 const pinnedCache = new WeakMap();
 
 /**
+ * A pinned server key set: a JWK Set as JSON text, the parsed object, or what
+ * loadServerKeys returned for one.
+ * @typedef {string | {keys: object[]} | PinnedKeys} ServerKeys
+ */
+
+/**
  * Loads a pinned server key set under the load-time rules (the ones Go's
  * keys.ParsePublicSet applies: checkJwk for each key, kids unique even under
  * ASCII case folding, one key under one kid). Accepts the set as
  * a JSON text (checked as strict JSON) or as an object, or a set this function
  * returned. Keys of an algorithm the platform's WebCrypto lacks (EdDSA on old
  * browsers) load, but a challenge signed by one fails with internal_error.
- * @param {string | {keys: object[]} | PinnedKeys} set
+ * @param {ServerKeys} set
  * @returns {Promise<PinnedKeys>}
  * @throws {ProtocolError} code bad_key
  */
 export async function loadServerKeys(set) {
   if (set instanceof PinnedKeys) return set;
   if (set && typeof set === 'object' && pinnedCache.has(set)) return pinnedCache.get(set);
+  /** @type {unknown} */
   let doc = set;
   if (typeof set === 'string') {
     try {
@@ -785,13 +824,16 @@ export async function loadServerKeys(set) {
       throw e;
     }
   }
-  if (!doc || typeof doc !== 'object' || !Array.isArray(doc.keys)) throw fail('bad_key', 'pinned key set has no keys array');
-  if (doc.keys.length === 0) throw fail('bad_key', 'pinned key set is empty');
+  const list = doc && typeof doc === 'object' && 'keys' in doc ? doc.keys : undefined;
+  if (!Array.isArray(list)) throw fail('bad_key', 'pinned key set has no keys array');
+  if (list.length === 0) throw fail('bad_key', 'pinned key set is empty');
+  /** @type {Map<string, PinnedKey>} */
   const keys = new Map();
   const foldedKids = new Set();
   const ids = new Set();
-  for (const jwk of doc.keys) {
-    if (!jwk || typeof jwk !== 'object' || Array.isArray(jwk)) throw fail('bad_key', 'pinned key is not an object');
+  for (const member of list) {
+    if (!member || typeof member !== 'object' || Array.isArray(member)) throw fail('bad_key', 'pinned key is not an object');
+    const jwk = /** @type {Record<string, unknown>} */ (member);
     if (typeof jwk.kid !== 'string' || !KID_RE.test(jwk.kid)) throw fail('bad_key', 'kid missing or not 1 to 128 printable ASCII characters');
     if (PRIVATE_MEMBERS.some((m) => Object.prototype.hasOwnProperty.call(jwk, m))) throw fail('bad_key', 'pinned key holds private members');
     const k = checkJwk(jwk);
@@ -826,6 +868,7 @@ export async function loadServerKeys(set) {
  * @returns {Promise<string[]>}
  */
 export async function supportedAlgorithms() {
+  /** @type {string[]} */
   const out = ALGORITHMS.filter((a) => a !== 'EdDSA');
   try {
     await subtle().importKey('jwk', { kty: 'OKP', crv: 'Ed25519', x: '11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo' }, { name: 'Ed25519' }, false, ['verify']);
@@ -1031,7 +1074,7 @@ const MAX_MESSAGE_SIZE_LIMIT = 2 ** 30;
  * @typedef {object} ChallengeOptions
  * @property {string} keyId the client key's id in the server's registry
  * @property {KeyPair} keyPair the client key
- * @property {string | object} serverKeys the pinned server key set (JWK Set JSON or object, or loadServerKeys' result)
+ * @property {ServerKeys} serverKeys the pinned server key set (JWK Set JSON or object, or loadServerKeys' result)
  * @property {string} serverIdentity the expected server identity: the challenge's iss must equal it (step 10)
  * @property {boolean} [tls] whether the connection is TLS; default: whether exporter is set. On a TLS
  *   connection a challenge whose cb is "none" is refused with channel_binding_required unless allowUnbound
@@ -1436,11 +1479,12 @@ export function plaintextAllowed(url) {
  * exported with the label "EXPORTER-Channel-Binding" and no context, when the
  * socket's TLS version is 1.3; null otherwise (no TLS, TLS 1.2, or not a
  * `ws` socket, as in browsers, which expose no exporter).
- * @param {any} ws
+ * @param {object} ws
  * @returns {Promise<Uint8Array|null>}
  */
 export async function nodeChannelBinding(ws) {
-  const s = ws && ws._socket;
+  // The ws package keeps its net.Socket (a tls.TLSSocket for wss://) in _socket.
+  const s = ws && /** @type {{_socket?: any}} */ (ws)._socket;
   if (!s || typeof s.exportKeyingMaterial !== 'function' || typeof s.getProtocol !== 'function') return null;
   if (s.getProtocol() !== 'TLSv1.3') return null;
   const v = s.exportKeyingMaterial(32, 'EXPORTER-Channel-Binding');
@@ -1503,9 +1547,13 @@ const CLOSED = 'CLOSED';
  *   closure.
  * @typedef {{type: 'send', text: boolean, data: string|Uint8Array} | {type: 'ping'} |
  *   {type: 'deliver', data: Uint8Array} | {type: 'accepted', session: Session, refresh: boolean} |
- *   {type: 'timer', at: number|null} |
- *   {type: 'close', code: string|null, closeCode: number|null, reason: string|null, retry: boolean,
- *    peerCode: number|null, error: ProtocolError|null}} Action
+ *   {type: 'timer', at: number|null} | CloseAction} Action
+ */
+
+/**
+ * The action that ends a socket: see Action.
+ * @typedef {{type: 'close', code: string|null, closeCode: number|null, reason: string|null, retry: boolean,
+ *   peerCode: number|null, error: ProtocolError|null}} CloseAction
  */
 
 /**
@@ -1564,6 +1612,7 @@ export class ClientMachine {
   #session = null;
   #sessionExp = 0;
   /** @type {Action|null} */
+  /** @type {CloseAction|null} */
   #end = null;
   /** @type {VerifiedChallenge|null} the verified challenge whose accept is awaited */
   #pending = null;
@@ -1628,7 +1677,7 @@ export class ClientMachine {
     return this.#session;
   }
 
-  /** The close action that ended the socket, or null while it has not ended. @returns {Action|null} */
+  /** The close action that ended the socket, or null while it has not ended. @returns {CloseAction|null} */
   get end() {
     return this.#end;
   }
@@ -1953,7 +2002,7 @@ export class ClientMachine {
     this.#begin(now, acts);
     this.#close({
       type: 'close', code: codeForClose(code), closeCode: null, reason: null, retry: closeRetryable(code), peerCode: code,
-      error: code === 1000 ? null : remoteClose(code),
+      error: code === 1000 ? null : remoteClose(code, this.#c.keyId),
     }, acts);
     return acts;
   }
@@ -1987,6 +2036,10 @@ export class ClientMachine {
     this.#close({ type: 'close', code: err.code, closeCode: info.close, reason, retry: info.retryable, peerCode: null, error: err }, acts);
   }
 
+  /**
+   * @param {CloseAction} a
+   * @param {Action[]} acts
+   */
   #close(a, acts) {
     if (this.#state === CLOSED) return;
     this.#state = CLOSED;
@@ -2048,7 +2101,7 @@ function inNode() {
  * @typedef {object} ConnectOptions
  * @property {string} keyId the client key's id in the server's registry (required)
  * @property {KeyPair} keyPair the client key (required)
- * @property {string|object} serverKeys the pinned server key set, a JWK Set as JSON text or object (required)
+ * @property {ServerKeys} serverKeys the pinned server key set, a JWK Set as JSON text or object (required)
  * @property {string} [serverIdentity] the server identity every challenge's iss must equal; default: the URL dialed,
  *   normalized as identityFromURL says (spec section "Server identity")
  * @property {boolean} [allowUnbound=false] Node: accept challenges without channel binding (cb "none") on a wss://
@@ -2057,8 +2110,9 @@ function inNode() {
  *   use the session. Browsers always accept them (the browser profile)
  * @property {boolean} [insecurePlaintext=false] allow ws:// to a host that is not loopback (testing only: the
  *   session token and every message then cross the network in the clear)
- * @property {any} [WebSocket=globalThis.WebSocket] the WebSocket class; in Node, the `ws` package's
- * @property {(ws: any) => Promise<Uint8Array|null>} [channelBinding=nodeChannelBinding] Node: the connection's
+ * @property {new (url: string, protocols: string[], options?: object) => object} [WebSocket=globalThis.WebSocket]
+ *   the WebSocket class; in Node, the `ws` package's
+ * @property {(ws: object) => Promise<Uint8Array|null>} [channelBinding=nodeChannelBinding] Node: the connection's
  *   tls-exporter value
  * @property {number} [clockSkew=60] seconds of clock disagreement allowed when judging challenges and accepts
  * @property {number} [handshakeTimeout=10000] milliseconds from the start to the accept
@@ -2164,7 +2218,8 @@ function dialError(err) {
     case 503:
       return new ProtocolError('rate_limited', `upgrade refused with HTTP status ${status}`, { ...opts, closeCode: null });
     case 403:
-      return new ProtocolError('origin_not_allowed', 'upgrade refused with HTTP status 403', opts);
+      return new ProtocolError('origin_not_allowed', 'upgrade refused with HTTP status 403: the server does not allow ' +
+        'the Origin header sent (options.origin)', opts);
     case 400:
       return new ProtocolError('subprotocol_required', 'upgrade refused with HTTP status 400', opts);
     case 502:
@@ -2182,6 +2237,22 @@ function toBytes(data) {
 }
 
 /**
+ * The events of a Connection: plain objects with the fields below, plus
+ * `detail` (the same data, for CustomEvent habits) and `timeStamp`.
+ * @typedef {object} ConnectionEvents
+ * @property {{type: 'message', data: Uint8Array, detail: Uint8Array, timeStamp: number}} message an application
+ *   message, in the order the server sent them
+ * @property {{type: 'refresh', session: Session, detail: Session, timeStamp: number}} refresh a refresh succeeded
+ * @property {CloseInfo & {type: 'close', detail: CloseInfo, timeStamp: number}} close the socket has closed
+ */
+
+/**
+ * A listener: a function, or an object with handleEvent, as EventTarget takes them.
+ * @template E
+ * @typedef {((event: E) => void) | {handleEvent(event: E): void}} Listener
+ */
+
+/**
  * An authenticated wsproof socket. Application data travels in binary
  * messages; re-challenges are answered inside, so `session` changes over time
  * while messages keep flowing both ways.
@@ -2191,16 +2262,25 @@ function toBytes(data) {
  * 'message' listener is added are held for it); 'refresh' with event.session
  * after each successful refresh; 'close' with event.code, event.reason,
  * event.retryable and event.error, once, when the socket has closed.
+ *
+ * The class is exported for its type and for instanceof; connect() and keep()
+ * make its instances.
  */
-class Connection {
+export class Connection {
   /** @type {Session} */
   #session;
+  /** @type {Link} */
   #link;
   #listeners = { message: new Set(), refresh: new Set(), close: new Set() };
   #held = [];
 
-  /** @param {Link} link */
+  /**
+   * @internal
+   * @param {unknown} link
+   * @param {Session} session
+   */
   constructor(link, session) {
+    if (!(link instanceof Link)) throw new TypeError('wsproof: a Connection comes from connect() or keep()');
     this.#link = link;
     this.#session = session;
     /**
@@ -2245,8 +2325,9 @@ class Connection {
   }
 
   /**
-   * @param {'message'|'refresh'|'close'} type
-   * @param {EventListenerOrEventListenerObject} listener
+   * @template {keyof ConnectionEvents} K
+   * @param {K} type
+   * @param {Listener<ConnectionEvents[K]>} listener
    */
   addEventListener(type, listener) {
     const set = this.#listeners[type];
@@ -2260,8 +2341,9 @@ class Connection {
   }
 
   /**
-   * @param {'message'|'refresh'|'close'} type
-   * @param {EventListenerOrEventListenerObject} listener
+   * @template {keyof ConnectionEvents} K
+   * @param {K} type
+   * @param {Listener<ConnectionEvents[K]>} listener
    */
   removeEventListener(type, listener) {
     const set = this.#listeners[type];
@@ -2636,7 +2718,7 @@ class Link {
       const sent = e.closeCode != null && e.code && ERRORS[e.code];
       info = { code: sent ? e.closeCode : code, reason: sent ? (this.cfg.diagnosticReasons ? diagnosticReason(e.code) : ERRORS[e.code].reason) : reason, retryable: e.retryable, error: e };
     } else if (!a) {
-      const e = code === 1006 && this.lastError ? dialError(this.lastError) : remoteClose(code);
+      const e = code === 1006 && this.lastError ? dialError(this.lastError) : remoteClose(code, this.cfg.keyId);
       info = { code, reason, retryable: e.retryable, error: e };
     } else if (this.appCloseCode !== null && a.closeCode !== null) {
       info = { code, reason, retryable: false, error: null };
@@ -2645,7 +2727,7 @@ class Link {
     } else {
       info = { code, reason, retryable: a.retry, error: a.error };
     }
-    if (!this.conn) this.rejectOpened(info.error || remoteClose(code));
+    if (!this.conn) this.rejectOpened(info.error || remoteClose(code, this.cfg.keyId));
     else this.conn._emit(wsEvent('close', info, info));
     this.resolveClosed(info);
   }
@@ -2676,6 +2758,43 @@ export async function connect(url, options) {
 }
 
 /**
+ * A failure that keep() reports with a 'failure' event: one for each
+ * connection attempt that failed and each connection that ended for a
+ * reason other than the application's close, the server's normal close or
+ * stop(). The fields are those of `error` and of keep's decision.
+ * @typedef {object} FailureInfo
+ * @property {string|null} code the spec's error code, or null when the close code stands for several (4003) or
+ *   none (a broken connection, 1006; an HTTP status of no code; an error that is not a ProtocolError)
+ * @property {number|null} closeCode the WebSocket close code sent or received, or null (an HTTP refusal)
+ * @property {boolean} retryable whether spec section "Retry" allows connecting again
+ * @property {boolean} willRetry whether keep will connect again (after delay), which it does exactly when the
+ *   failure is retryable, unless stop() is called
+ * @property {number|null} delay milliseconds until the next attempt, or null when keep gives up
+ * @property {ProtocolError|Error} error why; the same object done rejects with when keep gives up
+ */
+
+/**
+ * A 'failure' event of keep(): the FailureInfo, again as `detail` (for
+ * CustomEvent habits), and `timeStamp`, Date.now() when it happened.
+ * @typedef {FailureInfo & {type: 'failure', detail: FailureInfo, timeStamp: number}} FailureEvent
+ */
+
+/**
+ * What keep() returns.
+ * @typedef {object} Keeper
+ * @property {() => void} stop stops reconnecting and closes the current connection (1000); done then resolves
+ *   with {stopped: true}
+ * @property {Promise<{stopped: true} | CloseInfo>} done resolves when keep ends without a failure: after stop()
+ *   ({stopped: true}), or when the application closed its Connection or the server closed it normally (1000), with
+ *   that Connection's CloseInfo. Rejects when keep gives up on a terminal failure, with the error: a ProtocolError
+ *   (its code, closeCode, retryable false, and cause when there is one), or whatever onConnection threw, or the
+ *   TypeError or RangeError of invalid options. Await it or catch it: an ignored rejection is an unhandled one
+ * @property {(type: 'failure', listener: Listener<FailureEvent>) => void} addEventListener listens for 'failure'
+ *   events, each failure as it happens, retryable or not
+ * @property {(type: 'failure', listener: Listener<FailureEvent>) => void} removeEventListener
+ */
+
+/**
  * Keeps a connection to url up: connects, hands each Connection to
  * onConnection, and when the socket ends in a way spec section "Retry" marks
  * as retryable (handshake_timeout, keepalive_timeout, slow_reader,
@@ -2683,35 +2802,76 @@ export async function connect(url, options) {
  * connection, 1011 to 1014, HTTP 429, 502, 503, 504) waits and connects again.
  * The delay starts at initial milliseconds and doubles up to max, of which
  * the fraction jitter is random; it starts again from initial after a
- * connection that lasted a minute. keep stops on a terminal condition (for
- * example 4003, 4011, 1000 or an unknown close code), when the application
- * closes the Connection itself, when onConnection throws, and on stop().
+ * connection that lasted a minute.
+ *
+ * Every failure is reported, as it happens, to the 'failure' listeners (a
+ * FailureEvent: code, close code, whether keep will retry, the error). keep
+ * gives up on a terminal failure (for example 4003, 4011, an HTTP 403, an
+ * unknown close code, onConnection throwing, invalid options) and done
+ * rejects with its error. It ends without a failure, and done resolves, on
+ * stop(), when the application closes the Connection itself, and when the
+ * server closes it normally (1000).
  * @param {string} url
  * @param {ConnectOptions} options
  * @param {(conn: Connection) => void} onConnection
  * @param {{initial?: number, max?: number, jitter?: number}} [backoff]
- * @returns {{stop: () => void, done: Promise<CloseInfo & {stopped?: boolean}>}}
- *   done resolves with why keep ended: the terminal CloseInfo, or {stopped: true}
+ * @returns {Keeper}
  */
 export function keep(url, options, onConnection, { initial = 500, max = 30000, jitter = 0.5 } = {}) {
   let stopped = false;
   let timer = null;
   let wake = null;
+  /** @type {Connection|null} */
   let current = null;
-  let resolveDone;
-  const done = new Promise((r) => (resolveDone = r));
+  /** @type {Set<Listener<FailureEvent>>} */
+  const listeners = new Set();
   const j = Math.min(1, Math.max(0, jitter));
+  /** @param {number} n */
   const delay = (n) => {
     const d = Math.min(max, initial * 2 ** Math.min(n, 30));
-    return d - Math.random() * j * d;
+    return Math.round(d - Math.random() * j * d);
   };
+  // report tells the listeners about one failure, before keep acts on it; a
+  // listener's exception is the application's and is reported like
+  // EventTarget does, without stopping keep.
+  const report = (error, closeCode, retryable, wait) => {
+    /** @type {FailureInfo} */
+    const info = {
+      code: error instanceof ProtocolError ? error.code : null,
+      closeCode, retryable, willRetry: wait !== null, delay: wait, error,
+    };
+    const ev = /** @type {FailureEvent} */ (wsEvent('failure', info, info));
+    for (const l of [...listeners]) {
+      try {
+        if (typeof l === 'function') l(ev);
+        else l.handleEvent(ev);
+      } catch (e) {
+        setTimeout(() => {
+          throw e;
+        });
+      }
+    }
+  };
+  /** @returns {Promise<{stopped: true} | CloseInfo>} */
   const run = async () => {
     let attempt = 0;
     for (;;) {
       if (stopped) return { stopped: true };
+      /** @type {CloseInfo} */
       let outcome;
+      /** @type {Connection|null} */
+      let conn = null;
       try {
-        const conn = await connect(url, options);
+        conn = await connect(url, options);
+      } catch (e) {
+        // Invalid options (TypeError, RangeError): nothing to retry.
+        if (!(e instanceof ProtocolError)) {
+          report(e, null, false, null);
+          throw e;
+        }
+        outcome = { code: e.closeCode, reason: e.reason ?? '', retryable: e.retryable, error: e };
+      }
+      if (conn) {
         if (stopped) {
           conn.close();
           return { stopped: true };
@@ -2721,26 +2881,32 @@ export function keep(url, options, onConnection, { initial = 500, max = 30000, j
         try {
           onConnection(conn);
         } catch (e) {
+          // The application's own failure: not the protocol's to retry.
           conn.close();
           await conn.closed;
-          return { code: null, reason: '', retryable: false, error: e };
+          current = null;
+          report(e, null, false, null);
+          throw e;
         }
         outcome = await conn.closed;
         current = null;
         if (Date.now() - start >= 60000) attempt = 0;
-      } catch (e) {
-        if (!(e instanceof ProtocolError)) throw e;
-        outcome = { code: e.closeCode ?? null, reason: e.reason ?? '', retryable: !!e.retryable, error: e };
       }
       if (stopped) return { stopped: true };
-      if (!outcome.retryable) return outcome;
+      // An end without an error is the application's close or the server's
+      // 1000: keep is done, and nothing failed.
+      if (!outcome.error) return outcome;
+      const wait = outcome.retryable ? delay(attempt++) : null;
+      report(outcome.error, outcome.code, outcome.retryable, wait);
+      if (wait === null) throw outcome.error;
+      if (stopped) return { stopped: true };
       await new Promise((r) => {
         wake = r;
-        timer = setTimeout(r, delay(attempt++));
+        timer = setTimeout(r, wait);
       });
     }
   };
-  run().then(resolveDone, (e) => resolveDone({ code: null, reason: '', retryable: false, error: e }));
+  const done = run();
   return {
     stop() {
       stopped = true;
@@ -2749,5 +2915,11 @@ export function keep(url, options, onConnection, { initial = 500, max = 30000, j
       if (current) current.close();
     },
     done,
+    addEventListener(type, listener) {
+      if (type === 'failure' && listener) listeners.add(listener);
+    },
+    removeEventListener(type, listener) {
+      if (type === 'failure') listeners.delete(listener);
+    },
   };
 }

@@ -734,7 +734,14 @@ describe('ClientMachine', () => {
 });
 
 describe('keep', () => {
-  test('retries retryable closures with backoff, then stops on a terminal one', async () => {
+  // failures collects keep's 'failure' events.
+  const failures = (k) => {
+    const got = [];
+    k.addEventListener('failure', (ev) => got.push(ev));
+    return got;
+  };
+
+  test('retries retryable closures with backoff, reporting each, then rejects on a terminal one', async () => {
     const srv = await scripted(async (p, n) => {
       if (n <= 2) {
         p.ws.close(4050, 'internal error');
@@ -751,13 +758,125 @@ describe('keep', () => {
       const conns = [];
       const t0 = Date.now();
       const k = keep(srv.url, opts(), (c) => conns.push(c), { initial: 40, max: 80, jitter: 0 });
-      const end = await k.done;
-      assert.equal(end.code, 4005);
-      assert.equal(end.retryable, false);
-      assert.equal(end.error.code, 'header_not_allowed');
+      const got = failures(k);
+      const err = await failure(k.done);
+      // Spec section "Retry": 4050 and 4010 are retryable, 4005 is not;
+      // keep stops there and done rejects with the server's closure.
+      assert.ok(err instanceof ProtocolError, String(err));
+      assert.equal(err.code, 'header_not_allowed');
+      assert.equal(err.closeCode, 4005);
+      assert.equal(err.retryable, false);
+      assert.equal(err.remote, true);
+      assert.deepEqual(got.map((ev) => [ev.type, ev.code, ev.closeCode, ev.retryable, ev.willRetry, ev.delay]), [
+        ['failure', 'internal_error', 4050, true, true, 40],
+        ['failure', 'internal_error', 4050, true, true, 80],
+        ['failure', 'token_expired', 4010, true, true, 80],
+        ['failure', 'header_not_allowed', 4005, false, false, null],
+      ]);
+      for (const ev of got) assert.ok(ev.error instanceof ProtocolError);
+      assert.equal(got[3].error, err, 'the event and done carry the same error');
       assert.equal(srv.peers.length, 4);
       assert.equal(conns.length, 1);
       assert.ok(Date.now() - t0 >= 40 + 80 + 80, 'backoff delays');
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('the server\'s 4003 rejects done at once, with the hint about the key', async () => {
+    const srv = await scripted(async (p) => {
+      p.ws.send(await challengeText());
+      await p.next();
+      p.ws.close(4003, 'authentication failed');
+    });
+    try {
+      const k = keep(srv.url, opts({ keyId: 'alice' }), () => assert.fail('no connection expected'), { initial: 20 });
+      const got = failures(k);
+      const err = await failure(k.done);
+      assert.ok(err instanceof ProtocolError, String(err));
+      assert.equal(err.code, null, '4003 does not say which check failed');
+      assert.equal(err.closeCode, 4003);
+      assert.equal(err.retryable, false);
+      // The client cannot know which check failed (spec section "Uniform
+      // denials and kid enumeration"), so the message says what to check.
+      assert.match(err.message, /authentication failed \(4003\)/);
+      assert.match(err.message, /key id "alice"/);
+      assert.match(err.message, /RFC 7638 thumbprint/);
+      assert.deepEqual(got.map((ev) => [ev.code, ev.closeCode, ev.retryable, ev.willRetry]), [[null, 4003, false, false]]);
+      assert.equal(srv.peers.length, 1);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('an HTTP 403 (origin_not_allowed) rejects done with the upgrade error as its cause', async () => {
+    const srv = await scripted(() => {}, { verifyClient: (_info, cb) => cb(false, 403) });
+    try {
+      const k = keep(srv.url, opts({ origin: 'https://evil.example' }), () => assert.fail('no connection expected'), { initial: 20 });
+      const got = failures(k);
+      const err = await failure(k.done);
+      assert.ok(err instanceof ProtocolError, String(err));
+      assert.equal(err.code, 'origin_not_allowed');
+      assert.equal(err.retryable, false);
+      assert.match(String(err.cause && err.cause.message), /403/);
+      assert.deepEqual(got.map((ev) => [ev.code, ev.retryable, ev.willRetry]), [['origin_not_allowed', false, false]]);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('onConnection throwing closes the connection, reports it and rejects done with it', async () => {
+    const srv = await scripted((p) => p.handshake());
+    try {
+      const boom = new Error('application bug');
+      const k = keep(srv.url, opts(), () => {
+        throw boom;
+      });
+      const got = failures(k);
+      assert.equal(await failure(k.done), boom);
+      assert.deepEqual(got.map((ev) => [ev.code, ev.retryable, ev.willRetry, ev.error]), [[null, false, false, boom]]);
+      assert.equal((await srv.peers[0].closed).code, 1000);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('invalid options reject done with their TypeError', async () => {
+    const k = keep('ws://127.0.0.1:1/ws', opts({ keyId: '' }), () => assert.fail('no connection expected'));
+    const got = failures(k);
+    assert.ok((await failure(k.done)) instanceof TypeError);
+    assert.equal(got.length, 1);
+    assert.equal(got[0].willRetry, false);
+  });
+
+  test('the application closing its connection ends keep without a failure', async () => {
+    const srv = await scripted((p) => p.handshake());
+    try {
+      const k = keep(srv.url, opts(), (c) => c.close());
+      const got = failures(k);
+      const end = await k.done;
+      assert.equal(end.code, 1000);
+      assert.equal(end.error, null);
+      assert.equal(got.length, 0);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('the server closing normally (1000) ends keep without a failure', async () => {
+    const srv = await scripted(async (p) => {
+      await p.handshake();
+      p.ws.close(1000);
+    });
+    try {
+      const k = keep(srv.url, opts(), () => {});
+      const got = failures(k);
+      const end = await k.done;
+      assert.equal(end.code, 1000);
+      assert.equal(end.retryable, false);
+      assert.equal(end.error, null);
+      assert.equal(got.length, 0);
+      assert.equal(srv.peers.length, 1);
     } finally {
       await srv.close();
     }
@@ -768,10 +887,12 @@ describe('keep', () => {
     try {
       let conn;
       const k = keep(srv.url, opts(), (c) => (conn = c));
+      const got = failures(k);
       while (!conn) await sleep(5);
       k.stop();
       assert.deepEqual(await k.done, { stopped: true });
       assert.equal((await conn.closed).code, 1000);
+      assert.equal(got.length, 0);
     } finally {
       await srv.close();
     }

@@ -189,20 +189,23 @@ describe('failures', () => {
     await waitForKeys([plain, fast, secure, unbound], nKeys);
   });
 
-  test('revocation closes the socket with 4011 and keep() stops', async () => {
+  test('revocation closes the socket with 4011 and keep() stops, rejecting done', async () => {
     let conns = 0;
     const closes = [];
+    const failures = [];
     const k = keep(plain.url, options(plain, victim), (conn) => {
       conns++;
       conn.addEventListener('close', (ev) => closes.push(ev));
       revoke(bin, registry, victim.kid);
     }, { initial: 50, max: 200 });
-    const end = await within(k.done, 5000, 'keep to end');
-    assert.equal(end.code, 4011);
-    assert.equal(end.retryable, false);
-    assert.ok(end.error instanceof ProtocolError);
-    assert.equal(end.error.code, 'session_revoked');
-    assert.equal(end.error.remote, true);
+    k.addEventListener('failure', (ev) => failures.push(ev));
+    const err = await within(k.done.then(() => assert.fail('done resolved'), (e) => e), 5000, 'keep to end');
+    assert.ok(err instanceof ProtocolError, String(err));
+    assert.equal(err.code, 'session_revoked');
+    assert.equal(err.closeCode, 4011);
+    assert.equal(err.retryable, false);
+    assert.equal(err.remote, true);
+    assert.deepEqual(failures.map((ev) => [ev.code, ev.closeCode, ev.willRetry, ev.error]), [['session_revoked', 4011, false, err]]);
     assert.equal(conns, 1);
     assert.equal(closes.length, 1);
     assert.equal(closes[0].code, 4011);
@@ -330,22 +333,60 @@ describe('failures', () => {
     assert.equal(err.retryable, false);
   });
 
-  test('an unenrolled key: the server closes with 4003, terminal', async () => {
+  // The server's 4003 is the same for every authentication failure (spec
+  // section "Uniform denials and kid enumeration"), so the client cannot say
+  // which it was; its message says what to check.
+  const HINT = /authentication failed \(4003\): the server refused key id "[^"]+": is the key enrolled under this key id \(by default its RFC 7638 thumbprint\)/;
+
+  test('an unenrolled key: the server closes with 4003, terminal, and the error says what to check', async () => {
     const err = await connect(plain.url, options(plain, stranger)).then(() => null, (e) => e);
     assert.ok(err instanceof ProtocolError, String(err));
     assert.equal(err.closeCode, 4003);
     assert.equal(err.remote, true);
     assert.equal(err.retryable, false);
     assert.equal(err.code, null, '4003 does not say which check failed');
+    assert.match(err.message, HINT);
+    assert.ok(err.message.includes(`"${stranger.kid}"`), err.message);
 
     let opens = 0;
+    const failures = [];
     const k = keep(plain.url, options(plain, stranger, { onStep: (s) => s === 'open' && opens++ }), () => {
       assert.fail('no connection expected');
     }, { initial: 50, max: 100 });
-    const end = await within(k.done, 5000, 'keep to end');
-    assert.equal(end.code, 4003);
+    k.addEventListener('failure', (ev) => failures.push(ev));
+    const end = await within(k.done.then(() => assert.fail('done resolved'), (e) => e), 5000, 'keep to end');
+    assert.ok(end instanceof ProtocolError, String(end));
+    assert.equal(end.closeCode, 4003);
     assert.equal(end.retryable, false);
+    assert.match(end.message, HINT);
+    assert.deepEqual(failures.map((ev) => [ev.code, ev.closeCode, ev.retryable, ev.willRetry]), [[null, 4003, false, false]]);
     assert.equal(opens, 1);
+  });
+
+  test('an enrolled key under another key id than the one it was enrolled with: 4003 with the hint', async () => {
+    // good is enrolled under its thumbprint; "good" is a plausible mistake.
+    const err = await connect(plain.url, options(plain, { ...good, kid: 'good' })).then(() => null, (e) => e);
+    assert.ok(err instanceof ProtocolError, String(err));
+    assert.equal(err.closeCode, 4003);
+    assert.equal(err.retryable, false);
+    assert.match(err.message, HINT);
+    assert.ok(err.message.includes('"good"'), err.message);
+  });
+
+  test('an Origin the server does not allow: origin_not_allowed (HTTP 403), terminal, with its cause', async () => {
+    // wsproof serve allows no browser Origin on /ws (spec section "Opening
+    // handshake"); the ws package sends the header only when asked.
+    const failures = [];
+    const k = keep(plain.url, options(plain, good, { origin: 'https://evil.example' }), () => {
+      assert.fail('no connection expected');
+    }, { initial: 50, max: 100 });
+    k.addEventListener('failure', (ev) => failures.push(ev));
+    const err = await within(k.done.then(() => assert.fail('done resolved'), (e) => e), 5000, 'keep to end');
+    assert.ok(err instanceof ProtocolError, String(err));
+    assert.equal(err.code, 'origin_not_allowed');
+    assert.equal(err.retryable, false);
+    assert.match(String(err.cause && err.cause.message), /403/);
+    assert.deepEqual(failures.map((ev) => [ev.code, ev.retryable, ev.willRetry]), [['origin_not_allowed', false, false]]);
   });
 
   test('keep() reconnects after the server goes away (1001)', async () => {

@@ -348,11 +348,30 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code protocol.Co
 	http.Error(w, code.Reason(), status)
 }
 
+// originAllowed reports whether r may open a socket as far as its Origin
+// goes: it has none (not a browser), or one in the allow-list, compared
+// exactly (spec section "Opening handshake").
+func (s *Server) originAllowed(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	return o == "" || s.cfg.InsecureAllowAnyOrigin || slices.Contains(s.cfg.Origins, o)
+}
+
 // ServeHTTP upgrades r and serves the socket until it closes. It refuses the
 // upgrade with an HTTP status from the spec's error table (400, 403, 429 or
-// 503) before any signature is spent.
+// 503) before any signature is spent. A request that is not an upgrade gets
+// 426, or 403 when its Origin is not allowed, readable from any origin.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !websocket.IsWebSocketUpgrade(r) {
+		// A page cannot read why its upgrade failed; it can read this
+		// answer to a plain request, from any origin, which says whether
+		// its Origin is the reason (spec section "Opening handshake").
+		// It carries no credential and reveals nothing a refused upgrade
+		// does not.
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		if !s.originAllowed(r) {
+			http.Error(w, protocol.CodeOriginNotAllowed.Reason(), http.StatusForbidden)
+			return
+		}
 		http.Error(w, "wsproof: WebSocket upgrade required", http.StatusUpgradeRequired)
 		return
 	}
@@ -360,7 +379,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, protocol.CodeSubprotocolRequired, http.StatusBadRequest)
 		return
 	}
-	if o := r.Header.Get("Origin"); o != "" && !s.cfg.InsecureAllowAnyOrigin && !slices.Contains(s.cfg.Origins, o) {
+	if !s.originAllowed(r) {
 		s.refuse(w, r, protocol.CodeOriginNotAllowed, http.StatusForbidden)
 		return
 	}

@@ -498,3 +498,36 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestPlainRequestNamesOriginRefusal: a request that is not an upgrade is
+// answered 403 with the origin_not_allowed reason when its Origin is not
+// allowed, 426 otherwise, readable from any page (spec section "Opening
+// handshake"): how a browser client learns why its upgrade failed.
+func TestPlainRequestNamesOriginRefusal(t *testing.T) {
+	f := newFixture(t, false, nil)
+	httpURL := "http" + strings.TrimPrefix(f.url, "ws")
+	for _, tc := range []struct {
+		origin string
+		status int
+		body   string
+	}{
+		{"https://evil.example", http.StatusForbidden, protocol.CodeOriginNotAllowed.Reason() + "\n"},
+		{"https://app.wsproof.test", http.StatusUpgradeRequired, "wsproof: WebSocket upgrade required\n"},
+		{"", http.StatusUpgradeRequired, "wsproof: WebSocket upgrade required\n"},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, httpURL, nil)
+		if tc.origin != "" {
+			req.Header.Set("Origin", tc.origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || string(body) != tc.body || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+			t.Errorf("Origin %q: %d %q, ACAO %q; want %d %q, *", tc.origin, resp.StatusCode, body,
+				resp.Header.Get("Access-Control-Allow-Origin"), tc.status, tc.body)
+		}
+	}
+}

@@ -2389,6 +2389,8 @@ function wsEvent(type, fields, detail) {
 class Link {
   constructor(url, cfg, pinned) {
     this.cfg = cfg;
+    this.url = url;
+    this.wasOpen = false; // the WebSocket opened: a later failure is not the upgrade's
     this.pinned = pinned;
     /** @type {ClientMachine|null} */
     this.m = null;
@@ -2439,6 +2441,7 @@ class Link {
     if (typeof ws.extensions === 'string' && ws.extensions !== '') {
       return this.drop(new ProtocolError(null, 'server accepted a WebSocket extension'));
     }
+    this.wasOpen = true;
     this.step('open', { protocol: ws.protocol });
     const node = inNode();
     Promise.resolve()
@@ -2727,10 +2730,51 @@ class Link {
     } else {
       info = { code, reason, retryable: a.retry, error: a.error };
     }
-    if (!this.conn) this.rejectOpened(info.error || remoteClose(code, this.cfg.keyId));
-    else this.conn._emit(wsEvent('close', info, info));
-    this.resolveClosed(info);
+    const settle = (i) => {
+      if (!this.conn) this.rejectOpened(i.error || remoteClose(code, this.cfg.keyId));
+      else this.conn._emit(wsEvent('close', i, i));
+      this.resolveClosed(i);
+    };
+    // A browser reports a refused upgrade as a failed connection, which is
+    // retryable; ask the endpoint whether this page's Origin is the reason
+    // (spec section "Opening handshake"), so that keep() does not retry a
+    // refusal forever. Node's ws package reports the status itself.
+    if (!a && !this.localError && code === 1006 && !this.wasOpen && !inNode() && typeof fetch === 'function') {
+      originRefused(this.url).then(
+        (refused) => settle(refused ? {
+          ...info,
+          retryable: false,
+          error: new ProtocolError('origin_not_allowed', `the server does not allow this page's origin (${globalThis.location ? globalThis.location.origin : 'unknown'}) ` +
+            'on this endpoint: add it to the server\'s allow-list ("wsproof serve --origin"), or use an endpoint that allows it', { closeCode: null }),
+        } : info),
+        () => settle(info),
+      );
+      return;
+    }
+    settle(info);
   }
+}
+
+/**
+ * Whether the WebSocket endpoint at url refuses this page's Origin: its
+ * answer to a plain request, readable from any page, is 403 with the
+ * origin_not_allowed reason text as the body's first line (spec section
+ * "Opening handshake"). False when the endpoint does not say so, or does not
+ * answer within 5 seconds.
+ * @param {string} url a ws:// or wss:// URL
+ * @returns {Promise<boolean>}
+ */
+async function originRefused(url) {
+  const u = new URL(url);
+  u.protocol = u.protocol === 'wss:' ? 'https:' : 'http:';
+  // POST: a browser sends Origin with every POST, but not with a GET to
+  // its own origin (Fetch standard), and the answer depends on it.
+  const init = { method: 'POST', mode: 'cors', credentials: 'omit', cache: 'no-store', redirect: 'error' };
+  if (typeof AbortSignal !== 'undefined' && typeof AbortSignal.timeout === 'function') init.signal = AbortSignal.timeout(5000);
+  const r = await fetch(u.href, /** @type {RequestInit} */ (init));
+  if (r.status !== 403) return false;
+  const body = await r.text();
+  return body.split('\n')[0] === NO_CLOSE.origin_not_allowed.reason;
 }
 
 /**

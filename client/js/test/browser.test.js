@@ -218,6 +218,56 @@ test('the demo page enrolls a browser key and talks to the room', async () => {
 // the spec's browser profile, accepting the challenges of /ws/browser, whose
 // cb is "none". A client that took the page for Node would refuse them with
 // channel_binding_required.
+test('a refused Origin is terminal in the browser: connect and keep say origin_not_allowed', async () => {
+  // The demo page's origin is allowed on /ws/browser only. A browser hides
+  // the 403 of the refused upgrade; the client asks the endpoint (spec
+  // section "Opening handshake") instead of retrying forever.
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  await page.goto(`http://${addr}/`);
+  await page.waitForSelector('body[data-ready="true"]');
+  const got = await page.evaluate(async (a) => {
+    const w = await import('/wsproof.js');
+    const bounded = (p, what) => Promise.race([p, new Promise((_, rej) => setTimeout(() => rej(new Error(`${what} did not settle`)), 10000))]);
+    const keyPair = await w.generateKey('ES256');
+    const { kid } = await w.publicJwk(keyPair);
+    const serverKeys = await (await fetch('/server.pub.jwks')).json();
+    const opts = { keyId: kid, keyPair, serverKeys };
+    const out = {};
+    try {
+      await bounded(w.connect(`ws://${a}/ws`, opts), 'connect');
+      out.connect = 'connected';
+    } catch (e) {
+      out.connect = { code: e.code, retryable: e.retryable, message: e.message };
+    }
+    const k = w.keep(`ws://${a}/ws`, opts, async () => {}, { initial: 50, max: 100 });
+    let failures = 0;
+    k.addEventListener('failure', () => { failures++; });
+    try {
+      await bounded(k.done, 'keep');
+      out.keep = 'resolved';
+    } catch (e) {
+      out.keep = { code: e.code, retryable: e.retryable, failures, message: e.code ? undefined : e.message };
+      k.stop();
+    }
+    // An unenrolled key on the endpoint that allows the page: not an
+    // Origin refusal, but the server's 4003.
+    try {
+      await bounded(w.connect(`ws://${a}/ws/browser`, opts), 'connect to /ws/browser');
+    } catch (e) {
+      out.browserEndpoint = { code: e.code, closeCode: e.closeCode };
+    }
+    return out;
+  }, addr);
+  assert.equal(got.connect.code, 'origin_not_allowed', JSON.stringify(got));
+  assert.equal(got.connect.retryable, false);
+  assert.match(got.connect.message, /does not allow this page's origin \(http:\/\/127\.0\.0\.1:\d+\)/);
+  assert.deepEqual(got.keep, { code: 'origin_not_allowed', retryable: false, failures: 1, message: undefined }, JSON.stringify(got));
+  assert.equal(got.browserEndpoint.closeCode, 4003, JSON.stringify(got));
+  await context.close();
+});
+
 test('over wss:// the page runs the browser profile', async () => {
   const tlsState = path.join(tmp, 'tls-state');
   const addrFile = path.join(tmp, 'tls-addr');

@@ -11,8 +11,8 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
-// markdownBlock returns the first fenced code block after the heading in
-// the Markdown file at path.
+// markdownBlock returns the first sh block after the heading in the
+// Markdown file at path.
 func markdownBlock(t *testing.T, path, heading string) string {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -23,12 +23,13 @@ func markdownBlock(t *testing.T, path, heading string) string {
 	if !ok {
 		t.Fatalf("%s has no heading %q", path, heading)
 	}
-	_, block, ok := strings.Cut(after, "```sh\n")
-	if !ok {
-		t.Fatalf("%s: no sh block after %q", path, heading)
+	for _, b := range fencedBlocks(after) {
+		if b.lang == "sh" {
+			return b.text
+		}
 	}
-	block, _, _ = strings.Cut(block, "```")
-	return block
+	t.Fatalf("%s: no sh block after %q", path, heading)
+	return ""
 }
 
 // trailingComment is a comment after a command: two spaces or more, then #.

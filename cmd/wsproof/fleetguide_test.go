@@ -37,9 +37,14 @@ func markdownBlocks(t *testing.T, path string) []mdBlock {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return fencedBlocks(string(data))
+}
+
+// fencedBlocks returns the fenced code blocks of Markdown text, in order.
+func fencedBlocks(text string) []mdBlock {
 	var blocks []mdBlock
 	var cur *mdBlock
-	for _, line := range strings.Split(string(data), "\n") {
+	for _, line := range strings.Split(text, "\n") {
 		switch {
 		case cur == nil && strings.HasPrefix(line, "```"):
 			cur = &mdBlock{lang: strings.TrimPrefix(line, "```")}

@@ -80,15 +80,30 @@ func mustWriteNew(path string, data []byte, mode fs.FileMode) error {
 	return err
 }
 
+// testHook, when set (by tests only), is called at each step of an edit of
+// a file, named by step, so that a test can act between two steps: let
+// another editor run, or kill the editor there.
+var testHook func(step string)
+
+func editStep(step string) {
+	if testHook != nil {
+		testHook(step)
+	}
+}
+
+// tempPrefix begins the names of writeAtomic's temporary files for path.
+func tempPrefix(path string) string { return "." + filepath.Base(path) + ".tmp-" }
+
 // writeAtomic replaces path with data: it writes a temporary file in the same
 // folder and renames it over path, so that a reader (a running server's
 // registry watcher) sees either the old file or the new one, never a part.
 func writeAtomic(path string, data []byte, mode fs.FileMode) error {
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	f, err := os.CreateTemp(dir, tempPrefix(path)+"*")
 	if err != nil {
 		return err
 	}
+	editStep("temp")
 	tmp := f.Name()
 	ok := false
 	defer func() {
@@ -103,15 +118,18 @@ func writeAtomic(path string, data []byte, mode fs.FileMode) error {
 	if _, err := f.Write(data); err != nil {
 		return err
 	}
+	editStep("written")
 	if err := f.Sync(); err != nil {
 		return err
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
+	editStep("synced")
 	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
+	editStep("renamed")
 	ok = true
 	// Make the rename durable where the platform allows it.
 	if d, err := os.Open(dir); err == nil {

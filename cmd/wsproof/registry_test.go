@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wsproof/wsproof/keys"
+)
+
+// The tests in this file hold "wsproof keys" on a registry file to spec
+// section "Reload": concurrent editors never lose a change, an editor
+// killed at any point leaves a registry that loads, and a registry reached
+// through symbolic links stays a link (issue 17).
+
+// runCLI runs the command in this process and returns its exit code and
+// output.
+func runCLI(args ...string) (int, string) {
+	var out bytes.Buffer
+	c := &cli{stdin: strings.NewReader(""), stdout: &out, stderr: &out, getenv: func(string) string { return "" }}
+	code := c.run(context.Background(), args)
+	return code, out.String()
+}
+
+// newClientKey returns a fresh Ed25519 key and its public JWK with key id
+// kid, as "wsproof keys add --jwk" takes it.
+func newClientKey(t testing.TB, kid string) (crypto.Signer, string) {
+	t.Helper()
+	k, err := keys.Generate(keys.EdDSA, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwk, err := keys.MarshalJWK(k.Public(), kid, keys.EdDSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, string(jwk)
+}
+
+// readRegistry loads the registry file at path, failing the test if it does
+// not load.
+func readRegistry(t testing.TB, path string) *keys.Set {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := keys.ParseRegistry(data)
+	if err != nil {
+		t.Fatalf("%s does not load: %v\n%s", path, err, data)
+	}
+	return s
+}
+
+// setTestHook installs hook for the rest of the test. Tests that set it do
+// not run in parallel: every edit in this process calls it.
+func setTestHook(t *testing.T, hook func(step string)) {
+	testHook = hook
+	t.Cleanup(func() { testHook = nil })
+}
+
+// TestConcurrentEditsSerialized: two editors of one registry file, the
+// second starting while the first has checked that the file is unchanged
+// but not yet replaced it. Both changes must be in the file afterwards
+// (issue 17, defect 1): the first editor waits there for up to a second for
+// the second to finish, which an editor that does not hold the lock from
+// its read to its rename does, and then overwrites its change.
+func TestConcurrentEditsSerialized(t *testing.T) {
+	reg := t.TempDir() + "/registry.jwks"
+	_, jwk1 := newClientKey(t, "k1")
+	_, jwk2 := newClientKey(t, "k2")
+	if code, out := runCLI("keys", "add", "--registry", reg, "--jwk", jwk1, "--sub", "one"); code != 0 {
+		t.Fatal(out)
+	}
+	checked, secondDone := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	setTestHook(t, func(step string) {
+		if step == "checked" && first.CompareAndSwap(false, true) {
+			close(checked)
+			select {
+			case <-secondDone:
+			case <-time.After(time.Second):
+			}
+		}
+	})
+	revoked := make(chan string, 1)
+	go func() {
+		code, out := runCLI("keys", "revoke", "--registry", reg, "k1")
+		if code != 0 {
+			out = "failed: " + out
+		}
+		revoked <- out
+	}()
+	<-checked
+	code, out := runCLI("keys", "add", "--registry", reg, "--jwk", jwk2, "--sub", "two")
+	close(secondDone)
+	if code != 0 {
+		t.Errorf("second editor: %s", out)
+	}
+	if out := <-revoked; strings.HasPrefix(out, "failed: ") {
+		t.Errorf("first editor: %s", out)
+	}
+	s := readRegistry(t, reg)
+	e1, ok1 := s.Lookup("k1")
+	_, ok2 := s.Lookup("k2")
+	if !ok1 || !e1.Revoked {
+		t.Error("the revocation of k1 was lost")
+	}
+	if !ok2 {
+		t.Error("the addition of k2 was lost")
+	}
+}

@@ -94,10 +94,36 @@ func editStep(step string) {
 // tempPrefix begins the names of writeAtomic's temporary files for path.
 func tempPrefix(path string) string { return "." + filepath.Base(path) + ".tmp-" }
 
-// writeAtomic replaces path with data: it writes a temporary file in the same
-// folder and renames it over path, so that a reader (a running server's
-// registry watcher) sees either the old file or the new one, never a part.
+// linkTarget returns the file that path names, following symbolic links;
+// a path that does not exist is its own target, and a link to a missing file
+// is an error. Files are written through links, not over them: a registry
+// or key file mounted through links (Kubernetes ConfigMaps and Secrets,
+// configuration management) must stay a link, so that the next version the
+// mount swaps in is the one read.
+func linkTarget(path string) (string, error) {
+	target, err := filepath.EvalSymlinks(path)
+	if err == nil {
+		return target, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	if fi, lerr := os.Lstat(path); lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return "", fmt.Errorf("%s is a symbolic link to a missing file", path)
+	}
+	return path, nil
+}
+
+// writeAtomic replaces path, or the file it links to, with data: it writes a
+// temporary file in the same folder, syncs it, renames it over the file and
+// syncs the folder, so that a reader (a running server's registry watcher)
+// sees the old file or the new one, never a part, and a crash at any point
+// leaves one of them.
 func writeAtomic(path string, data []byte, mode fs.FileMode) error {
+	path, err := linkTarget(path)
+	if err != nil {
+		return err
+	}
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, tempPrefix(path)+"*")
 	if err != nil {

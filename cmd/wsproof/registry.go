@@ -300,7 +300,8 @@ func chooseAlg(pub crypto.PublicKey, flagAlg string, hint keys.Algorithm) (keys.
 // registryDoc is a registry as read from disk, with what is needed to
 // write it back safely.
 type registryDoc struct {
-	path    string
+	path    string // as given
+	target  string // the file path names (linkTarget), which is read and replaced
 	entries []*keys.Entry
 	sum     [sha256.Size]byte // of the bytes read; zero for a new file
 	mode    fs.FileMode
@@ -319,32 +320,39 @@ const lockSuffix = ".lock"
 
 // loadRegistry reads the registry at path; to edit it, it first takes the
 // registry's lock, which close releases. A missing file is an empty
-// registry for editOrCreate, and an error otherwise.
+// registry for editOrCreate, and an error otherwise. Through symbolic links,
+// the file read, locked and replaced is the one they lead to.
 func loadRegistry(ctx context.Context, path string, a access) (*registryDoc, error) {
 	notExist := &userError{fmt.Sprintf("registry %s does not exist", path),
 		"run \"wsproof serve\" once to create it, or enroll a key with \"wsproof keys add\"", nil}
-	r := &registryDoc{path: path, mode: 0o644}
+	target, err := linkTarget(path)
+	if err != nil {
+		return nil, &userError{fmt.Sprintf("cannot open the registry %s", path), "check --registry", err}
+	}
+	r := &registryDoc{path: path, target: target, mode: 0o644}
 	if a != readOnly {
-		switch _, err := os.Stat(path); {
+		switch _, err := os.Stat(target); {
 		case errors.Is(err, fs.ErrNotExist) && a == edit:
 			return nil, notExist
 		case errors.Is(err, fs.ErrNotExist):
-			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-				return nil, &userError{fmt.Sprintf("cannot create the folder of %s", path), "check --registry", err}
+			if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
+				return nil, &userError{fmt.Sprintf("cannot create the folder of %s", target), "check --registry", err}
 			}
 		}
-		lock, err := lockFile(ctx, path+lockSuffix)
+		// The lock is beside the file rather than the link, so that editors
+		// that reach one file by different paths take turns too.
+		lock, err := lockFile(ctx, target+lockSuffix)
 		if err != nil {
 			hint := "check that its folder is writable"
 			if errors.Is(err, errLockBusy) {
-				hint = fmt.Sprintf("another \"wsproof keys\" command has been editing it for %v; find it with: fuser %s", lockWait, path+lockSuffix)
+				hint = fmt.Sprintf("another \"wsproof keys\" command has been editing it for %v; find it with: fuser %s", lockWait, target+lockSuffix)
 			}
 			return nil, &userError{fmt.Sprintf("cannot lock the registry %s", path), hint, err}
 		}
 		r.lock = lock
-		removeStaleTemps(path)
+		removeStaleTemps(target)
 	}
-	err := r.read()
+	err = r.read()
 	if errors.Is(err, fs.ErrNotExist) && a == editOrCreate {
 		err = nil
 	} else if errors.Is(err, fs.ErrNotExist) {
@@ -360,7 +368,7 @@ func loadRegistry(ctx context.Context, path string, a access) (*registryDoc, err
 
 // read reads the file into r.
 func (r *registryDoc) read() error {
-	data, err := readSmall(r.path, keys.MaxRegistryFile)
+	data, err := readSmall(r.target, keys.MaxRegistryFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
@@ -371,7 +379,7 @@ func (r *registryDoc) read() error {
 	if err != nil {
 		return &userError{fmt.Sprintf("the registry %s does not load", r.path), "fix the file; a running server keeps its last good copy meanwhile", err}
 	}
-	fi, err := os.Stat(r.path)
+	fi, err := os.Stat(r.target)
 	if err != nil {
 		return err
 	}
@@ -405,15 +413,23 @@ func (r *registryDoc) save(context.Context) error {
 	if err != nil {
 		return &userError{"the registry would not load", "nothing was written", err}
 	}
-	now, err := os.ReadFile(r.path)
+	// A link moved meanwhile (a configuration mount swapping in a new
+	// version) would have the edit written to a file no longer read.
+	target, err := linkTarget(r.path)
+	var now []byte
+	if err == nil && target == r.target {
+		now, err = os.ReadFile(r.target)
+	} else if err == nil {
+		err = fmt.Errorf("%s now links to %s", r.path, target)
+	}
 	switch {
 	case err == nil && (!r.exists || sha256.Sum256(now) != r.sum),
-		err != nil && r.exists:
+		err != nil && (r.exists || !errors.Is(err, fs.ErrNotExist)):
 		return &userError{fmt.Sprintf("%s changed while it was being edited", r.path), "nothing was written; run the command again", nil}
 	}
 	editStep("checked")
-	if err := writeAtomic(r.path, data, r.mode); err != nil {
-		return &userError{fmt.Sprintf("cannot write %s", r.path), "check the folder is writable", err}
+	if err := writeAtomic(r.target, data, r.mode); err != nil {
+		return &userError{fmt.Sprintf("cannot write %s", r.target), "check the folder is writable", err}
 	}
 	return nil
 }

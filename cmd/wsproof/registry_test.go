@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -113,5 +114,79 @@ func TestConcurrentEditsSerialized(t *testing.T) {
 	}
 	if !ok2 {
 		t.Error("the addition of k2 was lost")
+	}
+}
+
+// configMapLayout lays out dir as Kubernetes mounts a ConfigMap or Secret:
+// the registry is a chain of links, registry.jwks -> ..data/registry.jwks
+// and ..data -> ..2026_12_05_first, the folder holding the file. It returns
+// the registry's path (the first link) and the file's.
+func configMapLayout(t *testing.T, dir string, data []byte) (link, file string) {
+	t.Helper()
+	ts := filepath.Join(dir, "..2026_12_05_first")
+	if err := os.Mkdir(ts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file = filepath.Join(ts, "registry.jwks")
+	link = filepath.Join(dir, "registry.jwks")
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Base(ts), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join("..data", "registry.jwks"), link); err != nil {
+		t.Fatal(err)
+	}
+	return link, file
+}
+
+// TestSymlinkedRegistry: editing a registry reached through links writes
+// through them to the file, and leaves every link a link (issue 17, defect
+// 2); a link to a missing file is refused, and left alone.
+func TestSymlinkedRegistry(t *testing.T) {
+	dir := t.TempDir()
+	_, jwk1 := newClientKey(t, "k1")
+	_, jwk2 := newClientKey(t, "k2")
+	link, file := configMapLayout(t, dir, []byte(`{"keys":[]}`))
+	for _, args := range [][]string{
+		{"keys", "add", "--registry", link, "--jwk", jwk1, "--sub", "one"},
+		{"keys", "add", "--registry", link, "--jwk", jwk2, "--sub", "two"},
+		{"keys", "revoke", "--registry", link, "k1"},
+	} {
+		if code, out := runCLI(args...); code != 0 {
+			t.Fatalf("%v: %s", args, out)
+		}
+	}
+	for _, l := range []string{link, filepath.Join(dir, "..data")} {
+		if fi, err := os.Lstat(l); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			t.Errorf("%s is no longer a symbolic link (%v, %v)", l, fi.Mode(), err)
+		}
+	}
+	s := readRegistry(t, file)
+	if e, ok := s.Lookup("k1"); !ok || !e.Revoked || s.Len() != 2 {
+		t.Errorf("the file behind the links holds %d keys, k1 revoked %v; want both keys, k1 revoked", s.Len(), ok && e.Revoked)
+	}
+	if code, out := runCLI("keys", "list", "--registry", link); code != 0 || !strings.Contains(out, "k2") {
+		t.Errorf("keys list through the link: %s", out)
+	}
+	// Nothing is left beside the file but its lock.
+	names, _ := os.ReadDir(filepath.Dir(file))
+	for _, d := range names {
+		if d.Name() != "registry.jwks" && d.Name() != "registry.jwks"+lockSuffix {
+			t.Errorf("left in the registry's folder: %s", d.Name())
+		}
+	}
+
+	dangling := filepath.Join(dir, "dangling.jwks")
+	if err := os.Symlink("missing.jwks", dangling); err != nil {
+		t.Fatal(err)
+	}
+	code, out := runCLI("keys", "add", "--registry", dangling, "--jwk", jwk1, "--sub", "one")
+	if code == 0 || !strings.Contains(out, "symbolic link to a missing file") {
+		t.Errorf("keys add through a dangling link: exit %d, %s", code, out)
+	}
+	if fi, err := os.Lstat(dangling); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the dangling link was replaced")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsproof/wsproof/internal/configmap"
 	"github.com/wsproof/wsproof/keys"
 )
 
@@ -117,30 +118,6 @@ func TestConcurrentEditsSerialized(t *testing.T) {
 	}
 }
 
-// configMapLayout lays out dir as Kubernetes mounts a ConfigMap or Secret:
-// the registry is a chain of links, registry.jwks -> ..data/registry.jwks
-// and ..data -> ..2026_12_05_first, the folder holding the file. It returns
-// the registry's path (the first link) and the file's.
-func configMapLayout(t *testing.T, dir string, data []byte) (link, file string) {
-	t.Helper()
-	ts := filepath.Join(dir, "..2026_12_05_first")
-	if err := os.Mkdir(ts, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	file = filepath.Join(ts, "registry.jwks")
-	link = filepath.Join(dir, "registry.jwks")
-	if err := os.WriteFile(file, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(filepath.Base(ts), filepath.Join(dir, "..data")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(filepath.Join("..data", "registry.jwks"), link); err != nil {
-		t.Fatal(err)
-	}
-	return link, file
-}
-
 // TestSymlinkedRegistry: editing a registry reached through links writes
 // through them to the file, and leaves every link a link (issue 17, defect
 // 2); a link to a missing file is refused, and left alone.
@@ -148,7 +125,16 @@ func TestSymlinkedRegistry(t *testing.T) {
 	dir := t.TempDir()
 	_, jwk1 := newClientKey(t, "k1")
 	_, jwk2 := newClientKey(t, "k2")
-	link, file := configMapLayout(t, dir, []byte(`{"keys":[]}`))
+	// The registry mounted as Kubernetes mounts a ConfigMap: registry.jwks
+	// -> ..data/registry.jwks, ..data -> a timestamped folder.
+	if err := configmap.Update(dir, map[string][]byte{"registry.jwks": []byte(`{"keys":[]}`)}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "registry.jwks")
+	file, err := filepath.EvalSymlinks(link)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, args := range [][]string{
 		{"keys", "add", "--registry", link, "--jwk", jwk1, "--sub", "one"},
 		{"keys", "add", "--registry", link, "--jwk", jwk2, "--sub", "two"},
@@ -158,7 +144,7 @@ func TestSymlinkedRegistry(t *testing.T) {
 			t.Fatalf("%v: %s", args, out)
 		}
 	}
-	for _, l := range []string{link, filepath.Join(dir, "..data")} {
+	for _, l := range []string{link, filepath.Join(dir, configmap.DataLink)} {
 		if fi, err := os.Lstat(l); err != nil || fi.Mode()&os.ModeSymlink == 0 {
 			t.Errorf("%s is no longer a symbolic link (%v, %v)", l, fi.Mode(), err)
 		}
@@ -176,6 +162,17 @@ func TestSymlinkedRegistry(t *testing.T) {
 		if d.Name() != "registry.jwks" && d.Name() != "registry.jwks"+lockSuffix {
 			t.Errorf("left in the registry's folder: %s", d.Name())
 		}
+	}
+
+	// The mount swaps a new version in: the next edit goes to its file.
+	if err := configmap.Update(dir, map[string][]byte{"registry.jwks": []byte(`{"keys":[]}`)}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := runCLI("keys", "add", "--registry", link, "--jwk", jwk1, "--sub", "one"); code != 0 {
+		t.Fatal(out)
+	}
+	if s := readRegistry(t, link); s.Len() != 1 {
+		t.Errorf("after the swap and an add, the registry holds %d keys, want 1", s.Len())
 	}
 
 	dangling := filepath.Join(dir, "dangling.jwks")

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"os"
 	"time"
 )
@@ -33,32 +32,33 @@ func lockFile(ctx context.Context, path string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(lockWait)
-	pause := time.Millisecond
-	for {
-		ok, err := tryLock(f)
-		switch {
-		case err != nil:
+	// The system wakes a waiting editor as soon as the lock is free, which
+	// polling would not; the wait runs on its own goroutine so that it can
+	// be given up.
+	got := make(chan error, 1)
+	go func() { got <- waitLock(f) }()
+	timeout := time.NewTimer(lockWait)
+	defer timeout.Stop()
+	select {
+	case err := <-got:
+		if err != nil {
 			f.Close()
 			return nil, err
-		case ok:
-			return f, nil
-		case time.Now().After(deadline):
-			f.Close()
-			return nil, errLockBusy
 		}
-		// Polling rather than a blocking lock keeps the wait cancellable;
-		// jitter keeps waiting editors from retrying in step.
-		t := time.NewTimer(pause/2 + rand.N(pause/2+1))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			f.Close()
-			return nil, ctx.Err()
-		case <-t.C:
-		}
-		pause = min(2*pause, 50*time.Millisecond)
+		return f, nil
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-timeout.C:
+		err = errLockBusy
 	}
+	// Given up: release the lock if it comes after all.
+	go func() {
+		if <-got == nil {
+			unlock(f)
+		}
+		f.Close()
+	}()
+	return nil, err
 }
 
 // unlockFile releases a lock taken by lockFile and closes its file.

@@ -9,15 +9,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// tryLock takes flock(2)'s exclusive lock on f without waiting, and reports
-// whether it did. flock locks belong to the open file description, so two
+// waitLock takes flock(2)'s exclusive lock on f, waiting while another open
+// file holds it. flock locks belong to the open file description, so two
 // editors in one process exclude each other too.
-func tryLock(f *os.File) (bool, error) {
-	err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-	if errors.Is(err, unix.EWOULDBLOCK) || errors.Is(err, unix.EINTR) {
-		return false, nil
+func waitLock(f *os.File) error {
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if !errors.Is(err, unix.EINTR) { // a signal to the process interrupts the wait
+			return err
+		}
 	}
-	return err == nil, err
 }
 
 func unlock(f *os.File) { unix.Flock(int(f.Fd()), unix.LOCK_UN) }

@@ -3,22 +3,16 @@
 package main
 
 import (
-	"errors"
 	"os"
 
 	"golang.org/x/sys/windows"
 )
 
-// tryLock takes LockFileEx's exclusive lock on the first byte of f without
-// waiting, and reports whether it did. Windows releases it when the handle
-// is closed, which it does when the process ends.
-func tryLock(f *os.File) (bool, error) {
-	err := windows.LockFileEx(windows.Handle(f.Fd()), windows.LOCKFILE_EXCLUSIVE_LOCK|windows.LOCKFILE_FAIL_IMMEDIATELY,
-		0, 1, 0, new(windows.Overlapped))
-	if errors.Is(err, windows.ERROR_LOCK_VIOLATION) {
-		return false, nil
-	}
-	return err == nil, err
+// waitLock takes LockFileEx's exclusive lock on the first byte of f,
+// waiting while another handle holds it. Windows releases it when the
+// handle is closed, which it is when the process ends.
+func waitLock(f *os.File) error {
+	return windows.LockFileEx(windows.Handle(f.Fd()), windows.LOCKFILE_EXCLUSIVE_LOCK, 0, 1, 0, new(windows.Overlapped))
 }
 
 func unlock(f *os.File) {

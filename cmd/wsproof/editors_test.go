@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -135,7 +134,11 @@ func editorCmd(t *testing.T, args ...string) *exec.Cmd {
 			return
 		}
 		plainBin.path = filepath.Join(plainBin.dir, "wsproof")
-		goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+		goTool, err := exec.LookPath("go")
+		if err != nil {
+			plainBin.err = fmt.Errorf("the go command, to build the editors: %v", err)
+			return
+		}
 		out, err := exec.Command(goTool, "test", "-c", "-o", plainBin.path, ".").CombinedOutput()
 		if err != nil {
 			plainBin.err = fmt.Errorf("go test -c: %v\n%s", err, out)

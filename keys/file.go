@@ -47,6 +47,13 @@ const (
 // Watch then reads the file again on every tick until it parses, so a writer
 // that finishes in place is seen too.
 //
+// The path may be a symbolic link, or a chain of them, as in a Kubernetes
+// ConfigMap or Secret mount (registry.jwks -> ..data/registry.jwks, with
+// ..data swapped atomically to a new folder on each update). Every poll
+// opens and stats the path, following the links, and a swap changes the
+// file's identity, so a swap of any link is seen like any other change
+// (spec section "Reload").
+//
 // A FileRegistry is safe for concurrent use.
 type FileRegistry struct {
 	path string

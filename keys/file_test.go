@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wsproof/wsproof/internal/configmap"
 )
 
 // testWatchInterval is short so that the tests wait little; watchDeadline is
@@ -328,4 +330,61 @@ func TestWatchReportsEachFailureOnce(t *testing.T) {
 		t.Fatalf("refused file reported as a change (%p, %p)", ev.old, ev.new)
 	}
 	w.proceed()
+}
+
+// TestWatchConfigMapSwap: a registry mounted as Kubernetes mounts a
+// ConfigMap or Secret (registry.jwks -> ..data/registry.jwks, ..data -> a
+// timestamped folder, the link ..data swapped atomically to a new folder on
+// each update) is reloaded within 1 s of each swap at the default polling
+// interval (issue 17, spec section "Reload"). Each new version has the old
+// one's size and modification time, so only its contents and identity tell
+// it apart; the large-file case, which trusts stat data between polls, must
+// follow the links to the new file to see it.
+func TestWatchConfigMapSwap(t *testing.T) {
+	for _, large := range []bool{false, true} {
+		t.Run(map[bool]string{false: "small", true: "large"}[large], func(t *testing.T) {
+			dir := t.TempDir()
+			versions := make([][]byte, 2)
+			versions[0], versions[1] = sameSizePair(t)
+			update := func(i int) {
+				t.Helper()
+				if err := configmap.Update(dir, map[string][]byte{"registry.jwks": versions[i%2]}, coarseMtime); err != nil {
+					t.Fatal(err)
+				}
+			}
+			update(0)
+			r, err := OpenFile(filepath.Join(dir, "registry.jwks"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if large {
+				r.hashEveryTickBelow = 0 // every file counts as large
+				r.rereadEvery = time.Hour
+			}
+			changes := make(chan *Set, 1)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- r.Watch(ctx, 0, func(_, new *Set) { changes <- new }, nil) }()
+			defer func() { cancel(); <-done }()
+			const swaps = 6
+			var worst time.Duration
+			for i := 1; i <= swaps; i++ {
+				t0 := time.Now()
+				update(i)
+				select {
+				case s := <-changes:
+					worst = max(worst, time.Since(t0))
+					if got := marshalEntries(t, s.Entries()); !bytes.Equal(got, versions[i%2]) {
+						t.Fatalf("swap %d: Watch reported a registry other than the one swapped in", i)
+					}
+				case <-time.After(2 * time.Second):
+					t.Fatalf("swap %d: no change reported within 2 s", i)
+				}
+			}
+			t.Logf("ConfigMap-style swap seen within %v (the slowest of %d swaps, polling every %v)", worst.Round(time.Millisecond), swaps, DefaultWatchInterval)
+			if worst >= time.Second {
+				t.Errorf("a swap took %v to be seen, limit 1 s", worst)
+			}
+		})
+	}
 }

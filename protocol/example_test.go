@@ -68,9 +68,12 @@ func ExampleTokenVerifier_Open() {
 		Signing: []keys.SigningKey{{KeyID: "server-1", Algorithm: keys.EdDSA, Signer: serverKey}},
 		Token:   []keys.TokenKey{{KeyID: "token-1", Algorithm: keys.TokenDir, Secret: bytes.Repeat([]byte{3}, 32)}},
 	}
-	backend := &protocol.TokenVerifier{Identity: "wss://plant-3.example/ws", TokenKeys: sk.Token, SigningKeys: sk.Public()}
+	backend, err := protocol.NewTokenVerifier("wss://plant-3.example/ws", sk.Token, sk.Public())
+	if err != nil {
+		panic(err)
+	}
 
-	_, err := backend.Open("not-a-token", "socket-id", time.Now())
+	_, err = backend.Open("not-a-token", "socket-id", time.Now())
 	code := protocol.CodeOf(err)
 	fmt.Println(code, code.CloseCode(), code.Retryable())
 	// Output:

@@ -207,7 +207,11 @@ func (s *Server) SetKeys(k *keys.ServerKeys) error {
 	if err := k.Check(); err != nil {
 		return err
 	}
-	s.keys.Store(&serverKeys{k: k, tokens: &TokenVerifier{Identity: s.cfg.Identity, TokenKeys: k.Token, SigningKeys: k.Public()}})
+	tokens, err := NewTokenVerifier(s.cfg.Identity, k.Token, k.Public())
+	if err != nil {
+		return err
+	}
+	s.keys.Store(&serverKeys{k: k, tokens: tokens})
 	return nil
 }
 

@@ -71,10 +71,11 @@ func issueToken(k *keys.ServerKeys, c *TokenClaims, rand io.Reader) (string, err
 }
 
 // TokenVerifier opens session tokens. A server has one ([Server.Tokens]); a
-// backend that receives frames with their tokens builds its own from the
-// token keys and the server's public signing keys, and so can check on its
-// own that a frame came from an authenticated socket. It is safe for
-// concurrent use once built.
+// backend that receives frames with their tokens builds its own with
+// [NewTokenVerifier] from the token keys and the server's public signing
+// keys, and so can check on its own that a frame came from an authenticated
+// socket. It is safe for concurrent use once built; its fields must not be
+// modified then.
 type TokenVerifier struct {
 	// Identity is the server identity the token's "iss" and "aud" must
 	// equal. Required.
@@ -89,13 +90,44 @@ type TokenVerifier struct {
 	ClockSkew time.Duration
 }
 
+// NewTokenVerifier returns a verifier for the tokens of the server whose
+// identity is identity, sealed with one of tokenKeys and signed with one of
+// signingKeys. It fails if any of the three is missing or empty: such a
+// verifier could open no token, and a backend configured so is better told
+// at startup than by refusing every frame.
+func NewTokenVerifier(identity string, tokenKeys []keys.TokenKey, signingKeys *keys.PublicSet) (*TokenVerifier, error) {
+	v := &TokenVerifier{Identity: identity, TokenKeys: tokenKeys, SigningKeys: signingKeys}
+	if err := v.check(); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// check reports a verifier that lacks what Open needs.
+func (v *TokenVerifier) check() error {
+	switch {
+	case v.Identity == "":
+		return errors.New("protocol: TokenVerifier has no Identity")
+	case len(v.TokenKeys) == 0:
+		return errors.New("protocol: TokenVerifier has no TokenKeys")
+	case v.SigningKeys == nil || len(v.SigningKeys.Keys()) == 0:
+		return errors.New("protocol: TokenVerifier has no SigningKeys")
+	}
+	return nil
+}
+
 // Open runs spec section "Opening a token": it decrypts token,
 // verifies its inner signature and claims, and checks that it is bound to
 // socket sid and unexpired at now. Failures are *ProtocolError with code
-// too_large, token_invalid, token_expired or socket_mismatch.
+// too_large, token_invalid, token_expired or socket_mismatch; a verifier
+// built without [NewTokenVerifier] that lacks a field it requires refuses
+// every token with token_invalid.
 func (v *TokenVerifier) Open(token string, sid string, now time.Time) (*TokenClaims, error) {
 	if len(token) > MaxToken {
 		return nil, fail(CodeTooLarge, "token too large")
+	}
+	if err := v.check(); err != nil {
+		return nil, wrap(CodeTokenInvalid, err)
 	}
 	c, err := v.open(token, now)
 	if err != nil {

@@ -80,15 +80,56 @@ func mustWriteNew(path string, data []byte, mode fs.FileMode) error {
 	return err
 }
 
-// writeAtomic replaces path with data: it writes a temporary file in the same
-// folder and renames it over path, so that a reader (a running server's
-// registry watcher) sees either the old file or the new one, never a part.
+// testHook, when set (by tests only), is called at each step of an edit of
+// a file, named by step, so that a test can act between two steps: let
+// another editor run, or kill the editor there.
+var testHook func(step string)
+
+func editStep(step string) {
+	if testHook != nil {
+		testHook(step)
+	}
+}
+
+// tempPrefix begins the names of writeAtomic's temporary files for path.
+func tempPrefix(path string) string { return "." + filepath.Base(path) + ".tmp-" }
+
+// linkTarget returns the file that path names, following symbolic links;
+// a path that does not exist is its own target, and a link to a missing file
+// is an error. Files are written through links, not over them: a registry
+// or key file mounted through links (Kubernetes ConfigMaps and Secrets,
+// configuration management) must stay a link, so that the next version the
+// mount swaps in is the one read.
+func linkTarget(path string) (string, error) {
+	target, err := filepath.EvalSymlinks(path)
+	if err == nil {
+		return target, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	if fi, lerr := os.Lstat(path); lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return "", fmt.Errorf("%s is a symbolic link to a missing file", path)
+	}
+	return path, nil
+}
+
+// writeAtomic replaces path, or the file it links to, with data: it writes a
+// temporary file in the same folder, syncs it, renames it over the file and
+// syncs the folder, so that a reader (a running server's registry watcher)
+// sees the old file or the new one, never a part, and a crash at any point
+// leaves one of them.
 func writeAtomic(path string, data []byte, mode fs.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	path, err := linkTarget(path)
 	if err != nil {
 		return err
 	}
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, tempPrefix(path)+"*")
+	if err != nil {
+		return err
+	}
+	editStep("temp")
 	tmp := f.Name()
 	ok := false
 	defer func() {
@@ -103,15 +144,18 @@ func writeAtomic(path string, data []byte, mode fs.FileMode) error {
 	if _, err := f.Write(data); err != nil {
 		return err
 	}
+	editStep("written")
 	if err := f.Sync(); err != nil {
 		return err
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
+	editStep("synced")
 	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
+	editStep("renamed")
 	ok = true
 	// Make the rename durable where the platform allows it.
 	if d, err := os.Open(dir); err == nil {

@@ -30,9 +30,20 @@ import (
 // TestMain lets the test binary stand in for the wsproof command: a script's
 // "exec wsproof ..." runs main through testscript.
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
-		"wsproof": main,
+	testscript.Main(cleanupAfter{m}, map[string]func(){
+		"wsproof": func() {
+			reportSteps()
+			main()
+		},
 	})
+}
+
+// cleanupAfter runs the tests, then removes what they shared.
+type cleanupAfter struct{ m *testing.M }
+
+func (c cleanupAfter) Run() int {
+	defer removePlainBin()
+	return c.m.Run()
 }
 
 // TestScripts runs the transcripts in testdata/*.txt through the wsproof

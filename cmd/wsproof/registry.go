@@ -29,6 +29,8 @@ Edits a key registry: the client keys a server accepts, in a registry file or,
 with --db, in the PostgreSQL registry of fleet mode. A running server picks up
 each change within a second; a file is replaced atomically, and a database
 change is one transaction, recorded in the audit log ("wsproof db audit").
+Commands that change one file at once take turns: each holds the lock file
+FILE.lock from its read to its write, so that none loses another's change.
 
 Commands:
     add       enroll one key
@@ -139,10 +141,18 @@ type keyStore interface {
 	close()
 }
 
+// access is what a keys command does with the registry.
+type access int
+
+const (
+	readOnly     access = iota // list it
+	edit                       // change it; it must exist
+	editOrCreate               // change it; a missing file is an empty registry
+)
+
 // openStore opens the registry the flags name: --db, else --registry, else
-// $WSPROOF_DATABASE_URL, else the state folder's registry file. A missing
-// file is an empty registry if create is set.
-func (c *cli) openStore(ctx context.Context, f registryFlags, create bool) (keyStore, error) {
+// $WSPROOF_DATABASE_URL, else the state folder's registry file.
+func (c *cli) openStore(ctx context.Context, f registryFlags, a access) (keyStore, error) {
 	if *f.db != "" && *f.registry != "" {
 		return nil, &userError{"both --db and --registry given", "use one of them", nil}
 	}
@@ -174,7 +184,7 @@ func (c *cli) openStore(ctx context.Context, f registryFlags, create bool) (keyS
 	if err != nil {
 		return nil, err
 	}
-	return loadRegistry(path, create)
+	return loadRegistry(ctx, path, a)
 }
 
 func (c *cli) registryPath(f registryFlags) (string, error) {
@@ -288,41 +298,111 @@ func chooseAlg(pub crypto.PublicKey, flagAlg string, hint keys.Algorithm) (keys.
 // registryDoc is a registry as read from disk, with what is needed to
 // write it back safely.
 type registryDoc struct {
-	path    string
+	path    string // as given
+	target  string // the file path names (linkTarget), which is read and replaced
 	entries []*keys.Entry
 	sum     [sha256.Size]byte // of the bytes read; zero for a new file
 	mode    fs.FileMode
 	exists  bool
+	lock    *os.File // held from the read to close, unless read-only
 }
 
-// loadRegistry reads the registry at path. A missing file is an empty
-// registry if create is set, and an error otherwise.
-func loadRegistry(path string, create bool) (*registryDoc, error) {
-	data, err := readSmall(path, keys.MaxRegistryFile)
-	if errors.Is(err, fs.ErrNotExist) {
-		if create {
-			return &registryDoc{path: path, mode: 0o644}, nil
+// lockSuffix names the lock file of a registry file: registry.jwks.lock.
+// Every "wsproof keys" command that changes the file holds an exclusive
+// lock on it (lockFile) from before it reads the file until after it has
+// replaced it, so that two editors never both edit the same version and the
+// second one's rename drops the first one's change (spec section "Reload").
+// Other tools that edit the file should take the same lock. A server never
+// reads the lock file: it watches the registry's path only.
+const lockSuffix = ".lock"
+
+// loadRegistry reads the registry at path; to edit it, it first takes the
+// registry's lock, which close releases. A missing file is an empty
+// registry for editOrCreate, and an error otherwise. Through symbolic links,
+// the file read, locked and replaced is the one they lead to.
+func loadRegistry(ctx context.Context, path string, a access) (*registryDoc, error) {
+	notExist := &userError{fmt.Sprintf("registry %s does not exist", path),
+		"run \"wsproof serve\" once to create it, or enroll a key with \"wsproof keys add\"", nil}
+	target, err := linkTarget(path)
+	if err != nil {
+		return nil, &userError{fmt.Sprintf("cannot open the registry %s", path), "check --registry", err}
+	}
+	r := &registryDoc{path: path, target: target, mode: 0o644}
+	if a != readOnly {
+		switch _, err := os.Stat(target); {
+		case errors.Is(err, fs.ErrNotExist) && a == edit:
+			return nil, notExist
+		case errors.Is(err, fs.ErrNotExist):
+			if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
+				return nil, &userError{fmt.Sprintf("cannot create the folder of %s", target), "check --registry", err}
+			}
 		}
-		return nil, &userError{fmt.Sprintf("registry %s does not exist", path),
-			"run \"wsproof serve\" once to create it, or enroll a key with \"wsproof keys add\"", nil}
+		// The lock is beside the file rather than the link, so that editors
+		// that reach one file by different paths take turns too.
+		lock, err := lockFile(ctx, target+lockSuffix)
+		if err != nil {
+			hint := "check that its folder is writable"
+			if errors.Is(err, errLockBusy) {
+				hint = fmt.Sprintf("another \"wsproof keys\" command has been editing it for %v; find it with: fuser %s", lockWait, target+lockSuffix)
+			}
+			return nil, &userError{fmt.Sprintf("cannot lock the registry %s", path), hint, err}
+		}
+		r.lock = lock
+		removeStaleTemps(target)
+	}
+	err = r.read()
+	if errors.Is(err, fs.ErrNotExist) && a == editOrCreate {
+		err = nil
+	} else if errors.Is(err, fs.ErrNotExist) {
+		err = notExist
 	}
 	if err != nil {
-		return nil, &userError{fmt.Sprintf("cannot read the registry %s", path), "check --registry", err}
+		r.close()
+		return nil, err
+	}
+	editStep("read")
+	return r, nil
+}
+
+// read reads the file into r.
+func (r *registryDoc) read() error {
+	data, err := readSmall(r.target, keys.MaxRegistryFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err != nil {
+		return &userError{fmt.Sprintf("cannot read the registry %s", r.path), "check --registry", err}
 	}
 	set, err := keys.ParseRegistry(data)
 	if err != nil {
-		return nil, &userError{fmt.Sprintf("the registry %s does not load", path), "fix the file; a running server keeps its last good copy meanwhile", err}
+		return &userError{fmt.Sprintf("the registry %s does not load", r.path), "fix the file; a running server keeps its last good copy meanwhile", err}
 	}
-	fi, err := os.Stat(path)
+	fi, err := os.Stat(r.target)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return &registryDoc{path: path, entries: set.Entries(), sum: sha256.Sum256(data), mode: fi.Mode().Perm(), exists: true}, nil
+	r.entries, r.sum, r.mode, r.exists = set.Entries(), sha256.Sum256(data), fi.Mode().Perm(), true
+	return nil
+}
+
+// removeStaleTemps removes the temporary files that editors killed while
+// writing path left behind. Called with the lock held: every editor that
+// writes one holds the lock until it has renamed it, so any one found then
+// is an editor's that died.
+func removeStaleTemps(path string) {
+	dir, prefix := filepath.Dir(path), tempPrefix(path)
+	names, _ := os.ReadDir(dir)
+	for _, d := range names {
+		if strings.HasPrefix(d.Name(), prefix) {
+			os.Remove(filepath.Join(dir, d.Name()))
+		}
+	}
 }
 
 // save validates the entries as a whole and replaces the file atomically.
-// It refuses if the file changed since it was read, so that two edits at
-// once cannot silently lose one of them.
+// The lock keeps other "wsproof keys" commands out from the read on; save
+// still refuses if the file changed since it was read, for writers that do
+// not take the lock (an operator's text editor, configuration management).
 func (r *registryDoc) save(context.Context) error {
 	if _, err := keys.NewSet(r.entries); err != nil {
 		return &userError{"the registry would not load", "nothing was written", err}
@@ -331,26 +411,36 @@ func (r *registryDoc) save(context.Context) error {
 	if err != nil {
 		return &userError{"the registry would not load", "nothing was written", err}
 	}
-	now, err := os.ReadFile(r.path)
+	// A link moved meanwhile (a configuration mount swapping in a new
+	// version) would have the edit written to a file no longer read.
+	target, err := linkTarget(r.path)
+	var now []byte
+	if err == nil && target == r.target {
+		now, err = os.ReadFile(r.target)
+	} else if err == nil {
+		err = fmt.Errorf("%s now links to %s", r.path, target)
+	}
 	switch {
 	case err == nil && (!r.exists || sha256.Sum256(now) != r.sum),
-		err != nil && r.exists:
+		err != nil && (r.exists || !errors.Is(err, fs.ErrNotExist)):
 		return &userError{fmt.Sprintf("%s changed while it was being edited", r.path), "nothing was written; run the command again", nil}
 	}
-	if !r.exists {
-		if err := os.MkdirAll(filepath.Dir(r.path), 0o700); err != nil {
-			return &userError{fmt.Sprintf("cannot create the folder of %s", r.path), "check --registry", err}
-		}
-	}
-	if err := writeAtomic(r.path, data, r.mode); err != nil {
-		return &userError{fmt.Sprintf("cannot write %s", r.path), "check the folder is writable", err}
+	editStep("checked")
+	if err := writeAtomic(r.target, data, r.mode); err != nil {
+		return &userError{fmt.Sprintf("cannot write %s", r.target), "check the folder is writable", err}
 	}
 	return nil
 }
 
 func (r *registryDoc) name() string        { return r.path }
 func (r *registryDoc) list() []*keys.Entry { return r.entries }
-func (r *registryDoc) close()              {}
+
+func (r *registryDoc) close() {
+	if r.lock != nil {
+		unlockFile(r.lock)
+		r.lock = nil
+	}
+}
 
 // revoke replaces entry i with a revoked copy: entries are immutable once in
 // a set.
@@ -505,7 +595,7 @@ func (c *cli) keysAdd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	reg, err := c.openStore(ctx, rf, true)
+	reg, err := c.openStore(ctx, rf, editOrCreate)
 	if err != nil {
 		return err
 	}
@@ -586,7 +676,7 @@ func (c *cli) keysList(ctx context.Context, args []string) error {
 	if len(pos) > 0 {
 		return c.usageErr(fs, "keys list takes no arguments, got %q", pos[0])
 	}
-	reg, err := c.openStore(ctx, rf, false)
+	reg, err := c.openStore(ctx, rf, readOnly)
 	if err != nil {
 		return err
 	}
@@ -666,7 +756,7 @@ func (c *cli) keysRevoke(ctx context.Context, args []string) error {
 		return c.usageErr(fs, "keys revoke takes one key id")
 	}
 	kid := pos[0]
-	reg, err := c.openStore(ctx, rf, false)
+	reg, err := c.openStore(ctx, rf, edit)
 	if err != nil {
 		return err
 	}
@@ -726,7 +816,7 @@ func (c *cli) keysImport(ctx context.Context, args []string) error {
 	if len(aks) == 0 {
 		return &userError{fmt.Sprintf("%s has no keys", *file), "check --authorized-keys", nil}
 	}
-	reg, err := c.openStore(ctx, rf, true)
+	reg, err := c.openStore(ctx, rf, editOrCreate)
 	if err != nil {
 		return err
 	}

@@ -70,7 +70,9 @@
 // calls OnChange at that moment: the server refuses every handshake and
 // ends every session with internal_error, which clients retry with backoff.
 // When the database is back, Run reloads every key (picking up all changes
-// missed meanwhile), Check returns nil again, and OnChange is called.
+// missed meanwhile), and only once the reloaded keys are in the cache does
+// Check return nil again, so that no key revoked during the outage is
+// served by a node that reports itself current; then OnChange is called.
 //
 // # Metrics
 //

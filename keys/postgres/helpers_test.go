@@ -245,11 +245,19 @@ func (p *proxy) freeze() {
 	p.mu.Unlock()
 }
 
+// cut is an outage that both ends notice at once, as when the database
+// goes down: it closes every relayed connection and, like freeze, refuses
+// new ones until thaw.
+func (p *proxy) cut() { p.drop(true) }
+
 // thaw ends the partition. Connections open during it stay dead, as after
 // a real partition long enough for both ends to give up.
-func (p *proxy) thaw() {
+func (p *proxy) thaw() { p.drop(false) }
+
+// drop closes every relayed connection and leaves the proxy frozen or not.
+func (p *proxy) drop(frozen bool) {
 	p.mu.Lock()
-	p.frozen = false
+	p.frozen = frozen
 	for _, c := range p.conns {
 		c.Close()
 	}

@@ -131,6 +131,15 @@ type Registry struct {
 	// Owned by Run's goroutine (by Open before it).
 	bad        map[string]row // refused rows, so that each is logged and counted once
 	reportedOK bool           // the Check answer OnChange last reported
+
+	// Reconnection backoff bounds: minBackoff and maxBackoff, shortened by
+	// tests that cut the database off many times in a row.
+	minBackoff, maxBackoff time.Duration
+
+	// beforeApply, if set (by tests only), runs on Run's goroutine in
+	// reload and fetch between reading rows and applying them: the window
+	// in which the cache is older than what was just read.
+	beforeApply func()
 }
 
 // item is a cached entry with the row it was read from.
@@ -209,7 +218,8 @@ func newRegistry(cfg *Config) (*Registry, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Registry{cfg: c, connCfg: connCfg, log: c.Logger, entries: map[string]*item{}, bad: map[string]row{}}
+	r := &Registry{cfg: c, connCfg: connCfg, log: c.Logger, entries: map[string]*item{}, bad: map[string]row{},
+		minBackoff: minBackoff, maxBackoff: maxBackoff}
 	r.m = newMetrics(r)
 	return r, nil
 }
@@ -308,7 +318,7 @@ func (r *Registry) Run(ctx context.Context) error {
 		r.connMu.Unlock()
 	}()
 
-	backoff := minBackoff
+	backoff := r.minBackoff
 	var lostAt time.Time
 	connectedAt := time.Now()
 	for {
@@ -328,7 +338,7 @@ func (r *Registry) Run(ctx context.Context) error {
 				if err := r.sleep(ctx, jitter(backoff)); err != nil {
 					return err
 				}
-				backoff = min(2*backoff, maxBackoff)
+				backoff = min(2*backoff, r.maxBackoff)
 				continue
 			}
 			conn, connectedAt = c, time.Now()
@@ -357,13 +367,13 @@ func (r *Registry) Run(ctx context.Context) error {
 		r.signal(false)
 		// A connection that lasted resets the backoff; one that keeps
 		// dropping right after connecting does not.
-		if time.Since(connectedAt) >= maxBackoff {
-			backoff = minBackoff
+		if time.Since(connectedAt) >= r.maxBackoff {
+			backoff = r.minBackoff
 		}
 		if err := r.sleep(ctx, jitter(backoff)); err != nil {
 			return err
 		}
-		backoff = min(2*backoff, maxBackoff)
+		backoff = min(2*backoff, r.maxBackoff)
 	}
 }
 
@@ -404,7 +414,6 @@ func (r *Registry) serve(ctx context.Context, conn *pgx.Conn) error {
 			r.signal(false) // contact may end an unavailability, if Run started late
 			continue
 		}
-		r.contact()
 		changed, err := r.fetch(ctx, conn, r.drain(ctx, conn, n))
 		if err != nil {
 			return err
@@ -491,19 +500,22 @@ func (r *Registry) reload(ctx context.Context, conn *pgx.Conn) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("reload: %w", err)
 	}
-	r.contact()
+	if r.beforeApply != nil {
+		r.beforeApply()
+	}
 	for kid := range r.bad {
 		if !badNow[kid] {
 			delete(r.bad, kid)
 		}
 	}
-	if !changed && len(next) == len(cur) {
-		return false, nil
+	changed = changed || len(next) != len(cur)
+	if changed {
+		r.mu.Lock()
+		r.entries = next
+		r.mu.Unlock()
 	}
-	r.mu.Lock()
-	r.entries = next
-	r.mu.Unlock()
-	return true, nil
+	r.contact() // after the swap: see contact
+	return changed, nil
 }
 
 // fetch reads the rows of kids and updates their cache entries: a key id
@@ -524,7 +536,9 @@ func (r *Registry) fetch(ctx context.Context, conn *pgx.Conn, kids []string) (bo
 	if err != nil {
 		return false, fmt.Errorf("fetch: %w", err)
 	}
-	r.contact()
+	if r.beforeApply != nil {
+		r.beforeApply()
+	}
 	updates := make(map[string]*item, len(kids))
 	for _, kid := range kids {
 		if rw, ok := got[kid]; ok {
@@ -548,6 +562,7 @@ func (r *Registry) fetch(ctx context.Context, conn *pgx.Conn, kids []string) (bo
 		}
 	}
 	r.mu.Unlock()
+	r.contact() // after the updates: see contact
 	return changed, nil
 }
 
@@ -632,6 +647,13 @@ func (r *Registry) opContext(ctx context.Context, d time.Duration) (context.Cont
 	return context.WithTimeout(ctx, d)
 }
 
+// contact records an exchange with the database, which renews the grace
+// period, and so ends an unavailability (Check passes again at once). reload
+// and fetch call it only once what they read is in the cache: a node whose
+// grace period had passed must not report itself current, even for an
+// instant, while its cache still holds what the database no longer says,
+// such as a key revoked while the node was cut off (spec section
+// "Availability"). A ping, which reads nothing, calls it when it returns.
 func (r *Registry) contact() {
 	now := r.cfg.Time()
 	r.lastContact.Store(now.UnixNano())

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wsproof/wsproof/internal/configmap"
+	"github.com/wsproof/wsproof/keys"
+)
+
+// The tests in this file hold "wsproof keys" on a registry file to spec
+// section "Reload": concurrent editors never lose a change, an editor
+// killed at any point leaves a registry that loads, and a registry reached
+// through symbolic links stays a link (issue 17).
+
+// runCLI runs the command in this process and returns its exit code and
+// output.
+func runCLI(args ...string) (int, string) {
+	var out bytes.Buffer
+	c := &cli{stdin: strings.NewReader(""), stdout: &out, stderr: &out, getenv: func(string) string { return "" }}
+	code := c.run(context.Background(), args)
+	return code, out.String()
+}
+
+// clientAlg is the algorithm of the tests' client keys: P-256, whose keys
+// are checked several times faster than Ed25519 keys (whose encoding and
+// order checks dominate loading), which matters to editors that load
+// registries of hundreds of keys by the hundred.
+const clientAlg = keys.ES256
+
+// newClientKey returns a fresh key and its public JWK with key id kid, as
+// "wsproof keys add --jwk" takes it.
+func newClientKey(t testing.TB, kid string) (crypto.Signer, string) {
+	t.Helper()
+	k, err := keys.Generate(clientAlg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwk, err := keys.MarshalJWK(k.Public(), kid, clientAlg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, string(jwk)
+}
+
+// readRegistry loads the registry file at path, failing the test if it does
+// not load.
+func readRegistry(t testing.TB, path string) *keys.Set {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := keys.ParseRegistry(data)
+	if err != nil {
+		t.Fatalf("%s does not load: %v\n%s", path, err, data)
+	}
+	return s
+}
+
+// setTestHook installs hook for the rest of the test. Tests that set it do
+// not run in parallel: every edit in this process calls it.
+func setTestHook(t *testing.T, hook func(step string)) {
+	testHook = hook
+	t.Cleanup(func() { testHook = nil })
+}
+
+// TestConcurrentEditsSerialized: two editors of one registry file, the
+// second starting while the first has checked that the file is unchanged
+// but not yet replaced it. Both changes must be in the file afterwards
+// (issue 17, defect 1): the first editor waits there for up to a second for
+// the second to finish, which an editor that does not hold the lock from
+// its read to its rename does, and then overwrites its change.
+func TestConcurrentEditsSerialized(t *testing.T) {
+	reg := t.TempDir() + "/registry.jwks"
+	_, jwk1 := newClientKey(t, "k1")
+	_, jwk2 := newClientKey(t, "k2")
+	if code, out := runCLI("keys", "add", "--registry", reg, "--jwk", jwk1, "--sub", "one"); code != 0 {
+		t.Fatal(out)
+	}
+	checked, secondDone := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	setTestHook(t, func(step string) {
+		if step == "checked" && first.CompareAndSwap(false, true) {
+			close(checked)
+			select {
+			case <-secondDone:
+			case <-time.After(time.Second):
+			}
+		}
+	})
+	revoked := make(chan string, 1)
+	go func() {
+		code, out := runCLI("keys", "revoke", "--registry", reg, "k1")
+		if code != 0 {
+			out = "failed: " + out
+		}
+		revoked <- out
+	}()
+	<-checked
+	code, out := runCLI("keys", "add", "--registry", reg, "--jwk", jwk2, "--sub", "two")
+	close(secondDone)
+	if code != 0 {
+		t.Errorf("second editor: %s", out)
+	}
+	if out := <-revoked; strings.HasPrefix(out, "failed: ") {
+		t.Errorf("first editor: %s", out)
+	}
+	s := readRegistry(t, reg)
+	e1, ok1 := s.Lookup("k1")
+	_, ok2 := s.Lookup("k2")
+	if !ok1 || !e1.Revoked {
+		t.Error("the revocation of k1 was lost")
+	}
+	if !ok2 {
+		t.Error("the addition of k2 was lost")
+	}
+}
+
+// TestSymlinkedRegistry: editing a registry reached through links writes
+// through them to the file, and leaves every link a link (issue 17, defect
+// 2); a link to a missing file is refused, and left alone.
+func TestSymlinkedRegistry(t *testing.T) {
+	dir := t.TempDir()
+	_, jwk1 := newClientKey(t, "k1")
+	_, jwk2 := newClientKey(t, "k2")
+	// The registry mounted as Kubernetes mounts a ConfigMap: registry.jwks
+	// -> ..data/registry.jwks, ..data -> a timestamped folder.
+	if err := configmap.Update(dir, map[string][]byte{"registry.jwks": []byte(`{"keys":[]}`)}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "registry.jwks")
+	file, err := filepath.EvalSymlinks(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"keys", "add", "--registry", link, "--jwk", jwk1, "--sub", "one"},
+		{"keys", "add", "--registry", link, "--jwk", jwk2, "--sub", "two"},
+		{"keys", "revoke", "--registry", link, "k1"},
+	} {
+		if code, out := runCLI(args...); code != 0 {
+			t.Fatalf("%v: %s", args, out)
+		}
+	}
+	for _, l := range []string{link, filepath.Join(dir, configmap.DataLink)} {
+		if fi, err := os.Lstat(l); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			t.Errorf("%s is no longer a symbolic link (%v, %v)", l, fi.Mode(), err)
+		}
+	}
+	s := readRegistry(t, file)
+	if e, ok := s.Lookup("k1"); !ok || !e.Revoked || s.Len() != 2 {
+		t.Errorf("the file behind the links holds %d keys, k1 revoked %v; want both keys, k1 revoked", s.Len(), ok && e.Revoked)
+	}
+	if code, out := runCLI("keys", "list", "--registry", link); code != 0 || !strings.Contains(out, "k2") {
+		t.Errorf("keys list through the link: %s", out)
+	}
+	// Nothing is left beside the file but its lock.
+	names, _ := os.ReadDir(filepath.Dir(file))
+	for _, d := range names {
+		if d.Name() != "registry.jwks" && d.Name() != "registry.jwks"+lockSuffix {
+			t.Errorf("left in the registry's folder: %s", d.Name())
+		}
+	}
+
+	// The mount swaps a new version in: the next edit goes to its file.
+	if err := configmap.Update(dir, map[string][]byte{"registry.jwks": []byte(`{"keys":[]}`)}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := runCLI("keys", "add", "--registry", link, "--jwk", jwk1, "--sub", "one"); code != 0 {
+		t.Fatal(out)
+	}
+	if s := readRegistry(t, link); s.Len() != 1 {
+		t.Errorf("after the swap and an add, the registry holds %d keys, want 1", s.Len())
+	}
+
+	dangling := filepath.Join(dir, "dangling.jwks")
+	if err := os.Symlink("missing.jwks", dangling); err != nil {
+		t.Fatal(err)
+	}
+	code, out := runCLI("keys", "add", "--registry", dangling, "--jwk", jwk1, "--sub", "one")
+	if code == 0 || !strings.Contains(out, "symbolic link to a missing file") {
+		t.Errorf("keys add through a dangling link: exit %d, %s", code, out)
+	}
+	if fi, err := os.Lstat(dangling); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the dangling link was replaced")
+	}
+}

@@ -457,7 +457,7 @@ func (s *csess) chal(k *Key, h jobj, edit func(o jobj) jobj) (string, error) {
 	if edit != nil {
 		o = edit(o)
 	}
-	msg, err := k.sign(h.String(), o.String())
+	msg, err := k.sign(rand.Reader, h.String(), o.String())
 	if err != nil {
 		return "", fmt.Errorf("the probe cannot sign: %w", err)
 	}
@@ -821,7 +821,7 @@ func (p *clientProbe) allCases() []clientCase {
 			_, pl, _, _ := splitJWS(msg)
 			alg := sibling(p.cur.Alg, nil)
 			si := b64u.Encode([]byte(header(string(alg), p.cur.ID, typ).String())) + "." + pl
-			sig, serr := p.cur.signAs(alg, si)
+			sig, serr := p.cur.signAs(rand.Reader, alg, si)
 			return si + "." + b64u.Encode(sig), errors.Join(err, serr)
 		}))
 	add(bad(gChallenge, "challenge-impostor-same-kid", cstep(8), "A challenge naming the pinned kid but signed by an impostor key.", protocol.CodeBadSignature,
@@ -839,7 +839,7 @@ func (p *clientProbe) allCases() []clientCase {
 		func(s *csess) (string, error) {
 			msg, err := s.chal(nil, nil, nil)
 			h, pl, _, _ := splitJWS(msg)
-			der, derr := p.cur.derSig(h + "." + pl)
+			der, derr := p.cur.derSig(rand.Reader, h+"."+pl)
 			return h + "." + pl + "." + b64u.Encode(der), errors.Join(err, derr)
 		}))
 	for _, c := range []struct {
@@ -862,7 +862,7 @@ func (p *clientProbe) allCases() []clientCase {
 	}
 	add(bad(gChallenge, "challenge-trailing-data", cstep(9), "Bytes after the payload's JSON object.", protocol.CodeMalformed,
 		func(s *csess) (string, error) {
-			return p.cur.sign(header(string(p.cur.Alg), p.cur.ID, typ).String(), claimsObj(s.claims()).String()+" []")
+			return p.cur.sign(rand.Reader, header(string(p.cur.Alg), p.cur.ID, typ).String(), claimsObj(s.claims()).String()+" []")
 		}))
 	add(badClaims(gChallenge, "challenge-wrong-issuer", cstep(10), "A challenge from another server identity under the pinned key.", protocol.CodeAudienceMismatch,
 		func(o jobj) jobj { return o.set("iss", jstr("wss://wsproof-probe.invalid/ws")) }))

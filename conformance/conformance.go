@@ -46,9 +46,10 @@ type ServerTarget struct {
 	// exact spec code in the close reason.
 	Diagnostic bool
 
-	// Denied is a registered client key in none of the required groups.
-	// The cases that need it are skipped without it.
-	Denied *Key
+	// Fixtures are further client keys registered at the server, which
+	// some cases need (a denied key, a revoked one, a key of another
+	// algorithm); a case whose fixture is missing is skipped, and says so.
+	Fixtures Fixtures
 	// Origin is an Origin the server allows, for a server that requires
 	// one: every socket carries it, but those of the Origin cases.
 	Origin string
@@ -180,7 +181,7 @@ func newServerProbe(t *ServerTarget, o *Options) (*serverProbe, error) {
 	}
 	key := t.Key
 	return &serverProbe{
-		u: u, tlsConf: t.TLSConfig, identity: t.Identity, key: &key, denied: t.Denied, pc: pc, origin: t.Origin,
+		u: u, tlsConf: t.TLSConfig, identity: t.Identity, key: &key, fixtures: t.Fixtures, pc: pc, origin: t.Origin,
 		hsTimeout: orDefault(t.HandshakeTimeout, 10*time.Second), hdrTimeout: orDefault(t.HeaderTimeout, 10*time.Second),
 		refreshWait: t.RefreshWait, pingWait: t.PingWait, pace: newPacer(rate),
 	}, nil

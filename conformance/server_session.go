@@ -383,27 +383,6 @@ func (p *serverProbe) refreshCases() []probeCase {
 				ls.w.sendText(string(probeData))
 				p.expectClose(r, ls.w, protocol.CodeUnexpectedMessage)
 			})},
-		{id: "refresh-other-key", group: g, section: step(secResponse, 13), slow: true, rows: []string{"S20"},
-			title:  "A re-challenge answered by another registered key (the denied key) than the session's.",
-			expect: expClose(protocol.CodeKeyMismatch),
-			run: func(ctx context.Context, r *caseRun) {
-				if p.denied == nil {
-					r.skip("needs a registered key outside the required groups (ServerTarget.Denied; probe: --denied-key)")
-					return
-				}
-				onRefresh(func(_ context.Context, r *caseRun, ls *liveSession, rc *rechallenge) {
-					ch := &liveChallenge{raw: string(rc.raw), c: rc.c, exporter: ls.w.exporter}
-					ls.w.sendText(signed(r, p.denied, hdr(p.denied).String(), p.claims(ch).String()))
-					p.expectClose(r, ls.w, protocol.CodeKeyMismatch)
-				})(ctx, r)
-			}},
-		{id: "refresh-challenge-reflected", group: g, section: step(secResponse, 4), slow: true, rows: []string{"S20"},
-			title:  "The re-challenge sent back as its own response.",
-			expect: expClose(protocol.CodeWrongType),
-			run: onRefresh(func(_ context.Context, r *caseRun, ls *liveSession, rc *rechallenge) {
-				ls.w.send(opText, rc.raw)
-				p.expectClose(r, ls.w, protocol.CodeWrongType)
-			})},
 		{id: "refresh-unanswered", group: g, section: secRefresh, slow: true, rows: []string{"S12", "S9", "S10"},
 			title: "A re-challenge left unanswered: the socket ends with token_expired at the re-challenge's exp, which is no later than the token's " +
 				"(the two are the same instant when the refresh comes RefreshBefore ≤ 300 s before the token's exp).",

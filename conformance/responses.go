@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"slices"
 	"strings"
 
@@ -95,18 +94,32 @@ func (n notApplicable) Error() string { return string(n) }
 func skipf(format string, args ...any) error { return notApplicable(fmt.Sprintf(format, args...)) }
 
 // need returns the fixture k, or the reason its case cannot run: what it
-// needs, and where a target says it.
+// needs, and where a target gives it.
 func need(k *Key, name, what string) (*Key, error) {
 	if k == nil {
-		return nil, skipf("needs %s (ServerTarget.Fixtures.%s; probe: --fixture %s=FILE)", what, fixtureFields[name], name)
+		field := "Registered"
+		for _, fs := range fixtureSlots {
+			if fs.name == name {
+				field = fs.field
+			}
+		}
+		return nil, skipf("needs %s (ServerTarget.Fixtures.%s; probe: --fixture %s=FILE)", what, field, name)
 	}
 	return k, nil
 }
 
-// fixtureFields are the fields of Fixtures by the names Add takes.
-var fixtureFields = map[string]string{
-	"denied": "Denied", "revoked": "Revoked", "not-yet-valid": "NotYetValid", "expired": "Expired",
-	"cb-required": "CBRequired", "registered": "Registered", "unregistered": "Unregistered",
+// fixtureSlots are the fixtures that hold one key: their names, as Add
+// takes them, and their fields.
+var fixtureSlots = []struct {
+	name, field string
+	slot        func(f *Fixtures) **Key
+}{
+	{"denied", "Denied", func(f *Fixtures) **Key { return &f.Denied }},
+	{"revoked", "Revoked", func(f *Fixtures) **Key { return &f.Revoked }},
+	{"not-yet-valid", "NotYetValid", func(f *Fixtures) **Key { return &f.NotYetValid }},
+	{"expired", "Expired", func(f *Fixtures) **Key { return &f.Expired }},
+	{"cb-required", "CBRequired", func(f *Fixtures) **Key { return &f.CBRequired }},
+	{"unregistered", "Unregistered", func(f *Fixtures) **Key { return &f.Unregistered }},
 }
 
 // Add sets the fixture that name names, as the probe's flag --fixture
@@ -114,26 +127,20 @@ var fixtureFields = map[string]string{
 // "cb-required" or "unregistered" set that field; "registered" appends to
 // Registered.
 func (f *Fixtures) Add(name string, k Key) error {
-	switch name {
-	case "denied":
-		f.Denied = &k
-	case "revoked":
-		f.Revoked = &k
-	case "not-yet-valid":
-		f.NotYetValid = &k
-	case "expired":
-		f.Expired = &k
-	case "cb-required":
-		f.CBRequired = &k
-	case "unregistered":
-		f.Unregistered = &k
-	case "registered":
+	if name == "registered" {
 		f.Registered = append(f.Registered, k)
-	default:
-		names := slices.Sorted(maps.Keys(fixtureFields))
-		return fmt.Errorf("conformance: no fixture %q; the fixtures are %s", name, strings.Join(names, ", "))
+		return nil
 	}
-	return nil
+	names := []string{"registered"}
+	for _, fs := range fixtureSlots {
+		if fs.name == name {
+			*fs.slot(f) = &k
+			return nil
+		}
+		names = append(names, fs.name)
+	}
+	slices.Sort(names)
+	return fmt.Errorf("conformance: no fixture %q; the fixtures are %s", name, strings.Join(names, ", "))
 }
 
 // registered are Key and every registered fixture, in a fixed order: the
@@ -321,7 +328,7 @@ func ResponseCases() []ResponseCase {
 	c.Section = secLimits
 
 	// Steps 1 to 3: size, structure and header.
-	add(gStructure, "response-oversized", 1, protocol.CodeTooLarge, true, "A correctly signed response of more than 4096 octets.",
+	add(gStructure, "response-oversized", 1, protocol.CodeTooLarge, true, "A correctly signed response of more than 4096 bytes.",
 		func(in *ResponseInput) (string, error) { return in.padded(protocol.MaxHandshakeMessage + 200) })
 	add(gStructure, "response-empty", 2, protocol.CodeMalformed, false, "An empty text message.",
 		func(*ResponseInput) (string, error) { return "", nil })
@@ -487,10 +494,13 @@ func ResponseCases() []ResponseCase {
 	add(gAlg, "response-alg-none-capitalized", 5, protocol.CodeAlgNotAllowed, true, `"alg":"None": algorithm names are case-sensitive.`, unsigned("None"))
 	add(gAlg, "response-alg-none-upper", 5, protocol.CodeAlgNotAllowed, true, `"alg":"NONE".`, unsigned("NONE"))
 	add(gAlg, "response-alg-es256-lower", 5, protocol.CodeAlgNotAllowed, true,
-		`"alg":"es256" is not ES256 (over the accepted key's own signature: the name is refused before any key is looked up).`, misnamed("es256"))
+		`"alg":"es256" is not ES256.`, misnamed("es256")) // over Key's own signature: the name is refused before the key is looked up
 	add(gAlg, "response-alg-rs512", 5, protocol.CodeAlgNotAllowed, true,
-		"RS512 is a JOSE algorithm but not a wsproof one: a correct RS512 signature by a registered RSA key (by the accepted key, under its own algorithm, when no RSA key is registered).",
+		"RS512 is a JOSE algorithm but not a wsproof one.",
 		func(in *ResponseInput) (string, error) {
+			// A correct RS512 signature by a registered RSA key, which a
+			// JOSE library that allows RS512 would accept; without one, the
+			// accepted key's own signature.
 			k, err := in.keyFor(keys.RS256)
 			if err != nil {
 				k, err = in.keyFor(keys.PS256)
@@ -666,9 +676,15 @@ func ResponseCases() []ResponseCase {
 		func(in *ResponseInput) (string, error) {
 			return in.sigEdit(func(s []byte) []byte { s[10] ^= 1; return s })
 		})
-	for _, salt := range []int{0, 64} {
-		add(gKeys, fmt.Sprintf("response-ps256-salt-%d", salt), 15, protocol.CodeBadSignature, true,
-			fmt.Sprintf("A PSS signature with a %d-octet salt by a key registered for PS256, which requires exactly 32.", salt),
+	for _, c := range []struct {
+		salt  int
+		title string
+	}{
+		{0, "A PSS signature with an empty salt: PS256 requires a 32-byte salt."},
+		{64, "A PSS signature with a 64-byte salt."},
+	} {
+		salt := c.salt
+		add(gKeys, fmt.Sprintf("response-ps256-salt-%d", salt), 15, protocol.CodeBadSignature, true, c.title,
 			func(in *ResponseInput) (string, error) {
 				k, err := in.keyFor(keys.PS256)
 				if err != nil {
@@ -690,25 +706,23 @@ func ResponseCases() []ResponseCase {
 			return need(f.Expired, "expired", "a registered key whose validity has ended")
 		}))
 
-	// Step 18: channel binding.
+	// Step 18: channel binding. otherCB is a response whose cb is an
+	// exporter value of some other connection.
+	otherCB := withClaims(func(o jobj, in *ResponseInput) string {
+		return o.set("cb", jstr(in.randB64(protocol.ExporterSize))).String()
+	})
 	c = add(gCB, "response-channel-binding-unexpected", 18, protocol.CodeChannelBindingMismatch, true,
-		`cb is present though the challenge said "none".`,
-		withClaims(func(o jobj, in *ResponseInput) string {
-			return o.set("cb", jstr(in.randB64(protocol.ExporterSize))).String()
-		}))
+		"cb is present though the challenge said none.", otherCB)
 	c.Binding = protocol.BindingNone
 	c = add(gCB, "response-channel-binding-missing", 18, protocol.CodeChannelBindingMismatch, true,
 		"The challenge demands tls-exporter binding and the response has no cb.",
 		withClaims(func(o jobj, _ *ResponseInput) string { return o.del("cb").String() }))
 	c.Binding = protocol.BindingTLSExporter
 	c = add(gCB, "response-channel-binding-wrong", 18, protocol.CodeChannelBindingMismatch, true,
-		"cb is another TLS connection's exporter value (a relay).",
-		withClaims(func(o jobj, in *ResponseInput) string {
-			return o.set("cb", jstr(in.randB64(protocol.ExporterSize))).String()
-		}))
+		"The server's TLS connection has another tls-exporter value than the client's (a relay).", otherCB)
 	c.Binding = protocol.BindingTLSExporter
 	c = add(gCB, "response-channel-binding-required", 18, protocol.CodeChannelBindingRequired, true,
-		"A key registered with channel binding required answers a challenge without it.",
+		"A key registered with cb_required answers a challenge without channel binding.",
 		by(func(f *Fixtures) (*Key, error) {
 			return need(f.CBRequired, "cb-required", "a registered key that requires channel binding")
 		}))

@@ -25,7 +25,7 @@ type LiveCase struct {
 	SessionKID string
 
 	// Build returns the response to challenge; exporter is the client's
-	// tls-exporter value, or nil. Cases are not safe for concurrent use.
+	// tls-exporter value, or nil.
 	Build func(challenge, exporter []byte) []byte
 }
 
@@ -49,20 +49,6 @@ func Live() (*LiveFixture, error) {
 		return nil, err
 	}
 	lf := &LiveFixture{Identity: identity, RequiredGroups: g.f.Server.RequiredGroups, Keys: g.sk, Registry: g.reg, Clients: g.clients}
-	for _, r := range g.serverCases() {
-		build := r.build
-		lc := LiveCase{ID: r.id, Code: r.code, TLS: r.cb != nil,
-			Build: func(challenge, exp []byte) []byte {
-				g.exporter = exp
-				return []byte(build(string(challenge), claimsOf(string(challenge))))
-			}}
-		if r.now != 0 {
-			lc.Late = time.Duration(r.now-Now) * time.Second
-		}
-		if r.session != nil {
-			lc.SessionKID = r.session.KID
-		}
-		lf.Cases = append(lf.Cases, lc)
-	}
+	lf.Cases = g.liveCases()
 	return lf, nil
 }

@@ -201,7 +201,7 @@ func TestServerSuiteExactCodes(t *testing.T) {
 // never closes: the control must pass and every negative case must fail.
 func TestClientSuiteCatchesBrokenClient(t *testing.T) {
 	t.Parallel()
-	ids := []string{"handshake-valid", "challenge-impostor-key", "challenge-alg-none", "subprotocol-wrong", "rechallenge-wrong-sid",
+	ids := []string{"challenge-valid", "challenge-impostor-key", "challenge-alg-none", "subprotocol-wrong", "rechallenge-other-socket",
 		"accept-without-max-size", "rechallenge-outlives-token", "refresh-accept-expired"}
 	signer, err := keys.Generate(keys.ES256, nil)
 	if err != nil {
@@ -246,7 +246,7 @@ func TestClientSuiteCatchesBrokenClient(t *testing.T) {
 	}
 	for _, c := range rep.Cases {
 		want := Fail
-		if c.ID == "handshake-valid" {
+		if c.ID == "challenge-valid" {
 			want = Pass
 		}
 		if c.Result != want {

@@ -15,16 +15,10 @@ package vectors
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/x509"
-	"encoding/asn1"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"strings"
 	"time"
 
@@ -328,12 +322,6 @@ func claimsOf(jws string) challengeClaims {
 	return c
 }
 
-// respClaims are the claims of a correct response to challenge.
-func respClaims(challenge string, c challengeClaims) map[string]any {
-	sum := sha256.Sum256([]byte(challenge))
-	return map[string]any{"aud": c.Iss, "sid": c.Sid, "nonce": c.Nonce, "cha": b64u.Encode(sum[:])}
-}
-
 func hdr(alg, kid, typ string) string {
 	return fmt.Sprintf(`{"alg":%q,"kid":%q,"typ":%q}`, alg, kid, typ)
 }
@@ -361,44 +349,6 @@ func signInput(si string, key crypto.Signer, alg keys.Algorithm) string {
 		panic(err)
 	}
 	return si + "." + b64u.Encode(sig)
-}
-
-// segments splits a compact JWS into its three segments.
-func segments(jws string) (string, string, string) {
-	p := strings.Split(jws, ".")
-	return p[0], p[1], p[2]
-}
-
-// rawECDSA signs digest (made with h) with k deterministically and returns
-// r||s of n bytes each, with no check that h fits the curve: for crafting
-// mismatched vectors.
-func rawECDSA(k *ecdsa.PrivateKey, h crypto.Hash, digest []byte, n int) []byte {
-	der, err := k.Sign(nil, digest, h)
-	if err != nil {
-		panic(err)
-	}
-	var sig struct{ R, S *big.Int }
-	if _, err := asn1.Unmarshal(der, &sig); err != nil {
-		panic(err)
-	}
-	out := make([]byte, 2*n)
-	sig.R.FillBytes(out[:n])
-	sig.S.FillBytes(out[n:])
-	return out
-}
-
-func hmacSHA256(key []byte, msg string) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(msg))
-	return m.Sum(nil)
-}
-
-func spkiPEM(pub crypto.PublicKey) []byte {
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		panic(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 }
 
 // seal encrypts inner as a session token with the given header values.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/wsproof/wsproof/internal/b64u"
 	"github.com/wsproof/wsproof/internal/vectorfile"
+	"github.com/wsproof/wsproof/internal/vectors/fixture"
 	"github.com/wsproof/wsproof/keys"
 	"github.com/wsproof/wsproof/protocol"
 )
@@ -19,7 +20,7 @@ import (
 func step(sec string, n int) string { return fmt.Sprintf("%s, step %d", sec, n) }
 
 func (g *gen) thumb(kid string) string {
-	t, err := keys.Thumbprint(g.clients[kid].Public())
+	t, err := keys.Thumbprint(g.Clients[kid].Public())
 	if err != nil {
 		panic(err)
 	}
@@ -27,7 +28,7 @@ func (g *gen) thumb(kid string) string {
 }
 
 func (g *gen) publicJWK(kid string) string {
-	j, err := keys.MarshalJWK(g.clients[kid].Public(), kid, g.algs[kid])
+	j, err := keys.MarshalJWK(g.Clients[kid].Public(), kid, g.Algs[kid])
 	if err != nil {
 		panic(err)
 	}
@@ -36,8 +37,8 @@ func (g *gen) publicJWK(kid string) string {
 
 // tokenClaims returns the claims of a token for client-es256 on sid.
 func tokenClaims(sid string) *protocol.TokenClaims {
-	return &protocol.TokenClaims{Issuer: identity, Subject: "device:client-es256", Audience: identity, SocketID: sid,
-		ID: b64u.Encode(derive("jti", 16)), IssuedAt: Now, NotBefore: Now, Expiry: Now + 300,
+	return &protocol.TokenClaims{Issuer: fixture.Identity, Subject: "device:client-es256", Audience: fixture.Identity, SocketID: sid,
+		ID: b64u.Encode(fixture.Derive("jti", 16)), IssuedAt: Now, NotBefore: Now, Expiry: Now + 300,
 		Cnf: protocol.Confirmation{JKT: ""}, Groups: []string{"devices", "admins"}, ClientKeyID: "client-es256"}
 }
 
@@ -47,10 +48,10 @@ func (g *gen) tokenVectors() error {
 	cl := tokenClaims(sid)
 	cl.Cnf.JKT = g.thumb("client-es256")
 	inner := func(c *protocol.TokenClaims, typ string, key crypto.Signer, kid string, alg keys.Algorithm) string {
-		return sign(hdr(string(alg), kid, typ), mustJSON(c), key, alg)
+		return fixture.Sign(fixture.Hdr(string(alg), kid, typ), fixture.MustJSON(c), key, alg)
 	}
-	good := inner(cl, protocol.TypSession, g.server, serverKID, keys.ES256)
-	tk := g.sk.Token[0]
+	good := inner(cl, protocol.TypSession, g.Server, fixture.ServerKID, keys.ES256)
+	tk := g.SK.Token[0]
 	flip := func(tok string, seg int) string {
 		p := strings.Split(tok, ".")
 		b, _ := b64u.Decode(p[seg])
@@ -73,10 +74,10 @@ func (g *gen) tokenVectors() error {
 		{"token-valid-a256kw", "The token of exchange-eddsa-a256kw: sealed with the previous, A256KW, token key.", "", 0,
 			g.f.Vectors[len(keys.Algorithms)+1].Expected.SID, g.f.Vectors[len(keys.Algorithms)+1].Token},
 		{"token-other-socket", "A valid token presented on another socket.", "socket_mismatch", 0,
-			b64u.Encode(derive("other socket", 16)), ex.Token},
+			b64u.Encode(fixture.Derive("other socket", 16)), ex.Token},
 		{"token-expired", "A valid token at its expiry time.", "token_expired", ex.Expected.Expiry, sid, ex.Token},
 		{"token-not-yet-valid", "A token whose nbf is 120 s ahead.", "token_invalid", 0, sid,
-			seal(inner(&nyv, protocol.TypSession, g.server, serverKID, keys.ES256), tk, protocol.TypSessionE, "JWT")},
+			seal(inner(&nyv, protocol.TypSession, g.Server, fixture.ServerKID, keys.ES256), tk, protocol.TypSessionE, "JWT")},
 		{"token-tampered-ciphertext", "One bit of the ciphertext flipped.", "token_invalid", 0, sid, flip(ex.Token, 3)},
 		{"token-tampered-tag", "One bit of the authentication tag flipped.", "token_invalid", 0, sid, flip(ex.Token, 4)},
 		{"token-tampered-iv", "One bit of the IV flipped.", "token_invalid", 0, sid, flip(ex.Token, 2)},
@@ -95,27 +96,27 @@ func (g *gen) tokenVectors() error {
 				return strings.Join(p, ".")
 			}()},
 		{"token-unknown-signing-key", "The inner JWS is signed by a key that is not the server's.", "token_invalid", 0, sid,
-			seal(inner(cl, protocol.TypSession, g.impostor, "impostor", keys.ES256), tk, protocol.TypSessionE, "JWT")},
+			seal(inner(cl, protocol.TypSession, g.Impostor, "impostor", keys.ES256), tk, protocol.TypSessionE, "JWT")},
 		{"token-inner-alg-none", "The inner JWS is unsigned.", "token_invalid", 0, sid,
-			seal(b64u.Encode([]byte(hdr("none", serverKID, protocol.TypSession)))+"."+b64u.Encode([]byte(mustJSON(cl)))+".", tk, protocol.TypSessionE, "JWT")},
+			seal(b64u.Encode([]byte(fixture.Hdr("none", fixture.ServerKID, protocol.TypSession)))+"."+b64u.Encode([]byte(fixture.MustJSON(cl)))+".", tk, protocol.TypSessionE, "JWT")},
 		{"token-wrong-outer-typ", `The JWE typ is "JWT".`, "token_invalid", 0, sid, seal(good, tk, "JWT", "JWT")},
 		{"token-missing-cty", "The JWE has no cty.", "token_invalid", 0, sid, seal(good, tk, protocol.TypSessionE, "")},
 		{"token-wrong-inner-typ", "The inner JWS is typed as a challenge.", "token_invalid", 0, sid,
-			seal(inner(cl, protocol.TypChallenge, g.server, serverKID, keys.ES256), tk, protocol.TypSessionE, "JWT")},
+			seal(inner(cl, protocol.TypChallenge, g.Server, fixture.ServerKID, keys.ES256), tk, protocol.TypSessionE, "JWT")},
 		{"token-unknown-token-key", "Sealed with a token key the server does not hold.", "token_invalid", 0, sid,
-			seal(good, keys.TokenKey{KeyID: "token-unknown", Algorithm: keys.TokenDir, Secret: derive("unknown token key", 32)},
+			seal(good, keys.TokenKey{KeyID: "token-unknown", Algorithm: keys.TokenDir, Secret: fixture.Derive("unknown token key", 32)},
 				protocol.TypSessionE, "JWT")},
 		{"token-other-issuer", "A well-formed token issued for another server identity.", "token_invalid", 0, sid,
 			func() string {
 				c := *cl
 				c.Issuer, c.Audience = "wss://other.example/ws", "wss://other.example/ws"
-				return seal(inner(&c, protocol.TypSession, g.server, serverKID, keys.ES256), tk, protocol.TypSessionE, "JWT")
+				return seal(inner(&c, protocol.TypSession, g.Server, fixture.ServerKID, keys.ES256), tk, protocol.TypSessionE, "JWT")
 			}()},
 		{"token-oversized", "A token of more than 8192 bytes.", "too_large", 0, sid,
 			func() string {
 				c := *cl
 				c.Subject = strings.Repeat("s", 8192)
-				return seal(inner(&c, protocol.TypSession, g.server, serverKID, keys.ES256), tk, protocol.TypSessionE, "JWT")
+				return seal(inner(&c, protocol.TypSession, g.Server, fixture.ServerKID, keys.ES256), tk, protocol.TypSessionE, "JWT")
 			}()},
 	}
 	for _, t := range list {
@@ -153,8 +154,8 @@ func (g *gen) keyVectors() error {
 		}
 		return m
 	}
-	set := func(members ...any) string { return mustJSON(map[string]any{"keys": members}) }
-	weak := rsaKey(1024, "weak rsa 1024")
+	set := func(members ...any) string { return fixture.MustJSON(map[string]any{"keys": members}) }
+	weak := fixture.RSAKey(1024, "weak rsa 1024")
 	weakJWK, err := keys.MarshalJWK(&weak.PublicKey, "weak", keys.RS256)
 	if err == nil {
 		return fmt.Errorf("vectors: MarshalJWK accepted RSA-1024: %s", weakJWK)
@@ -176,12 +177,12 @@ func (g *gen) keyVectors() error {
 		{"key-rsa-registered-hs256", "An RSA key registered for HS256.", "bad_key", set(entry("client-rs256", func(m map[string]any) { m["alg"] = "HS256" }))},
 		{"key-use-enc", `A key with "use":"enc".`, "bad_key", set(entry("client-es256", func(m map[string]any) { m["use"] = "enc" }))},
 		{"key-symmetric", "A symmetric (oct) key.", "bad_key", set(map[string]any{"kty": "oct", "kid": "shared", "alg": "HS256",
-			"k": b64u.Encode(derive("oct", 32)), "sub": "device:shared", "groups": []string{"devices"}})},
+			"k": b64u.Encode(fixture.Derive("oct", 32)), "sub": "device:shared", "groups": []string{"devices"}})},
 		{"key-missing-alg", "A key without alg: one key, one algorithm, stated.", "bad_key", set(entry("client-es256", func(m map[string]any) { delete(m, "alg") }))},
 		{"key-missing-kid", "A key without kid.", "bad_key", set(entry("client-es256", func(m map[string]any) { delete(m, "kid") }))},
 		{"key-missing-sub", "A key without sub.", "bad_key", set(entry("client-es256", func(m map[string]any) { delete(m, "sub") }))},
 		{"key-private-member", "A registry entry that holds the private key (d).", "bad_key", set(entry("client-es256", func(m map[string]any) {
-			m["d"] = b64u.Encode(g.clients["client-es256"].(*ecdsa.PrivateKey).D.FillBytes(make([]byte, 32)))
+			m["d"] = b64u.Encode(g.Clients["client-es256"].(*ecdsa.PrivateKey).D.FillBytes(make([]byte, 32)))
 		}))},
 		{"key-duplicate-kid", "Two entries with one kid.", "bad_key", set(entry("client-es256", nil),
 			entry("client-eddsa", func(m map[string]any) { m["kid"] = "client-es256" }))},
@@ -206,7 +207,7 @@ const wycheproofROCAModulus = "AanFpofbj7KjD4Lf-N2hVMKR7yewSyXhhbirIMTGpfYEhZ_ln
 // Project Wycheproof's json_web_key tests, one vector for each refused case
 // of spec section "Load-time rules" that the older vectors did not cover.
 func (g *gen) importVectors(entry func(string, func(map[string]any)) map[string]any, set func(...any) string) []kv {
-	rsaPriv := g.clients["client-rs256"].(*rsa.PrivateKey)
+	rsaPriv := g.Clients["client-rs256"].(*rsa.PrivateKey)
 	rsaPriv.Precompute()
 	privMember := map[string]string{
 		"p": b64u.Encode(rsaPriv.Primes[0].Bytes()), "q": b64u.Encode(rsaPriv.Primes[1].Bytes()),
@@ -285,7 +286,7 @@ func (g *gen) importVectors(entry func(string, func(map[string]any)) map[string]
 		{"key-rsa-oth", `An RSA entry with "oth" (multi-prime RSA).`, "bad_key",
 			set(entry("client-rs256", func(m map[string]any) { m["oth"] = []map[string]string{{"r": "Aw", "d": "AQ", "t": "AQ"}} }))},
 		{"key-ec-k-member", `An EC entry with "k", a member of symmetric keys.`, "bad_key",
-			set(entry("client-es256", func(m map[string]any) { m["k"] = b64u.Encode(derive("oct", 32)) }))},
+			set(entry("client-es256", func(m map[string]any) { m["k"] = b64u.Encode(fixture.Derive("oct", 32)) }))},
 		{"key-rsa-crv-member", `An RSA entry with "crv", a member of EC and OKP keys.`, "bad_key",
 			set(entry("client-rs256", func(m map[string]any) { m["crv"] = "P-256" }))},
 		{"key-ed25519-identity", "The Ed25519 identity point (order 1): R = identity, S = 0 verifies every message under it.", "bad_key",

@@ -7,6 +7,7 @@ import (
 	"github.com/wsproof/wsproof/conformance"
 	"github.com/wsproof/wsproof/internal/b64u"
 	"github.com/wsproof/wsproof/internal/vectorfile"
+	"github.com/wsproof/wsproof/internal/vectors/fixture"
 	"github.com/wsproof/wsproof/keys"
 	"github.com/wsproof/wsproof/protocol"
 )
@@ -21,16 +22,16 @@ import (
 // claims at Now, the vector server's current and previous signing keys, and
 // for a re-challenge a session token that expires with that challenge.
 func (g *gen) challengeInput(id string) *conformance.ChallengeInput {
-	c := challengeClaims{Iss: identity, Sid: b64u.Encode(derive("client vector sid", protocol.SocketIDSize)),
-		Nonce: b64u.Encode(derive("client vector nonce", protocol.NonceSize)), Iat: Now, Exp: Now + 30,
+	c := protocol.ChallengeClaims{Iss: fixture.Identity, Sid: b64u.Encode(fixture.Derive("client vector sid", protocol.SocketIDSize)),
+		Nonce: b64u.Encode(fixture.Derive("client vector nonce", protocol.NonceSize)), Iat: Now, Exp: Now + 30,
 		Algs: g.f.Server.Algs, CB: protocol.BindingNone}
 	return &conformance.ChallengeInput{Claims: c,
 		Signing: []conformance.Key{
-			{ID: serverKID, Alg: keys.ES256, Signer: detSigner{g.server}},
-			{ID: prevServerKID, Alg: keys.EdDSA, Signer: detSigner{g.prevSrv}},
+			{ID: fixture.ServerKID, Alg: keys.ES256, Signer: fixture.DetSigner{Signer: g.Server}},
+			{ID: fixture.PrevServerKID, Alg: keys.EdDSA, Signer: fixture.DetSigner{Signer: g.PrevSrv}},
 		},
-		Impostor:  conformance.Key{ID: "impostor", Alg: keys.ES256, Signer: detSigner{g.impostor}},
-		ClientAlg: g.algs[es256], TokenExp: c.Exp, Rand: stream("challenge " + id)}
+		Impostor:  conformance.Key{ID: "impostor", Alg: keys.ES256, Signer: fixture.DetSigner{Signer: g.Impostor}},
+		ClientAlg: g.Algs[es256], TokenExp: c.Exp, Rand: fixture.Stream("challenge " + id)}
 }
 
 func (g *gen) clientVectors() error {
@@ -60,6 +61,6 @@ func (g *gen) clientVectors() error {
 	}
 	g.add(vectorfile.Vector{ID: "challenge-binding-required-by-client", Comment: "The client demands channel binding; the challenge says none.",
 		Role: vectorfile.RoleClient, Rule: step(secChallenge, 12), ClientKID: es256, RequireChannelBinding: true,
-		ChannelBinding: b64u.Encode(exporter), Challenge: g.f.Vectors[i].Challenge, Error: string(protocol.CodeChannelBindingRequired)})
+		ChannelBinding: b64u.Encode(fixture.Exporter), Challenge: g.f.Vectors[i].Challenge, Error: string(protocol.CodeChannelBindingRequired)})
 	return nil
 }

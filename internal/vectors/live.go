@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"time"
 
+	"github.com/wsproof/wsproof/internal/vectors/fixture"
 	"github.com/wsproof/wsproof/keys"
 )
 
@@ -41,14 +42,14 @@ type LiveFixture struct {
 
 // Live returns the server-role cases of the vectors in live form.
 func Live() (*LiveFixture, error) {
-	g := &gen{clients: map[string]crypto.Signer{}, algs: map[string]keys.Algorithm{}, exporter: exporter}
-	if err := g.setup(); err != nil {
+	g, err := newGen()
+	if err != nil {
 		return nil, err
 	}
 	if err := g.exchanges(); err != nil { // the token-as-response case needs a token
 		return nil, err
 	}
-	lf := &LiveFixture{Identity: identity, RequiredGroups: g.f.Server.RequiredGroups, Keys: g.sk, Registry: g.reg, Clients: g.clients}
+	lf := &LiveFixture{Identity: fixture.Identity, RequiredGroups: g.f.Server.RequiredGroups, Keys: g.SK, Registry: g.Reg, Clients: g.Clients}
 	lf.Cases = g.liveCases()
 	return lf, nil
 }

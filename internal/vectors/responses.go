@@ -7,6 +7,7 @@ import (
 	"github.com/wsproof/wsproof/conformance"
 	"github.com/wsproof/wsproof/internal/b64u"
 	"github.com/wsproof/wsproof/internal/vectorfile"
+	"github.com/wsproof/wsproof/internal/vectors/fixture"
 	"github.com/wsproof/wsproof/keys"
 	"github.com/wsproof/wsproof/protocol"
 )
@@ -34,7 +35,7 @@ func (g *gen) serverCases() []conformance.ResponseCase {
 		Case: conformance.Case{ID: "response-valid-token-capped-by-key", Section: secSession,
 			Title: "A valid response by a key whose validity ends in 120 s: the token expires then, not after the 300 s token lifetime."},
 		Build: func(in *conformance.ResponseInput) (string, error) {
-			resp, err := g.client("client-expiring", false).Handshake().ReadChallenge([]byte(in.Challenge), in.Rand, now(), in.Exporter)
+			resp, err := g.Client("client-expiring", false).Handshake().ReadChallenge([]byte(in.Challenge), in.Rand, fixture.Time(), in.Exporter)
 			return string(resp), err
 		},
 	}
@@ -46,17 +47,17 @@ func (g *gen) serverCases() []conformance.ResponseCase {
 // client keys of the registry are the fixtures their names say.
 func (g *gen) responseInput(id, challenge string, exp []byte) *conformance.ResponseInput {
 	key := func(kid string) conformance.Key {
-		return conformance.Key{ID: kid, Alg: g.algs[kid], Signer: detSigner{g.clients[kid]}}
+		return conformance.Key{ID: kid, Alg: g.Algs[kid], Signer: fixture.DetSigner{Signer: g.Clients[kid]}}
 	}
 	ptr := func(kid string) *conformance.Key { k := key(kid); return &k }
-	return &conformance.ResponseInput{Challenge: challenge, Claims: claimsOf(challenge), Exporter: exp, Key: key(es256),
+	return &conformance.ResponseInput{Challenge: challenge, Claims: fixture.ClaimsOf(challenge), Exporter: exp, Key: key(es256),
 		Fixtures: conformance.Fixtures{
 			Denied: ptr("client-visitor"), Revoked: ptr("client-revoked"), NotYetValid: ptr("client-not-yet-valid"),
 			Expired: ptr("client-expired"), CBRequired: ptr("client-cb-required"), Unregistered: ptr("client-unregistered"),
 			Registered: []conformance.Key{key("client-es384"), key("client-es512"), key("client-rs256"), key("client-ps256"), key("client-eddsa")},
 		},
 		Token: g.f.Vectors[0].Token, // exchange-es256's
-		Rand:  stream("response " + id),
+		Rand:  fixture.Stream("response " + id),
 	}
 }
 
@@ -64,10 +65,10 @@ func (g *gen) serverVectors() error {
 	for _, rc := range g.serverCases() {
 		var cb []byte
 		if rc.Binding == protocol.BindingTLSExporter {
-			cb = exporter
+			cb = fixture.Exporter
 		}
 		challenge, c := g.challengeFor(rc.ID, cb)
-		msg, err := rc.Build(g.responseInput(rc.ID, challenge, exporter))
+		msg, err := rc.Build(g.responseInput(rc.ID, challenge, fixture.Exporter))
 		if err != nil {
 			return fmt.Errorf("vectors: %s: %w", rc.ID, err)
 		}
@@ -88,7 +89,7 @@ func (g *gen) serverVectors() error {
 			if rc.ID == "response-valid-token-capped-by-key" {
 				kid = "client-expiring"
 			}
-			e, _ := g.reg.Lookup(kid)
+			e, _ := g.Reg.Lookup(kid)
 			v.Expected = &vectorfile.Expected{SID: c.Sid, Subject: e.Subject, Groups: e.Groups, ClientKID: kid,
 				JKT: g.thumb(kid), Expiry: min(Now+g.f.Server.TokenLifetime, expiry(e))}
 		}

@@ -151,7 +151,13 @@ func (cc clientCase) expected() string {
 }
 
 func (cc clientCase) result() Result {
-	return Result{ID: cc.id, Group: cc.group, Title: cc.title, Section: cc.section, Rows: cc.rows, Expected: cc.expected()}
+	return Result{ID: cc.id, Group: cc.group, Title: cc.title, Section: cc.section, Rows: cc.rows, Scripts: scriptsOf(cc.id),
+		Expected: cc.expected()}
+}
+
+func (cc clientCase) info() Case {
+	return Case{ID: cc.id, Group: cc.group, Section: cc.section, Title: cc.title, Expected: cc.expected(), Code: cc.code,
+		Rows: cc.rows, Scripts: scriptsOf(cc.id)}
 }
 
 func (p *clientProbe) byID(id string) (clientCase, bool) {

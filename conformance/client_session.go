@@ -10,9 +10,9 @@ import (
 
 // The client's session, from the server's side: the rows of spec section
 // "Client state machine" that a server can drive (C4 to C22). As in
-// probe_server_session.go, the scripts of testdata/session-vectors.json say
-// what each row must do, and the probe makes every message live with its
-// own keys and clock.
+// server_session.go, each case runs one or more session vectors
+// (caseScripts) against the client, and the suite makes every message live
+// with its own keys and clock.
 
 // clientCaseRows are the rows of spec section "Client state machine" that
 // the cases defined without them drive (ChallengeCases give their own).
@@ -44,18 +44,12 @@ var clientCaseRows = map[string][]string{
 // rowsNotDriven are the rows of spec section "Client state machine" that no
 // case of this run drives, and why.
 func (p *clientProbe) rowsNotDriven() []RowGap {
-	gaps := []RowGap{
-		{[]string{"C1"}, "an upgrade refused with an HTTP status ends the attempt; what the client does next is its retry decision, which shows only as reconnection behaviour"},
+	var cases []Case
+	for _, cc := range p.allCases() {
+		cases = append(cases, cc.info())
 	}
-	if p.pingWait == 0 {
-		gaps = append(gaps, RowGap{[]string{"C13", "C14", "C22"}, "not run: give --ping-wait D for a client that sends Pings (a browser page cannot; the server's keepalive covers it)"})
-	}
-	return append(gaps,
-		RowGap{[]string{"C23", "C24", "C26"}, "what the client's application sends, and when it closes, is the application's behaviour"},
-		RowGap{[]string{"C25"}, "a write deadline passes only when the client's application sends more than the probe reads: the probe cannot make it send"},
-		RowGap{[]string{"C27", "C28"}, "the client's retry decision shows only as reconnection behaviour"},
-		RowGap{[]string{"C29"}, "after the Close frame, or the lost connection, a CLOSED client has nothing left to show"},
-	)
+	return rowsNotDriven("client", cases,
+		"not run: give --ping-wait D for a client that sends Pings (a browser page cannot; the server's keepalive covers it)")
 }
 
 // sessionCases drive the handshake deadline, the accept's max_size, the

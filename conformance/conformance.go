@@ -113,6 +113,9 @@ type Case struct {
 	Expected string        // the outcome the spec requires
 	Code     protocol.Code // the error the peer must detect; "" for a control
 	Rows     []string      // the rows of spec section "State machines" it drives
+	// Scripts are the session vectors (spec section "Session vectors")
+	// that the case runs against the peer, in part or whole.
+	Scripts []string
 }
 
 // ServerCases are the cases of the server suite, in the order they run.
@@ -124,7 +127,7 @@ func ClientCases() []Case {
 	p := &clientProbe{cur: &Key{}, impostor: &Key{}, pingWait: time.Second}
 	var out []Case
 	for _, cc := range p.allCases() {
-		out = append(out, Case{ID: cc.id, Group: cc.group, Section: cc.section, Title: cc.title, Expected: cc.expected(), Code: cc.code, Rows: cc.rows})
+		out = append(out, cc.info())
 	}
 	return out
 }
@@ -155,7 +158,7 @@ func RunServer(ctx context.Context, target *ServerTarget, o *Options) (*Report, 
 		prog, parallel = o.Progress, o.Parallel
 	}
 	rep := &Report{Spec: "wsproof-v1", Role: "server", Target: p.u.Redacted(), Identity: target.Identity,
-		Diagnostic: target.Diagnostic, Started: time.Now(), NotDriven: serverRowsNotDriven}
+		Diagnostic: target.Diagnostic, Started: time.Now(), NotDriven: rowsNotDriven("server", infos(p.cases()), "")}
 	rep.Cases = runCases(ctx, cases, parallel, target.Diagnostic, prog)
 	rep.Millis = time.Since(rep.Started).Milliseconds()
 	rep.Tally()

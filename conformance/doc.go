@@ -54,6 +54,16 @@
 // Vector from the vectors' fixed keys, so that a vector and the case of its
 // id are one definition.
 //
+// # Session vectors
+//
+// The session vectors of spec section "Session vectors" are scripts
+// through each role's state machine. A session case runs one or more of
+// them against the peer, over real sockets and with the peer's own timers
+// (Case.Scripts). A report's NotDriven names every row of the role's state
+// machine that no case of the run drives, with the reason: what a remote
+// peer cannot do (a registry change, the application's sends), what it
+// cannot see (a client's retry decision), or the run's options.
+//
 // # Fixtures and skips
 //
 // A case that needs what only the deployment can provide (a registered key

@@ -660,19 +660,6 @@ var serverCaseRows = map[string][]string{
 	"response-dripped":                 {"S7"},
 }
 
-// serverRowsNotDriven are the rows of spec section "Server state machine"
-// that no case of probe server drives, and why.
-var serverRowsNotDriven = []RowGap{
-	{[]string{"S1"}, "the probe paces its connections under the server's rate limits (--rate) and retries a 429; provoking one takes load the probe does not send"},
-	{[]string{"S5"}, "a limit reached between the upgrade and the signature is a race inside the server"},
-	{[]string{"S8"}, "a final token needs a registry entry whose exp is near; the probe does not edit the registry"},
-	{[]string{"S22", "S23", "S24", "S25", "S26"}, "registry changes are not under the probe's control"},
-	{[]string{"S27", "S28", "S29", "S30"}, "what the server's application sends, and when it ends a session, is the application's behaviour"},
-	{[]string{"S31"}, "a shutdown is the operator's decision"},
-	{[]string{"S32"}, "needs a failure inside the server"},
-	{[]string{"S35"}, "after the server's Close frame the probe replies and the connection ends: a CLOSED socket has nothing left to show"},
-}
-
 func needsExporter(ch *liveChallenge) string {
 	switch {
 	case ch.c.CB != protocol.BindingTLSExporter:

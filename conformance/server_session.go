@@ -15,11 +15,11 @@ import (
 
 // The session after the accept, from the outside: the rows of spec section
 // "Server state machine" that a client can drive (S7 to S21, S33, S34) and
-// the timing of spec section "Session lifecycle". Every message is made
-// live, with the probe's own keys and clock, as a conforming client would
-// make it; the scripts of testdata/session-vectors.json say what each row
-// must do, but their messages are signed by the vectors' keys at a fixed
-// date, so none is replayed here.
+// the timing of spec section "Session lifecycle". Each case runs one or
+// more session vectors (caseScripts) against the server, with its own
+// timers; every message is made live, with the suite's own keys and
+// clock, as a conforming client would make it, since the scripts' are
+// signed by the vectors' keys at a fixed date.
 
 // Spec sections the session cases cite.
 const (

@@ -863,6 +863,8 @@ func (p *clientProbe) allCases() []clientCase {
 		case cs[i].rows != nil:
 		case clientCaseRows[cs[i].id] != nil:
 			cs[i].rows = clientCaseRows[cs[i].id]
+		default:
+			cs[i].rows = scriptRows(cs[i].id)
 		}
 	}
 	return cs

@@ -15,27 +15,20 @@ import (
 // with its own keys and clock.
 
 // clientCaseRows are the rows of spec section "Client state machine" that
-// the cases defined without them drive (ChallengeCases give their own).
-// Cases of RFC 6455 framing drive none.
+// the cases defined without them drive, when no session vector says them
+// (scriptRows; ChallengeCases give their own). Cases of RFC 6455 framing
+// drive none.
 var clientCaseRows = map[string][]string{
 	"challenge-fragmented":           {"C8", "C12"},
 	"ping-before-challenge":          {"C8", "C12"},
 	"accept-extra-members":           {"C12"},
-	"binary-before-challenge":        {"C6"},
-	"accept-before-challenge":        {"C7"},
-	"rechallenge-before-accept":      {"C11"},
 	"response-reflected":             {"C11"},
-	"binary-before-accept":           {"C10"},
 	"accept-missing-token":           {"C12"},
 	"accept-empty-token":             {"C12"},
 	"accept-groups-not-array":        {"C12"},
 	"accept-duplicate-member":        {"C12"},
-	"accept-expired":                 {"C12"},
-	"accept-oversized":               {"C9"},
-	"accept-without-response":        {"C18"},
 	"rechallenge-twice":              {"C19", "C20"},
 	"rechallenge-reflected-response": {"C19"},
-	"binary-over-application-limit":  {"C15"},
 	"subprotocol-not-selected":       {"C2"},
 	"subprotocol-wrong":              {"C2"},
 	"extension-accepted":             {"C2"},
@@ -78,11 +71,11 @@ func (p *clientProbe) sessionCases() []clientCase {
 		return nil
 	}
 
-	add(clientCase{id: "await-challenge-timeout", group: g, section: secClientSM, rows: []string{"C4"},
+	add(clientCase{id: "await-challenge-timeout", group: g, section: secClientSM,
 		code: protocol.CodeHandshakeTimeout, patient: true,
 		title:  "After the upgrade the probe sends nothing: the client's handshake deadline passes (it must be shorter than --handshake-wait).",
 		script: func(*csess) error { return nil }})
-	add(clientCase{id: "await-accept-timeout", group: g, section: secClientSM, rows: []string{"C4"},
+	add(clientCase{id: "await-accept-timeout", group: g, section: secClientSM,
 		code: protocol.CodeHandshakeTimeout, patient: true,
 		title: "A valid challenge, the client's response, and no accept: the client's handshake deadline passes.",
 		script: func(s *csess) error {
@@ -111,7 +104,7 @@ func (p *clientProbe) sessionCases() []clientCase {
 				return s.send(s.acceptMsg(c.edit))
 			}})
 	}
-	add(clientCase{id: "binary-in-open-and-refreshing", group: g, section: secClientSM, rows: []string{"C17", "C19", "C21"}, success: true,
+	add(clientCase{id: "binary-in-open-and-refreshing", group: g, section: secClientSM, success: true,
 		title: "Application messages after the accept and while a refresh is outstanding are delivered, not refused: the client goes on to answer the re-challenge and take the new accept.",
 		script: func(s *csess) error {
 			if err := s.handshake(); err != nil {

@@ -220,5 +220,26 @@ func byRow(a, b string) int {
 	return na - nb
 }
 
+// scriptRows are the rows of the session vectors that case id runs whole:
+// the rows of a case that states none (the keepalive cases, each of which
+// runs part of a script, and the cases that drive further rows, state
+// theirs).
+func scriptRows(id string) []string {
+	vs, err := scripts()
+	if err != nil {
+		return nil
+	}
+	var rows []string
+	for _, s := range caseScripts[id] {
+		for i := range vs {
+			if vs[i].ID == s {
+				rows = append(rows, vs[i].Rows...)
+			}
+		}
+	}
+	slices.SortFunc(rows, byRow)
+	return slices.Compact(rows)
+}
+
 // scriptsOf are the session vectors case id drives, for the report.
 func scriptsOf(id string) []string { return slices.Clone(caseScripts[id]) }

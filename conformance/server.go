@@ -629,35 +629,36 @@ func (p *serverProbe) cases() []probeCase {
 		if cs[i].rows == nil {
 			cs[i].rows = serverCaseRows[cs[i].id]
 		}
+		if cs[i].rows == nil {
+			cs[i].rows = scriptRows(cs[i].id)
+		}
 	}
 	return cs
 }
 
 // serverCaseRows are the rows of spec section "Server state machine" that
-// the cases defined without them drive. Cases of RFC 6455 framing and of
-// the HTTP server drive none.
+// the cases defined without them drive, when no session vector says them
+// (scriptRows). Cases of RFC 6455 framing and of the HTTP server drive
+// none.
 var serverCaseRows = map[string][]string{
-	"handshake-valid":                  {"S4", "S6", "S16"},
-	"challenge-fresh-per-socket":       {"S4", "S6"},
-	"response-fragmented":              {"S16", "S21"},
-	"binary-before-response":           {"S15"},
-	"binary-oversized-before-response": {"S14"},
-	"response-replayed-same-socket":    {"S16", "S19"},
-	"response-raced-two-sockets":       {"S16"},
-	"origin-hostile":                   {"S2"},
-	"origin-null":                      {"S2"},
-	"origin-case-variant":              {"S2"},
-	"origin-allowed":                   {"S4", "S6"},
-	"subprotocol-missing":              {"S3"},
-	"subprotocol-other":                {"S3"},
-	"compression-offered":              {"S4", "S6"},
-	"no-auth-from-url-or-cookie":       {"S4", "S15"},
-	"frame-huge-length":                {"S14"},
-	"fragments-endless":                {"S14"},
-	"fragments-tiny":                   {"S14"},
-	"silent-socket":                    {"S7"},
-	"ping-flood":                       {"S7"},
-	"response-dripped":                 {"S7"},
+	"handshake-valid":               {"S4", "S6", "S16"},
+	"challenge-fresh-per-socket":    {"S4", "S6"},
+	"response-fragmented":           {"S16", "S21"},
+	"response-replayed-same-socket": {"S16", "S19"},
+	"response-raced-two-sockets":    {"S16"},
+	"origin-hostile":                {"S2"},
+	"origin-null":                   {"S2"},
+	"origin-case-variant":           {"S2"},
+	"origin-allowed":                {"S4", "S6"},
+	"subprotocol-missing":           {"S3"},
+	"subprotocol-other":             {"S3"},
+	"compression-offered":           {"S4", "S6"},
+	"no-auth-from-url-or-cookie":    {"S4", "S15"},
+	"frame-huge-length":             {"S14"},
+	"fragments-endless":             {"S14"},
+	"fragments-tiny":                {"S14"},
+	"ping-flood":                    {"S7"},
+	"response-dripped":              {"S7"},
 }
 
 func needsExporter(ch *liveChallenge) string {

@@ -102,6 +102,8 @@ func (p *serverProbe) serves(ctx context.Context, r *caseRun) bool {
 // sockets from the client's side.
 func (p *serverProbe) sessionCases() []probeCase {
 	const g = "Session (server state machine)"
+	// closeAfter sends what send makes on an authenticated socket and
+	// expects code; rows nil: those of the case's scripts.
 	closeAfter := func(id string, rows []string, title string, code protocol.Code, send func(r *caseRun, ls *liveSession) error) probeCase {
 		return probeCase{id: id, group: g, section: secServerSM, rows: rows, title: title, expect: expClose(code),
 			run: p.onSession(func(_ context.Context, r *caseRun, ls *liveSession) {
@@ -126,8 +128,7 @@ func (p *serverProbe) sessionCases() []probeCase {
 		return int(n), true
 	}
 	peerClose := func(id, title string, open bool) probeCase {
-		rows := []string{"S33"}
-		return probeCase{id: id, group: g, section: secServerSM, rows: rows, title: title,
+		return probeCase{id: id, group: g, section: secServerSM, title: title,
 			expect: "a Close frame in reply (not a wsproof error), then a valid handshake on a new socket",
 			run: func(ctx context.Context, r *caseRun) {
 				w, ch, ok := p.open(ctx, r, dialOptions{})
@@ -160,15 +161,15 @@ func (p *serverProbe) sessionCases() []probeCase {
 			}}
 	}
 	return []probeCase{
-		closeAfter("open-text-message", []string{"S19"},
+		closeAfter("open-text-message", nil,
 			"A text message on an authenticated socket with no challenge outstanding.", protocol.CodeUnexpectedMessage,
 			func(_ *caseRun, ls *liveSession) error { return ls.w.sendText(string(probeData)) }),
-		closeAfter("open-text-oversized", []string{"S17"},
+		closeAfter("open-text-oversized", nil,
 			"A text message of 4097 octets on an authenticated socket: the size limit comes before the type.", protocol.CodeTooLarge,
 			func(_ *caseRun, ls *liveSession) error {
 				return ls.w.sendText(strings.Repeat("w", protocol.MaxHandshakeMessage+1))
 			}),
-		closeAfter("open-binary-oversized", []string{"S17"},
+		closeAfter("open-binary-oversized", nil,
 			"An application message one octet over the accept's max_size.", protocol.CodeTooLarge,
 			func(r *caseRun, ls *liveSession) error {
 				n, ok := limit(r, ls)
@@ -192,7 +193,7 @@ func (p *serverProbe) sessionCases() []probeCase {
 			}),
 		peerClose("peer-close-challenged", "A Close frame (1000) instead of the response: the server replies, ends the socket, and serves the next client.", false),
 		peerClose("peer-close-open", "A Close frame (1000) on an authenticated socket: the server replies and ends it.", true),
-		{id: "abandon-handshakes", group: g, section: secServerSM, rows: []string{"S34"},
+		{id: "abandon-handshakes", group: g, section: secServerSM,
 			title:  fmt.Sprintf("%d sockets, one after the other, dropped without a Close frame after their challenge (more than the default 16 pending sockets per address): each is released at once.", abandonCount),
 			expect: fmt.Sprintf("%d upgrades and challenges, then a valid handshake; no 429", abandonCount),
 			run: func(ctx context.Context, r *caseRun) {
@@ -222,7 +223,7 @@ func (p *serverProbe) sessionCases() []probeCase {
 					r.pass(fmt.Sprintf("%d sockets abandoned, then a valid handshake", abandonCount))
 				}
 			}},
-		{id: "abandon-session", group: g, section: secServerSM, rows: []string{"S34"},
+		{id: "abandon-session", group: g, section: secServerSM,
 			title:  "An authenticated socket dropped without a Close frame: the server ends it and serves the next client.",
 			expect: "a valid handshake on a new socket",
 			run: func(ctx context.Context, r *caseRun) {
@@ -355,7 +356,7 @@ func (p *serverProbe) refreshCases() []probeCase {
 	}
 	expired := protocol.CodeTokenExpired
 	return []probeCase{
-		{id: "refresh-valid", group: g, section: secRefresh, slow: true, rows: []string{"S12", "S18", "S20"},
+		{id: "refresh-valid", group: g, section: secRefresh, slow: true,
 			title: "The re-challenge comes no earlier than half the token lifetime before its exp, with the session's sid and exp = min(token exp, iat + 300); " +
 				"an application message while it is outstanding, then the response by the session's key, get a new accept whose token expires later.",
 			expect: "a valid re-challenge, then " + expAccept + " with a later exp",
@@ -373,7 +374,7 @@ func (p *serverProbe) refreshCases() []probeCase {
 					sess.Expiry.Unix()-ls.sess.Expiry.Unix())
 				p.judge(r, ls.w, sess.Expiry.After(ls.sess.Expiry), got)
 			})},
-		{id: "refresh-then-text", group: g, section: secServerSM, slow: true, rows: []string{"S20", "S19"},
+		{id: "refresh-then-text", group: g, section: secServerSM, slow: true,
 			title:  "After a successful refresh, another text message: no challenge is outstanding any more.",
 			expect: expClose(protocol.CodeUnexpectedMessage),
 			run: onRefresh(func(_ context.Context, r *caseRun, ls *liveSession, rc *rechallenge) {

@@ -126,8 +126,9 @@ func TestSessionVectorsLive(t *testing.T) {
 		})
 	}
 	slices.Sort(rows)
-	t.Logf("%d client scripts driven live, %d listed as not drivable; rows: %s", driven, len(notDrivable),
-		strings.Join(slices.Compact(rows), " "))
+	t.Logf("%d client scripts driven live, %d listed as not drivable; rows: %s; %d need this test's hooks "+
+		"(vectorfile's Remote: the application), the others a remote peer can drive too (package conformance "+
+		"reports which it runs)", driven, len(notDrivable), strings.Join(slices.Compact(rows), " "), len(f.NotRemote(vectorfile.SessionClientRole)))
 }
 
 // liveEnv is the vector file's keys.

@@ -100,7 +100,7 @@ func brokenServer(t *testing.T, f *brokenFixture, reason string) string {
 		}
 		now := time.Now().Unix()
 		c := &challengeClaims{Iss: first.Iss, Sid: first.Sid, Nonce: randB64(32), Iat: now, Exp: exp, Algs: first.Algs, CB: first.CB}
-		rc, err := srvKey.sign(header(string(srvKey.Alg), srvKey.ID, protocol.TypChallenge).String(), claimsObj(c).String())
+		rc, err := srvKey.sign(rand.Reader, header(string(srvKey.Alg), srvKey.ID, protocol.TypChallenge).String(), claimsObj(c).String())
 		if err != nil {
 			return
 		}
@@ -117,7 +117,7 @@ func brokenServer(t *testing.T, f *brokenFixture, reason string) string {
 
 func (f *brokenFixture) target(url string) *ServerTarget {
 	denied := f.denied
-	return &ServerTarget{URL: url, Identity: brokenIdentity, ServerKeys: f.serverKeys.Public(), Key: f.accepted, Denied: &denied,
+	return &ServerTarget{URL: url, Identity: brokenIdentity, ServerKeys: f.serverKeys.Public(), Key: f.accepted, Fixtures: Fixtures{Denied: &denied},
 		HandshakeTimeout: 2 * time.Second, RefreshWait: 4 * time.Second, PingWait: 1500 * time.Millisecond}
 }
 
@@ -127,7 +127,7 @@ func (f *brokenFixture) target(url string) *ServerTarget {
 func TestServerSuiteCatchesBrokenServer(t *testing.T) {
 	t.Parallel()
 	f := newBrokenFixture(t)
-	ids := []string{"handshake-valid", "response-alg-none", "response-unknown-key", "response-denied-key", "origin-hostile",
+	ids := []string{"handshake-valid", "response-alg-none", "response-unknown-key", "response-missing-group", "origin-hostile",
 		"response-wrong-nonce", "silent-socket", "open-text-message", "refresh-late-response", "refresh-unanswered", "keepalive-no-pong"}
 	rep, err := RunServer(context.Background(), f.target(brokenServer(t, f, "authentication failed")), &Options{Select: selectedBy(ids...), Parallel: 8})
 	if err != nil {
@@ -177,9 +177,9 @@ func TestServerSuiteExactCodes(t *testing.T) {
 	} {
 		target := f.target(brokenServer(t, f, tc.reason))
 		target.Diagnostic = tc.diag
-		// refresh-other-key: the broken server refuses the re-challenge's
-		// answer, whatever it is, with 4003 and the reason.
-		rep, err := RunServer(context.Background(), target, &Options{Select: selectedBy("refresh-other-key")})
+		// response-refresh-other-key: the broken server refuses the
+		// re-challenge's answer, whatever it is, with 4003 and the reason.
+		rep, err := RunServer(context.Background(), target, &Options{Select: selectedBy("response-refresh-other-key")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -201,7 +201,7 @@ func TestServerSuiteExactCodes(t *testing.T) {
 // never closes: the control must pass and every negative case must fail.
 func TestClientSuiteCatchesBrokenClient(t *testing.T) {
 	t.Parallel()
-	ids := []string{"handshake-valid", "challenge-impostor-key", "challenge-alg-none", "subprotocol-wrong", "rechallenge-wrong-sid",
+	ids := []string{"challenge-valid", "challenge-impostor-key", "challenge-alg-none", "subprotocol-wrong", "rechallenge-other-socket",
 		"accept-without-max-size", "rechallenge-outlives-token", "refresh-accept-expired"}
 	signer, err := keys.Generate(keys.ES256, nil)
 	if err != nil {
@@ -232,7 +232,7 @@ func TestClientSuiteCatchesBrokenClient(t *testing.T) {
 			var c challengeClaims
 			json.Unmarshal(raw, &c)
 			claims := jobj{{"aud", jstr(c.Iss)}, {"sid", jstr(c.Sid)}, {"nonce", jstr(c.Nonce)}, {"cha", jstr(sha256b64(string(ev.data)))}}
-			resp, _ := naive.sign(header("ES256", "naive", protocol.TypResponse).String(), claims.String())
+			resp, _ := naive.sign(rand.Reader, header("ES256", "naive", protocol.TypResponse).String(), claims.String())
 			w.sendText(resp)
 		}
 	}
@@ -246,7 +246,7 @@ func TestClientSuiteCatchesBrokenClient(t *testing.T) {
 	}
 	for _, c := range rep.Cases {
 		want := Fail
-		if c.ID == "handshake-valid" {
+		if c.ID == "challenge-valid" {
 			want = Pass
 		}
 		if c.Result != want {

@@ -151,7 +151,13 @@ func (cc clientCase) expected() string {
 }
 
 func (cc clientCase) result() Result {
-	return Result{ID: cc.id, Group: cc.group, Title: cc.title, Section: cc.section, Rows: cc.rows, Expected: cc.expected()}
+	return Result{ID: cc.id, Group: cc.group, Title: cc.title, Section: cc.section, Rows: cc.rows, Scripts: scriptsOf(cc.id),
+		Expected: cc.expected()}
+}
+
+func (cc clientCase) info() Case {
+	return Case{ID: cc.id, Group: cc.group, Section: cc.section, Title: cc.title, Expected: cc.expected(), Code: cc.code,
+		Rows: cc.rows, Scripts: scriptsOf(cc.id)}
 }
 
 func (p *clientProbe) byID(id string) (clientCase, bool) {
@@ -457,7 +463,7 @@ func (s *csess) chal(k *Key, h jobj, edit func(o jobj) jobj) (string, error) {
 	if edit != nil {
 		o = edit(o)
 	}
-	msg, err := k.sign(h.String(), o.String())
+	msg, err := k.sign(rand.Reader, h.String(), o.String())
 	if err != nil {
 		return "", fmt.Errorf("the probe cannot sign: %w", err)
 	}
@@ -596,6 +602,71 @@ func cstep(n int) string { return step(secChallenge, n) }
 
 const secAccept = "Client: processing an accept"
 
+// input is what a challenge case is made from on this socket: the claims
+// of a valid challenge, the probe's keys, and, for a re-challenge, the exp
+// of the session's token. Live clocks may differ by a little: the cases at
+// the skew allowance go an hour further.
+func (s *csess) input(tokenExp int64) *ChallengeInput {
+	s.p.mu.Lock()
+	alg := s.p.clientAlg
+	s.p.mu.Unlock()
+	in := &ChallengeInput{Claims: *s.claims(), Signing: []Key{*s.p.cur}, Impostor: *s.p.impostor, ClientAlg: alg,
+		TokenExp: tokenExp, Slack: time.Hour, Rand: rand.Reader}
+	if s.p.prev != nil {
+		in.Signing = append(in.Signing, *s.p.prev)
+	}
+	return in
+}
+
+// challengeCase is the run of a challenge case of the table: its challenge
+// as the socket's first message, or, for a re-challenge, after a handshake
+// whose token expires in 20 s. A valid challenge must get a correct
+// response, and the accept then goes out.
+func (p *clientProbe) challengeCase(cc ChallengeCase) clientCase {
+	return clientCase{id: cc.ID, group: cc.Group, section: cc.Section, title: cc.Title, code: cc.Code, success: cc.Code == "",
+		rows: cc.Rows, script: func(s *csess) error {
+			var tokenExp int64
+			if cc.Rechallenge {
+				if err := s.challenge(); err != nil {
+					return err
+				}
+				if err := s.readResponse(); err != nil {
+					return err
+				}
+				tokenExp = time.Now().Unix() + 20
+				if err := s.sendAccept(s.acceptMsg(func(o jobj) jobj { return o.set("exp", fmt.Sprint(tokenExp)) })); err != nil {
+					return err
+				}
+			}
+			in := s.input(tokenExp)
+			if cc.assumes != nil {
+				s.r.note("assumes %s", cc.assumes(in))
+			}
+			msg, err := cc.Build(in)
+			var na notApplicable
+			switch {
+			case errors.As(err, &na):
+				s.r.skip(string(na))
+				return nil
+			case err != nil:
+				return fmt.Errorf("the suite cannot make the challenge: %w", err)
+			}
+			// The response must answer this challenge, with its sid.
+			s.last = msg
+			if c, err := parseChallenge([]byte(msg)); err == nil {
+				s.sid, s.nonce = c.Sid, c.Nonce
+			}
+			if err := s.send(msg); err != nil || cc.Code != "" {
+				return err
+			}
+			if err := s.readResponse(); err != nil {
+				return err
+			}
+			s.summary = "valid response, accept taken"
+			return s.accept()
+		}}
+}
+
 func (p *clientProbe) allCases() []clientCase {
 	var cs []clientCase
 	add := func(c ...clientCase) { cs = append(cs, c...) }
@@ -609,57 +680,11 @@ func (p *clientProbe) allCases() []clientCase {
 			return s.send(m)
 		}}
 	}
-	// badClaims is a challenge by the current key with edited claims.
-	badClaims := func(group, id, section, title string, code protocol.Code, edit func(o jobj) jobj) clientCase {
-		return bad(group, id, section, title, code, func(s *csess) (string, error) { return s.chal(nil, nil, edit) })
-	}
-	// badHeader is a challenge by key k (nil: the current key) under header h.
-	badHeader := func(group, id, section, title string, code protocol.Code, k func() *Key, h func(k *Key) jobj) clientCase {
-		return bad(group, id, section, title, code, func(s *csess) (string, error) {
-			key := p.cur
-			if k != nil {
-				key = k()
-			}
-			return s.chal(key, h(key), nil)
-		})
-	}
-	typ := protocol.TypChallenge
 	now := func() int64 { return time.Now().Unix() }
 
-	const gControl = "Handshake (controls)"
-	// success sends the valid challenge msg makes: the client must answer it.
-	success := func(id, section, title string, msg func(s *csess) (string, error)) clientCase {
-		return clientCase{id: id, group: gControl, section: section, title: title, success: true, script: func(s *csess) error {
-			m, err := msg(s)
-			if err != nil {
-				return err
-			}
-			if err := s.send(m); err != nil {
-				return err
-			}
-			if err := s.readResponse(); err != nil {
-				return err
-			}
-			s.summary = "valid response"
-			return s.accept()
-		}}
+	for _, cc := range ChallengeCases() {
+		add(p.challengeCase(cc))
 	}
-	add(clientCase{id: "handshake-valid", group: gControl, section: secChallenge, success: true,
-		title: "A valid challenge: the client answers with a correct response and accepts the accept.",
-		script: func(s *csess) error {
-			if err := s.handshake(); err != nil {
-				return err
-			}
-			s.summary = "valid response, accept taken"
-			return nil
-		}})
-	add(success("challenge-rotated-key", "Server keys, key ids and rotation", "A valid challenge signed by the previous server key, still pinned.",
-		func(s *csess) (string, error) {
-			if p.prev == nil {
-				return "", errors.New("the probe's key file has no previous signing key")
-			}
-			return s.chal(p.prev, nil, nil)
-		}))
 	add(clientCase{id: "challenge-fragmented", group: gControl, section: secFraming, success: true,
 		title: "A valid challenge in three frames with a Ping between them (RFC 6455 section 5.4).",
 		script: func(s *csess) error {
@@ -679,44 +704,6 @@ func (p *clientProbe) allCases() []clientCase {
 			s.summary = "valid response"
 			return s.accept()
 		}})
-	add(clientCase{id: "rechallenge-valid", group: gControl, section: secRefresh, success: true,
-		title: "After the accept, a valid re-challenge (same sid, fresh nonce): the client answers it on the live socket.",
-		script: func(s *csess) error {
-			if err := s.handshake(); err != nil {
-				return err
-			}
-			rc, err := s.rechallenge(nil, nil)
-			if err != nil {
-				return err
-			}
-			if err := s.send(rc); err != nil {
-				return err
-			}
-			if err := s.readResponse(); err != nil {
-				return fmt.Errorf("re-challenge: %w", err)
-			}
-			s.summary = "valid responses to the challenge and the re-challenge"
-			return s.accept()
-		}})
-	add(success("challenge-unknown-claim", "Conventions: Unknown members", "A valid challenge with a claim the client does not know: it must be ignored.",
-		func(s *csess) (string, error) {
-			return s.chal(nil, nil, func(o jobj) jobj { return o.set("x-future", `{"a":[1,2]}`) })
-		}))
-	add(success("challenge-header-order", secChallenge, "A valid challenge whose header lists typ, kid, alg: member order carries no meaning.",
-		func(s *csess) (string, error) {
-			k := p.cur
-			return s.chal(nil, jobj{{"typ", jstr(typ)}, {"kid", jstr(k.ID)}, {"alg", jstr(string(k.Alg))}}, nil)
-		}))
-	add(success("challenge-sid-32-octets", secSockets, "A valid challenge with a 32-octet sid: receivers accept 16 to 32.",
-		func(s *csess) (string, error) {
-			s.sid = randB64(32)
-			return s.chal(nil, nil, nil)
-		}))
-	add(success("challenge-within-skew", step(secChallenge, 11), "A challenge that expired 30 s ago: within the default 60 s clock skew allowance.",
-		func(s *csess) (string, error) {
-			s.r.note("assumes the client's default clock skew of 60 s")
-			return s.chal(nil, nil, func(o jobj) jobj { return o.set("iat", fmt.Sprint(now()-60)).set("exp", fmt.Sprint(now()-30)) })
-		}))
 	add(clientCase{id: "ping-before-challenge", group: gControl, section: secFraming, success: true,
 		title: "A Ping before the challenge: control frames are allowed in every state.",
 		script: func(s *csess) error {
@@ -746,170 +733,12 @@ func (p *clientProbe) allCases() []clientCase {
 			return s.sendAccept(s.acceptMsg(func(o jobj) jobj { return o.set("x-future", `[true]`).set("cnf", `{"jkt":"x"}`) }))
 		}})
 
-	const gChallenge = "Challenge verification"
-	add(bad(gChallenge, "challenge-oversized", cstep(1), "A correctly signed challenge of more than 4096 octets.", protocol.CodeTooLarge,
-		func(s *csess) (string, error) {
-			return s.chal(nil, nil, func(o jobj) jobj { return o.set("pad", jstr(strings.Repeat("w", 4200))) })
-		}))
-	add(bad(gChallenge, "challenge-truncated", cstep(2), "A valid challenge cut in the middle of its payload.", protocol.CodeMalformed,
-		func(s *csess) (string, error) {
-			msg, err := s.chal(nil, nil, nil)
-			h, pl, _, _ := splitJWS(msg)
-			return h + "." + pl[:len(pl)/2], err
-		}))
-	add(bad(gChallenge, "challenge-noncanonical-signature", cstep(2), "The signature's last base64url character has non-zero unused bits.", protocol.CodeMalformed,
-		func(s *csess) (string, error) {
-			msg, err := s.chal(nil, nil, nil)
-			h, pl, sig, _ := splitJWS(msg)
-			if nc := nonCanonicalLast(sig); nc != "" {
-				sig = nc
-			} else {
-				sig += "="
-			}
-			return h + "." + pl + "." + sig, err
-		}))
-	add(badHeader(gChallenge, "challenge-duplicate-header-member", cstep(2), "The header names alg twice.", protocol.CodeMalformed, nil,
-		func(k *Key) jobj {
-			return append(jobj{{"alg", jstr(string(k.Alg))}}, header(string(k.Alg), k.ID, typ)...)
-		}))
-	add(badHeader(gChallenge, "challenge-header-jwk", cstep(3), "A challenge by an impostor key that embeds that key as jwk.", protocol.CodeHeaderNotAllowed,
-		func() *Key { return p.impostor },
-		func(k *Key) jobj {
-			j, _ := keys.MarshalJWK(k.Signer.Public(), k.ID, k.Alg)
-			return header(string(k.Alg), k.ID, typ, member{"jwk", strings.TrimSpace(string(j))})
-		}))
-	add(badHeader(gChallenge, "challenge-header-jku", cstep(3), "A jku header pointing at an attacker's key set.", protocol.CodeHeaderNotAllowed, nil,
-		func(k *Key) jobj {
-			return header(string(k.Alg), k.ID, typ, member{"jku", jstr("https://wsproof-probe.invalid/jwks.json")})
-		}))
-	add(badHeader(gChallenge, "challenge-header-crit", cstep(3), "A crit header.", protocol.CodeHeaderNotAllowed, nil,
-		func(k *Key) jobj { return header(string(k.Alg), k.ID, typ, member{"crit", `["exp"]`}) }))
-	add(badHeader(gChallenge, "challenge-missing-kid", cstep(3), "No kid header.", protocol.CodeMalformed, nil,
-		func(k *Key) jobj { return header(string(k.Alg), k.ID, typ).del("kid") }))
-	add(badHeader(gChallenge, "challenge-wrong-typ", cstep(4), `"typ":"JWT" instead of wsproof-challenge+jwt.`, protocol.CodeWrongType, nil,
-		func(k *Key) jobj { return header(string(k.Alg), k.ID, "JWT") }))
-	add(bad(gChallenge, "challenge-typed-response", cstep(4), "A JWS typed as a response, signed by the pinned server key: one kind never passes for another.", protocol.CodeWrongType,
-		func(s *csess) (string, error) {
-			return s.chal(nil, header(string(p.cur.Alg), p.cur.ID, protocol.TypResponse), func(o jobj) jobj {
-				return jobj{{"aud", jstr(p.identity)}, {"sid", jstr(s.sid)}, {"nonce", jstr(randB64(32))}, {"cha", jstr(randB64(32))}}
-			})
-		}))
-	unsignedChal := func(alg string) func(s *csess) (string, error) {
-		return func(s *csess) (string, error) {
-			msg, err := s.chal(nil, nil, nil)
-			_, pl, _, _ := splitJWS(msg)
-			return b64u.Encode([]byte(header(alg, p.cur.ID, typ).String())) + "." + pl + ".", err
-		}
-	}
-	add(bad(gChallenge, "challenge-alg-none", cstep(5), `An unsigned challenge, "alg":"none".`, protocol.CodeAlgNotAllowed, unsignedChal("none")))
-	add(bad(gChallenge, "challenge-alg-none-capitalized", cstep(5), `"alg":"None".`, protocol.CodeAlgNotAllowed, unsignedChal("None")))
-	add(bad(gChallenge, "challenge-hs256-public-key", cstep(5), "A challenge MACed with HS256 keyed by the PEM of the pinned server key.", protocol.CodeAlgNotAllowed,
-		func(s *csess) (string, error) {
-			msg, err := s.chal(nil, nil, nil)
-			_, pl, _, _ := splitJWS(msg)
-			si := b64u.Encode([]byte(header("HS256", p.cur.ID, typ).String())) + "." + pl
-			mac, merr := hs256(p.cur.Signer.Public(), si)
-			return si + "." + b64u.Encode(mac), errors.Join(err, merr)
-		}))
-	add(badHeader(gChallenge, "challenge-empty-kid", cstep(6), "An empty kid.", protocol.CodeMalformed, nil,
-		func(k *Key) jobj { return header(string(k.Alg), "", typ) }))
-	add(badHeader(gChallenge, "challenge-impostor-key", cstep(6), "A challenge signed by a key the client does not pin.", protocol.CodeUnknownKey,
-		func() *Key { return p.impostor }, func(k *Key) jobj { return header(string(k.Alg), k.ID, typ) }))
-	add(bad(gChallenge, "challenge-sibling-alg", cstep(7), "ES384 claimed under the pinned ES256 key, with a matching raw signature.", protocol.CodeAlgMismatch,
-		func(s *csess) (string, error) {
-			msg, err := s.chal(nil, nil, nil)
-			_, pl, _, _ := splitJWS(msg)
-			alg := sibling(p.cur.Alg, nil)
-			si := b64u.Encode([]byte(header(string(alg), p.cur.ID, typ).String())) + "." + pl
-			sig, serr := p.cur.signAs(alg, si)
-			return si + "." + b64u.Encode(sig), errors.Join(err, serr)
-		}))
-	add(bad(gChallenge, "challenge-impostor-same-kid", cstep(8), "A challenge naming the pinned kid but signed by an impostor key.", protocol.CodeBadSignature,
-		func(s *csess) (string, error) {
-			return s.chal(&Key{ID: p.cur.ID, Alg: p.impostor.Alg, Signer: p.impostor.Signer}, nil, nil)
-		}))
-	add(bad(gChallenge, "challenge-signature-truncated", cstep(8), "A valid challenge whose signature lost its last three octets.", protocol.CodeBadSignature,
-		func(s *csess) (string, error) {
-			msg, err := s.chal(nil, nil, nil)
-			h, pl, sig, _ := splitJWS(msg)
-			raw, _ := b64u.Decode(sig)
-			return h + "." + pl + "." + b64u.Encode(raw[:len(raw)-3]), err
-		}))
-	add(bad(gChallenge, "challenge-der-signature", cstep(8), "A correct ECDSA signature in ASN.1 DER instead of raw r||s.", protocol.CodeBadSignature,
-		func(s *csess) (string, error) {
-			msg, err := s.chal(nil, nil, nil)
-			h, pl, _, _ := splitJWS(msg)
-			der, derr := p.cur.derSig(h + "." + pl)
-			return h + "." + pl + "." + b64u.Encode(der), errors.Join(err, derr)
-		}))
-	for _, c := range []struct {
-		id, title string
-		edit      func(o jobj) jobj
-	}{
-		{"challenge-lifetime-too-long", "exp - iat is 301 s; the maximum is 300.", func(o jobj) jobj { return o.set("exp", fmt.Sprint(now()+301)) }},
-		{"challenge-exp-before-iat", "exp is before iat.", func(o jobj) jobj { return o.set("iat", fmt.Sprint(now()+20)).set("exp", fmt.Sprint(now()+10)) }},
-		{"challenge-iat-fraction", "iat is not an integer.", func(o jobj) jobj { return o.set("iat", fmt.Sprintf("%d.5", now())) }},
-		{"challenge-nonce-short", "A 16-octet nonce; nonces are 32 octets.", func(o jobj) jobj { return o.set("nonce", jstr(randB64(16))) }},
-		{"challenge-sid-short", "An 8-octet sid; 16 to 32 are allowed.", func(o jobj) jobj { return o.set("sid", jstr(randB64(8))) }},
-		{"challenge-algs-unknown-name", "algs names an algorithm outside the closed list.", func(o jobj) jobj { return o.set("algs", `["ES256","HS256"]`) }},
-		{"challenge-algs-duplicate", "algs names an algorithm twice.", func(o jobj) jobj { return o.set("algs", `["ES256","ES256","EdDSA","ES384","ES512","RS256","PS256"]`) }},
-		{"challenge-algs-empty", "algs is empty.", func(o jobj) jobj { return o.set("algs", `[]`) }},
-		{"challenge-cb-unknown", `cb is "tls-unique", neither of the two values.`, func(o jobj) jobj { return o.set("cb", jstr("tls-unique")) }},
-		{"challenge-missing-iss", "No iss claim.", func(o jobj) jobj { return o.del("iss") }},
-		{"challenge-duplicate-claim", "The payload names nonce twice.", func(o jobj) jobj { return o.add("nonce", jstr(randB64(32))) }},
-	} {
-		add(badClaims(gChallenge, c.id, cstep(9), c.title, protocol.CodeMalformed, c.edit))
-	}
-	add(bad(gChallenge, "challenge-trailing-data", cstep(9), "Bytes after the payload's JSON object.", protocol.CodeMalformed,
-		func(s *csess) (string, error) {
-			return p.cur.sign(header(string(p.cur.Alg), p.cur.ID, typ).String(), claimsObj(s.claims()).String()+" []")
-		}))
-	add(badClaims(gChallenge, "challenge-wrong-issuer", cstep(10), "A challenge from another server identity under the pinned key.", protocol.CodeAudienceMismatch,
-		func(o jobj) jobj { return o.set("iss", jstr("wss://wsproof-probe.invalid/ws")) }))
-	add(badClaims(gChallenge, "challenge-stale", cstep(11), "A challenge that expired an hour ago.", protocol.CodeChallengeExpired,
-		func(o jobj) jobj { return o.set("iat", fmt.Sprint(now()-3600)).set("exp", fmt.Sprint(now()-3570)) }))
-	add(badClaims(gChallenge, "challenge-from-future", cstep(11), "A challenge issued an hour in the client's future.", protocol.CodeChallengeExpired,
-		func(o jobj) jobj { return o.set("iat", fmt.Sprint(now()+3600)).set("exp", fmt.Sprint(now()+3630)) }))
-	add(badClaims(gChallenge, "challenge-binding-without-tls", cstep(12), "The challenge demands tls-exporter binding on a connection without TLS (a relay downgraded it).", protocol.CodeChannelBindingMismatch,
-		func(o jobj) jobj { return o.set("cb", jstr(protocol.BindingTLSExporter)) }))
-	add(clientCase{id: "challenge-alg-not-offered", group: gChallenge, section: cstep(13), code: protocol.CodeAlgNotAllowed,
-		title: "algs offers every algorithm but the client key's (learned from an earlier response, else --client-alg).",
-		script: func(s *csess) error {
-			p.mu.Lock()
-			alg := p.clientAlg
-			p.mu.Unlock()
-			s.r.note("assumes the client signs with %s", alg)
-			var algs []string
-			for _, a := range keys.Algorithms {
-				if a != alg {
-					algs = append(algs, `"`+string(a)+`"`)
-				}
-			}
-			msg, err := s.chal(nil, nil, func(o jobj) jobj { return o.set("algs", "["+strings.Join(algs, ",")+"]") })
-			if err != nil {
-				return err
-			}
-			return s.send(msg)
-		}})
-
 	const gState = "Client state machine"
 	add(clientCase{id: "binary-before-challenge", group: gState, section: secClientSM, code: protocol.CodeUnexpectedMessage,
 		title:  "A binary message before the challenge.",
 		script: func(s *csess) error { return s.w.send(opBinary, []byte("application data before authentication")) }})
 	add(bad(gState, "accept-before-challenge", secClientSM, "An accept before any challenge.", protocol.CodeUnexpectedMessage,
 		func(s *csess) (string, error) { return s.acceptMsg(nil), nil }))
-	add(bad(gState, "challenge-json-serialization", secClientSM, "A valid challenge in flattened JWS JSON serialization: it begins with '{', so the state machine refuses it as an accept out of turn.", protocol.CodeUnexpectedMessage,
-		func(s *csess) (string, error) {
-			msg, err := s.chal(nil, nil, nil)
-			h, pl, sig, _ := splitJWS(msg)
-			return jobj{{"protected", jstr(h)}, {"payload", jstr(pl)}, {"signature", jstr(sig)}}.String(), err
-		}))
-	add(bad(gState, "challenge-json-serialization-spaced", cstep(2), "The flattened JWS JSON serialization after a space: it does not begin with '{', so it is verified as a challenge, and is malformed.", protocol.CodeMalformed,
-		func(s *csess) (string, error) {
-			msg, err := s.chal(nil, nil, nil)
-			h, pl, sig, _ := splitJWS(msg)
-			return " " + jobj{{"protected", jstr(h)}, {"payload", jstr(pl)}, {"signature", jstr(sig)}}.String(), err
-		}))
 	afterResponse := func(id, section, title string, code protocol.Code, then func(s *csess) error) clientCase {
 		return clientCase{id: id, group: gState, section: section, title: title, code: code, script: func(s *csess) error {
 			if err := s.challenge(); err != nil {
@@ -972,42 +801,8 @@ func (p *clientProbe) allCases() []clientCase {
 		})
 	twice.allow = 1 // the answer to the first is legitimate
 	add(twice)
-	add(afterAccept("rechallenge-wrong-sid", cstep(14), "A re-challenge, valid in itself, for another socket.", protocol.CodeSocketMismatch,
-		func(s *csess) error {
-			msg, err := s.rechallenge(nil, func(o jobj) jobj { return o.set("sid", jstr(randB64(16))) })
-			if err != nil {
-				return err
-			}
-			return s.send(msg)
-		}))
-	add(afterAccept("rechallenge-impostor-key", cstep(6), "A re-challenge signed by a key the client does not pin.", protocol.CodeUnknownKey,
-		func(s *csess) error {
-			msg, err := s.rechallenge(p.impostor, nil)
-			if err != nil {
-				return err
-			}
-			return s.send(msg)
-		}))
-	add(afterAccept("rechallenge-stale", cstep(11), "A re-challenge that expired an hour ago.", protocol.CodeChallengeExpired,
-		func(s *csess) error {
-			msg, err := s.rechallenge(nil, func(o jobj) jobj {
-				return o.set("iat", fmt.Sprint(now()-3600)).set("exp", fmt.Sprint(now()-3570))
-			})
-			if err != nil {
-				return err
-			}
-			return s.send(msg)
-		}))
 	add(afterAccept("rechallenge-reflected-response", cstep(4), "The client's own response sent back as a re-challenge.", protocol.CodeWrongType,
 		func(s *csess) error { return s.send(s.response) }))
-	add(afterAccept("rechallenge-oversized", secClientSM, "A text message of more than 4096 octets on the open socket.", protocol.CodeTooLarge,
-		func(s *csess) error {
-			msg, err := s.rechallenge(nil, func(o jobj) jobj { return o.set("pad", jstr(strings.Repeat("w", 4200))) })
-			if err != nil {
-				return err
-			}
-			return s.send(msg)
-		}))
 	add(afterAccept("binary-over-application-limit", secLimits, "A binary message of 65537 octets: over the default application message limit.", protocol.CodeTooLarge,
 		func(s *csess) error {
 			s.r.note("assumes the client's default limit of 65536 octets")
@@ -1068,8 +863,8 @@ func (p *clientProbe) allCases() []clientCase {
 		case cs[i].rows != nil:
 		case clientCaseRows[cs[i].id] != nil:
 			cs[i].rows = clientCaseRows[cs[i].id]
-		case cs[i].group == gChallenge:
-			cs[i].rows = []string{"C8"} // a challenge that fails verification
+		default:
+			cs[i].rows = scriptRows(cs[i].id)
 		}
 	}
 	return cs

@@ -10,67 +10,39 @@ import (
 
 // The client's session, from the server's side: the rows of spec section
 // "Client state machine" that a server can drive (C4 to C22). As in
-// probe_server_session.go, the scripts of testdata/session-vectors.json say
-// what each row must do, and the probe makes every message live with its
-// own keys and clock.
+// server_session.go, each case runs one or more session vectors
+// (caseScripts) against the client, and the suite makes every message live
+// with its own keys and clock.
 
 // clientCaseRows are the rows of spec section "Client state machine" that
-// the cases defined without them drive; every other case of the challenge
-// group drives C8 (a challenge that fails verification). Cases of RFC 6455
-// framing drive none.
+// the cases defined without them drive, when no session vector says them
+// (scriptRows; ChallengeCases give their own). Cases of RFC 6455 framing
+// drive none.
 var clientCaseRows = map[string][]string{
-	"handshake-valid":                     {"C3", "C8", "C12"},
-	"challenge-rotated-key":               {"C8", "C12"},
-	"challenge-fragmented":                {"C8", "C12"},
-	"rechallenge-valid":                   {"C19", "C21"},
-	"challenge-unknown-claim":             {"C8", "C12"},
-	"challenge-header-order":              {"C8", "C12"},
-	"challenge-sid-32-octets":             {"C8", "C12"},
-	"challenge-within-skew":               {"C8", "C12"},
-	"ping-before-challenge":               {"C8", "C12"},
-	"accept-extra-members":                {"C12"},
-	"challenge-oversized":                 {"C5"},
-	"binary-before-challenge":             {"C6"},
-	"accept-before-challenge":             {"C7"},
-	"challenge-json-serialization":        {"C7"},
-	"challenge-json-serialization-spaced": {"C8"},
-	"rechallenge-before-accept":           {"C11"},
-	"response-reflected":                  {"C11"},
-	"binary-before-accept":                {"C10"},
-	"accept-missing-token":                {"C12"},
-	"accept-empty-token":                  {"C12"},
-	"accept-groups-not-array":             {"C12"},
-	"accept-duplicate-member":             {"C12"},
-	"accept-expired":                      {"C12"},
-	"accept-oversized":                    {"C9"},
-	"accept-without-response":             {"C18"},
-	"rechallenge-twice":                   {"C19", "C20"},
-	"rechallenge-wrong-sid":               {"C19"},
-	"rechallenge-impostor-key":            {"C19"},
-	"rechallenge-stale":                   {"C19"},
-	"rechallenge-reflected-response":      {"C19"},
-	"rechallenge-oversized":               {"C15"},
-	"binary-over-application-limit":       {"C15"},
-	"subprotocol-not-selected":            {"C2"},
-	"subprotocol-wrong":                   {"C2"},
-	"extension-accepted":                  {"C2"},
+	"challenge-fragmented":           {"C8", "C12"},
+	"ping-before-challenge":          {"C8", "C12"},
+	"accept-extra-members":           {"C12"},
+	"response-reflected":             {"C11"},
+	"accept-missing-token":           {"C12"},
+	"accept-empty-token":             {"C12"},
+	"accept-groups-not-array":        {"C12"},
+	"accept-duplicate-member":        {"C12"},
+	"rechallenge-twice":              {"C19", "C20"},
+	"rechallenge-reflected-response": {"C19"},
+	"subprotocol-not-selected":       {"C2"},
+	"subprotocol-wrong":              {"C2"},
+	"extension-accepted":             {"C2"},
 }
 
 // rowsNotDriven are the rows of spec section "Client state machine" that no
 // case of this run drives, and why.
 func (p *clientProbe) rowsNotDriven() []RowGap {
-	gaps := []RowGap{
-		{[]string{"C1"}, "an upgrade refused with an HTTP status ends the attempt; what the client does next is its retry decision, which shows only as reconnection behaviour"},
+	var cases []Case
+	for _, cc := range p.allCases() {
+		cases = append(cases, cc.info())
 	}
-	if p.pingWait == 0 {
-		gaps = append(gaps, RowGap{[]string{"C13", "C14", "C22"}, "not run: give --ping-wait D for a client that sends Pings (a browser page cannot; the server's keepalive covers it)"})
-	}
-	return append(gaps,
-		RowGap{[]string{"C23", "C24", "C26"}, "what the client's application sends, and when it closes, is the application's behaviour"},
-		RowGap{[]string{"C25"}, "a write deadline passes only when the client's application sends more than the probe reads: the probe cannot make it send"},
-		RowGap{[]string{"C27", "C28"}, "the client's retry decision shows only as reconnection behaviour"},
-		RowGap{[]string{"C29"}, "after the Close frame, or the lost connection, a CLOSED client has nothing left to show"},
-	)
+	return rowsNotDriven("client", cases,
+		"not run: give --ping-wait D for a client that sends Pings (a browser page cannot; the server's keepalive covers it)")
 }
 
 // sessionCases drive the handshake deadline, the accept's max_size, the
@@ -99,11 +71,11 @@ func (p *clientProbe) sessionCases() []clientCase {
 		return nil
 	}
 
-	add(clientCase{id: "await-challenge-timeout", group: g, section: secClientSM, rows: []string{"C4"},
+	add(clientCase{id: "await-challenge-timeout", group: g, section: secClientSM,
 		code: protocol.CodeHandshakeTimeout, patient: true,
 		title:  "After the upgrade the probe sends nothing: the client's handshake deadline passes (it must be shorter than --handshake-wait).",
 		script: func(*csess) error { return nil }})
-	add(clientCase{id: "await-accept-timeout", group: g, section: secClientSM, rows: []string{"C4"},
+	add(clientCase{id: "await-accept-timeout", group: g, section: secClientSM,
 		code: protocol.CodeHandshakeTimeout, patient: true,
 		title: "A valid challenge, the client's response, and no accept: the client's handshake deadline passes.",
 		script: func(s *csess) error {
@@ -132,51 +104,7 @@ func (p *clientProbe) sessionCases() []clientCase {
 				return s.send(s.acceptMsg(c.edit))
 			}})
 	}
-	add(clientCase{id: "rechallenge-outlives-token", group: g, section: cstep(15), rows: []string{"C19"}, code: protocol.CodeMalformed,
-		title: "The accept's token expires in 20 s; a re-challenge, valid in itself, expires in 30 s: after the token.",
-		script: func(s *csess) error {
-			if err := s.challenge(); err != nil {
-				return err
-			}
-			if err := s.readResponse(); err != nil {
-				return err
-			}
-			if err := s.sendAccept(s.acceptMsg(func(o jobj) jobj { return o.set("exp", fmt.Sprint(now()+20)) })); err != nil {
-				return err
-			}
-			rc, err := s.rechallenge(nil, nil) // exp = now + 30
-			if err != nil {
-				return err
-			}
-			return s.send(rc)
-		}})
-	add(clientCase{id: "rechallenge-until-token-exp", group: g, section: cstep(15), rows: []string{"C19", "C21"}, success: true,
-		title: "The accept's token expires in 20 s; the re-challenge expires with it, as a server's does: the client answers.",
-		script: func(s *csess) error {
-			if err := s.challenge(); err != nil {
-				return err
-			}
-			if err := s.readResponse(); err != nil {
-				return err
-			}
-			exp := now() + 20
-			if err := s.sendAccept(s.acceptMsg(func(o jobj) jobj { return o.set("exp", fmt.Sprint(exp)) })); err != nil {
-				return err
-			}
-			rc, err := s.rechallenge(nil, func(o jobj) jobj { return o.set("exp", fmt.Sprint(exp)) })
-			if err != nil {
-				return err
-			}
-			if err := s.send(rc); err != nil {
-				return err
-			}
-			if err := s.readResponse(); err != nil {
-				return fmt.Errorf("re-challenge: %w", err)
-			}
-			s.summary = "valid response to a re-challenge that expires with the token"
-			return s.accept()
-		}})
-	add(clientCase{id: "binary-in-open-and-refreshing", group: g, section: secClientSM, rows: []string{"C17", "C19", "C21"}, success: true,
+	add(clientCase{id: "binary-in-open-and-refreshing", group: g, section: secClientSM, success: true,
 		title: "Application messages after the accept and while a refresh is outstanding are delivered, not refused: the client goes on to answer the re-challenge and take the new accept.",
 		script: func(s *csess) error {
 			if err := s.handshake(); err != nil {

@@ -46,9 +46,10 @@ type ServerTarget struct {
 	// exact spec code in the close reason.
 	Diagnostic bool
 
-	// Denied is a registered client key in none of the required groups.
-	// The cases that need it are skipped without it.
-	Denied *Key
+	// Fixtures are further client keys registered at the server, which
+	// some cases need (a denied key, a revoked one, a key of another
+	// algorithm); a case whose fixture is missing is skipped, and says so.
+	Fixtures Fixtures
 	// Origin is an Origin the server allows, for a server that requires
 	// one: every socket carries it, but those of the Origin cases.
 	Origin string
@@ -112,6 +113,9 @@ type Case struct {
 	Expected string        // the outcome the spec requires
 	Code     protocol.Code // the error the peer must detect; "" for a control
 	Rows     []string      // the rows of spec section "State machines" it drives
+	// Scripts are the session vectors (spec section "Session vectors")
+	// that the case runs against the peer, in part or whole.
+	Scripts []string
 }
 
 // ServerCases are the cases of the server suite, in the order they run.
@@ -123,7 +127,7 @@ func ClientCases() []Case {
 	p := &clientProbe{cur: &Key{}, impostor: &Key{}, pingWait: time.Second}
 	var out []Case
 	for _, cc := range p.allCases() {
-		out = append(out, Case{ID: cc.id, Group: cc.group, Section: cc.section, Title: cc.title, Expected: cc.expected(), Code: cc.code, Rows: cc.rows})
+		out = append(out, cc.info())
 	}
 	return out
 }
@@ -154,7 +158,7 @@ func RunServer(ctx context.Context, target *ServerTarget, o *Options) (*Report, 
 		prog, parallel = o.Progress, o.Parallel
 	}
 	rep := &Report{Spec: "wsproof-v1", Role: "server", Target: p.u.Redacted(), Identity: target.Identity,
-		Diagnostic: target.Diagnostic, Started: time.Now(), NotDriven: serverRowsNotDriven}
+		Diagnostic: target.Diagnostic, Started: time.Now(), NotDriven: rowsNotDriven("server", infos(p.cases()), "")}
 	rep.Cases = runCases(ctx, cases, parallel, target.Diagnostic, prog)
 	rep.Millis = time.Since(rep.Started).Milliseconds()
 	rep.Tally()
@@ -180,7 +184,7 @@ func newServerProbe(t *ServerTarget, o *Options) (*serverProbe, error) {
 	}
 	key := t.Key
 	return &serverProbe{
-		u: u, tlsConf: t.TLSConfig, identity: t.Identity, key: &key, denied: t.Denied, pc: pc, origin: t.Origin,
+		u: u, tlsConf: t.TLSConfig, identity: t.Identity, key: &key, fixtures: t.Fixtures, pc: pc, origin: t.Origin,
 		hsTimeout: orDefault(t.HandshakeTimeout, 10*time.Second), hdrTimeout: orDefault(t.HeaderTimeout, 10*time.Second),
 		refreshWait: t.RefreshWait, pingWait: t.PingWait, pace: newPacer(rate),
 	}, nil

@@ -44,11 +44,31 @@
 // Our own server and clients run the suites in diagnostic mode, so that a
 // case passes only for the failure it was written for.
 //
+// # Message cases
+//
+// Most negative cases of the server suite are one message that breaks one
+// rule: ResponseCases is their table, each case with the function that
+// makes its message from a valid exchange (a ResponseInput). The suite
+// makes each from the challenge a live server sent; the generator of the
+// repository's test vectors (testdata/vectors.json) makes the cases marked
+// Vector from the vectors' fixed keys, so that a vector and the case of its
+// id are one definition.
+//
+// # Session vectors
+//
+// The session vectors of spec section "Session vectors" are scripts
+// through each role's state machine. A session case runs one or more of
+// them against the peer, over real sockets and with the peer's own timers
+// (Case.Scripts). A report's NotDriven names every row of the role's state
+// machine that no case of the run drives, with the reason: what a remote
+// peer cannot do (a registry change, the application's sends), what it
+// cannot see (a client's retry decision), or the run's options.
+//
 // # Fixtures and skips
 //
-// A case that needs what only the deployment can provide (a second,
-// denied key in the registry; a TLS connection; a key of one algorithm; the
-// waits of the refresh and keepalive cases) is skipped when the target does
-// not provide it, and its Result says why in Got and Note. No case is
-// skipped silently.
+// A case that needs what only the deployment can provide (a registered key
+// that is denied, revoked or of another algorithm: ServerTarget.Fixtures; a
+// TLS connection; the waits of the refresh and keepalive cases) is skipped
+// when the target does not provide it, and its Result says why in Got and
+// Note. No case is skipped silently.
 package conformance

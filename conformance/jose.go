@@ -6,13 +6,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	_ "crypto/sha512"
 	"encoding/asn1"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"strings"
 
@@ -95,10 +96,11 @@ func signingInput(header, payload string) string {
 	return b64u.Encode([]byte(header)) + "." + b64u.Encode([]byte(payload))
 }
 
-// sign signs the exact header and payload text with k under k's algorithm.
-func (k *Key) sign(header, payload string) (string, error) {
+// sign signs the exact header and payload text with k under k's algorithm,
+// drawing randomness (where the algorithm takes any) from r.
+func (k *Key) sign(r io.Reader, header, payload string) (string, error) {
 	si := signingInput(header, payload)
-	sig, err := k.sigOver(si)
+	sig, err := k.sigOver(r, si)
 	if err != nil {
 		return "", err
 	}
@@ -106,81 +108,81 @@ func (k *Key) sign(header, payload string) (string, error) {
 }
 
 // sigOver is k's JWS signature over si.
-func (k *Key) sigOver(si string) ([]byte, error) {
-	return keys.Sign(rand.Reader, k.Signer, k.Alg, []byte(si))
+func (k *Key) sigOver(r io.Reader, si string) ([]byte, error) {
+	return keys.Sign(r, k.Signer, k.Alg, []byte(si))
 }
+
+// The crafted signatures below go through the crypto.Signer interface, never
+// the concrete private key type, so that they also work with a signer that
+// wraps a key (the vectors' deterministic signers, a hardware key).
 
 // signAs signs si as algorithm alg would, with k's key material even when
 // alg is not k's algorithm: a sibling algorithm's signature for the
 // algorithm confusion cases. It returns an error when k's key type cannot
 // produce alg's signature scheme at all.
-func (k *Key) signAs(alg keys.Algorithm, si string) ([]byte, error) {
-	switch priv := k.Signer.(type) {
-	case *ecdsa.PrivateKey:
-		var h crypto.Hash
-		switch alg {
-		case keys.ES256:
-			h = crypto.SHA256
-		case keys.ES384:
-			h = crypto.SHA384
-		case keys.ES512:
-			h = crypto.SHA512
-		default:
+func (k *Key) signAs(r io.Reader, alg keys.Algorithm, si string) ([]byte, error) {
+	switch pub := k.Signer.Public().(type) {
+	case *ecdsa.PublicKey:
+		h, ok := map[keys.Algorithm]crypto.Hash{keys.ES256: crypto.SHA256, keys.ES384: crypto.SHA384, keys.ES512: crypto.SHA512}[alg]
+		if !ok {
 			return nil, fmt.Errorf("an EC key cannot sign %s", alg)
 		}
-		hh := h.New()
-		hh.Write([]byte(si))
-		der, err := priv.Sign(rand.Reader, hh.Sum(nil), h)
+		der, err := k.Signer.Sign(r, digest(h, si), h)
 		if err != nil {
 			return nil, err
 		}
-		return derToRawSig(der, (priv.Curve.Params().BitSize+7)/8)
-	case *rsa.PrivateKey:
-		d := sha256.Sum256([]byte(si))
+		return derToRawSig(der, (pub.Curve.Params().BitSize+7)/8)
+	case *rsa.PublicKey:
 		switch alg {
 		case keys.RS256:
-			return rsa.SignPKCS1v15(rand.Reader, priv, crypto.SHA256, d[:])
+			return k.Signer.Sign(r, digest(crypto.SHA256, si), crypto.SHA256)
 		case keys.PS256:
-			return rsa.SignPSS(rand.Reader, priv, crypto.SHA256, d[:], &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
+			return k.pssWithSalt(r, si, rsa.PSSSaltLengthEqualsHash)
 		}
 		return nil, fmt.Errorf("an RSA key cannot sign %s", alg)
-	case ed25519.PrivateKey:
-		return ed25519.Sign(priv, []byte(si)), nil
+	case ed25519.PublicKey:
+		return k.Signer.Sign(r, []byte(si), crypto.Hash(0))
 	}
 	if alg == k.Alg {
-		return k.sigOver(si)
+		return k.sigOver(r, si)
 	}
 	return nil, errors.New("the key type cannot be used for crafted signatures")
 }
 
-// pssWithSalt signs si with RSASSA-PSS SHA-256 and the given salt length.
-func (k *Key) pssWithSalt(si string, salt int) ([]byte, error) {
-	priv, ok := k.Signer.(*rsa.PrivateKey)
-	if !ok {
+// rs512 is an RSASSA-PKCS1-v1_5 SHA-512 signature over si by k, an RSA key:
+// RS512, a JOSE algorithm that wsproof does not have.
+func (k *Key) rs512(r io.Reader, si string) ([]byte, error) {
+	if _, ok := k.Signer.Public().(*rsa.PublicKey); !ok {
 		return nil, errors.New("not an RSA key")
 	}
-	d := sha256.Sum256([]byte(si))
-	return rsa.SignPSS(rand.Reader, priv, crypto.SHA256, d[:], &rsa.PSSOptions{SaltLength: salt})
+	return k.Signer.Sign(r, digest(crypto.SHA512, si), crypto.SHA512)
+}
+
+// pssWithSalt signs si with RSASSA-PSS SHA-256 and the given salt length.
+func (k *Key) pssWithSalt(r io.Reader, si string, salt int) ([]byte, error) {
+	if _, ok := k.Signer.Public().(*rsa.PublicKey); !ok {
+		return nil, errors.New("not an RSA key")
+	}
+	return k.Signer.Sign(r, digest(crypto.SHA256, si), &rsa.PSSOptions{SaltLength: salt, Hash: crypto.SHA256})
 }
 
 // derSig is k's ECDSA signature over si in ASN.1 DER instead of r||s.
-func (k *Key) derSig(si string) ([]byte, error) {
-	priv, ok := k.Signer.(*ecdsa.PrivateKey)
-	if !ok {
+func (k *Key) derSig(r io.Reader, si string) ([]byte, error) {
+	if _, ok := k.Signer.Public().(*ecdsa.PublicKey); !ok {
 		return nil, errors.New("not an EC key")
 	}
-	var h crypto.Hash
-	switch k.Alg {
-	case keys.ES256:
-		h = crypto.SHA256
-	case keys.ES384:
-		h = crypto.SHA384
-	default:
+	h := map[keys.Algorithm]crypto.Hash{keys.ES256: crypto.SHA256, keys.ES384: crypto.SHA384}[k.Alg]
+	if h == 0 {
 		h = crypto.SHA512
 	}
+	return k.Signer.Sign(r, digest(h, si), h)
+}
+
+// digest is the hash h of si.
+func digest(h crypto.Hash, si string) []byte {
 	hh := h.New()
 	hh.Write([]byte(si))
-	return priv.Sign(rand.Reader, hh.Sum(nil), h)
+	return hh.Sum(nil)
 }
 
 func derToRawSig(der []byte, n int) ([]byte, error) {

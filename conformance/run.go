@@ -25,7 +25,8 @@ type Result struct {
 	Group    string   `json:"group"`
 	Title    string   `json:"title"`
 	Section  string   `json:"section"`
-	Rows     []string `json:"rows,omitempty"` // the rows of spec section "State machines" the case drives
+	Rows     []string `json:"rows,omitempty"`    // the rows of spec section "State machines" the case drives
+	Scripts  []string `json:"scripts,omitempty"` // the session vectors the case runs against the peer
 	Expected string   `json:"expected"`
 	Got      string   `json:"got"`
 	Result   string   `json:"result"` // Pass, Fail or Skip
@@ -114,7 +115,8 @@ type probeCase struct {
 }
 
 func (pc probeCase) info() Case {
-	return Case{ID: pc.id, Group: pc.group, Section: pc.section, Title: pc.title, Expected: pc.expect, Code: pc.code, Rows: pc.rows}
+	return Case{ID: pc.id, Group: pc.group, Section: pc.section, Title: pc.title, Expected: pc.expect, Code: pc.code, Rows: pc.rows,
+		Scripts: scriptsOf(pc.id)}
 }
 
 // caseRun is a case being run: its verdict and what was seen.
@@ -237,7 +239,8 @@ func runCase(ctx context.Context, pc probeCase, diag bool) Result {
 }
 
 func (pc probeCase) result() Result {
-	return Result{ID: pc.id, Group: pc.group, Title: pc.title, Section: pc.section, Rows: pc.rows, Expected: pc.expect}
+	return Result{ID: pc.id, Group: pc.group, Title: pc.title, Section: pc.section, Rows: pc.rows, Scripts: scriptsOf(pc.id),
+		Expected: pc.expect}
 }
 
 // finish completes the result of a case that took d.

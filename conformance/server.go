@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -75,7 +74,7 @@ type serverProbe struct {
 	tlsConf     *tls.Config
 	identity    string
 	key         *Key // accepted
-	denied      *Key // known but denied; may be nil
+	fixtures    Fixtures
 	pc          *protocol.Client
 	origin      string
 	hsTimeout   time.Duration
@@ -280,49 +279,51 @@ func (p *serverProbe) judge(r *caseRun, w *wire, ok bool, got string) {
 	r.judge(ok, got)
 }
 
-// claims are the claims of a correct response to ch.
-func (p *serverProbe) claims(ch *liveChallenge) jobj {
-	o := jobj{{"aud", jstr(ch.c.Iss)}, {"sid", jstr(ch.c.Sid)}, {"nonce", jstr(ch.c.Nonce)}, {"cha", jstr(sha256b64(ch.raw))}}
-	if ch.c.CB == protocol.BindingTLSExporter && ch.exporter != nil {
-		o = o.set("cb", jstr(b64u.Encode(ch.exporter)))
+// input is what a response case is made from on a socket whose challenge
+// is ch.
+func (p *serverProbe) input(ch *liveChallenge, token string) (*ResponseInput, error) {
+	in := &ResponseInput{Challenge: ch.raw, Claims: *ch.c, Exporter: ch.exporter, Key: *p.key, Fixtures: p.fixtures,
+		Token: token, Rand: rand.Reader}
+	if in.Fixtures.Unregistered == nil {
+		k, err := p.unknownKey()
+		if err != nil {
+			return nil, err
+		}
+		in.Fixtures.Unregistered = k
 	}
-	return o
+	return in, nil
 }
 
-// hdr is the correct response header of k.
-func hdr(k *Key) jobj { return header(string(k.Alg), k.ID, protocol.TypResponse) }
-
-// signed signs header and payload with k, failing the case if it cannot.
-func signed(r *caseRun, k *Key, header, payload string) string {
-	return sealed(r, signingInput(header, payload), k.sigOver)
-}
-
-// sealed is signing input si completed with the signature sig makes over
-// it, failing the case if the probe cannot sign.
-func sealed(r *caseRun, si string, sig func(si string) ([]byte, error)) string {
-	s, err := sig(si)
-	if err != nil {
-		r.fail("the probe cannot sign: " + err.Error())
-		return ""
-	}
-	return si + "." + b64u.Encode(s)
-}
-
-// good is a correct response to ch by the accepted key.
+// good is a correct response to ch by the accepted key; on failure the
+// case has failed.
 func (p *serverProbe) good(r *caseRun, ch *liveChallenge) string {
-	return signed(r, p.key, hdr(p.key).String(), p.claims(ch).String())
+	in, err := p.input(ch, "")
+	var msg string
+	if err == nil {
+		msg, err = in.good()
+	}
+	if err != nil {
+		r.fail("the suite cannot sign: " + err.Error())
+	}
+	return msg
 }
 
-// withSig is a correct response by the accepted key whose signature segment
-// is replaced by sig(signing input).
-func (p *serverProbe) withSig(r *caseRun, ch *liveChallenge, sig func(si string) (string, error)) string {
-	si := signingInput(hdr(p.key).String(), p.claims(ch).String())
-	s, err := sig(si)
-	if err != nil {
-		r.fail("the probe cannot sign: " + err.Error())
-		return ""
+// make is the message of rc in answer to ch; on failure the case has
+// failed, or been skipped when rc does not apply.
+func (p *serverProbe) make(r *caseRun, rc *ResponseCase, ch *liveChallenge, token string) (string, bool) {
+	in, err := p.input(ch, token)
+	var msg string
+	if err == nil {
+		msg, err = rc.Build(in)
 	}
-	return si + "." + s
+	var na notApplicable
+	switch {
+	case errors.As(err, &na):
+		r.skip(string(na))
+	case err != nil:
+		r.fail("the suite cannot make the message: " + err.Error())
+	}
+	return msg, err == nil
 }
 
 func randB64(n int) string {
@@ -361,57 +362,110 @@ const (
 
 func step(section string, n int) string { return fmt.Sprintf("%s, step %d", section, n) }
 
-// build makes the message a case sends in answer to a live challenge. It
-// may fail or skip the case instead, through r.
-type build func(r *caseRun, ch *liveChallenge) string
-
-// resp is the common case: answer the live challenge with one text message
-// and expect code ("" for an accept).
-func (p *serverProbe) resp(group, id, section, title string, code protocol.Code, b build) probeCase {
-	exp := expAccept
-	if code != "" {
-		exp = expClose(code)
+// responseCase is the run of a response case of the table: open a socket,
+// answer its challenge (or, for a refresh, the session's re-challenge) with
+// the case's message, and judge the server's answer.
+func (p *serverProbe) responseCase(rc ResponseCase) probeCase {
+	pc := probeCase{id: rc.ID, group: rc.Group, section: rc.Section, title: rc.Title, expect: rc.Expected, code: rc.Code,
+		rows: rc.Rows, slow: rc.AtExpiry || rc.Refresh}
+	// send sends the message and judges the answer.
+	send := func(r *caseRun, w *wire, msg string) {
+		if err := w.sendText(msg); err != nil {
+			r.fail("cannot send the response: " + err.Error())
+			return
+		}
+		if rc.Code != "" || rc.accepted == nil {
+			p.observe(r, w, rc.Code)
+			return
+		}
+		ev := w.next(time.Now().Add(p.wait()))
+		a, ok := parseAccept(ev.data)
+		ok = ok && ev.kind == evMessage && ev.op == opText
+		if ok {
+			if err := rc.accepted(a); err != nil {
+				r.note("%s", err)
+				ok = false
+			}
+		}
+		p.judge(r, w, ok, describe(ev, p.wait()))
 	}
-	rows := []string{"S16"} // a text message in CHALLENGED
-	if code == protocol.CodeTooLarge {
-		rows = []string{"S14"}
-	}
-	return probeCase{id: id, group: group, section: section, title: title, expect: exp, rows: rows,
-		run: p.onSocket(func(_ context.Context, r *caseRun, w *wire, ch *liveChallenge) {
-			msg := b(r, ch)
-			if r.verdict {
+	switch {
+	case rc.Refresh:
+		pc.run = p.onSession(func(_ context.Context, r *caseRun, ls *liveSession) {
+			rec, ok := p.awaitRechallenge(r, ls)
+			if !ok {
 				return
 			}
-			if err := w.sendText(msg); err != nil {
+			ch := &liveChallenge{raw: string(rec.raw), c: rec.c, exporter: ls.w.exporter, at: rec.at}
+			msg, ok := p.make(r, &rc, ch, "")
+			if !ok {
+				return
+			}
+			if err := ls.w.sendText(msg); err != nil {
 				r.fail("cannot send the response: " + err.Error())
 				return
 			}
-			p.observe(r, w, code)
-		})}
+			p.expectClose(r, ls.w, rc.Code)
+		})
+	case rc.NeedsToken:
+		pc.run = func(ctx context.Context, r *caseRun) {
+			ls, ok := p.session(ctx, r)
+			if !ok {
+				return
+			}
+			defer ls.w.Close()
+			w, ch, ok := p.open(ctx, r, dialOptions{})
+			if !ok {
+				return
+			}
+			defer w.Close()
+			if msg, ok := p.make(r, &rc, ch, ls.sess.Token); ok {
+				send(r, w, msg)
+			}
+		}
+	default:
+		pc.run = p.onSocket(func(ctx context.Context, r *caseRun, w *wire, ch *liveChallenge) {
+			if why := bindingNeeded(rc.Binding, ch); why != "" {
+				r.skip(why)
+				return
+			}
+			exp := time.Unix(ch.c.Exp, 0).Add(300 * time.Millisecond)
+			if rc.AtExpiry && time.Until(exp) > p.hsTimeout-500*time.Millisecond {
+				r.skip(fmt.Sprintf("the challenge lives %d s, longer than the handshake deadline (%s): the server closes with handshake_timeout first",
+					ch.c.Exp-ch.c.Iat, p.hsTimeout))
+				return
+			}
+			msg, ok := p.make(r, &rc, ch, "")
+			if !ok {
+				return
+			}
+			if rc.AtExpiry && sleepCtx(ctx, time.Until(exp)) != nil {
+				r.skip("interrupted")
+				return
+			}
+			send(r, w, msg)
+		})
+	}
+	return pc
 }
 
-// headerCase answers with a response by the accepted key under the given
-// header text.
-func (p *serverProbe) headerCase(group, id, section, title string, code protocol.Code, h func(ch *liveChallenge) string) probeCase {
-	return p.resp(group, id, section, title, code, func(r *caseRun, ch *liveChallenge) string {
-		return signed(r, p.key, h(ch), p.claims(ch).String())
-	})
-}
-
-// claimsCase answers with a response by the accepted key whose claims are
-// edited by edit.
-func (p *serverProbe) claimsCase(group, id, section, title string, code protocol.Code, edit func(o jobj, ch *liveChallenge) string) probeCase {
-	return p.resp(group, id, section, title, code, func(r *caseRun, ch *liveChallenge) string {
-		return signed(r, p.key, hdr(p.key).String(), edit(p.claims(ch), ch))
-	})
+// bindingNeeded is why a case that needs the channel binding want cannot run
+// on a socket whose challenge is ch, or "".
+func bindingNeeded(want string, ch *liveChallenge) string {
+	switch want {
+	case protocol.BindingNone:
+		if ch.c.CB != protocol.BindingNone {
+			return "the server demands tls-exporter binding"
+		}
+	case protocol.BindingTLSExporter:
+		return needsExporter(ch)
+	}
+	return ""
 }
 
 func (p *serverProbe) cases() []probeCase {
 	var cs []probeCase
 	add := func(c ...probeCase) { cs = append(cs, c...) }
-	A := p.key
-	typ := protocol.TypResponse
-
 	// Positive controls: without them, every refusal below could be a
 	// server that refuses everything.
 	const gHandshake = "Handshake (controls)"
@@ -479,22 +533,6 @@ func (p *serverProbe) cases() []probeCase {
 			}
 			r.pass(fmt.Sprintf("distinct; lifetime %d s", chs[0].c.Exp-chs[0].c.Iat))
 		}})
-	add(probeCase{id: "response-extra-claims-ignored", group: gHandshake, section: step(secResponse, 19),
-		title:  "A valid response that also claims groups, a subject and an unknown member: the server ignores them, and the accept does not echo them.",
-		expect: expAccept + " with the registry's sub and groups",
-		run: p.onSocket(func(_ context.Context, r *caseRun, w *wire, ch *liveChallenge) {
-			const claimed = "wsproof-probe-claimed"
-			cl := p.claims(ch).set("groups", `["`+claimed+`"]`).set("sub", jstr(claimed)).set("x-future", "1")
-			msg := signed(r, A, hdr(A).String(), cl.String())
-			if r.verdict {
-				return
-			}
-			w.sendText(msg)
-			ev := w.next(time.Now().Add(p.wait()))
-			a, ok := parseAccept(ev.data)
-			ok = ok && ev.kind == evMessage && a.Sub != claimed && !slices.Contains(a.Groups, claimed)
-			p.judge(r, w, ok, describe(ev, p.wait()))
-		})})
 	add(probeCase{id: "response-fragmented", group: gHandshake, section: secFraming,
 		title:  "A valid response split into three frames with a Ping between them: one message, as RFC 6455 section 5.4 allows.",
 		expect: expAccept,
@@ -510,364 +548,9 @@ func (p *serverProbe) cases() []probeCase {
 			w.write(frame{fin: true, op: opContinuation, masked: true, payload: msg[b:], length: -1})
 			p.observe(r, w, "")
 		})})
-	add(p.resp(gHandshake, "response-at-size-limit", secLimits,
-		"A valid response padded with an ignored claim to the 4096-octet limit (or 4095 when base64url cannot make 4096).", "",
-		func(r *caseRun, ch *liveChallenge) string { return p.padded(r, ch, protocol.MaxHandshakeMessage) }))
-
-	// Steps 2 and 3: structure and header.
-	const gStructure = "Response: structure (steps 1-3)"
-	add(p.resp(gStructure, "response-oversized", step(secResponse, 1),
-		"A correctly signed response of more than 4096 octets.", protocol.CodeTooLarge,
-		func(r *caseRun, ch *liveChallenge) string { return p.padded(r, ch, protocol.MaxHandshakeMessage+200) }))
-	add(p.resp(gStructure, "response-empty", step(secResponse, 2), "An empty text message.", protocol.CodeMalformed,
-		func(*caseRun, *liveChallenge) string { return "" }))
-	add(p.resp(gStructure, "response-two-segments", step(secResponse, 2), "A correct response without its signature segment.", protocol.CodeMalformed,
-		func(r *caseRun, ch *liveChallenge) string {
-			h, pl, _, _ := splitJWS(p.good(r, ch))
-			return h + "." + pl
-		}))
-	add(p.resp(gStructure, "response-four-segments", step(secResponse, 2), "A correct response with a fourth segment.", protocol.CodeMalformed,
-		func(r *caseRun, ch *liveChallenge) string {
-			g := p.good(r, ch)
-			_, _, s, _ := splitJWS(g)
-			return g + "." + s
-		}))
-	add(p.resp(gStructure, "response-json-flattened", step(secResponse, 2), "A correct response in flattened JWS JSON serialization: compact only.", protocol.CodeMalformed,
-		func(r *caseRun, ch *liveChallenge) string {
-			h, pl, s, _ := splitJWS(p.good(r, ch))
-			return jobj{{"protected", jstr(h)}, {"payload", jstr(pl)}, {"signature", jstr(s)}}.String()
-		}))
-	add(p.resp(gStructure, "response-json-general", step(secResponse, 2), "A correct response in general JWS JSON serialization.", protocol.CodeMalformed,
-		func(r *caseRun, ch *liveChallenge) string {
-			h, pl, s, _ := splitJWS(p.good(r, ch))
-			sigs := "[" + jobj{{"protected", jstr(h)}, {"signature", jstr(s)}}.String() + "]"
-			return jobj{{"payload", jstr(pl)}, {"signatures", sigs}}.String()
-		}))
-	add(p.resp(gStructure, "response-padded-signature", step(secResponse, 2), "The signature segment carries '=' padding.", protocol.CodeMalformed,
-		func(r *caseRun, ch *liveChallenge) string {
-			return p.withSig(r, ch, func(si string) (string, error) {
-				sig, err := A.sigOver(si)
-				s := base64.URLEncoding.EncodeToString(sig)
-				if !strings.HasSuffix(s, "=") {
-					s += "=="
-				}
-				return s, err
-			})
-		}))
-	add(p.resp(gStructure, "response-noncanonical-signature", step(secResponse, 2), "The signature's last base64url character has non-zero unused bits.", protocol.CodeMalformed,
-		func(r *caseRun, ch *liveChallenge) string {
-			return p.withSig(r, ch, func(si string) (string, error) {
-				sig, err := A.sigOver(si)
-				s := nonCanonicalLast(b64u.Encode(sig))
-				if s == "" && err == nil {
-					r.skip(fmt.Sprintf("a %s signature has no unused bits in base64url", A.Alg))
-				}
-				return s, err
-			})
-		}))
-	add(p.resp(gStructure, "response-noncanonical-payload", step(secResponse, 2), "The payload segment has non-zero unused bits; the signature covers that exact text.", protocol.CodeMalformed,
-		func(r *caseRun, ch *liveChallenge) string {
-			pl := p.claims(ch).String()
-			for len(pl)%3 == 0 {
-				pl += " "
-			}
-			return sealed(r, b64u.Encode([]byte(hdr(A).String()))+"."+nonCanonicalLast(b64u.Encode([]byte(pl))), A.sigOver)
-		}))
-	add(p.resp(gStructure, "response-line-break", step(secResponse, 2), "A line break inside the header segment (base64 decoders often skip it).", protocol.CodeMalformed,
-		func(r *caseRun, ch *liveChallenge) string {
-			g := p.good(r, ch)
-			return g[:4] + "\n" + g[4:]
-		}))
-	add(p.headerCase(gStructure, "response-header-not-object", step(secResponse, 2), "The header is a JSON array.", protocol.CodeMalformed,
-		func(*liveChallenge) string { return `["` + string(A.Alg) + `"]` }))
-	add(p.headerCase(gStructure, "response-header-bom", step(secResponse, 2), "The header starts with a UTF-8 byte order mark.", protocol.CodeMalformed,
-		func(*liveChallenge) string { return "\ufeff" + hdr(A).String() }))
-	add(p.headerCase(gStructure, "response-header-invalid-utf8", step(secResponse, 2), "The header's kid holds a byte that is not UTF-8.", protocol.CodeMalformed,
-		func(*liveChallenge) string {
-			return `{"alg":` + jstr(string(A.Alg)) + `,"kid":"` + A.ID + "\xff" + `","typ":` + jstr(typ) + `}`
-		}))
-	add(p.headerCase(gStructure, "response-duplicate-header-member", step(secResponse, 2), "The header names alg twice.", protocol.CodeMalformed,
-		func(*liveChallenge) string { return append(jobj{{"alg", jstr(string(A.Alg))}}, hdr(A)...).String() }))
-	add(p.headerCase(gStructure, "response-case-variant-header-member", step(secResponse, 2), `The header has both "alg" and "ALG": a JSON rule, before the header allow-list.`, protocol.CodeMalformed,
-		func(*liveChallenge) string { return hdr(A).add("ALG", jstr(string(A.Alg))).String() }))
-	for _, m := range []struct{ id, name, value, why string }{
-		{"jwk", "jwk", "", "An embedded jwk header naming the signing key: keys come from the registry only."},
-		{"jku", "jku", jstr("https://wsproof-probe.invalid/jwks.json"), "A jku header pointing at an attacker's key set."},
-		{"x5u", "x5u", jstr("https://wsproof-probe.invalid/cert.pem"), "An x5u header."},
-		{"x5c", "x5c", `["MIIBszCCAVmgAwIBAgIUEXAMPLE"]`, "An x5c header."},
-		{"x5t-s256", "x5t#S256", jstr(randB64(32)), "An x5t#S256 header."},
-		{"crit", "crit", `["exp"]`, "A crit header, even naming a registered member."},
-		{"zip", "zip", jstr("DEF"), "A zip header."},
-		{"b64-false", "b64", "false", "An RFC 7797 b64 header."},
-		{"cty", "cty", jstr("JWT"), "A cty header in a JWS."},
-		{"nonce", "nonce", "", "The challenge's nonce as a header member."},
-		{"epk", "epk", `{"kty":"OKP","crv":"X25519","x":"` + randB64(32) + `"}`, "An epk header."},
-	} {
-		add(p.headerCase(gStructure, "response-header-"+m.id, step(secResponse, 3), m.why, protocol.CodeHeaderNotAllowed,
-			func(ch *liveChallenge) string {
-				v := m.value
-				switch m.name {
-				case "jwk":
-					j, _ := keys.MarshalJWK(A.Signer.Public(), A.ID, A.Alg)
-					v = string(bytes.TrimSpace(j))
-				case "nonce":
-					v = jstr(ch.c.Nonce)
-				}
-				return header(string(A.Alg), A.ID, typ, member{m.name, v}).String()
-			}))
+	for _, rc := range ResponseCases() {
+		add(p.responseCase(rc))
 	}
-	add(p.headerCase(gStructure, "response-missing-typ", step(secResponse, 3), "No typ header.", protocol.CodeMalformed,
-		func(*liveChallenge) string { return hdr(A).del("typ").String() }))
-	add(p.headerCase(gStructure, "response-missing-kid", step(secResponse, 3), "No kid header.", protocol.CodeMalformed,
-		func(*liveChallenge) string { return hdr(A).del("kid").String() }))
-	add(p.headerCase(gStructure, "response-missing-alg", step(secResponse, 3), "No alg header.", protocol.CodeMalformed,
-		func(*liveChallenge) string { return hdr(A).del("alg").String() }))
-	add(p.headerCase(gStructure, "response-kid-not-string", step(secResponse, 3), "kid is a number.", protocol.CodeMalformed,
-		func(*liveChallenge) string { return hdr(A).set("kid", "1").String() }))
-	add(p.headerCase(gStructure, "response-alg-not-string", step(secResponse, 3), "alg is an array.", protocol.CodeMalformed,
-		func(*liveChallenge) string { return hdr(A).set("alg", `["`+string(A.Alg)+`"]`).String() }))
-
-	// Step 4: explicit typing.
-	const gType = "Response: type (step 4)"
-	for _, t := range []struct{ id, typ, why string }{
-		{"response-wrong-typ", "JWT", `"typ":"JWT" instead of wsproof-response+jwt.`},
-		{"response-typ-case-variant", "Wsproof-Response+JWT", "typ values are compared byte for byte."},
-		{"response-typ-media-type", "application/wsproof-response+jwt", "The application/ prefix RFC 7515 would tolerate is not accepted."},
-		{"response-typ-session", protocol.TypSession, "A response typed as a session token (cross-JWT confusion)."},
-		{"response-typ-challenge", protocol.TypChallenge, "A response typed as a challenge."},
-	} {
-		add(p.headerCase(gType, t.id, step(secResponse, 4), t.why, protocol.CodeWrongType,
-			func(*liveChallenge) string { return header(string(A.Alg), A.ID, t.typ).String() }))
-	}
-	add(p.resp(gType, "response-challenge-reflected", step(secResponse, 4), "The server's own challenge sent back as the response.", protocol.CodeWrongType,
-		func(_ *caseRun, ch *liveChallenge) string { return ch.raw }))
-
-	// Steps 5 and 14: algorithms.
-	const gAlg = "Response: algorithms (steps 5, 14)"
-	// under is the signing input of a correct response by A under header alg.
-	under := func(alg string, ch *liveChallenge) string {
-		return signingInput(header(alg, A.ID, typ).String(), p.claims(ch).String())
-	}
-	unsigned := func(alg string) build {
-		return func(_ *caseRun, ch *liveChallenge) string { return under(alg, ch) + "." }
-	}
-	misnamed := func(alg string) build {
-		return func(r *caseRun, ch *liveChallenge) string { return sealed(r, under(alg, ch), A.sigOver) }
-	}
-	add(p.resp(gAlg, "response-alg-none", step(secResponse, 5), `"alg":"none" with an empty signature.`, protocol.CodeAlgNotAllowed, unsigned("none")))
-	add(p.resp(gAlg, "response-alg-none-capitalized", step(secResponse, 5), `"alg":"None": algorithm names are case-sensitive.`, protocol.CodeAlgNotAllowed, unsigned("None")))
-	add(p.resp(gAlg, "response-alg-lowercase", step(secResponse, 5), "The key's algorithm name in lower case, over a correct signature.", protocol.CodeAlgNotAllowed,
-		misnamed(strings.ToLower(string(A.Alg)))))
-	add(p.resp(gAlg, "response-alg-rs512", step(secResponse, 5), "RS512 is a JOSE algorithm but not a wsproof one.", protocol.CodeAlgNotAllowed, misnamed("RS512")))
-	add(p.resp(gAlg, "response-hs256-public-key", step(secResponse, 5), "HS256 keyed with the PEM of the client's registered public key (RFC 8725 section 2.1).", protocol.CodeAlgNotAllowed,
-		func(r *caseRun, ch *liveChallenge) string {
-			si := under("HS256", ch)
-			mac, err := hs256(A.Signer.Public(), si)
-			if err != nil {
-				r.fail("the probe cannot MAC: " + err.Error())
-			}
-			return si + "." + b64u.Encode(mac)
-		}))
-	add(p.resp(gAlg, "response-alg-not-offered", step(secResponse, 5), "An algorithm of the closed list that the challenge's algs does not offer.", protocol.CodeAlgNotAllowed,
-		func(r *caseRun, ch *liveChallenge) string {
-			for _, a := range keys.Algorithms {
-				if !slices.Contains(ch.c.Algs, string(a)) {
-					si := under(string(a), ch)
-					sig, err := A.signAs(a, si)
-					if err != nil {
-						sig, _ = A.sigOver(si)
-					}
-					return si + "." + b64u.Encode(sig)
-				}
-			}
-			r.skip("the server offers all six algorithms")
-			return ""
-		}))
-	add(p.headerCase(gAlg, "response-empty-kid", step(secResponse, 5), `An empty kid, checked after alg.`, protocol.CodeMalformed,
-		func(*liveChallenge) string { return header(string(A.Alg), "", typ).String() }))
-	add(probeCase{id: "response-sibling-alg", group: gAlg, section: step(secResponse, 14),
-		title:  "A correct signature by the accepted key under another algorithm its key type allows (RS256/PS256, ES256/ES384): one key, one algorithm.",
-		expect: expClose(protocol.CodeAlgMismatch) + ", or " + expClose(protocol.CodeAlgNotAllowed) + " when that algorithm is not offered",
-		run: p.onSocket(func(_ context.Context, r *caseRun, w *wire, ch *liveChallenge) {
-			sib := sibling(A.Alg, ch.c.Algs)
-			code := protocol.CodeAlgMismatch
-			if !slices.Contains(ch.c.Algs, string(sib)) {
-				code = protocol.CodeAlgNotAllowed
-			}
-			r.res.Expected = expClose(code)
-			r.note("%s signature by the %s key", sib, A.Alg)
-			msg := sealed(r, under(string(sib), ch), func(si string) ([]byte, error) { return A.signAs(sib, si) })
-			if r.verdict {
-				return
-			}
-			w.sendText(msg)
-			p.observe(r, w, code)
-		})})
-
-	// Step 6: claims.
-	const gClaims = "Response: claims (step 6)"
-	otherNonce := jstr(randB64(32))
-	for _, c := range []struct {
-		id, why string
-		edit    func(o jobj, ch *liveChallenge) string
-	}{
-		{"response-duplicate-claim", "The payload names nonce twice, with different values.", func(o jobj, _ *liveChallenge) string { return o.add("nonce", otherNonce).String() }},
-		{"response-case-variant-claim", `The payload has both "nonce" and "Nonce".`, func(o jobj, _ *liveChallenge) string { return o.add("Nonce", otherNonce).String() }},
-		{"response-trailing-data", "The payload has bytes after the JSON object.", func(o jobj, _ *liveChallenge) string { return o.String() + " []" }},
-		{"response-payload-array", "The payload is a JSON array.", func(jobj, *liveChallenge) string { return "[]" }},
-		{"response-missing-cha", "No cha claim.", func(o jobj, _ *liveChallenge) string { return o.del("cha").String() }},
-		{"response-missing-aud", "No aud claim.", func(o jobj, _ *liveChallenge) string { return o.del("aud").String() }},
-		{"response-aud-too-long", "aud is the server identity padded to 257 octets; aud is 1 to 256 octets.", func(o jobj, ch *liveChallenge) string {
-			return o.set("aud", jstr(ch.c.Iss+strings.Repeat("/", 257-len(ch.c.Iss)))).String()
-		}},
-		{"response-aud-empty", "aud is the empty string; aud is 1 to 256 octets.", func(o jobj, _ *liveChallenge) string { return o.set("aud", `""`).String() }},
-		{"response-nonce-not-string", "nonce is a number.", func(o jobj, _ *liveChallenge) string { return o.set("nonce", "42").String() }},
-		{"response-cha-short", "cha is 16 octets, not 32.", func(o jobj, _ *liveChallenge) string { return o.set("cha", jstr(randB64(16))).String() }},
-		{"response-sid-short", "sid is 8 octets; 16 to 32 are allowed.", func(o jobj, _ *liveChallenge) string { return o.set("sid", jstr(randB64(8))).String() }},
-		{"response-cb-wrong-length", "cb is present but 16 octets.", func(o jobj, _ *liveChallenge) string { return o.set("cb", jstr(randB64(16))).String() }},
-		{"response-noncanonical-claim", "nonce is in non-canonical base64url (a set unused bit).", func(o jobj, ch *liveChallenge) string {
-			return o.set("nonce", jstr(nonCanonicalLast(ch.c.Nonce))).String()
-		}},
-	} {
-		add(p.claimsCase(gClaims, c.id, step(secResponse, 6), c.why, protocol.CodeMalformed, c.edit))
-	}
-
-	// Steps 7 to 11: transcript binding and freshness, before any registry
-	// access.
-	const gBinding = "Response: transcript and freshness (steps 7-11)"
-	add(p.claimsCase(gBinding, "response-to-other-challenge", step(secResponse, 7),
-		"cha is the hash of another challenge (sid, nonce and aud are right).", protocol.CodeTranscriptMismatch,
-		func(o jobj, ch *liveChallenge) string { return o.set("cha", jstr(sha256b64(ch.raw+" "))).String() }))
-	add(p.claimsCase(gBinding, "response-wrong-socket", step(secResponse, 8), "A signed response for another socketID.", protocol.CodeSocketMismatch,
-		func(o jobj, _ *liveChallenge) string { return o.set("sid", jstr(randB64(16))).String() }))
-	add(p.claimsCase(gBinding, "response-wrong-nonce", step(secResponse, 9), "A signed response carrying another nonce.", protocol.CodeNonceMismatch,
-		func(o jobj, _ *liveChallenge) string { return o.set("nonce", otherNonce).String() }))
-	add(p.claimsCase(gBinding, "response-wrong-audience", step(secResponse, 10), "A signed response addressed to another server.", protocol.CodeAudienceMismatch,
-		func(o jobj, _ *liveChallenge) string {
-			return o.set("aud", jstr("wss://wsproof-probe.invalid/ws")).String()
-		}))
-	add(probeCase{id: "response-challenge-expired", group: gBinding, section: step(secResponse, 11), slow: true,
-		title:  "A correct response sent just after the challenge's exp, when the challenge outlives no handshake deadline.",
-		expect: expClose(protocol.CodeChallengeExpired),
-		run: p.onSocket(func(ctx context.Context, r *caseRun, w *wire, ch *liveChallenge) {
-			exp := time.Unix(ch.c.Exp, 0).Add(300 * time.Millisecond)
-			if time.Until(exp) > p.hsTimeout-500*time.Millisecond {
-				r.skip(fmt.Sprintf("the challenge lives %d s, longer than the handshake deadline (%s): the server closes with handshake_timeout first", ch.c.Exp-ch.c.Iat, p.hsTimeout))
-				return
-			}
-			msg := p.good(r, ch)
-			if sleepCtx(ctx, time.Until(exp)) != nil {
-				r.skip("interrupted")
-				return
-			}
-			w.sendText(msg)
-			p.observe(r, w, protocol.CodeChallengeExpired)
-		})})
-
-	// Steps 12 to 17: the registry entry and the signature.
-	const gKeys = "Response: key and signature (steps 12-17)"
-	add(p.resp(gKeys, "response-unknown-key", step(secResponse, 12), "A correct response by a key that is not in the registry.", protocol.CodeUnknownKey,
-		func(r *caseRun, ch *liveChallenge) string {
-			k, err := p.unknownKey()
-			if err != nil {
-				r.fail("the probe cannot make a key: " + err.Error())
-				return ""
-			}
-			return signed(r, k, hdr(k).String(), p.claims(ch).String())
-		}))
-	add(p.resp(gKeys, "response-signed-by-other-registered-key", step(secResponse, 15),
-		"kid names the accepted key but the signature is by the denied key, another registered key.", protocol.CodeBadSignature,
-		func(r *caseRun, ch *liveChallenge) string {
-			if p.denied == nil {
-				r.skip("needs a registered key outside the required groups (ServerTarget.Denied; probe: --denied-key)")
-				return ""
-			}
-			return sealed(r, signingInput(hdr(A).String(), p.claims(ch).String()), func(si string) ([]byte, error) {
-				if sig, err := p.denied.signAs(A.Alg, si); err == nil {
-					return sig, nil
-				}
-				return p.denied.sigOver(si)
-			})
-		}))
-	add(p.resp(gKeys, "response-der-signature", step(secResponse, 15), "A correct ECDSA signature in ASN.1 DER instead of raw r||s.", protocol.CodeBadSignature,
-		func(r *caseRun, ch *liveChallenge) string {
-			if !strings.HasPrefix(string(A.Alg), "ES") {
-				r.skip("needs an ECDSA key")
-				return ""
-			}
-			return p.withSig(r, ch, func(si string) (string, error) {
-				der, err := A.derSig(si)
-				return b64u.Encode(der), err
-			})
-		}))
-	sigEdit := func(id, why string, edit func([]byte) []byte) probeCase {
-		return p.resp(gKeys, id, step(secResponse, 15), why, protocol.CodeBadSignature, func(r *caseRun, ch *liveChallenge) string {
-			return p.withSig(r, ch, func(si string) (string, error) {
-				sig, err := A.sigOver(si)
-				return b64u.Encode(edit(sig)), err
-			})
-		})
-	}
-	add(sigEdit("response-signature-short", "A correct signature without its last octet.", func(s []byte) []byte { return s[:len(s)-1] }))
-	add(sigEdit("response-signature-long", "A correct signature with one zero octet appended.", func(s []byte) []byte { return append(s, 0) }))
-	add(sigEdit("response-signature-empty", "An empty signature under a valid algorithm.", func([]byte) []byte { return nil }))
-	add(sigEdit("response-signature-flipped", "A correct signature with one bit flipped.", func(s []byte) []byte { s[10] ^= 1; return s }))
-	for _, salt := range []int{0, 64} {
-		add(p.resp(gKeys, fmt.Sprintf("response-ps256-salt-%d", salt), step(secResponse, 15),
-			fmt.Sprintf("A PSS signature with a %d-octet salt: PS256 requires exactly 32.", salt), protocol.CodeBadSignature,
-			func(r *caseRun, ch *liveChallenge) string {
-				if A.Alg != keys.PS256 {
-					r.skip("needs a PS256 key")
-					return ""
-				}
-				return p.withSig(r, ch, func(si string) (string, error) {
-					sig, err := A.pssWithSalt(si, salt)
-					return b64u.Encode(sig), err
-				})
-			}))
-	}
-
-	// Step 18: channel binding.
-	const gCB = "Response: channel binding (step 18)"
-	cbCase := func(id, why string, need func(*liveChallenge) string, edit func(o jobj) jobj) probeCase {
-		return p.resp(gCB, id, step(secResponse, 18), why, protocol.CodeChannelBindingMismatch, func(r *caseRun, ch *liveChallenge) string {
-			if reason := need(ch); reason != "" {
-				r.skip(reason)
-				return ""
-			}
-			return signed(r, A, hdr(A).String(), edit(p.claims(ch)).String())
-		})
-	}
-	add(cbCase("response-cb-unexpected", `cb is present though the challenge said "none".`, func(ch *liveChallenge) string {
-		if ch.c.CB != protocol.BindingNone {
-			return "the server demands tls-exporter binding"
-		}
-		return ""
-	}, func(o jobj) jobj { return o.set("cb", jstr(randB64(32))) }))
-	add(cbCase("response-cb-missing", "The challenge demands tls-exporter binding and the response has no cb.", needsExporter,
-		func(o jobj) jobj { return o.del("cb") }))
-	add(cbCase("response-cb-wrong", "cb is another TLS connection's exporter value (a relay).", needsExporter,
-		func(o jobj) jobj { return o.set("cb", jstr(randB64(32))) }))
-
-	// Step 19: authorization.
-	const gAuthz = "Authorization (step 19)"
-	add(p.resp(gAuthz, "response-denied-key", step(secResponse, 19), "A correct response by a registered key in none of the required groups.", protocol.CodeAccessDenied,
-		func(r *caseRun, ch *liveChallenge) string {
-			if p.denied == nil {
-				r.skip("needs a registered key outside the required groups (ServerTarget.Denied; probe: --denied-key)")
-				return ""
-			}
-			return signed(r, p.denied, hdr(p.denied).String(), p.claims(ch).String())
-		}))
-	add(p.resp(gAuthz, "response-denied-key-claims-groups", step(secResponse, 19), "The denied key claims groups in its response: claims cannot grant groups.", protocol.CodeAccessDenied,
-		func(r *caseRun, ch *liveChallenge) string {
-			if p.denied == nil {
-				r.skip("needs a registered key outside the required groups (ServerTarget.Denied; probe: --denied-key)")
-				return ""
-			}
-			cl := p.claims(ch).set("groups", `["admin","admins","devices","users","root","wsproof"]`)
-			return signed(r, p.denied, hdr(p.denied).String(), cl.String())
-		}))
 
 	// The server state machine.
 	const gState = "Server state machine"
@@ -936,28 +619,6 @@ func (p *serverProbe) cases() []probeCase {
 			refused := r.closeIs(evs[1], code)
 			p.judge(r, w2, accepted && refused, fmt.Sprintf("socket 1: %s; socket 2: %s", describe(evs[0], p.wait()), describe(evs[1], p.wait())))
 		}})
-	add(probeCase{id: "token-replayed-as-response", group: gReplay, section: step(secResponse, 2),
-		title:  "The session token of an authenticated socket sent as the response on another socket (a compact JWE, five segments).",
-		expect: expClose(protocol.CodeMalformed),
-		run: func(ctx context.Context, r *caseRun) {
-			w1, ch1, ok := p.open(ctx, r, dialOptions{})
-			if !ok {
-				return
-			}
-			defer w1.Close()
-			sess, ok := p.authenticate(r, w1, ch1)
-			if !ok {
-				return
-			}
-			w2, _, ok := p.open(ctx, r, dialOptions{})
-			if !ok {
-				return
-			}
-			defer w2.Close()
-			w2.sendText(sess.Token)
-			p.observe(r, w2, protocol.CodeMalformed)
-		}})
-
 	cs = append(cs, p.openingCases()...)
 	cs = append(cs, p.framingCases()...)
 	cs = append(cs, p.limitCases()...)
@@ -968,52 +629,36 @@ func (p *serverProbe) cases() []probeCase {
 		if cs[i].rows == nil {
 			cs[i].rows = serverCaseRows[cs[i].id]
 		}
+		if cs[i].rows == nil {
+			cs[i].rows = scriptRows(cs[i].id)
+		}
 	}
 	return cs
 }
 
 // serverCaseRows are the rows of spec section "Server state machine" that
-// the cases defined without them drive. Cases of RFC 6455 framing and of
-// the HTTP server drive none.
+// the cases defined without them drive, when no session vector says them
+// (scriptRows). Cases of RFC 6455 framing and of the HTTP server drive
+// none.
 var serverCaseRows = map[string][]string{
-	"handshake-valid":                  {"S4", "S6", "S16"},
-	"challenge-fresh-per-socket":       {"S4", "S6"},
-	"response-extra-claims-ignored":    {"S16"},
-	"response-fragmented":              {"S16", "S21"},
-	"response-sibling-alg":             {"S16"},
-	"response-challenge-expired":       {"S16"},
-	"binary-before-response":           {"S15"},
-	"binary-oversized-before-response": {"S14"},
-	"response-replayed-same-socket":    {"S16", "S19"},
-	"response-raced-two-sockets":       {"S16"},
-	"token-replayed-as-response":       {"S16"},
-	"origin-hostile":                   {"S2"},
-	"origin-null":                      {"S2"},
-	"origin-case-variant":              {"S2"},
-	"origin-allowed":                   {"S4", "S6"},
-	"subprotocol-missing":              {"S3"},
-	"subprotocol-other":                {"S3"},
-	"compression-offered":              {"S4", "S6"},
-	"no-auth-from-url-or-cookie":       {"S4", "S15"},
-	"frame-huge-length":                {"S14"},
-	"fragments-endless":                {"S14"},
-	"fragments-tiny":                   {"S14"},
-	"silent-socket":                    {"S7"},
-	"ping-flood":                       {"S7"},
-	"response-dripped":                 {"S7"},
-}
-
-// serverRowsNotDriven are the rows of spec section "Server state machine"
-// that no case of probe server drives, and why.
-var serverRowsNotDriven = []RowGap{
-	{[]string{"S1"}, "the probe paces its connections under the server's rate limits (--rate) and retries a 429; provoking one takes load the probe does not send"},
-	{[]string{"S5"}, "a limit reached between the upgrade and the signature is a race inside the server"},
-	{[]string{"S8"}, "a final token needs a registry entry whose exp is near; the probe does not edit the registry"},
-	{[]string{"S22", "S23", "S24", "S25", "S26"}, "registry changes are not under the probe's control"},
-	{[]string{"S27", "S28", "S29", "S30"}, "what the server's application sends, and when it ends a session, is the application's behaviour"},
-	{[]string{"S31"}, "a shutdown is the operator's decision"},
-	{[]string{"S32"}, "needs a failure inside the server"},
-	{[]string{"S35"}, "after the server's Close frame the probe replies and the connection ends: a CLOSED socket has nothing left to show"},
+	"handshake-valid":               {"S4", "S6", "S16"},
+	"challenge-fresh-per-socket":    {"S4", "S6"},
+	"response-fragmented":           {"S16", "S21"},
+	"response-replayed-same-socket": {"S16", "S19"},
+	"response-raced-two-sockets":    {"S16"},
+	"origin-hostile":                {"S2"},
+	"origin-null":                   {"S2"},
+	"origin-case-variant":           {"S2"},
+	"origin-allowed":                {"S4", "S6"},
+	"subprotocol-missing":           {"S3"},
+	"subprotocol-other":             {"S3"},
+	"compression-offered":           {"S4", "S6"},
+	"no-auth-from-url-or-cookie":    {"S4", "S15"},
+	"frame-huge-length":             {"S14"},
+	"fragments-endless":             {"S14"},
+	"fragments-tiny":                {"S14"},
+	"ping-flood":                    {"S7"},
+	"response-dripped":              {"S7"},
 }
 
 func needsExporter(ch *liveChallenge) string {
@@ -1074,27 +719,6 @@ func (p *serverProbe) login(r *caseRun, w *wire, ch *liveChallenge) (*liveSessio
 		return nil, false
 	}
 	return &liveSession{w: w, sess: sess, sent: sent, at: ev.at}, true
-}
-
-// padded is a correct response by the accepted key padded with an ignored
-// claim to size octets, or one less when base64url lengths skip size.
-func (p *serverProbe) padded(r *caseRun, ch *liveChallenge, size int) string {
-	h := b64u.Encode([]byte(hdr(p.key).String()))
-	probe := signed(r, p.key, hdr(p.key).String(), p.claims(ch).String())
-	if r.verdict {
-		return ""
-	}
-	_, _, sig, _ := splitJWS(probe)
-	base := p.claims(ch).set("pad", `""`).String()
-	room := size - len(h) - len(sig) - 2 // for the payload segment
-	n := max(room*3/4-len(base), 0)
-	for n > 0 && len(b64u.Encode(make([]byte, len(base)+n))) > room {
-		n--
-	}
-	cl := p.claims(ch).set("pad", jstr(strings.Repeat("w", n)))
-	msg := signed(r, p.key, hdr(p.key).String(), cl.String())
-	r.note("%d octets", len(msg))
-	return msg
 }
 
 // openingCases test the HTTP upgrade (spec section "Transport: Opening

@@ -15,11 +15,11 @@ import (
 
 // The session after the accept, from the outside: the rows of spec section
 // "Server state machine" that a client can drive (S7 to S21, S33, S34) and
-// the timing of spec section "Session lifecycle". Every message is made
-// live, with the probe's own keys and clock, as a conforming client would
-// make it; the scripts of testdata/session-vectors.json say what each row
-// must do, but their messages are signed by the vectors' keys at a fixed
-// date, so none is replayed here.
+// the timing of spec section "Session lifecycle". Each case runs one or
+// more session vectors (caseScripts) against the server, with its own
+// timers; every message is made live, with the suite's own keys and
+// clock, as a conforming client would make it, since the scripts' are
+// signed by the vectors' keys at a fixed date.
 
 // Spec sections the session cases cite.
 const (
@@ -102,6 +102,8 @@ func (p *serverProbe) serves(ctx context.Context, r *caseRun) bool {
 // sockets from the client's side.
 func (p *serverProbe) sessionCases() []probeCase {
 	const g = "Session (server state machine)"
+	// closeAfter sends what send makes on an authenticated socket and
+	// expects code; rows nil: those of the case's scripts.
 	closeAfter := func(id string, rows []string, title string, code protocol.Code, send func(r *caseRun, ls *liveSession) error) probeCase {
 		return probeCase{id: id, group: g, section: secServerSM, rows: rows, title: title, expect: expClose(code),
 			run: p.onSession(func(_ context.Context, r *caseRun, ls *liveSession) {
@@ -126,8 +128,7 @@ func (p *serverProbe) sessionCases() []probeCase {
 		return int(n), true
 	}
 	peerClose := func(id, title string, open bool) probeCase {
-		rows := []string{"S33"}
-		return probeCase{id: id, group: g, section: secServerSM, rows: rows, title: title,
+		return probeCase{id: id, group: g, section: secServerSM, title: title,
 			expect: "a Close frame in reply (not a wsproof error), then a valid handshake on a new socket",
 			run: func(ctx context.Context, r *caseRun) {
 				w, ch, ok := p.open(ctx, r, dialOptions{})
@@ -160,15 +161,15 @@ func (p *serverProbe) sessionCases() []probeCase {
 			}}
 	}
 	return []probeCase{
-		closeAfter("open-text-message", []string{"S19"},
+		closeAfter("open-text-message", nil,
 			"A text message on an authenticated socket with no challenge outstanding.", protocol.CodeUnexpectedMessage,
 			func(_ *caseRun, ls *liveSession) error { return ls.w.sendText(string(probeData)) }),
-		closeAfter("open-text-oversized", []string{"S17"},
+		closeAfter("open-text-oversized", nil,
 			"A text message of 4097 octets on an authenticated socket: the size limit comes before the type.", protocol.CodeTooLarge,
 			func(_ *caseRun, ls *liveSession) error {
 				return ls.w.sendText(strings.Repeat("w", protocol.MaxHandshakeMessage+1))
 			}),
-		closeAfter("open-binary-oversized", []string{"S17"},
+		closeAfter("open-binary-oversized", nil,
 			"An application message one octet over the accept's max_size.", protocol.CodeTooLarge,
 			func(r *caseRun, ls *liveSession) error {
 				n, ok := limit(r, ls)
@@ -192,7 +193,7 @@ func (p *serverProbe) sessionCases() []probeCase {
 			}),
 		peerClose("peer-close-challenged", "A Close frame (1000) instead of the response: the server replies, ends the socket, and serves the next client.", false),
 		peerClose("peer-close-open", "A Close frame (1000) on an authenticated socket: the server replies and ends it.", true),
-		{id: "abandon-handshakes", group: g, section: secServerSM, rows: []string{"S34"},
+		{id: "abandon-handshakes", group: g, section: secServerSM,
 			title:  fmt.Sprintf("%d sockets, one after the other, dropped without a Close frame after their challenge (more than the default 16 pending sockets per address): each is released at once.", abandonCount),
 			expect: fmt.Sprintf("%d upgrades and challenges, then a valid handshake; no 429", abandonCount),
 			run: func(ctx context.Context, r *caseRun) {
@@ -222,7 +223,7 @@ func (p *serverProbe) sessionCases() []probeCase {
 					r.pass(fmt.Sprintf("%d sockets abandoned, then a valid handshake", abandonCount))
 				}
 			}},
-		{id: "abandon-session", group: g, section: secServerSM, rows: []string{"S34"},
+		{id: "abandon-session", group: g, section: secServerSM,
 			title:  "An authenticated socket dropped without a Close frame: the server ends it and serves the next client.",
 			expect: "a valid handshake on a new socket",
 			run: func(ctx context.Context, r *caseRun) {
@@ -355,7 +356,7 @@ func (p *serverProbe) refreshCases() []probeCase {
 	}
 	expired := protocol.CodeTokenExpired
 	return []probeCase{
-		{id: "refresh-valid", group: g, section: secRefresh, slow: true, rows: []string{"S12", "S18", "S20"},
+		{id: "refresh-valid", group: g, section: secRefresh, slow: true,
 			title: "The re-challenge comes no earlier than half the token lifetime before its exp, with the session's sid and exp = min(token exp, iat + 300); " +
 				"an application message while it is outstanding, then the response by the session's key, get a new accept whose token expires later.",
 			expect: "a valid re-challenge, then " + expAccept + " with a later exp",
@@ -373,7 +374,7 @@ func (p *serverProbe) refreshCases() []probeCase {
 					sess.Expiry.Unix()-ls.sess.Expiry.Unix())
 				p.judge(r, ls.w, sess.Expiry.After(ls.sess.Expiry), got)
 			})},
-		{id: "refresh-then-text", group: g, section: secServerSM, slow: true, rows: []string{"S20", "S19"},
+		{id: "refresh-then-text", group: g, section: secServerSM, slow: true,
 			title:  "After a successful refresh, another text message: no challenge is outstanding any more.",
 			expect: expClose(protocol.CodeUnexpectedMessage),
 			run: onRefresh(func(_ context.Context, r *caseRun, ls *liveSession, rc *rechallenge) {
@@ -382,27 +383,6 @@ func (p *serverProbe) refreshCases() []probeCase {
 				}
 				ls.w.sendText(string(probeData))
 				p.expectClose(r, ls.w, protocol.CodeUnexpectedMessage)
-			})},
-		{id: "refresh-other-key", group: g, section: step(secResponse, 13), slow: true, rows: []string{"S20"},
-			title:  "A re-challenge answered by another registered key (the denied key) than the session's.",
-			expect: expClose(protocol.CodeKeyMismatch),
-			run: func(ctx context.Context, r *caseRun) {
-				if p.denied == nil {
-					r.skip("needs a registered key outside the required groups (ServerTarget.Denied; probe: --denied-key)")
-					return
-				}
-				onRefresh(func(_ context.Context, r *caseRun, ls *liveSession, rc *rechallenge) {
-					ch := &liveChallenge{raw: string(rc.raw), c: rc.c, exporter: ls.w.exporter}
-					ls.w.sendText(signed(r, p.denied, hdr(p.denied).String(), p.claims(ch).String()))
-					p.expectClose(r, ls.w, protocol.CodeKeyMismatch)
-				})(ctx, r)
-			}},
-		{id: "refresh-challenge-reflected", group: g, section: step(secResponse, 4), slow: true, rows: []string{"S20"},
-			title:  "The re-challenge sent back as its own response.",
-			expect: expClose(protocol.CodeWrongType),
-			run: onRefresh(func(_ context.Context, r *caseRun, ls *liveSession, rc *rechallenge) {
-				ls.w.send(opText, rc.raw)
-				p.expectClose(r, ls.w, protocol.CodeWrongType)
 			})},
 		{id: "refresh-unanswered", group: g, section: secRefresh, slow: true, rows: []string{"S12", "S9", "S10"},
 			title: "A re-challenge left unanswered: the socket ends with token_expired at the re-challenge's exp, which is no later than the token's " +

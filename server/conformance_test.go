@@ -72,8 +72,10 @@ func TestConformance(t *testing.T) {
 // (shorter than the deadline, so that challenge expiry can be tested), 6 s
 // tokens (a re-challenge 3 s after the accept), a Ping every second (so a
 // keepalive timeout of 2 s, well before the token ends) and a 1 s
-// ReadHeaderTimeout. The registry holds the accepted key and a denied ES256
-// key, in no required group.
+// ReadHeaderTimeout. The registry holds the accepted key and every fixture
+// of conformance.Fixtures: a denied key (in no required group), a revoked
+// one, one not yet valid, one expired, one that requires channel binding,
+// and registered RS256, PS256 and ES256 keys for the algorithm cases.
 func startConformanceTarget(t *testing.T, acceptedAlg keys.Algorithm, tlsOn bool, algs []keys.Algorithm) *conformance.ServerTarget {
 	t.Helper()
 	gen := func(alg keys.Algorithm, kid string) conformance.Key {
@@ -83,17 +85,34 @@ func startConformanceTarget(t *testing.T, acceptedAlg keys.Algorithm, tlsOn bool
 		}
 		return conformance.Key{ID: kid, Alg: alg, Signer: s}
 	}
-	accepted, denied, srvKey := gen(acceptedAlg, "probe-accepted"), gen(keys.ES256, "probe-denied"), gen(keys.ES256, "server-1")
+	accepted, srvKey := gen(acceptedAlg, "probe-accepted"), gen(keys.ES256, "server-1")
+	fx := conformance.Fixtures{
+		Denied: new(gen(keys.ES256, "probe-denied")), Revoked: new(gen(keys.EdDSA, "probe-revoked")),
+		NotYetValid: new(gen(keys.EdDSA, "probe-not-yet-valid")), Expired: new(gen(keys.EdDSA, "probe-expired")),
+		CBRequired: new(gen(keys.ES256, "probe-cb-required")),
+		Registered: []conformance.Key{gen(keys.RS256, "probe-rs256"), gen(keys.PS256, "probe-ps256"), gen(keys.ES256, "probe-es256")},
+	}
 	secret := make([]byte, keys.TokenKeySize)
 	rand.Read(secret)
 	sk := &keys.ServerKeys{
 		Signing: []keys.SigningKey{{KeyID: srvKey.ID, Algorithm: srvKey.Alg, Signer: srvKey.Signer}},
 		Token:   []keys.TokenKey{{KeyID: "token-1", Algorithm: keys.TokenDir, Secret: secret}},
 	}
-	reg, err := keys.NewSet([]*keys.Entry{
-		{KeyID: accepted.ID, Key: accepted.Signer.Public(), Algorithm: accepted.Alg, Subject: "probe:accepted", Groups: []string{"devices"}},
-		{KeyID: denied.ID, Key: denied.Signer.Public(), Algorithm: denied.Alg, Subject: "probe:denied", Groups: []string{"visitors"}},
-	})
+	entry := func(k *conformance.Key, groups ...string) *keys.Entry {
+		return &keys.Entry{KeyID: k.ID, Key: k.Signer.Public(), Algorithm: k.Alg, Subject: "probe:" + k.ID, Groups: groups}
+	}
+	now := time.Now()
+	entries := []*keys.Entry{entry(&accepted, "devices"), entry(fx.Denied, "visitors"), entry(fx.CBRequired, "devices")}
+	revoked, notYet, expired := entry(fx.Revoked, "devices"), entry(fx.NotYetValid, "devices"), entry(fx.Expired, "devices")
+	revoked.Revoked = true
+	notYet.NotBefore = now.Add(time.Hour)
+	expired.NotBefore, expired.NotAfter = now.Add(-2*time.Hour), now.Add(-time.Hour)
+	entries[2].RequireChannelBinding = true
+	entries = append(entries, revoked, notYet, expired)
+	for i := range fx.Registered {
+		entries = append(entries, entry(&fx.Registered[i], "devices"))
+	}
+	reg, err := keys.NewSet(entries)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +132,7 @@ func startConformanceTarget(t *testing.T, acceptedAlg keys.Algorithm, tlsOn bool
 	hs := httptest.NewUnstartedServer(srv)
 	hs.Config.ReadHeaderTimeout = time.Second
 	hs.Config.MaxHeaderBytes = 8 << 10
-	target := &conformance.ServerTarget{Identity: conformanceIdentity, ServerKeys: sk.Public(), Key: accepted, Denied: &denied,
+	target := &conformance.ServerTarget{Identity: conformanceIdentity, ServerKeys: sk.Public(), Key: accepted, Fixtures: fx,
 		Diagnostic: true, Origin: "https://app.example",
 		HandshakeTimeout: 5 * time.Second, HeaderTimeout: 2 * time.Second, RefreshWait: 6 * time.Second, PingWait: 3 * time.Second}
 	if tlsOn {

@@ -166,8 +166,10 @@ func TestSessionVectorsLive(t *testing.T) {
 		})
 	}
 	slices.Sort(rows)
-	t.Logf("%d server scripts driven live, %d listed as not drivable, %d steps adapted; rows: %s", driven,
-		len(notDrivable), len(adapted), strings.Join(slices.Compact(rows), " "))
+	t.Logf("%d server scripts driven live, %d listed as not drivable, %d steps adapted; rows: %s; %d need this "+
+		"test's hooks (vectorfile's Remote: a registry, the application, the operator), the others a remote peer "+
+		"can drive too (package conformance runs those)", driven, len(notDrivable), len(adapted),
+		strings.Join(slices.Compact(rows), " "), len(f.NotRemote(vectorfile.SessionServerRole)))
 }
 
 // sessionEnv is the vector file's keys.

@@ -89,10 +89,11 @@ the client closes or drops. Each case names the rows of the spec's server
 state machine it drives; the report also lists the rows no case drives, and
 why (a registry change, the application's behaviour, a shutdown).
 
-The server must know two client keys: --key, which it accepts (registered in a
-group it requires), and --denied-key, which it knows but denies (registered
-without that group). Cases that need the denied key are skipped without it,
-and the table says why.
+The server must know a client key it accepts: --key (registered in a group it
+requires). Some cases need further keys registered in a certain way, its
+fixtures: --denied-key (registered without that group), and each --fixture
+NAME=FILE. Cases whose fixture is missing are skipped, and the table says which
+fixture they need.
 
 Flags:
     --key FILE             a client key the server accepts: PEM (PKCS #8, SEC 1,
@@ -104,6 +105,14 @@ Flags:
     --denied-key FILE      a client key the server knows but denies
     --denied-kid KID       its key id (defaults as for --kid)
     --denied-alg ALG       its algorithm (defaults as for --alg)
+    --fixture NAME=FILE    a further client key the server has registered as NAME
+                           says; repeatable. NAME is denied (as --denied-key),
+                           revoked, not-yet-valid, expired, cb-required (channel
+                           binding required, in a required group), registered (any
+                           registered key: the algorithm cases need RS256, PS256
+                           and ES256 ones; repeatable), or unregistered (a key no
+                           registry holds; default a fresh one). The key id and
+                           algorithm are taken as for --key's defaults
     --server-keys FILE     the server's public key set, as clients pin it (default
                            STATE/server.pub.jwks, as "wsproof connect")
     --identity ID          the server identity (default the URL, normalized, as
@@ -147,6 +156,7 @@ func (c *cli) probeServer(ctx context.Context, args []string) error {
 		deniedFile = fs.String("denied-key", "", "")
 		deniedKID  = fs.String("denied-kid", "", "")
 		deniedAlg  = fs.String("denied-alg", "", "")
+		fixtures   listFlag
 		serverKeys = fs.String("server-keys", "", "")
 		identity   = fs.String("identity", "", "")
 		diagnostic = fs.Bool("diagnostic-reasons", false, "")
@@ -164,6 +174,7 @@ func (c *cli) probeServer(ctx context.Context, args []string) error {
 		jsonPath   = fs.String("json", "", "")
 		htmlPath   = fs.String("html", "", "")
 	)
+	fs.Var(&fixtures, "fixture", "")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -199,15 +210,32 @@ func (c *cli) probeServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	for _, f := range fixtures {
+		name, file, ok := strings.Cut(f, "=")
+		if !ok || file == "" {
+			return c.usageErr(fs, "--fixture takes NAME=FILE, such as --fixture revoked=revoked.jwk")
+		}
+		if err := new(conformance.Fixtures).Add(name, conformance.Key{}); err != nil {
+			return c.usageErr(fs, "--fixture %s: %s", f, strings.TrimPrefix(err.Error(), "conformance: "))
+		}
+	}
 	key, err := loadProbeKey(*keyFile, *kidFlag, *algFlag)
 	if err != nil {
 		return err
 	}
 	target.Key = *key
 	if *deniedFile != "" {
-		if target.Denied, err = loadProbeKey(*deniedFile, *deniedKID, *deniedAlg); err != nil {
+		if target.Fixtures.Denied, err = loadProbeKey(*deniedFile, *deniedKID, *deniedAlg); err != nil {
 			return err
 		}
+	}
+	for _, f := range fixtures {
+		name, file, _ := strings.Cut(f, "=")
+		k, err := loadProbeKey(file, "", "")
+		if err != nil {
+			return err
+		}
+		target.Fixtures.Add(name, *k) // the name is checked above
 	}
 	pinnedPath := *serverKeys
 	if pinnedPath == "" {

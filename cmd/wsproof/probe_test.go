@@ -22,7 +22,7 @@ func TestProbeTableWidth(t *testing.T) {
 		{ID: "response-signed-by-other-registered-key", Rows: []string{"S4", "S6", "S16", "S20"}, Result: conformance.Pass,
 			Got: `close 4003 "authentication failed"`, CodeNotChecked: "not in diagnostic mode, and 14 codes share close code 4003"},
 		{ID: strings.Repeat("very-long-case-id-", 5), Result: conformance.Fail, Expected: long, Got: long, Note: long, Section: long},
-		{ID: "response-cb-missing", Result: conformance.Skip, Got: "skipped: the server does not demand tls-exporter binding",
+		{ID: "response-channel-binding-missing", Result: conformance.Skip, Got: "skipped: the server does not demand tls-exporter binding",
 			Note: "the server does not demand tls-exporter binding (it said \"none\") " + long},
 		{ID: "keepalive-no-pong", Result: conformance.Skip, Got: "skipped: needs a Ping wait", Note: "needs a Ping wait (ServerTarget.PingWait; probe: --ping-wait)"},
 	}, NotDriven: []conformance.RowGap{{Rows: []string{"S22", "S23"}, Reason: long}}}
@@ -40,7 +40,7 @@ func TestProbeTableWidth(t *testing.T) {
 	}
 	for _, want := range []string{
 		"PASS* response-signed-by-other-registered-key",
-		"Skipped:\n  response-cb-missing: the server does not demand tls-exporter binding",
+		"Skipped:\n  response-channel-binding-missing: the server does not demand tls-exporter binding",
 		"  keepalive-no-pong: needs a Ping wait (ServerTarget.PingWait; probe: --ping-wait)",
 		"* 1 passing cases checked the close code and reason text, not the exact spec code",
 		"4 cases: 1 passed, 1 failed, 2 skipped",

@@ -11,6 +11,7 @@ import (
 
 	"github.com/wsproof/wsproof/internal/vectorfile"
 	"github.com/wsproof/wsproof/internal/vectors"
+	"github.com/wsproof/wsproof/internal/vectors/sessions"
 	"github.com/wsproof/wsproof/protocol"
 )
 
@@ -104,7 +105,7 @@ func (c *cli) vectorsGenerate(dir string) error {
 	if err != nil {
 		return err
 	}
-	sf, err := vectors.GenerateSession()
+	sf, err := sessions.Generate()
 	if err != nil {
 		return err
 	}

@@ -237,3 +237,44 @@ func Payload(text bool, data string, size int64) ([]byte, error) {
 	}
 	return b64u.Decode(data)
 }
+
+// Remote says what keeps a peer at the other end of a real socket, with no
+// hook into the implementation under test, from driving v: "" when every
+// input of v is one that such a peer can make (a message, a Pong, a Close
+// frame, the connection's end, or a wait for the implementation's own
+// timers), else why not, for the first input it cannot make. It is the one
+// classification of the scripts by what a remote peer can do: the
+// conformance suite reports the rows of the scripts it cannot drive with
+// this reason, and our live runners of the scripts, which have those hooks
+// (a fake clock, a registry, the application), name it for each script.
+func (v *SessionVector) Remote() string {
+	for _, st := range v.Steps {
+		if why := remoteInput[st.Input.Type]; why != "" {
+			return why
+		}
+	}
+	return ""
+}
+
+// NotRemote are the ids of the scripts of role that a remote peer cannot
+// drive (Remote): those a live runner drives only through its hooks.
+func (f *SessionFile) NotRemote(role string) []string {
+	var ids []string
+	for i := range f.Vectors {
+		if v := &f.Vectors[i]; v.Role == role && v.Remote() != "" {
+			ids = append(ids, v.ID)
+		}
+	}
+	return ids
+}
+
+// remoteInput is why a remote peer cannot make an input, by type; absent
+// types it can make.
+var remoteInput = map[string]string{
+	InRegistry:     "a registry change is not under a remote peer's control",
+	InSend:         "what the application sends is the application's behaviour",
+	InWritten:      "when the application's writes complete depends on its own sends",
+	InWriteTimeout: "a write deadline passes only when the application sends more than the peer reads; a remote peer cannot make it send",
+	InClose:        "when the application ends a session is the application's decision",
+	InShutdown:     "a shutdown is the operator's decision",
+}

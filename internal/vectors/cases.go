@@ -4,9 +4,6 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/sha512"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -15,337 +12,15 @@ import (
 
 	"github.com/wsproof/wsproof/internal/b64u"
 	"github.com/wsproof/wsproof/internal/vectorfile"
+	"github.com/wsproof/wsproof/internal/vectors/fixture"
 	"github.com/wsproof/wsproof/keys"
 	"github.com/wsproof/wsproof/protocol"
 )
 
-// resp describes one server-role vector: a response to a fresh challenge.
-type resp struct {
-	id, comment, rule, code string
-	cb                      []byte // tls-exporter in force at the server
-	now                     int64  // 0: Now
-	session                 *vectorfile.Session
-	// build returns the response message for challenge.
-	build func(challenge string, c challengeClaims) string
-}
-
-// signedResp is a correctly signed response by kid, with claims edited by
-// edit (which may be nil).
-func (g *gen) signedResp(kid string, edit func(map[string]any)) func(string, challengeClaims) string {
-	return func(challenge string, c challengeClaims) string {
-		claims := respClaims(challenge, c)
-		if c.CB == protocol.BindingTLSExporter {
-			claims["cb"] = b64u.Encode(g.exporter)
-		}
-		if edit != nil {
-			edit(claims)
-		}
-		alg := g.algs[kid]
-		return sign(hdr(string(alg), kid, protocol.TypResponse), mustJSON(claims), g.clients[kid], alg)
-	}
-}
-
-// withHeader is a response by client-es256 under a hand-written header.
-func (g *gen) withHeader(header string) func(string, challengeClaims) string {
-	return func(challenge string, c challengeClaims) string {
-		return sign(header, mustJSON(respClaims(challenge, c)), g.clients["client-es256"], keys.ES256)
-	}
-}
-
-// withPayload is a response by client-es256 whose payload is the given text.
-func (g *gen) withPayload(payload func(challenge string, c challengeClaims) string) func(string, challengeClaims) string {
-	return func(challenge string, c challengeClaims) string {
-		return sign(hdr("ES256", "client-es256", protocol.TypResponse), payload(challenge, c), g.clients["client-es256"], keys.ES256)
-	}
-}
-
-// withSig replaces the signature of a correct client-es256 response.
-func (g *gen) withSig(sig func(si string) string) func(string, challengeClaims) string {
-	return func(challenge string, c challengeClaims) string {
-		h, p, _ := segments(g.signedResp("client-es256", nil)(challenge, c))
-		return h + "." + p + "." + sig(h+"."+p)
-	}
-}
-
 func step(sec string, n int) string { return fmt.Sprintf("%s, step %d", sec, n) }
 
-func (g *gen) serverVectors() error {
-	for _, r := range g.serverCases() {
-		challenge, c := g.challengeFor(r.id, r.cb)
-		if r.session != nil {
-			// A re-challenge on a live socket: same sid as the session.
-			r.session.SID = c.Sid
-		}
-		v := vectorfile.Vector{ID: r.id, Comment: r.comment, Role: vectorfile.RoleServer, Rule: r.rule, Now: r.now,
-			Session: r.session, Challenge: challenge, Response: r.build(challenge, c), Error: r.code}
-		if r.cb != nil {
-			v.ChannelBinding = b64u.Encode(r.cb)
-		}
-		if r.code == "" {
-			v.Expected = &vectorfile.Expected{SID: c.Sid, Subject: "device:" + es256, Groups: []string{"devices", "admins"}, ClientKID: es256,
-				JKT: g.thumb(es256), Expiry: Now + 300}
-			if r.id == "response-valid-token-capped-by-key" {
-				kid := "client-expiring"
-				v.Expected = &vectorfile.Expected{SID: c.Sid, Subject: "device:" + kid, Groups: []string{"devices"}, ClientKID: kid,
-					JKT: g.thumb(kid), Expiry: Now + 120}
-			}
-		}
-		g.add(v)
-	}
-	return nil
-}
-
-const es256 = "client-es256"
-
-// serverCases are the server-role vectors, each a function of the challenge
-// it answers, so that they can also be replayed against a live server.
-func (g *gen) serverCases() []resp {
-	es := "client-es256"
-	esHdr := func(extra string) string {
-		return `{"alg":"ES256",` + extra + `"kid":"client-es256","typ":"wsproof-response+jwt"}`
-	}
-	unsigned := func(alg string) func(string, challengeClaims) string {
-		return func(challenge string, c challengeClaims) string {
-			return b64u.Encode([]byte(hdr(alg, es, protocol.TypResponse))) + "." + b64u.Encode([]byte(mustJSON(respClaims(challenge, c)))) + "."
-		}
-	}
-	otherSID := b64u.Encode(derive("other socket", protocol.SocketIDSize))
-	otherNonce := b64u.Encode(derive("other nonce", protocol.NonceSize))
-	list := []resp{
-		{id: "response-valid-extra-claims-ignored", rule: step(secResponse, 19),
-			comment: "A valid response that also claims groups and an unknown member: both are ignored; the groups come from the registry only.",
-			build:   g.signedResp(es, func(m map[string]any) { m["groups"] = []string{"root"}; m["x-future"] = 1 })},
-		{id: "response-alg-none", code: "alg_not_allowed", rule: step(secResponse, 5),
-			comment: `"alg":"none" with an empty signature.`, build: unsigned("none")},
-		{id: "response-alg-none-capitalized", code: "alg_not_allowed", rule: step(secResponse, 5),
-			comment: `"alg":"None": algorithm names are case-sensitive.`, build: unsigned("None")},
-		{id: "response-alg-none-upper", code: "alg_not_allowed", rule: step(secResponse, 5),
-			comment: `"alg":"NONE".`, build: unsigned("NONE")},
-		{id: "response-alg-es256-lower", code: "alg_not_allowed", rule: step(secResponse, 5),
-			comment: `"alg":"es256" is not ES256.`, build: func(challenge string, c challengeClaims) string {
-				h, p, s := segments(g.signedResp(es, nil)(challenge, c))
-				_ = h
-				return b64u.Encode([]byte(hdr("es256", es, protocol.TypResponse))) + "." + p + "." + s
-			}},
-		{id: "response-alg-rs512", code: "alg_not_allowed", rule: step(secResponse, 5),
-			comment: "RS512 is a JOSE algorithm but not a wsproof one.",
-			build: func(challenge string, c challengeClaims) string {
-				si := b64u.Encode([]byte(hdr("RS512", "client-rs256", protocol.TypResponse))) + "." + b64u.Encode([]byte(mustJSON(respClaims(challenge, c))))
-				d := sha512.Sum512([]byte(si))
-				sig, _ := rsa.SignPKCS1v15(nil, g.clients["client-rs256"].(*rsa.PrivateKey), crypto.SHA512, d[:])
-				return si + "." + b64u.Encode(sig)
-			}},
-		{id: "response-hs256-public-key", code: "alg_not_allowed", rule: step(secResponse, 5),
-			comment: "HS256 keyed with the PEM of the client's registered public key (the RFC 8725 section 2.1 key confusion).",
-			build: func(challenge string, c challengeClaims) string {
-				si := b64u.Encode([]byte(hdr("HS256", es, protocol.TypResponse))) + "." + b64u.Encode([]byte(mustJSON(respClaims(challenge, c))))
-				return si + "." + b64u.Encode(hmacSHA256(spkiPEM(g.clients[es].Public()), si))
-			}},
-		{id: "response-rs256-under-ps256-key", code: "alg_mismatch", rule: step(secResponse, 14),
-			comment: "A correct RS256 signature by a key registered for PS256: one key, one algorithm.",
-			build: func(challenge string, c challengeClaims) string {
-				return sign(hdr("RS256", "client-ps256", protocol.TypResponse), mustJSON(respClaims(challenge, c)), g.clients["client-ps256"], keys.RS256)
-			}},
-		{id: "response-ps256-under-rs256-key", code: "alg_mismatch", rule: step(secResponse, 14),
-			comment: "A correct PS256 signature by a key registered for RS256.",
-			build: func(challenge string, c challengeClaims) string {
-				return sign(hdr("PS256", "client-rs256", protocol.TypResponse), mustJSON(respClaims(challenge, c)), g.clients["client-rs256"], keys.PS256)
-			}},
-		{id: "response-es384-under-p256-key", code: "alg_mismatch", rule: step(secResponse, 14),
-			comment: "ES384 claimed for a P-256 key registered for ES256 (curve and algorithm disagree).",
-			build: func(challenge string, c challengeClaims) string {
-				si := b64u.Encode([]byte(hdr("ES384", es, protocol.TypResponse))) + "." + b64u.Encode([]byte(mustJSON(respClaims(challenge, c))))
-				d := sha512.Sum384([]byte(si))
-				return si + "." + b64u.Encode(rawECDSA(g.clients[es].(*ecdsa.PrivateKey), crypto.SHA384, d[:], 32))
-			}},
-		{id: "response-header-jwk", code: "header_not_allowed", rule: step(secResponse, 3),
-			comment: "An embedded jwk header naming the signing key: keys come from the registry only.",
-			build:   g.withHeader(esHdr(`"jwk":` + g.publicJWK(es) + `,`))},
-		{id: "response-header-jku", code: "header_not_allowed", rule: step(secResponse, 3),
-			comment: "A jku header pointing at an attacker's key set.",
-			build:   g.withHeader(esHdr(`"jku":"https://attacker.example/jwks.json",`))},
-		{id: "response-header-x5u", code: "header_not_allowed", rule: step(secResponse, 3),
-			comment: "An x5u header.", build: g.withHeader(esHdr(`"x5u":"https://attacker.example/cert.pem",`))},
-		{id: "response-header-x5c", code: "header_not_allowed", rule: step(secResponse, 3),
-			comment: "An x5c header.", build: g.withHeader(esHdr(`"x5c":["MIIBszCCAVmgAwIBAgIUEXAMPLE"],`))},
-		{id: "response-header-crit", code: "header_not_allowed", rule: step(secResponse, 3),
-			comment: "A crit header, even naming a registered member.", build: g.withHeader(esHdr(`"crit":["exp"],`))},
-		{id: "response-header-zip", code: "header_not_allowed", rule: step(secResponse, 3),
-			comment: "A zip header.", build: g.withHeader(esHdr(`"zip":"DEF",`))},
-		{id: "response-header-b64-false", code: "header_not_allowed", rule: step(secResponse, 3),
-			comment: "An RFC 7797 b64 header.", build: g.withHeader(esHdr(`"b64":false,`))},
-		{id: "response-missing-typ", code: "malformed", rule: step(secResponse, 3),
-			comment: "No typ header.", build: g.withHeader(`{"alg":"ES256","kid":"client-es256"}`)},
-		{id: "response-wrong-typ", code: "wrong_type", rule: step(secResponse, 4),
-			comment: `"typ":"JWT" instead of wsproof-response+jwt.`, build: g.withHeader(hdr("ES256", es, "JWT"))},
-		{id: "response-typ-case-variant", code: "wrong_type", rule: step(secResponse, 4),
-			comment: "typ values are compared byte for byte.", build: g.withHeader(hdr("ES256", es, "Wsproof-Response+JWT"))},
-		{id: "response-challenge-reflected", code: "wrong_type", rule: step(secResponse, 4),
-			comment: "The server's own challenge sent back as the response.",
-			build:   func(challenge string, _ challengeClaims) string { return challenge }},
-		{id: "response-token-as-response", code: "malformed", rule: step(secResponse, 2),
-			comment: "A session token (a compact JWE of five segments) sent as the response.",
-			build:   func(string, challengeClaims) string { return g.f.Vectors[0].Token }},
-		{id: "response-json-serialization-flattened", code: "malformed", rule: step(secResponse, 2),
-			comment: "A correct response in flattened JWS JSON serialization: compact only.",
-			build: func(challenge string, c challengeClaims) string {
-				h, p, s := segments(g.signedResp(es, nil)(challenge, c))
-				return mustJSON(map[string]string{"protected": h, "payload": p, "signature": s})
-			}},
-		{id: "response-json-serialization-general", code: "malformed", rule: step(secResponse, 2),
-			comment: "A correct response in general JWS JSON serialization.",
-			build: func(challenge string, c challengeClaims) string {
-				h, p, s := segments(g.signedResp(es, nil)(challenge, c))
-				return mustJSON(map[string]any{"payload": p, "signatures": []map[string]string{{"protected": h, "signature": s}}})
-			}},
-		{id: "response-duplicate-header-member", code: "malformed", rule: step(secResponse, 2),
-			comment: "The header names alg twice.", build: g.withHeader(esHdr(`"alg":"ES256",`))},
-		{id: "response-duplicate-claim", code: "malformed", rule: step(secResponse, 6),
-			comment: "The payload names nonce twice, with different values.",
-			build: g.withPayload(func(challenge string, c challengeClaims) string {
-				j := mustJSON(respClaims(challenge, c))
-				return strings.TrimSuffix(j, "}") + `,"nonce":"` + otherNonce + `"}`
-			})},
-		{id: "response-case-variant-claim", code: "malformed", rule: step(secResponse, 6),
-			comment: `The payload has both "nonce" and "Nonce".`,
-			build: g.withPayload(func(challenge string, c challengeClaims) string {
-				j := mustJSON(respClaims(challenge, c))
-				return strings.TrimSuffix(j, "}") + `,"Nonce":"` + otherNonce + `"}`
-			})},
-		{id: "response-trailing-data", code: "malformed", rule: step(secResponse, 6),
-			comment: "The payload has bytes after the JSON object.",
-			build:   g.withPayload(func(challenge string, c challengeClaims) string { return mustJSON(respClaims(challenge, c)) + " []" })},
-		{id: "response-missing-cha", code: "malformed", rule: step(secResponse, 6),
-			comment: "No cha claim.", build: g.signedResp(es, func(m map[string]any) { delete(m, "cha") })},
-		{id: "response-nonce-not-string", code: "malformed", rule: step(secResponse, 6),
-			comment: "nonce is a number.", build: g.signedResp(es, func(m map[string]any) { m["nonce"] = 42 })},
-		{id: "response-aud-too-long", code: "malformed", rule: step(secResponse, 6),
-			comment: "aud is the server identity padded to 257 octets; aud is 1 to 256 octets, like the identity, and is refused before it is compared.",
-			build: g.signedResp(es, func(m map[string]any) {
-				m["aud"] = m["aud"].(string) + strings.Repeat("/", protocol.MaxIdentity+1-len(m["aud"].(string)))
-			})},
-		{id: "response-aud-empty", code: "malformed", rule: step(secResponse, 6),
-			comment: "aud is the empty string; aud is 1 to 256 octets.",
-			build:   g.signedResp(es, func(m map[string]any) { m["aud"] = "" })},
-		{id: "response-noncanonical-signature", code: "malformed", rule: step(secResponse, 2),
-			comment: "The signature's last base64url character has non-zero unused bits.",
-			build: g.withSig(func(si string) string {
-				_, _, s := segments(signInput(si, g.clients[es], keys.ES256))
-				return s[:len(s)-1] + nonCanonical(s[len(s)-1])
-			})},
-		{id: "response-padded-signature", code: "malformed", rule: step(secResponse, 2),
-			comment: "The signature segment carries '=' padding.",
-			build: g.withSig(func(si string) string {
-				_, _, s := segments(signInput(si, g.clients[es], keys.ES256))
-				sig, _ := b64u.Decode(s)
-				return base64.URLEncoding.EncodeToString(sig)
-			})},
-		{id: "response-noncanonical-payload", code: "malformed", rule: step(secResponse, 2),
-			comment: "The payload segment has non-zero unused bits; the signature covers that exact text.",
-			build: func(challenge string, c challengeClaims) string {
-				p := mustJSON(respClaims(challenge, c))
-				for len(p)%3 == 0 {
-					p += " "
-				}
-				e := b64u.Encode([]byte(p))
-				e = e[:len(e)-1] + nonCanonical(e[len(e)-1])
-				return signInput(b64u.Encode([]byte(hdr("ES256", es, protocol.TypResponse)))+"."+e, g.clients[es], keys.ES256)
-			}},
-		{id: "response-der-signature", code: "bad_signature", rule: step(secResponse, 15),
-			comment: "A correct ECDSA signature in ASN.1 DER instead of raw r||s.",
-			build: g.withSig(func(si string) string {
-				d := sha256.Sum256([]byte(si))
-				der, _ := g.clients[es].Sign(nil, d[:], crypto.SHA256)
-				return b64u.Encode(der)
-			})},
-		{id: "response-signature-short", code: "bad_signature", rule: step(secResponse, 15),
-			comment: "A 63-byte ES256 signature.", build: g.withSig(func(si string) string {
-				_, _, s := segments(signInput(si, g.clients[es], keys.ES256))
-				b, _ := b64u.Decode(s)
-				return b64u.Encode(b[:63])
-			})},
-		{id: "response-signature-long", code: "bad_signature", rule: step(secResponse, 15),
-			comment: "A correct ES256 signature with one zero byte appended.", build: g.withSig(func(si string) string {
-				_, _, s := segments(signInput(si, g.clients[es], keys.ES256))
-				b, _ := b64u.Decode(s)
-				return b64u.Encode(append(b, 0))
-			})},
-		{id: "response-signature-empty", code: "bad_signature", rule: step(secResponse, 15),
-			comment: "An empty signature under a valid algorithm.", build: g.withSig(func(string) string { return "" })},
-		{id: "response-signature-flipped", code: "bad_signature", rule: step(secResponse, 15),
-			comment: "A correct signature with one bit flipped.", build: g.withSig(func(si string) string {
-				_, _, s := segments(signInput(si, g.clients[es], keys.ES256))
-				b, _ := b64u.Decode(s)
-				b[10] ^= 1
-				return b64u.Encode(b)
-			})},
-		{id: "response-ps256-salt-0", code: "bad_signature", rule: step(secResponse, 15),
-			comment: "A PSS signature with an empty salt: PS256 requires a 32-byte salt.",
-			build:   g.pss(0)},
-		{id: "response-ps256-salt-64", code: "bad_signature", rule: step(secResponse, 15),
-			comment: "A PSS signature with a 64-byte salt.", build: g.pss(64)},
-		{id: "response-signed-by-other-registered-key", code: "bad_signature", rule: step(secResponse, 15),
-			comment: "kid names client-es256 but the signature is by client-cb-required, another registered ES256 key.",
-			build: func(challenge string, c challengeClaims) string {
-				return sign(hdr("ES256", es, protocol.TypResponse), mustJSON(respClaims(challenge, c)), g.clients["client-cb-required"], keys.ES256)
-			}},
-		{id: "response-wrong-nonce", code: "nonce_mismatch", rule: step(secResponse, 9),
-			comment: "A signed response carrying another nonce.", build: g.signedResp(es, func(m map[string]any) { m["nonce"] = otherNonce })},
-		{id: "response-wrong-socket", code: "socket_mismatch", rule: step(secResponse, 8),
-			comment: "A signed response for another socketID.", build: g.signedResp(es, func(m map[string]any) { m["sid"] = otherSID })},
-		{id: "response-wrong-audience", code: "audience_mismatch", rule: step(secResponse, 10),
-			comment: "A signed response addressed to another server.",
-			build:   g.signedResp(es, func(m map[string]any) { m["aud"] = "wss://other.example/ws" })},
-		{id: "response-to-other-challenge", code: "transcript_mismatch", rule: step(secResponse, 7),
-			comment: "cha is the hash of another challenge (sid, nonce and aud are right).",
-			build: g.signedResp(es, func(m map[string]any) {
-				other, _ := g.challengeFor("another challenge", nil)
-				sum := sha256.Sum256([]byte(other))
-				m["cha"] = b64u.Encode(sum[:])
-			})},
-		{id: "response-challenge-expired", code: "challenge_expired", now: Now + 30, rule: step(secResponse, 11),
-			comment: "A correct response arriving when the challenge expires (30 s after it was issued).",
-			build:   g.signedResp(es, nil)},
-		{id: "response-unknown-key", code: "unknown_key", rule: step(secResponse, 12),
-			comment: "A correct response by a key that is not in the registry.", build: g.signedResp("client-unregistered", nil)},
-		{id: "response-revoked-key", code: "key_revoked", rule: step(secResponse, 16),
-			comment: "A correct response by a revoked key.", build: g.signedResp("client-revoked", nil)},
-		{id: "response-key-not-yet-valid", code: "key_not_valid", rule: step(secResponse, 17),
-			comment: "A correct response by a key whose validity starts in an hour.", build: g.signedResp("client-not-yet-valid", nil)},
-		{id: "response-key-expired", code: "key_not_valid", rule: step(secResponse, 17),
-			comment: "A correct response by a key whose validity ended an hour ago.", build: g.signedResp("client-expired", nil)},
-		{id: "response-missing-group", code: "access_denied", rule: step(secResponse, 19),
-			comment: "A correct response by a key in none of the required groups.", build: g.signedResp("client-visitor", nil)},
-		{id: "response-client-claimed-groups", code: "access_denied", rule: step(secResponse, 19),
-			comment: "A key without the required group claims it in the response: claims cannot grant groups.",
-			build:   g.signedResp("client-visitor", func(m map[string]any) { m["groups"] = []string{"devices"} })},
-		{id: "response-channel-binding-wrong", code: "channel_binding_mismatch", cb: exporter, rule: step(secResponse, 18),
-			comment: "The server's TLS connection has another tls-exporter value than the client's (a relay).",
-			build:   g.signedResp(es, func(m map[string]any) { m["cb"] = b64u.Encode(derive("relay exporter", 32)) })},
-		{id: "response-channel-binding-missing", code: "channel_binding_mismatch", cb: exporter, rule: step(secResponse, 18),
-			comment: "The challenge demands tls-exporter binding and the response has no cb.",
-			build:   g.signedResp(es, func(m map[string]any) { delete(m, "cb") })},
-		{id: "response-channel-binding-unexpected", code: "channel_binding_mismatch", rule: step(secResponse, 18),
-			comment: "cb is present though the challenge said none.",
-			build:   g.signedResp(es, func(m map[string]any) { m["cb"] = b64u.Encode(exporter) })},
-		{id: "response-channel-binding-required", code: "channel_binding_required", rule: step(secResponse, 18),
-			comment: "A key registered with cb_required answers a challenge without channel binding.",
-			build:   g.signedResp("client-cb-required", nil)},
-		{id: "response-refresh-other-key", code: "key_mismatch", rule: step(secResponse, 13),
-			session: &vectorfile.Session{KID: es},
-			comment: "A re-challenge on client-es256's session answered by another registered key.",
-			build:   g.signedResp("client-eddsa", nil)},
-		{id: "response-oversized", code: "too_large", rule: step(secResponse, 1),
-			comment: "A correctly signed response of more than 4096 bytes.",
-			build:   g.signedResp(es, func(m map[string]any) { m["pad"] = strings.Repeat("a", 4000) })},
-	}
-	return append(list, resp{id: "response-valid-token-capped-by-key", rule: secSession,
-		comment: "A valid response by a key whose validity ends in 120 s: the token expires then, not after the 300 s token lifetime.",
-		build:   g.signedResp("client-expiring", nil)})
-}
-
 func (g *gen) thumb(kid string) string {
-	t, err := keys.Thumbprint(g.clients[kid].Public())
+	t, err := keys.Thumbprint(g.Clients[kid].Public())
 	if err != nil {
 		panic(err)
 	}
@@ -353,179 +28,17 @@ func (g *gen) thumb(kid string) string {
 }
 
 func (g *gen) publicJWK(kid string) string {
-	j, err := keys.MarshalJWK(g.clients[kid].Public(), kid, g.algs[kid])
+	j, err := keys.MarshalJWK(g.Clients[kid].Public(), kid, g.Algs[kid])
 	if err != nil {
 		panic(err)
 	}
 	return string(j)
 }
 
-// pss signs a client-ps256 response with the given salt length.
-func (g *gen) pss(salt int) func(string, challengeClaims) string {
-	return func(challenge string, c challengeClaims) string {
-		si := b64u.Encode([]byte(hdr("PS256", "client-ps256", protocol.TypResponse))) + "." + b64u.Encode([]byte(mustJSON(respClaims(challenge, c))))
-		d := sha256.Sum256([]byte(si))
-		sig, err := rsa.SignPSS(stream("pss salt"), g.clients["client-ps256"].(*rsa.PrivateKey), crypto.SHA256, d[:], &rsa.PSSOptions{SaltLength: salt})
-		if err != nil {
-			panic(err)
-		}
-		return si + "." + b64u.Encode(sig)
-	}
-}
-
-// nonCanonical returns another base64url character that decodes to the same
-// leading bits as c but sets an unused trailing bit.
-func nonCanonical(c byte) string {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-	return string(alphabet[strings.IndexByte(alphabet, c)|1])
-}
-
-// chal describes one client-role vector.
-type chal struct {
-	id, comment, rule, code string
-	now                     int64
-	cb                      []byte
-	requireCB               bool
-	client                  string // default client-es256
-	session                 *vectorfile.Session
-	build                   func() string
-}
-
-// serverChallenge signs claims as a challenge with the current server key,
-// or another key and header.
-func (g *gen) serverChallenge(edit func(*challengeClaims)) string {
-	c := challengeClaims{Iss: identity, Sid: b64u.Encode(derive("client vector sid", 16)),
-		Nonce: b64u.Encode(derive("client vector nonce", 32)), Iat: Now, Exp: Now + 30,
-		Algs: g.f.Server.Algs, CB: protocol.BindingNone}
-	if edit != nil {
-		edit(&c)
-	}
-	return sign(hdr("ES256", serverKID, protocol.TypChallenge), mustJSON(c), g.server, keys.ES256)
-}
-
-func (g *gen) clientVectors() error {
-	base := func() string { return g.serverChallenge(nil) }
-	liveChallenge := base()
-	live := claimsOf(liveChallenge)
-	list := []chal{
-		{id: "challenge-valid", rule: secChallenge, comment: "A valid challenge from the current server key.", build: base},
-		{id: "challenge-valid-previous-server-key", rule: step(secChallenge, 6),
-			comment: "A valid challenge signed by the previous (rotated) server key, still pinned.",
-			build: func() string {
-				c := claimsOf(base())
-				return sign(hdr("EdDSA", prevServerKID, protocol.TypChallenge), mustJSON(c), g.prevSrv, keys.EdDSA)
-			}},
-		{id: "challenge-impostor-key", code: "unknown_key", rule: step(secChallenge, 6),
-			comment: "A challenge signed by a key the client does not pin.",
-			build: func() string {
-				return sign(hdr("ES256", "impostor", protocol.TypChallenge), mustJSON(claimsOf(base())), g.impostor, keys.ES256)
-			}},
-		{id: "challenge-impostor-same-kid", code: "bad_signature", rule: step(secChallenge, 8),
-			comment: "A challenge naming the pinned server kid but signed by an impostor key.",
-			build: func() string {
-				return sign(hdr("ES256", serverKID, protocol.TypChallenge), mustJSON(claimsOf(base())), g.impostor, keys.ES256)
-			}},
-		{id: "challenge-alg-none", code: "alg_not_allowed", rule: step(secChallenge, 5),
-			comment: `An unsigned challenge, "alg":"none".`,
-			build: func() string {
-				return b64u.Encode([]byte(hdr("none", serverKID, protocol.TypChallenge))) + "." + b64u.Encode([]byte(mustJSON(claimsOf(base())))) + "."
-			}},
-		{id: "challenge-hs256-server-public-key", code: "alg_not_allowed", rule: step(secChallenge, 5),
-			comment: "A challenge MACed with HS256 keyed by the PEM of the server's public key.",
-			build: func() string {
-				si := b64u.Encode([]byte(hdr("HS256", serverKID, protocol.TypChallenge))) + "." + b64u.Encode([]byte(mustJSON(claimsOf(base()))))
-				return si + "." + b64u.Encode(hmacSHA256(spkiPEM(g.server.Public()), si))
-			}},
-		{id: "challenge-sibling-alg", code: "alg_mismatch", rule: step(secChallenge, 7),
-			comment: "ES384 claimed under the pinned ES256 server key.",
-			build: func() string {
-				si := b64u.Encode([]byte(hdr("ES384", serverKID, protocol.TypChallenge))) + "." + b64u.Encode([]byte(mustJSON(claimsOf(base()))))
-				d := sha512.Sum384([]byte(si))
-				return si + "." + b64u.Encode(rawECDSA(g.server.(*ecdsa.PrivateKey), crypto.SHA384, d[:], 32))
-			}},
-		{id: "challenge-header-jwk", code: "header_not_allowed", rule: step(secChallenge, 3),
-			comment: "A challenge that embeds its own verification key.",
-			build: func() string {
-				jwk, _ := keys.MarshalJWK(g.impostor.Public(), "impostor", keys.ES256)
-				h := `{"alg":"ES256","jwk":` + string(jwk) + `,"kid":"impostor","typ":"wsproof-challenge+jwt"}`
-				return sign(h, mustJSON(claimsOf(base())), g.impostor, keys.ES256)
-			}},
-		{id: "challenge-reflected-response", code: "wrong_type", rule: step(secChallenge, 4),
-			comment: "A client's response presented to another client as a challenge.",
-			build: func() string {
-				ch := base()
-				return sign(hdr("ES256", serverKID, protocol.TypResponse), mustJSON(respClaims(ch, claimsOf(ch))), g.server, keys.ES256)
-			}},
-		{id: "challenge-stale", code: "challenge_expired", now: Now + 30 + 60, rule: step(secChallenge, 11),
-			comment: "A challenge that expired 60 s ago (the allowed skew).", build: base},
-		{id: "challenge-from-future", code: "challenge_expired", now: Now - 61, rule: step(secChallenge, 11),
-			comment: "A challenge issued 61 s in the client's future.", build: base},
-		{id: "challenge-wrong-issuer", code: "audience_mismatch", rule: step(secChallenge, 10),
-			comment: "A challenge from another server identity under the pinned key.",
-			build:   func() string { return g.serverChallenge(func(c *challengeClaims) { c.Iss = "wss://other.example/ws" }) }},
-		{id: "challenge-lifetime-too-long", code: "malformed", rule: step(secChallenge, 9),
-			comment: "exp - iat is 301 s; the maximum is 300.",
-			build:   func() string { return g.serverChallenge(func(c *challengeClaims) { c.Exp = c.Iat + 301 }) }},
-		{id: "challenge-nonce-short", code: "malformed", rule: step(secChallenge, 9),
-			comment: "A 16-byte nonce; nonces are 32 bytes.",
-			build: func() string {
-				return g.serverChallenge(func(c *challengeClaims) { c.Nonce = b64u.Encode(derive("short nonce", 16)) })
-			}},
-		{id: "challenge-algs-unknown-name", code: "malformed", rule: step(secChallenge, 9),
-			comment: "algs names an algorithm outside the closed list.",
-			build: func() string {
-				return g.serverChallenge(func(c *challengeClaims) { c.Algs = []string{"ES256", "HS256"} })
-			}},
-		{id: "challenge-algs-duplicate", code: "malformed", rule: step(secChallenge, 9),
-			comment: "algs names ES256 twice.",
-			build: func() string {
-				return g.serverChallenge(func(c *challengeClaims) { c.Algs = []string{"ES256", "ES256"} })
-			}},
-		{id: "challenge-alg-not-offered", code: "alg_not_allowed", rule: step(secChallenge, 13),
-			comment: "The server accepts only EdDSA; the client's key is ES256.",
-			build:   func() string { return g.serverChallenge(func(c *challengeClaims) { c.Algs = []string{"EdDSA"} }) }},
-		{id: "challenge-binding-without-tls", code: "channel_binding_mismatch", rule: step(secChallenge, 12),
-			comment: "The challenge demands tls-exporter binding but the client's connection has no TLS (a relay downgraded it).",
-			build: func() string {
-				return g.serverChallenge(func(c *challengeClaims) { c.CB = protocol.BindingTLSExporter })
-			}},
-		{id: "challenge-binding-required-by-client", code: "channel_binding_required", cb: exporter, requireCB: true,
-			rule: step(secChallenge, 12), comment: "The client demands channel binding; the challenge says none.", build: base},
-		{id: "rechallenge-other-socket", code: "socket_mismatch", rule: step(secChallenge, 14),
-			session: &vectorfile.Session{SID: b64u.Encode(derive("live socket", 16)), KID: "client-es256", Exp: Now + 300},
-			comment: "A re-challenge on a live session whose sid is not the session's.", build: base},
-		{id: "rechallenge-valid", rule: step(secChallenge, 15), session: &vectorfile.Session{SID: live.Sid, KID: "client-es256", Exp: live.Exp},
-			comment: "A re-challenge on the live session, expiring with the session's token.", build: func() string { return liveChallenge }},
-		{id: "rechallenge-outlives-token", code: "malformed", rule: step(secChallenge, 15),
-			session: &vectorfile.Session{SID: live.Sid, KID: "client-es256", Exp: live.Exp - 1},
-			comment: "A re-challenge that expires one second after the session's token.", build: func() string { return liveChallenge }},
-		{id: "challenge-oversized", code: "too_large", rule: step(secChallenge, 1),
-			comment: "A correctly signed challenge of more than 4096 bytes.",
-			build: func() string {
-				c := claimsOf(base())
-				m := map[string]any{"iss": c.Iss, "sid": c.Sid, "nonce": c.Nonce, "iat": c.Iat, "exp": c.Exp, "algs": c.Algs, "cb": c.CB,
-					"pad": strings.Repeat("a", 4000)}
-				return sign(hdr("ES256", serverKID, protocol.TypChallenge), mustJSON(m), g.server, keys.ES256)
-			}},
-	}
-	for _, c := range list {
-		if c.client == "" {
-			c.client = "client-es256"
-		}
-		v := vectorfile.Vector{ID: c.id, Comment: c.comment, Role: vectorfile.RoleClient, Rule: c.rule, Now: c.now,
-			ClientKID: c.client, RequireChannelBinding: c.requireCB, Session: c.session, Challenge: c.build(), Error: c.code}
-		if c.cb != nil {
-			v.ChannelBinding = b64u.Encode(c.cb)
-		}
-		g.add(v)
-	}
-	return nil
-}
-
 // tokenClaims returns the claims of a token for client-es256 on sid.
 func tokenClaims(sid string) *protocol.TokenClaims {
-	return &protocol.TokenClaims{Issuer: identity, Subject: "device:client-es256", Audience: identity, SocketID: sid,
-		ID: b64u.Encode(derive("jti", 16)), IssuedAt: Now, NotBefore: Now, Expiry: Now + 300,
+	return &protocol.TokenClaims{Issuer: fixture.Identity, Subject: "device:client-es256", Audience: fixture.Identity, SocketID: sid,
+		ID: b64u.Encode(fixture.Derive("jti", 16)), IssuedAt: Now, NotBefore: Now, Expiry: Now + 300,
 		Cnf: protocol.Confirmation{JKT: ""}, Groups: []string{"devices", "admins"}, ClientKeyID: "client-es256"}
 }
 
@@ -535,10 +48,10 @@ func (g *gen) tokenVectors() error {
 	cl := tokenClaims(sid)
 	cl.Cnf.JKT = g.thumb("client-es256")
 	inner := func(c *protocol.TokenClaims, typ string, key crypto.Signer, kid string, alg keys.Algorithm) string {
-		return sign(hdr(string(alg), kid, typ), mustJSON(c), key, alg)
+		return fixture.Sign(fixture.Hdr(string(alg), kid, typ), fixture.MustJSON(c), key, alg)
 	}
-	good := inner(cl, protocol.TypSession, g.server, serverKID, keys.ES256)
-	tk := g.sk.Token[0]
+	good := inner(cl, protocol.TypSession, g.Server, fixture.ServerKID, keys.ES256)
+	tk := g.SK.Token[0]
 	flip := func(tok string, seg int) string {
 		p := strings.Split(tok, ".")
 		b, _ := b64u.Decode(p[seg])
@@ -561,10 +74,10 @@ func (g *gen) tokenVectors() error {
 		{"token-valid-a256kw", "The token of exchange-eddsa-a256kw: sealed with the previous, A256KW, token key.", "", 0,
 			g.f.Vectors[len(keys.Algorithms)+1].Expected.SID, g.f.Vectors[len(keys.Algorithms)+1].Token},
 		{"token-other-socket", "A valid token presented on another socket.", "socket_mismatch", 0,
-			b64u.Encode(derive("other socket", 16)), ex.Token},
+			b64u.Encode(fixture.Derive("other socket", 16)), ex.Token},
 		{"token-expired", "A valid token at its expiry time.", "token_expired", ex.Expected.Expiry, sid, ex.Token},
 		{"token-not-yet-valid", "A token whose nbf is 120 s ahead.", "token_invalid", 0, sid,
-			seal(inner(&nyv, protocol.TypSession, g.server, serverKID, keys.ES256), tk, protocol.TypSessionE, "JWT")},
+			seal(inner(&nyv, protocol.TypSession, g.Server, fixture.ServerKID, keys.ES256), tk, protocol.TypSessionE, "JWT")},
 		{"token-tampered-ciphertext", "One bit of the ciphertext flipped.", "token_invalid", 0, sid, flip(ex.Token, 3)},
 		{"token-tampered-tag", "One bit of the authentication tag flipped.", "token_invalid", 0, sid, flip(ex.Token, 4)},
 		{"token-tampered-iv", "One bit of the IV flipped.", "token_invalid", 0, sid, flip(ex.Token, 2)},
@@ -583,27 +96,27 @@ func (g *gen) tokenVectors() error {
 				return strings.Join(p, ".")
 			}()},
 		{"token-unknown-signing-key", "The inner JWS is signed by a key that is not the server's.", "token_invalid", 0, sid,
-			seal(inner(cl, protocol.TypSession, g.impostor, "impostor", keys.ES256), tk, protocol.TypSessionE, "JWT")},
+			seal(inner(cl, protocol.TypSession, g.Impostor, "impostor", keys.ES256), tk, protocol.TypSessionE, "JWT")},
 		{"token-inner-alg-none", "The inner JWS is unsigned.", "token_invalid", 0, sid,
-			seal(b64u.Encode([]byte(hdr("none", serverKID, protocol.TypSession)))+"."+b64u.Encode([]byte(mustJSON(cl)))+".", tk, protocol.TypSessionE, "JWT")},
+			seal(b64u.Encode([]byte(fixture.Hdr("none", fixture.ServerKID, protocol.TypSession)))+"."+b64u.Encode([]byte(fixture.MustJSON(cl)))+".", tk, protocol.TypSessionE, "JWT")},
 		{"token-wrong-outer-typ", `The JWE typ is "JWT".`, "token_invalid", 0, sid, seal(good, tk, "JWT", "JWT")},
 		{"token-missing-cty", "The JWE has no cty.", "token_invalid", 0, sid, seal(good, tk, protocol.TypSessionE, "")},
 		{"token-wrong-inner-typ", "The inner JWS is typed as a challenge.", "token_invalid", 0, sid,
-			seal(inner(cl, protocol.TypChallenge, g.server, serverKID, keys.ES256), tk, protocol.TypSessionE, "JWT")},
+			seal(inner(cl, protocol.TypChallenge, g.Server, fixture.ServerKID, keys.ES256), tk, protocol.TypSessionE, "JWT")},
 		{"token-unknown-token-key", "Sealed with a token key the server does not hold.", "token_invalid", 0, sid,
-			seal(good, keys.TokenKey{KeyID: "token-unknown", Algorithm: keys.TokenDir, Secret: derive("unknown token key", 32)},
+			seal(good, keys.TokenKey{KeyID: "token-unknown", Algorithm: keys.TokenDir, Secret: fixture.Derive("unknown token key", 32)},
 				protocol.TypSessionE, "JWT")},
 		{"token-other-issuer", "A well-formed token issued for another server identity.", "token_invalid", 0, sid,
 			func() string {
 				c := *cl
 				c.Issuer, c.Audience = "wss://other.example/ws", "wss://other.example/ws"
-				return seal(inner(&c, protocol.TypSession, g.server, serverKID, keys.ES256), tk, protocol.TypSessionE, "JWT")
+				return seal(inner(&c, protocol.TypSession, g.Server, fixture.ServerKID, keys.ES256), tk, protocol.TypSessionE, "JWT")
 			}()},
 		{"token-oversized", "A token of more than 8192 bytes.", "too_large", 0, sid,
 			func() string {
 				c := *cl
 				c.Subject = strings.Repeat("s", 8192)
-				return seal(inner(&c, protocol.TypSession, g.server, serverKID, keys.ES256), tk, protocol.TypSessionE, "JWT")
+				return seal(inner(&c, protocol.TypSession, g.Server, fixture.ServerKID, keys.ES256), tk, protocol.TypSessionE, "JWT")
 			}()},
 	}
 	for _, t := range list {
@@ -641,8 +154,8 @@ func (g *gen) keyVectors() error {
 		}
 		return m
 	}
-	set := func(members ...any) string { return mustJSON(map[string]any{"keys": members}) }
-	weak := rsaKey(1024, "weak rsa 1024")
+	set := func(members ...any) string { return fixture.MustJSON(map[string]any{"keys": members}) }
+	weak := fixture.RSAKey(1024, "weak rsa 1024")
 	weakJWK, err := keys.MarshalJWK(&weak.PublicKey, "weak", keys.RS256)
 	if err == nil {
 		return fmt.Errorf("vectors: MarshalJWK accepted RSA-1024: %s", weakJWK)
@@ -664,12 +177,12 @@ func (g *gen) keyVectors() error {
 		{"key-rsa-registered-hs256", "An RSA key registered for HS256.", "bad_key", set(entry("client-rs256", func(m map[string]any) { m["alg"] = "HS256" }))},
 		{"key-use-enc", `A key with "use":"enc".`, "bad_key", set(entry("client-es256", func(m map[string]any) { m["use"] = "enc" }))},
 		{"key-symmetric", "A symmetric (oct) key.", "bad_key", set(map[string]any{"kty": "oct", "kid": "shared", "alg": "HS256",
-			"k": b64u.Encode(derive("oct", 32)), "sub": "device:shared", "groups": []string{"devices"}})},
+			"k": b64u.Encode(fixture.Derive("oct", 32)), "sub": "device:shared", "groups": []string{"devices"}})},
 		{"key-missing-alg", "A key without alg: one key, one algorithm, stated.", "bad_key", set(entry("client-es256", func(m map[string]any) { delete(m, "alg") }))},
 		{"key-missing-kid", "A key without kid.", "bad_key", set(entry("client-es256", func(m map[string]any) { delete(m, "kid") }))},
 		{"key-missing-sub", "A key without sub.", "bad_key", set(entry("client-es256", func(m map[string]any) { delete(m, "sub") }))},
 		{"key-private-member", "A registry entry that holds the private key (d).", "bad_key", set(entry("client-es256", func(m map[string]any) {
-			m["d"] = b64u.Encode(g.clients["client-es256"].(*ecdsa.PrivateKey).D.FillBytes(make([]byte, 32)))
+			m["d"] = b64u.Encode(g.Clients["client-es256"].(*ecdsa.PrivateKey).D.FillBytes(make([]byte, 32)))
 		}))},
 		{"key-duplicate-kid", "Two entries with one kid.", "bad_key", set(entry("client-es256", nil),
 			entry("client-eddsa", func(m map[string]any) { m["kid"] = "client-es256" }))},
@@ -694,7 +207,7 @@ const wycheproofROCAModulus = "AanFpofbj7KjD4Lf-N2hVMKR7yewSyXhhbirIMTGpfYEhZ_ln
 // Project Wycheproof's json_web_key tests, one vector for each refused case
 // of spec section "Load-time rules" that the older vectors did not cover.
 func (g *gen) importVectors(entry func(string, func(map[string]any)) map[string]any, set func(...any) string) []kv {
-	rsaPriv := g.clients["client-rs256"].(*rsa.PrivateKey)
+	rsaPriv := g.Clients["client-rs256"].(*rsa.PrivateKey)
 	rsaPriv.Precompute()
 	privMember := map[string]string{
 		"p": b64u.Encode(rsaPriv.Primes[0].Bytes()), "q": b64u.Encode(rsaPriv.Primes[1].Bytes()),
@@ -773,7 +286,7 @@ func (g *gen) importVectors(entry func(string, func(map[string]any)) map[string]
 		{"key-rsa-oth", `An RSA entry with "oth" (multi-prime RSA).`, "bad_key",
 			set(entry("client-rs256", func(m map[string]any) { m["oth"] = []map[string]string{{"r": "Aw", "d": "AQ", "t": "AQ"}} }))},
 		{"key-ec-k-member", `An EC entry with "k", a member of symmetric keys.`, "bad_key",
-			set(entry("client-es256", func(m map[string]any) { m["k"] = b64u.Encode(derive("oct", 32)) }))},
+			set(entry("client-es256", func(m map[string]any) { m["k"] = b64u.Encode(fixture.Derive("oct", 32)) }))},
 		{"key-rsa-crv-member", `An RSA entry with "crv", a member of EC and OKP keys.`, "bad_key",
 			set(entry("client-rs256", func(m map[string]any) { m["crv"] = "P-256" }))},
 		{"key-ed25519-identity", "The Ed25519 identity point (order 1): R = identity, S = 0 verifies every message under it.", "bad_key",

@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"time"
 
+	"github.com/wsproof/wsproof/internal/vectors/fixture"
 	"github.com/wsproof/wsproof/keys"
 )
 
@@ -25,7 +26,7 @@ type LiveCase struct {
 	SessionKID string
 
 	// Build returns the response to challenge; exporter is the client's
-	// tls-exporter value, or nil. Cases are not safe for concurrent use.
+	// tls-exporter value, or nil.
 	Build func(challenge, exporter []byte) []byte
 }
 
@@ -41,28 +42,14 @@ type LiveFixture struct {
 
 // Live returns the server-role cases of the vectors in live form.
 func Live() (*LiveFixture, error) {
-	g := &gen{clients: map[string]crypto.Signer{}, algs: map[string]keys.Algorithm{}, exporter: exporter}
-	if err := g.setup(); err != nil {
+	g, err := newGen()
+	if err != nil {
 		return nil, err
 	}
 	if err := g.exchanges(); err != nil { // the token-as-response case needs a token
 		return nil, err
 	}
-	lf := &LiveFixture{Identity: identity, RequiredGroups: g.f.Server.RequiredGroups, Keys: g.sk, Registry: g.reg, Clients: g.clients}
-	for _, r := range g.serverCases() {
-		build := r.build
-		lc := LiveCase{ID: r.id, Code: r.code, TLS: r.cb != nil,
-			Build: func(challenge, exp []byte) []byte {
-				g.exporter = exp
-				return []byte(build(string(challenge), claimsOf(string(challenge))))
-			}}
-		if r.now != 0 {
-			lc.Late = time.Duration(r.now-Now) * time.Second
-		}
-		if r.session != nil {
-			lc.SessionKID = r.session.KID
-		}
-		lf.Cases = append(lf.Cases, lc)
-	}
+	lf := &LiveFixture{Identity: fixture.Identity, RequiredGroups: g.f.Server.RequiredGroups, Keys: g.SK, Registry: g.Reg, Clients: g.Clients}
+	lf.Cases = g.liveCases()
 	return lf, nil
 }

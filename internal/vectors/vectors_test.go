@@ -10,6 +10,7 @@ import (
 	"testing/cryptotest"
 
 	"github.com/wsproof/wsproof/internal/vectorfile"
+	"github.com/wsproof/wsproof/internal/vectors/sessions"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/vectors.json")
@@ -40,7 +41,7 @@ func TestVectorsUpToDate(t *testing.T) {
 // file, testdata/session-vectors.json.
 func TestSessionVectorsUpToDate(t *testing.T) {
 	cryptotest.SetGlobalRandom(t, 2)
-	f, err := GenerateSession()
+	f, err := sessions.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}

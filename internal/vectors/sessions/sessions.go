@@ -1,16 +1,22 @@
-package vectors
+// Package sessions makes the session vectors (spec section "Session
+// vectors"; testdata/session-vectors.json): scripts through the state
+// machines of both roles, in the vectors' fixed world (package fixture).
+package sessions
 
 import (
-	"crypto"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/wsproof/wsproof/internal/b64u"
 	"github.com/wsproof/wsproof/internal/vectorfile"
+	"github.com/wsproof/wsproof/internal/vectors/fixture"
 	"github.com/wsproof/wsproof/keys"
 	"github.com/wsproof/wsproof/protocol"
 )
+
+// Now is the vectors' clock, at which every script starts.
+const Now = fixture.Now
 
 // The configuration of the session vectors' server and client. The Ping
 // interval is longer than any script, so that Pings appear only in the
@@ -34,19 +40,19 @@ const (
 // implementation; only the messages a script feeds in (challenges, accepts,
 // responses) are made with package protocol.
 type sessionGen struct {
-	*gen
+	*fixture.Fixture
 	f   *vectorfile.SessionFile
 	srv *protocol.Server // the session vectors' server, for making messages
 }
 
-// GenerateSession builds the session vector file.
-func GenerateSession() (*vectorfile.SessionFile, error) {
-	g := &gen{clients: map[string]crypto.Signer{}, algs: map[string]keys.Algorithm{}, exporter: exporter}
-	if err := g.setup(); err != nil {
+// Generate builds the session vector file.
+func Generate() (*vectorfile.SessionFile, error) {
+	g, err := fixture.New()
+	if err != nil {
 		return nil, err
 	}
 	srv, err := protocol.NewServer(&protocol.ServerConfig{
-		Identity: identity, Keys: g.sk, Registry: g.reg, RequiredGroups: []string{"devices"},
+		Identity: fixture.Identity, Keys: g.SK, Registry: g.Reg, RequiredGroups: []string{"devices"},
 		ChallengeLifetime: sessChallenge * time.Second, TokenLifetime: sessTokenLife * time.Second,
 		RefreshBefore: sessRefresh * time.Second, HandshakeTimeout: sessHandshake * time.Second,
 		PingInterval: sessPingNever * time.Second, MaxMessageSize: sessMaxMessage, MaxQueued: sessMaxQueued,
@@ -54,7 +60,7 @@ func GenerateSession() (*vectorfile.SessionFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &sessionGen{gen: g, srv: srv}
+	s := &sessionGen{Fixture: g, srv: srv}
 	s.f = &vectorfile.SessionFile{
 		Spec:    "wsproof-v1",
 		License: "CC0-1.0",
@@ -62,14 +68,14 @@ func GenerateSession() (*vectorfile.SessionFile, error) {
 			"state machines of both roles. All private keys in this file are test keys, published on purpose.",
 		Generator: "go test ./internal/vectors -update",
 		Server: vectorfile.SessionServer{
-			Identity: identity, Algs: g.f.Server.Algs, RequiredGroups: []string{"devices"},
+			Identity: fixture.Identity, Algs: g.Config.Algs, RequiredGroups: []string{"devices"},
 			ChallengeLifetime: sessChallenge, TokenLifetime: sessTokenLife, RefreshBefore: sessRefresh,
 			HandshakeTimeout: sessHandshake, PingInterval: sessPingNever, MaxMessageSize: sessMaxMessage,
 			MaxQueued: sessMaxQueued,
 		},
 		Client: vectorfile.SessionClient{ClockSkew: sessClockSkew, HandshakeTimeout: sessHandshake,
 			PingInterval: sessPingNever, MaxMessageSize: sessMaxMessage},
-		Keys: g.f.Keys,
+		Keys: g.Keys,
 	}
 	s.serverScripts()
 	if err := s.clientScripts(); err != nil {
@@ -161,7 +167,7 @@ func clientCloses(code protocol.Code, cc int, retry bool) ev {
 
 // entry returns the registry entry of kid, changed by mutate, as JSON text.
 func (s *sessionGen) entry(kid string, mutate func(*keys.Entry)) string {
-	e, ok := s.reg.Lookup(kid)
+	e, ok := s.Reg.Lookup(kid)
 	if !ok {
 		panic("no entry " + kid)
 	}
@@ -192,12 +198,12 @@ func available(ok bool) in { return in{Type: vectorfile.InRegistry, Available: &
 // the server sends at Now, and the recorded response of kid's client to it
 // at sessAuth.
 func (s *sessionGen) serverStart(id, kid string, cb []byte) (vectorfile.SessionStart, in) {
-	_, challenge, err := s.srv.Start(stream("session "+id), now(), cb)
+	_, challenge, err := s.srv.Start(fixture.Stream("session "+id), fixture.Time(), cb)
 	if err != nil {
 		panic(err)
 	}
-	c := s.client(kid, cb != nil)
-	resp, err := c.Handshake().ReadChallenge(challenge, stream("session response "+id), time.Unix(sessAuth, 0), cb)
+	c := s.Client(kid, cb != nil)
+	resp, err := c.Handshake().ReadChallenge(challenge, fixture.Stream("session response "+id), time.Unix(sessAuth, 0), cb)
 	if err != nil {
 		panic(fmt.Sprintf("%s: %v", id, err))
 	}
@@ -218,7 +224,7 @@ func (s *sessionGen) server(id, comment string, rows []string, cfg *vectorfile.S
 	if cfg != nil && cfg.TokenLifetime != 0 {
 		exp = sessAuth + cfg.TokenLifetime
 	}
-	if e, _ := s.reg.Lookup(kid); !e.NotAfter.IsZero() && e.NotAfter.Unix() < exp {
+	if e, _ := s.Reg.Lookup(kid); !e.NotAfter.IsZero() && e.NotAfter.Unix() < exp {
 		exp = e.NotAfter.Unix()
 	}
 	auth := st(sessAuth, resp, open, sendAccept(exp), accepted)
@@ -245,7 +251,7 @@ func (s *sessionGen) serverScripts() {
 			return []vectorfile.SessionStep{st(sessAuth, r, open, sendAccept(sessTokenExp), accepted)}
 		})
 	s.serverRaw("handshake-channel-binding", "A handshake with tls-exporter channel binding in force.",
-		rows("S6", "S16"), es, exporter, func(r in) []vectorfile.SessionStep {
+		rows("S6", "S16"), es, fixture.Exporter, func(r in) []vectorfile.SessionStep {
 			return []vectorfile.SessionStep{st(sessAuth, r, open, sendAccept(sessTokenExp), accepted)}
 		})
 	s.serverRaw("handshake-refused", "A response the server refuses (signed by a revoked key) ends the socket with the failing step's code; nothing after it counts.",
@@ -389,7 +395,7 @@ func (s *sessionGen) serverScripts() {
 		s.setEntry(es, func(e *keys.Entry) { e.RequireChannelBinding = true }))
 	revoked("kid-reassigned", "The key id now names another key.",
 		s.setEntry(es, func(e *keys.Entry) {
-			e.Key, e.Algorithm = s.clients["client-unregistered"].Public(), s.algs["client-unregistered"]
+			e.Key, e.Algorithm = s.Clients["client-unregistered"].Public(), s.Algs["client-unregistered"]
 		}))
 	s.server("registry-unavailable", "The registry becomes unavailable: the session ends with internal_error, which is retryable.",
 		rows("S24"), nil, es, st(t(5), available(false), closed, fails(protocol.CodeInternalError)))
@@ -471,9 +477,9 @@ type transcript struct {
 }
 
 func (s *sessionGen) transcript(id, kid string, srv *protocol.Server, cb []byte) (*transcript, error) {
-	r := stream("session transcript " + id)
-	c := s.client(kid, cb != nil)
-	sc, acts := srv.NewConn(r, now(), cb)
+	r := fixture.Stream("session transcript " + id)
+	c := s.Client(kid, cb != nil)
+	sc, acts := srv.NewConn(r, fixture.Time(), cb)
 	sent := func(acts []protocol.Action) (string, error) {
 		for _, a := range acts {
 			if a.Kind == protocol.ActionSend && a.Text {
@@ -491,14 +497,14 @@ func (s *sessionGen) transcript(id, kid string, srv *protocol.Server, cb []byte)
 		return nil, err
 	}
 	h := c.Handshake()
-	resp, err := h.ReadChallenge([]byte(t.challenge), r, now(), cb)
+	resp, err := h.ReadChallenge([]byte(t.challenge), r, fixture.Time(), cb)
 	if err != nil {
 		return nil, err
 	}
-	if t.accept, err = sent(sc.HandleMessage(now(), true, resp)); err != nil {
+	if t.accept, err = sent(sc.HandleMessage(fixture.Time(), true, resp)); err != nil {
 		return nil, err
 	}
-	cs, err := h.ReadAccept([]byte(t.accept), now())
+	cs, err := h.ReadAccept([]byte(t.accept), fixture.Time())
 	if err != nil {
 		return nil, err
 	}
@@ -525,10 +531,10 @@ func (s *sessionGen) transcript(id, kid string, srv *protocol.Server, cb []byte)
 
 // forgeChallenge signs a challenge with the current server key whose claims
 // are those of base changed by mutate.
-func (s *sessionGen) forgeChallenge(base string, mutate func(*challengeClaims)) string {
-	c := claimsOf(base)
+func (s *sessionGen) forgeChallenge(base string, mutate func(*protocol.ChallengeClaims)) string {
+	c := fixture.ClaimsOf(base)
 	mutate(&c)
-	return sign(hdr("ES256", serverKID, protocol.TypChallenge), mustJSON(c), s.gen.server, keys.ES256)
+	return fixture.Sign(fixture.Hdr("ES256", fixture.ServerKID, protocol.TypChallenge), fixture.MustJSON(c), s.Server, keys.ES256)
 }
 
 func (s *sessionGen) clientScripts() error {
@@ -559,16 +565,16 @@ func (s *sessionGen) clientScripts() error {
 		st(Now, binary("early"), closed, clientFails(protocol.CodeUnexpectedMessage)))
 	add("handshake-accept-first", "An accept before the challenge.", rows("C7"), nil, plain,
 		st(Now, text(tr.accept), closed, clientFails(protocol.CodeUnexpectedMessage)))
-	wrongIss := s.forgeChallenge(tr.challenge, func(c *challengeClaims) { c.Iss = "wss://elsewhere.example/ws/browser" })
+	wrongIss := s.forgeChallenge(tr.challenge, func(c *protocol.ChallengeClaims) { c.Iss = "wss://elsewhere.example/ws/browser" })
 	add("handshake-other-identity", "A challenge from another endpoint of a server whose key is pinned: the client always checks the identity.",
 		rows("C8"), nil, plain,
 		st(Now, text(wrongIss), closed, clientFails(protocol.CodeAudienceMismatch)))
-	unbound := s.forgeChallenge(tr.challenge, func(c *challengeClaims) { c.CB = protocol.BindingNone })
+	unbound := s.forgeChallenge(tr.challenge, func(c *protocol.ChallengeClaims) { c.CB = protocol.BindingNone })
 	add("handshake-tls-unbound", "On a TLS connection a client refuses a challenge without channel binding unless configured for it.",
-		rows("C8"), nil, clientStart(es, true, exporter, false),
+		rows("C8"), nil, clientStart(es, true, fixture.Exporter, false),
 		st(Now, text(unbound), closed, clientFails(protocol.CodeChannelBindingRequired)))
 	add("handshake-tls-unbound-allowed", "A client configured for a server behind a TLS-terminating proxy accepts it.",
-		rows("C8"), nil, clientStart(es, true, exporter, true),
+		rows("C8"), nil, clientStart(es, true, fixture.Exporter, true),
 		st(Now, text(unbound), awaitAcc, sendResponse))
 	add("handshake-tls12-unbound", "A TLS connection without an exporter value (TLS 1.2) also requires binding by default.",
 		rows("C8"), nil, clientStart(es, true, nil, false),
@@ -615,10 +621,10 @@ func (s *sessionGen) clientScripts() error {
 			st(refreshAt, binary("during"), refreshing, deliver("during")),
 			st(refreshAt, text(tr.reaccept), open, accepted),
 			st(refreshAt+1, binary("after"), open, deliver("after")))...)
-	otherSID := s.forgeChallenge(tr.rechallenge, func(c *challengeClaims) { c.Sid = b64u.Encode(derive("other socket", 16)) })
+	otherSID := s.forgeChallenge(tr.rechallenge, func(c *protocol.ChallengeClaims) { c.Sid = b64u.Encode(fixture.Derive("other socket", 16)) })
 	add("rechallenge-other-socket", "A re-challenge for another socket.", rows("C19"), nil, plain, opened(
 		st(refreshAt, text(otherSID), closed, clientFails(protocol.CodeSocketMismatch)))...)
-	tooLate := s.forgeChallenge(tr.rechallenge, func(c *challengeClaims) { c.Exp = tr.exp + 1 })
+	tooLate := s.forgeChallenge(tr.rechallenge, func(c *protocol.ChallengeClaims) { c.Exp = tr.exp + 1 })
 	add("rechallenge-outlives-token", "A re-challenge whose exp is after the token's exp (step 15).", rows("C19"), nil, plain, opened(
 		st(refreshAt, text(tooLate), closed, clientFails(protocol.CodeMalformed)))...)
 	add("refreshing-text", "A text message other than the accept while the refresh is outstanding.", rows("C20"), nil, plain, opened(
@@ -646,7 +652,7 @@ func (s *sessionGen) clientScripts() error {
 	// The application.
 	add("send", "The application's messages are sent as binary messages.", rows("C24"), nil, plain, opened(
 		st(Now+1, send("hello"), open, sendBinary("hello")))...)
-	small, err := protocol.NewServer(&protocol.ServerConfig{Identity: identity, Keys: s.sk, Registry: s.reg,
+	small, err := protocol.NewServer(&protocol.ServerConfig{Identity: fixture.Identity, Keys: s.SK, Registry: s.Reg,
 		RequiredGroups: []string{"devices"}, MaxMessageSize: 100, PingInterval: sessPingNever * time.Second})
 	if err != nil {
 		return err

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/wsproof/wsproof/internal/pctenc"
 )
 
 // URI is a parsed RFC 7512 PKCS #11 URI naming one private key on one
@@ -91,7 +93,7 @@ func ParseURI(s string) (*URI, error) {
 				return nil, uriErr("attribute %s appears twice", name)
 			}
 			seen[name] = true
-			v, err := unescape(raw, pathChar)
+			v, err := pctenc.Decode(raw, pathChar)
 			if err != nil {
 				return nil, uriErr("%s: %v", name, err)
 			}
@@ -113,7 +115,7 @@ func ParseURI(s string) (*URI, error) {
 				return nil, uriErr("attribute %s appears twice", name)
 			}
 			seen["?"+name] = true
-			v, err := unescape(raw, queryChar)
+			v, err := pctenc.Decode(raw, queryChar)
 			if err != nil {
 				return nil, uriErr("%s: %v", name, err)
 			}
@@ -283,7 +285,7 @@ func (u *URI) Redacted() string {
 
 func (u *URI) format(pin bool) string {
 	var path []string
-	add := func(name, v string) { path = append(path, name+"="+escape(v, pathChar)) }
+	add := func(name, v string) { path = append(path, name+"="+pctenc.Encode(v, pathChar)) }
 	if u.Token != "" {
 		add("token", u.Token)
 	}
@@ -297,11 +299,7 @@ func (u *URI) format(pin bool) string {
 		add("object", u.Object)
 	}
 	if u.ID != nil {
-		var b strings.Builder
-		for _, c := range u.ID {
-			fmt.Fprintf(&b, "%%%02X", c)
-		}
-		path = append(path, "id="+b.String())
+		path = append(path, "id="+pctenc.EncodeAll(u.ID))
 	}
 	if u.Type != "" {
 		add("type", u.Type)
@@ -309,13 +307,13 @@ func (u *URI) format(pin bool) string {
 	s := "pkcs11:" + strings.Join(path, ";")
 	var query []string
 	if u.ModulePath != "" {
-		query = append(query, "module-path="+escape(u.ModulePath, queryChar))
+		query = append(query, "module-path="+pctenc.Encode(u.ModulePath, queryChar))
 	}
 	if u.PinSource != "" {
-		query = append(query, "pin-source="+escape("file:"+u.PinSource, queryChar))
+		query = append(query, "pin-source="+pctenc.Encode("file:"+u.PinSource, queryChar))
 	}
 	if u.PinValue != "" && pin {
-		query = append(query, "pin-value="+escape(u.PinValue, queryChar))
+		query = append(query, "pin-value="+pctenc.Encode(u.PinValue, queryChar))
 	}
 	if len(query) > 0 {
 		s += "?" + strings.Join(query, "&")
@@ -323,68 +321,13 @@ func (u *URI) format(pin bool) string {
 	return s
 }
 
-// unreserved (RFC 3986) and the characters RFC 7512 lets a value carry
-// unencoded: pk11-res-avail, plus "&" in the path and "/", "?", "|" in the
-// query.
-func unreserved(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~", c) >= 0
-}
-
+// pathChar and queryChar are the characters RFC 7512 lets a value carry
+// unencoded besides RFC 3986's unreserved ones: pk11-res-avail, plus "&" in
+// the path and "/", "?", "|" in the query.
 func pathChar(c byte) bool {
-	return unreserved(c) || strings.IndexByte(":[]@!$'()*+,=&", c) >= 0
+	return pctenc.Unreserved(c) || strings.IndexByte(":[]@!$'()*+,=&", c) >= 0
 }
 
 func queryChar(c byte) bool {
-	return unreserved(c) || strings.IndexByte(":[]@!$'()*+,=/?|", c) >= 0
-}
-
-// unescape decodes a value whose every byte is allowed by ok or part of a
-// %XX escape.
-func unescape(s string, ok func(byte) bool) (string, error) {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '%':
-			if i+2 >= len(s) {
-				return "", errors.New("truncated %-escape")
-			}
-			hi, lo := unhex(s[i+1]), unhex(s[i+2])
-			if hi < 0 || lo < 0 {
-				return "", errors.New("bad %-escape")
-			}
-			b.WriteByte(byte(hi<<4 | lo))
-			i += 2
-		case ok(c):
-			b.WriteByte(c)
-		default:
-			return "", fmt.Errorf("character %q must be %%-escaped", c)
-		}
-	}
-	return b.String(), nil
-}
-
-func unhex(c byte) int {
-	switch {
-	case '0' <= c && c <= '9':
-		return int(c - '0')
-	case 'a' <= c && c <= 'f':
-		return int(c - 'a' + 10)
-	case 'A' <= c && c <= 'F':
-		return int(c - 'A' + 10)
-	}
-	return -1
-}
-
-// escape percent-encodes every byte of s that ok does not allow.
-func escape(s string, ok func(byte) bool) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; ok(c) {
-			b.WriteByte(c)
-		} else {
-			fmt.Fprintf(&b, "%%%02X", c)
-		}
-	}
-	return b.String()
+	return pctenc.Unreserved(c) || strings.IndexByte(":[]@!$'()*+,=/?|", c) >= 0
 }

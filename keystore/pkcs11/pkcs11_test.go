@@ -5,11 +5,8 @@ package pkcs11
 import (
 	"crypto"
 	"errors"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -18,71 +15,38 @@ import (
 	"github.com/wsproof/wsproof/keys"
 )
 
-// The tests share one SoftHSM2 token, made once in a temporary folder with
-// softhsm2-util: SoftHSM reads SOFTHSM2_CONF when the module is first
-// loaded, so the whole process uses one configuration.
+const tokenLabel = "wsproof-test"
 
-const (
-	tokenLabel = "wsproof-test"
-	userPIN    = "1234-test-only"
-)
+// The tests share one SoftHSM2 token, made once in a temporary folder:
+// SoftHSM reads SOFTHSM2_CONF when the module is first loaded, so the whole
+// process uses one configuration.
 
 var (
 	tokenOnce sync.Once
 	tokenErr  error
-	token     struct{ module, pinFile, serial string }
+	token     *keystoretest.SoftHSM
 )
 
 // softhsm returns the module path and the PIN file of the shared token.
 func softhsm(t *testing.T) (module, pinFile string) {
 	t.Helper()
-	util := keystoretest.Need(t, "softhsm2-util", "softhsm2")
-	tokenOnce.Do(func() { tokenErr = initToken(util) })
+	keystoretest.Need(t, "softhsm2-util", "softhsm2")
+	tokenOnce.Do(func() {
+		// Left behind on purpose: the module may read it until the
+		// process exits. It holds only test keys.
+		dir, err := os.MkdirTemp("", "wsproof-softhsm-")
+		if err != nil {
+			tokenErr = err
+			return
+		}
+		if token, tokenErr = keystoretest.InitSoftHSM(dir, tokenLabel); tokenErr == nil {
+			os.Setenv("SOFTHSM2_CONF", token.Conf)
+		}
+	})
 	if tokenErr != nil {
 		t.Fatal(tokenErr)
 	}
-	return token.module, token.pinFile
-}
-
-func initToken(util string) error {
-	for _, p := range []string{"/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so", "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so"} {
-		if _, err := os.Stat(p); err == nil {
-			token.module = p
-			break
-		}
-	}
-	if token.module == "" {
-		return errors.New("softhsm2-util is installed but libsofthsm2.so is not where Debian puts it")
-	}
-	dir, err := os.MkdirTemp("", "wsproof-softhsm-")
-	if err != nil {
-		return err
-	}
-	// Left behind on purpose: the module may still read it at exit. It
-	// holds only test keys.
-	if err := os.Mkdir(filepath.Join(dir, "tokens"), 0o700); err != nil {
-		return err
-	}
-	conf := filepath.Join(dir, "softhsm2.conf")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, "directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n", dir), 0o600); err != nil {
-		return err
-	}
-	os.Setenv("SOFTHSM2_CONF", conf)
-	out, err := exec.Command(util, "--init-token", "--free", "--label", tokenLabel, "--pin", userPIN, "--so-pin", "5678-test-only").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("softhsm2-util --init-token: %v: %s", err, out)
-	}
-	out, err = exec.Command(util, "--show-slots").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("softhsm2-util --show-slots: %v: %s", err, out)
-	}
-	m := regexp.MustCompile(`Serial number:\s+([0-9a-f]+)\s+Initialized:\s+yes\s+User PIN init.:\s+yes\s+Label:\s+` + tokenLabel).FindSubmatch(out)
-	if m == nil {
-		return fmt.Errorf("no serial number for the token in:\n%s", out)
-	}
-	token.serial = string(m[1])
-	token.pinFile = filepath.Join(dir, "pin")
-	return os.WriteFile(token.pinFile, []byte(userPIN+"\n"), 0o600)
+	return token.Module, token.PINFile
 }
 
 // uri names object on the shared token.
@@ -143,7 +107,7 @@ func TestTokenSelection(t *testing.T) {
 	if _, err := Generate(uri(t, "taken"), keys.ES256, 0); !errors.Is(err, ErrExists) {
 		t.Fatalf("a taken label: %v", err)
 	}
-	bySerial := "pkcs11:serial=" + token.serial + ";object=taken?module-path=" + module + "&pin-value=" + userPIN
+	bySerial := "pkcs11:serial=" + token.Serial + ";object=taken?module-path=" + module + "&pin-value=" + token.PIN
 	k2, err := Open(bySerial)
 	if err != nil {
 		t.Fatalf("by serial: %v", err)

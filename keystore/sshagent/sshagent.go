@@ -339,3 +339,45 @@ func verify(pub crypto.PublicKey, h crypto.Hash, msg, sig []byte) bool {
 	}
 	return false
 }
+
+// Generate makes a new key for alg (ES256, ES384, ES512, EdDSA or RS256,
+// as keys.Generate does) and hands it to the agent at $SSH_AUTH_SOCK with
+// comment, keeping no copy: the agent then holds the only one, for as long
+// as it runs or until it is removed (ssh-add -d). Unlike a key made in a
+// token or a TPM, the key was in this process's memory while it was made.
+// It returns the agent's key, ready to sign.
+func Generate(alg keys.Algorithm, comment string) (*Key, error) {
+	if alg == keys.PS256 {
+		return nil, ErrPSS
+	}
+	sock := os.Getenv("SSH_AUTH_SOCK")
+	if sock == "" {
+		return nil, errors.New("sshagent: SSH_AUTH_SOCK is not set: start an ssh-agent (eval $(ssh-agent))")
+	}
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		return nil, fmt.Errorf("sshagent: cannot reach the agent at %s: %w", sock, err)
+	}
+	k, err := generate(agent.NewClient(conn), alg, comment)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	k.closer = conn
+	return k, nil
+}
+
+func generate(a agent.ExtendedAgent, alg keys.Algorithm, comment string) (*Key, error) {
+	s, err := keys.Generate(alg, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.Add(agent.AddedKey{PrivateKey: s, Comment: comment}); err != nil {
+		return nil, fmt.Errorf("sshagent: the agent did not take the new key: %w", err)
+	}
+	pub, err := ssh.NewPublicKey(s.Public())
+	if err != nil {
+		return nil, err
+	}
+	return New(a, ssh.FingerprintSHA256(pub))
+}

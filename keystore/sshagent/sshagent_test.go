@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
@@ -25,39 +24,17 @@ import (
 	"github.com/wsproof/wsproof/keys"
 )
 
-// startAgent starts OpenSSH's ssh-agent in the foreground on a socket of
-// its own and returns the socket's path. The agent is killed when the test
-// ends.
+// startAgent starts OpenSSH's ssh-agent on a socket of its own and returns
+// the socket's path. The agent is killed when the test ends.
 func startAgent(t *testing.T) string {
 	t.Helper()
-	bin := keystoretest.Need(t, "ssh-agent", "openssh-client")
+	keystoretest.Need(t, "ssh-agent", "openssh-client")
 	keystoretest.Need(t, "ssh-add", "openssh-client")
-	// A short folder: socket paths are limited to about 100 bytes.
-	dir, err := os.MkdirTemp("", "wsproof-agent-")
+	sock, err := keystoretest.StartSSHAgent(t.Cleanup)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "agent.sock")
-	cmd := exec.Command(bin, "-D", "-a", sock)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(sock); err == nil {
-			return sock
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("ssh-agent did not create its socket")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return sock
 }
 
 // sshAdd adds k to the agent at sock with OpenSSH's ssh-add, from a key
@@ -320,4 +297,26 @@ func FuzzECDSABlob(f *testing.F) {
 			t.Fatalf("ecdsaDER(% x) = % x, not DER of two positive integers: %v", blob, der, err)
 		}
 	})
+}
+
+// TestAgentGenerate: a key made for the agent is in the agent, and only
+// there: the agent signs with it, and ssh-add -L lists it.
+func TestAgentGenerate(t *testing.T) {
+	sock := startAgent(t)
+	t.Setenv("SSH_AUTH_SOCK", sock)
+	for _, alg := range []keys.Algorithm{keys.ES256, keys.EdDSA, keys.RS256} {
+		k, err := Generate(alg, "wsproof test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		keystoretest.CheckSigner(t, k, alg)
+		out, err := exec.Command("ssh-add", "-l").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), k.Fingerprint()+" wsproof test") {
+			t.Fatalf("ssh-add -l: %v: %s", err, out)
+		}
+		k.Close()
+	}
+	if _, err := Generate(keys.PS256, ""); !errors.Is(err, ErrPSS) {
+		t.Fatalf("PS256: %v", err)
+	}
 }

@@ -7,50 +7,24 @@ import (
 	"crypto/sha256"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/wsproof/wsproof/internal/keystoretest"
 	"github.com/wsproof/wsproof/keys"
 )
 
 // startTPM starts a TPM 2.0 emulator (swtpm from Debian) with a state of its
-// own, serving the TPM command stream on a Unix socket, and returns the
-// socket's path. It is killed when the test ends.
+// own and returns its socket's path. It is killed when the test ends.
 func startTPM(t *testing.T) string {
 	t.Helper()
-	bin := keystoretest.Need(t, "swtpm", "swtpm")
-	// A short folder: socket paths are limited to about 100 bytes.
-	dir, err := os.MkdirTemp("", "wsproof-swtpm-")
+	keystoretest.Need(t, "swtpm", "swtpm")
+	sock, err := keystoretest.StartSWTPM(t.Cleanup)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "tpm.sock")
-	cmd := exec.Command(bin, "socket", "--tpm2", "--tpmstate", "dir="+dir,
-		"--server", "type=unixio,path="+sock, "--ctrl", "type=unixio,path="+filepath.Join(dir, "ctrl.sock"),
-		"--flags", "not-need-init,startup-clear")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(sock); err == nil {
-			return sock
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("swtpm did not create its socket")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return sock
 }
 
 func equal(a, b crypto.PublicKey) bool {

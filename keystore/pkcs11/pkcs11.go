@@ -101,6 +101,7 @@ func Generate(uri string, alg keys.Algorithm, bits int) (*Key, error) {
 	if curve != nil && bits != 0 {
 		return nil, errors.New("pkcs11: bits is for RSA keys only")
 	}
+	given := u.Redacted()
 	if u.ID == nil {
 		u.ID = make([]byte, 16)
 		rand.Read(u.ID)
@@ -117,7 +118,7 @@ func Generate(uri string, alg keys.Algorithm, bits int) (*Key, error) {
 		}
 		if len(found) > 0 {
 			ctx.Close()
-			return nil, fmt.Errorf("%w (%s)", ErrExists, u.Redacted())
+			return nil, fmt.Errorf("%w (%s)", ErrExists, given)
 		}
 	}
 	pub, priv := attributes(u)

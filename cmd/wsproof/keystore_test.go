@@ -41,14 +41,27 @@ func need(ts *testscript.TestScript, name, pkg string) {
 // SSH_AUTH_SOCK:
 //
 //	sshagent
-func cmdSSHAgent(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 0 {
-		ts.Fatalf("usage: sshagent")
+var cmdSSHAgent = daemonCmd("sshagent", "ssh-agent", "openssh-client", "SSH_AUTH_SOCK", keystoretest.StartSSHAgent)
+
+// cmdSWTPM starts a TPM 2.0 emulator for the rest of the script and sets
+// TPMSOCK to its socket:
+//
+//	swtpm
+var cmdSWTPM = daemonCmd("swtpm", "swtpm", "swtpm", "TPMSOCK", keystoretest.StartSWTPM)
+
+// daemonCmd is a script command, taking no arguments, that starts a
+// service with start (which needs the program prog from the Debian package
+// pkg) and sets the variable env to its socket.
+func daemonCmd(name, prog, pkg, env string, start func(func(func())) (string, error)) func(*testscript.TestScript, bool, []string) {
+	return func(ts *testscript.TestScript, neg bool, args []string) {
+		if neg || len(args) != 0 {
+			ts.Fatalf("usage: %s", name)
+		}
+		need(ts, prog, pkg)
+		sock, err := start(ts.Defer)
+		ts.Check(err)
+		ts.Setenv(env, sock)
 	}
-	need(ts, "ssh-agent", "openssh-client")
-	sock, err := keystoretest.StartSSHAgent(ts.Defer)
-	ts.Check(err)
-	ts.Setenv("SSH_AUTH_SOCK", sock)
 }
 
 // cmdSoftHSM initializes a SoftHSM2 token labelled LABEL in the script's
@@ -65,18 +78,4 @@ func cmdSoftHSM(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Setenv("SOFTHSM2_CONF", h.Conf)
 	ts.Setenv("MODULE", h.Module)
 	ts.Setenv("PINFILE", h.PINFile)
-}
-
-// cmdSWTPM starts a TPM 2.0 emulator for the rest of the script and sets
-// TPMSOCK to its socket:
-//
-//	swtpm
-func cmdSWTPM(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 0 {
-		ts.Fatalf("usage: swtpm")
-	}
-	need(ts, "swtpm", "swtpm")
-	sock, err := keystoretest.StartSWTPM(ts.Defer)
-	ts.Check(err)
-	ts.Setenv("TPMSOCK", sock)
 }

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"testing"
 	"time"
 )
 
@@ -129,4 +130,31 @@ func InitSoftHSM(dir, label string) (*SoftHSM, error) {
 	h.Serial = string(m[1])
 	h.PINFile = filepath.Join(dir, "pin")
 	return h, os.WriteFile(h.PINFile, []byte(h.PIN+"\n"), 0o600)
+}
+
+// SSHAgent is StartSSHAgent for a test, which it skips (or fails, see Need)
+// without OpenSSH's ssh-agent and ssh-add.
+func SSHAgent(t testing.TB) string {
+	t.Helper()
+	Need(t, "ssh-agent", "openssh-client")
+	Need(t, "ssh-add", "openssh-client")
+	return started(t)(StartSSHAgent(t.Cleanup))
+}
+
+// SWTPM is StartSWTPM for a test, which it skips (or fails, see Need)
+// without swtpm.
+func SWTPM(t testing.TB) string {
+	t.Helper()
+	Need(t, "swtpm", "swtpm")
+	return started(t)(StartSWTPM(t.Cleanup))
+}
+
+func started(t testing.TB) func(string, error) string {
+	return func(sock string, err error) string {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sock
+	}
 }

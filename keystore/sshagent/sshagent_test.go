@@ -24,18 +24,7 @@ import (
 	"github.com/wsproof/wsproof/keys"
 )
 
-// startAgent starts OpenSSH's ssh-agent on a socket of its own and returns
-// the socket's path. The agent is killed when the test ends.
-func startAgent(t *testing.T) string {
-	t.Helper()
-	keystoretest.Need(t, "ssh-agent", "openssh-client")
-	keystoretest.Need(t, "ssh-add", "openssh-client")
-	sock, err := keystoretest.StartSSHAgent(t.Cleanup)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sock
-}
+func startAgent(t *testing.T) string { return keystoretest.SSHAgent(t) }
 
 // sshAdd adds k to the agent at sock with OpenSSH's ssh-add, from a key
 // file as ssh-keygen writes it, and returns the key's fingerprint.
@@ -61,6 +50,23 @@ func sshAdd(t *testing.T, sock string, k crypto.Signer) string {
 	return ssh.FingerprintSHA256(pub)
 }
 
+// addAndOpen makes a key for alg, adds it to the agent with ssh-add and
+// opens it by its fingerprint; the key is closed when the test ends.
+func addAndOpen(t *testing.T, sock string, alg keys.Algorithm) (crypto.Signer, string, *Key) {
+	t.Helper()
+	sw, err := keys.Generate(alg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := sshAdd(t, sock, sw)
+	k, err := OpenSocket(sock, fp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
+	return sw, fp, k
+}
+
 // TestAgentAlgorithms: a key of each algorithm an agent can sign, added to
 // a real ssh-agent with ssh-add, signs through keys.Sign (checked with
 // keys.Verify, and refused over another message, with a bit flipped, under
@@ -69,16 +75,7 @@ func TestAgentAlgorithms(t *testing.T) {
 	sock := startAgent(t)
 	for _, alg := range []keys.Algorithm{keys.ES256, keys.ES384, keys.ES512, keys.EdDSA, keys.RS256} {
 		t.Run(string(alg), func(t *testing.T) {
-			sw, err := keys.Generate(alg, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			fp := sshAdd(t, sock, sw)
-			k, err := OpenSocket(sock, fp)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer k.Close()
+			sw, fp, k := addAndOpen(t, sock, alg)
 			if k.Algorithm() != alg || k.Fingerprint() != fp {
 				t.Fatalf("algorithm %s, fingerprint %s", k.Algorithm(), k.Fingerprint())
 			}
@@ -95,16 +92,7 @@ func TestAgentAlgorithms(t *testing.T) {
 // says so rather than sending a PKCS #1 v1.5 signature in their place.
 func TestAgentPSS(t *testing.T) {
 	sock := startAgent(t)
-	sw, err := keys.Generate(keys.PS256, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fp := sshAdd(t, sock, sw)
-	k, err := OpenSocket(sock, fp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Close()
+	_, _, k := addAndOpen(t, sock, keys.PS256)
 	if k.Algorithm() != keys.RS256 {
 		t.Fatalf("algorithm %s, want RS256", k.Algorithm())
 	}

@@ -15,17 +15,7 @@ import (
 	"github.com/wsproof/wsproof/keys"
 )
 
-// startTPM starts a TPM 2.0 emulator (swtpm from Debian) with a state of its
-// own and returns its socket's path. It is killed when the test ends.
-func startTPM(t *testing.T) string {
-	t.Helper()
-	keystoretest.Need(t, "swtpm", "swtpm")
-	sock, err := keystoretest.StartSWTPM(t.Cleanup)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sock
-}
+func startTPM(t *testing.T) string { return keystoretest.SWTPM(t) }
 
 func equal(a, b crypto.PublicKey) bool {
 	return a.(interface{ Equal(crypto.PublicKey) bool }).Equal(b)

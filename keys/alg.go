@@ -152,6 +152,11 @@ func typeName(k any) string {
 // crypto.Signer contract; Sign converts it to the fixed-length r||s form JWS
 // requires (RFC 7518 section 3.4). PS256 uses a salt as long as the hash.
 //
+// The message goes through crypto.SignMessage: a signer that implements
+// crypto.MessageSigner gets signingInput itself, any other gets its digest
+// through Sign. A key that hashes what it signs, such as one held by an
+// ssh-agent, needs the message, and cannot sign a digest.
+//
 // rand is passed to s; it may be nil for signers that need no randomness (a
 // stdlib ECDSA key then signs deterministically per RFC 6979, which is how the
 // test vectors are made reproducible).
@@ -161,14 +166,13 @@ func Sign(rand io.Reader, s crypto.Signer, alg Algorithm, signingInput []byte) (
 	}
 	switch alg {
 	case EdDSA:
-		return s.Sign(rand, signingInput, crypto.Hash(0))
+		return crypto.SignMessage(s, rand, signingInput, crypto.Hash(0))
 	case RS256:
-		return s.Sign(rand, digest(crypto.SHA256, signingInput), crypto.SHA256)
+		return crypto.SignMessage(s, rand, signingInput, crypto.SHA256)
 	case PS256:
-		return s.Sign(rand, digest(crypto.SHA256, signingInput), &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256})
+		return crypto.SignMessage(s, rand, signingInput, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256})
 	}
-	h := alg.hash()
-	der, err := s.Sign(rand, digest(h, signingInput), h)
+	der, err := crypto.SignMessage(s, rand, signingInput, alg.hash())
 	if err != nil {
 		return nil, err
 	}

@@ -47,6 +47,12 @@ command that enrolls the key; with --generate it prints that command first.
 Flags:
     --key FILE             the client's private key: PEM (PKCS #8, SEC 1, PKCS #1,
                            OpenSSH) or a private JWK
+    --key URI              a key that never leaves a PKCS #11 token (pkcs11:...) or a
+                           TPM (tpm:...), as "wsproof keygen --store" prints it
+    --ssh-agent [FINGERPRINT]
+                           a key of the ssh-agent at $SSH_AUTH_SOCK: the one whose
+                           SHA256:... fingerprint is given (ssh-add -l), else the only
+                           one; RSA keys sign RS256 only
     --generate ALG         use a new, ephemeral key of algorithm ALG instead, held in
                            memory only; when standard input is a terminal, wsproof
                            waits for Enter before connecting, so that the key can be
@@ -99,17 +105,26 @@ func (c *cli) connect(ctx context.Context, args []string) error {
 		sub        = fs.String("sub", "", "")
 		stateFlag  = fs.String("state", "", "")
 		groups     listFlag
+		sshAgent   sshAgentFlag
 	)
 	fs.Var(&groups, "groups", "")
+	fs.Var(&sshAgent, "ssh-agent", "")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
+	pos = sshAgent.takeFingerprint(pos)
+	sources := 0
+	for _, given := range []bool{*keyFile != "", *generate != "", sshAgent.set} {
+		if given {
+			sources++
+		}
+	}
 	switch {
 	case len(pos) != 1:
 		return c.usageErr(fs, "connect takes one URL, such as ws://%s/ws", defaultListen)
-	case (*keyFile == "") == (*generate == ""):
-		return c.usageErr(fs, "give the client key with either --key FILE or --generate ALG")
+	case sources != 1:
+		return c.usageErr(fs, "give the client key with either --key FILE or --generate ALG, or from a key store with --key pkcs11:...|tpm:... or --ssh-agent")
 	case *caFile != "" && *pinHex != "":
 		return c.usageErr(fs, "use either --ca or --pin, not both")
 	case *wait < 0:
@@ -148,6 +163,22 @@ func (c *cli) connect(ctx context.Context, args []string) error {
 		}
 		algHint = alg
 		c.say("using a new ephemeral %s key: it lives in memory only and is lost when wsproof exits", alg)
+	} else if sshAgent.set || isStoreURI(*keyFile) {
+		var sk *storeKey
+		if sshAgent.set {
+			sk, err = openAgentKey(sshAgent.fp)
+		} else {
+			sk, err = openStoreKey(*keyFile)
+		}
+		if err != nil {
+			return err
+		}
+		defer sk.close()
+		if err := checkStoreAlg(sk, *algFlag); err != nil {
+			return err
+		}
+		signer, algHint = sk.signer, sk.alg
+		c.say("using the key %s", sk.where)
 	} else if signer, kidHint, algHint, err = readPrivateKey(*keyFile); err != nil {
 		return err
 	}

@@ -14,17 +14,30 @@ import (
 	"github.com/wsproof/wsproof/keys"
 )
 
-const keygenUsage = `Usage: wsproof keygen [--alg ES256] [--out FILE] [--jwk] [flags]
+const keygenUsage = `Usage: wsproof keygen [--alg ES256] [--out FILE | --store STORE] [--jwk] [flags]
 
 Generates a client private key and writes it to FILE with mode 0600, as a PKCS #8
 PEM block or, with --jwk, as a private JWK. It never overwrites a file and never
 prints the private key. It prints the key id, the RFC 7638 thumbprint and the
 "wsproof keys add" command that enrolls the key on a server.
 
+With --store, the key is made in a key store instead, and never leaves it:
+    pkcs11:token=T;object=LABEL?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/path/to/pin
+                     a PKCS #11 token (ES256, ES384, ES512, RS256, PS256); an id is
+                     added when the URI has none
+    tpm:FILE[?device=/dev/tpmrm0] or tpm:0x81XXXXXX
+                     a TPM 2.0 (ES256, RS256, PS256; ES384, ES512 where the TPM has
+                     them): the key's blobs, useless on any other TPM, go to FILE, or
+                     the key is made persistent at the handle
+    ssh-agent        the ssh-agent at $SSH_AUTH_SOCK (ES256, ES384, ES512, EdDSA,
+                     RS256), which then holds the only copy
+See "Keys that never leave hardware" in docs/devices.md.
+
 Flags:
     --alg ALG        ES256, ES384, ES512, RS256, PS256 or EdDSA (default ES256)
     --bits N         RSA modulus size, 2048 to 4096 (default 2048; RS256 and PS256 only)
     --out FILE       where to write the key (default STATE/id_<alg>.pem, or .jwk)
+    --store STORE    make the key in a PKCS #11 token, a TPM or the ssh-agent (above)
     --jwk            write a private JWK (with its kid and alg) instead of PEM
     --kid KID        the key id (default the RFC 7638 thumbprint)
     --sub SUBJECT    subject for the printed enroll command (default $USER@hostname)
@@ -38,6 +51,7 @@ func (c *cli) keygen(ctx context.Context, args []string) error {
 		algName   = fs.String("alg", string(keys.ES256), "")
 		bits      = fs.Int("bits", 0, "")
 		out       = fs.String("out", "", "")
+		store     = fs.String("store", "", "")
 		jwk       = fs.Bool("jwk", false, "")
 		kid       = fs.String("kid", "", "")
 		sub       = fs.String("sub", "", "")
@@ -62,6 +76,15 @@ func (c *cli) keygen(ctx context.Context, args []string) error {
 		return c.usageErr(fs, "--bits is for RS256 and PS256 keys only")
 	case *bits != 0 && (*bits < keys.MinRSABits || *bits > keys.MaxRSABits):
 		return c.usageErr(fs, "--bits must be between %d and %d", keys.MinRSABits, keys.MaxRSABits)
+	case *store != "" && (*out != "" || *jwk):
+		return c.usageErr(fs, "--out and --jwk are for key files: with --store the key stays in the store")
+	case *store != "":
+		if *kid != "" {
+			if err := checkKID(*kid); err != nil {
+				return c.usageErr(fs, "%v", err)
+			}
+		}
+		return c.keygenStore(fs, *store, alg, *bits, *kid, *sub, groups)
 	case *bits != 0:
 		signer, err = keys.GenerateRSA(*bits, nil)
 	default:

@@ -136,3 +136,20 @@ func sameHeader(t *testing.T, a, b string) {
 		t.Fatalf("headers %v and %v, payloads %s and %s", ma, mb, pa, pb)
 	}
 }
+
+// FuzzResponseClaimsJSON: the response's payload is what encoding/json
+// wrote before the client stopped linking it.
+func FuzzResponseClaimsJSON(f *testing.F) {
+	f.Add("wss://plant-3.example/ws", "c2lk", "bm9uY2U", "Y2hh", "")
+	f.Add("ws://127.0.0.1:7700/ws?a=<b>&c", "\u2028", "\x00\b\f\n\r\t\"\\", "\xff", "Y2I")
+	f.Fuzz(func(t *testing.T, aud, sid, nonce, cha, cb string) {
+		r := responseClaims{Aud: aud, Sid: sid, Nonce: nonce, Cha: cha, CB: cb}
+		want, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.appendJSON(nil); string(got) != string(want) {
+			t.Fatalf("appendJSON = %s, encoding/json writes %s", got, want)
+		}
+	})
+}

@@ -1,6 +1,9 @@
 package bench
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestSumGuest: the guest's RSS is that of the mappings in the 4 GiB from
 // the guest base, found from the binary's first mapping; the emulator's
@@ -29,5 +32,33 @@ Rss:                2528 kB
 	}
 	if _, err := sumGuest([]byte(smaps), "/tmp/x/other", 0x10000); err == nil {
 		t.Error("sumGuest found an unmapped binary")
+	}
+}
+
+// TestDeviceTargets: the footprint targets are judged on the worst target,
+// and -merge keeps the device section's sizes and allocations together.
+func TestDeviceTargets(t *testing.T) {
+	r := &Results{Sections: []string{"device"}, Device: []*DeviceItem{
+		{Program: devPlain, Target: "linux/amd64", SizeBytes: 1000, RSSKiB: 100},
+		{Program: devClient, Target: "linux/amd64", SizeBytes: 1100, RSSKiB: 110},
+		{Program: devPlain, Target: "linux/mips GOMIPS=softfloat", SizeBytes: 1000, RSSKiB: 100, Emulated: true},
+		{Program: devClient, Target: "linux/mips GOMIPS=softfloat", SizeBytes: 1160, RSSKiB: 119, Emulated: true},
+	}, DeviceAllocs: []*DeviceAllocs{{Program: devPlain, Allocs: 86}, {Program: devClient, Allocs: 320}}}
+	got := map[string]Target{}
+	for _, x := range evaluate(r) {
+		got[x.Name] = x
+	}
+	if x := got[tDeviceSize]; x.Pass || !strings.Contains(x.Figure, "1.16 x at worst (linux/mips GOMIPS=softfloat: 1160 vs 1000 bytes)") {
+		t.Errorf("size target %+v", x)
+	}
+	if x := got[tDeviceRSS]; !x.Pass || !strings.Contains(x.Figure, "1.19 x at worst (linux/mips GOMIPS=softfloat, under qemu-user emulation") {
+		t.Errorf("RSS target %+v", x)
+	}
+	m := mergeResults(r, &Results{Sections: []string{"memory"}, Memory: []*MemResult{{System: "plain"}}})
+	if len(m.Device) != 4 || len(m.DeviceAllocs) != 2 {
+		t.Errorf("merge kept %d device items and %d allocation counts", len(m.Device), len(m.DeviceAllocs))
+	}
+	if md := markdown(r, "BENCHMARKS.md"); !strings.Contains(md, "| wsproof client | 320 | 3.72x |") || !strings.Contains(md, "119 (under qemu-user emulation) | 1.19x") {
+		t.Errorf("markdown:\n%s", md)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,17 +50,23 @@ func needEmulators(t *testing.T, targets []devtarget.Target) {
 	}
 }
 
-// buildLines returns the go build lines of docs/devices.md for the device
-// program, by target, and fails the test unless there is exactly one per
-// target, written as devtarget.BuildLine writes it.
+// buildLines returns the go build lines of docs/devices.md's section
+// "Cross-compiling" for the device program, by target, and fails the test
+// unless there is exactly one per target, written as devtarget.BuildLine
+// writes it.
 func buildLines(t *testing.T) map[devtarget.Target]string {
 	t.Helper()
 	data, err := os.ReadFile(devicesDoc)
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, section, ok := strings.Cut(string(data), "\n## Cross-compiling\n")
+	if !ok {
+		t.Fatalf("%s has no section \"## Cross-compiling\"", devicesDoc)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
 	var found []string
-	for _, line := range strings.Split(string(data), "\n") {
+	for _, line := range strings.Split(section, "\n") {
 		if strings.Contains(line, " go build ") && strings.HasSuffix(line, " ./cmd/wsproof-device") {
 			found = append(found, strings.TrimSpace(line))
 		}
@@ -541,73 +549,81 @@ func (d *deviceRun) run(b *builds) error {
 	return nil
 }
 
-// conformanceTarget is the target the conformance suite runs on: 32-bit and
-// big-endian, the one most unlike the machines the client is developed on.
-var conformanceTarget = devtarget.Devices[4]
-
-// TestDeviceConformance runs the client suite of package conformance
-// against the device program built for linux/mips (GOMIPS=softfloat) and
-// run under qemu, one run of "wsproof-device -once" per case, in diagnostic
-// mode so that every negative case checks the exact spec code: what
-// docs/devices.md shows with "wsproof probe client", through the same
-// engine. The program's handshake deadline is 3 s, so that the cases of
-// row C4 (the client gives up on a server that does not answer) take 3 s
-// rather than the default 10; the keepalive cases are left out (the
-// program keeps the client's default Ping interval of 30 s). The suite runs
-// its cases one after the other, a new emulated process each. Every case
-// that runs must pass.
-func TestDeviceConformance(t *testing.T) {
-	needEmulators(t, []devtarget.Target{conformanceTarget})
-	bin, err := newBuilds(t).get(conformanceTarget)
+// TestConformanceGuide runs the shell block of docs/devices.md's section
+// "Running the conformance suite against a device build" as written, from
+// the repository's root, with TMPDIR in the test's temporary folder: it
+// builds wsproof and the device program for linux/mips (GOMIPS=softfloat:
+// 32-bit and big-endian, the target most unlike the machines the client is
+// developed on), and drives the emulated program through the client suite
+// of "wsproof probe client", one process per case, in diagnostic mode, so
+// that every negative case checks the exact spec code. The block must end
+// with status 0 (every case passed), and the probe's JSON report must hold
+// every case of the suite but the keepalive ones, each passed.
+func TestConformanceGuide(t *testing.T) {
+	const heading = "## Running the conformance suite against a device build"
+	needEmulators(t, []devtarget.Target{devtarget.Devices[4]})
+	if _, err := exec.LookPath("qemu-mips-static"); err != nil {
+		if pgtest.Required() {
+			t.Fatal("the guide runs qemu-mips-static: apt-get install qemu-user-static (bash .ci/run does)")
+		}
+		t.Skip("the guide runs qemu-mips-static, from Debian's qemu-user-static")
+	}
+	data, err := os.ReadFile(devicesDoc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	signer, err := keys.Generate(keys.ES256, nil)
+	_, after, ok := strings.Cut(string(data), "\n"+heading+"\n")
+	if !ok {
+		t.Fatalf("%s has no heading %q", devicesDoc, heading)
+	}
+	_, block, ok := strings.Cut(after, "```sh\n")
+	if !ok {
+		t.Fatalf("%s: no sh block after %q", devicesDoc, heading)
+	}
+	block, _, _ = strings.Cut(block, "```")
+	tmp := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "sh", "-c", block)
+	cmd.Dir = "../.."
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	// The block starts the probe in the background: its whole process
+	// group goes when the block ends or times out.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.CombinedOutput()
+	if cmd.Process != nil {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	if err != nil {
+		t.Fatalf("the guide's block: %v\n%s", err, out)
+	}
+	t.Logf("the guide's block printed:\n%s", out)
+	reports, _ := filepath.Glob(filepath.Join(tmp, "*", "probe.json"))
+	if len(reports) != 1 {
+		t.Fatalf("want one probe.json under %s, found %v", tmp, reports)
+	}
+	raw, err := os.ReadFile(reports[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	pem, err := keys.MarshalPrivatePEM(signer)
-	if err != nil {
+	var rep conformance.Report
+	if err := json.Unmarshal(raw, &rep); err != nil {
 		t.Fatal(err)
 	}
-	keyFile := filepath.Join(dir, "probe-device.pem")
-	if err := os.WriteFile(keyFile, pem, 0o600); err != nil {
-		t.Fatal(err)
+	want := 0
+	for _, c := range conformance.ClientCases() {
+		if !strings.HasPrefix(c.ID, "keepalive-") {
+			want++
+		}
 	}
-	var runs atomic.Int64
-	connect := func(ctx context.Context, url string, pinned *keys.PublicSet, identity string) error {
-		set, err := keys.MarshalPublicSet(pinned)
-		if err != nil {
-			return err
+	for _, c := range rep.Cases {
+		if c.Result != conformance.Pass {
+			t.Errorf("%s: %s; expected %s, got %s %s", c.ID, c.Result, c.Expected, c.Got, c.Note)
 		}
-		setFile := filepath.Join(dir, fmt.Sprintf("pinned-%d.jwks", runs.Add(1)))
-		if err := os.WriteFile(setFile, set, 0o644); err != nil {
-			return err
-		}
-		cmd, err := conformanceTarget.Command(bin, nil, "-once", "-diagnostic-reasons", "-handshake-timeout", "3s", "-key", keyFile, "-kid", "probe-device",
-			"-server-keys", setFile, "-identity", identity, url)
-		if err != nil {
-			return err
-		}
-		r, err := start(cmd)
-		if err != nil {
-			return err
-		}
-		select {
-		case <-r.exited:
-		case <-ctx.Done():
-			r.kill()
-		}
-		if r.waitErr != nil {
-			return fmt.Errorf("%v\n%s", r.waitErr, r.transcript())
-		}
-		return nil
 	}
-	rep := conformance.TestClient(t, &conformance.ClientTarget{Connect: connect, Diagnostic: true,
-		CaseTimeout: 20 * time.Second, HandshakeWait: 10 * time.Second})
-	if rep.Failed > 0 || rep.Passed == 0 {
-		t.Errorf("%d cases passed, %d failed, %d skipped", rep.Passed, rep.Failed, rep.Skipped)
+	if rep.Passed != want || len(rep.Cases) != want || !rep.Diagnostic {
+		t.Errorf("%d of %d cases passed (diagnostic %v), want all %d of the suite but the keepalive cases", rep.Passed, len(rep.Cases), rep.Diagnostic, want)
 	}
-	t.Logf("%s: %d cases passed, %d skipped, in %d runs of the emulated program", conformanceTarget, rep.Passed, rep.Skipped, runs.Load())
 }

@@ -267,7 +267,7 @@ func deviceFiles(t *testing.T, dir, kid string, alg keys.Algorithm, sk *keys.Ser
 // running is a device program in progress and its output, line by line.
 type running struct {
 	cmd    *exec.Cmd
-	stderr lockedBuffer
+	stderr strings.Builder // read once the program has exited
 
 	mu     sync.Mutex
 	lines  []string // every line of standard output so far
@@ -277,23 +277,6 @@ type running struct {
 
 	exited  chan struct{} // closed when the program has exited
 	waitErr error
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func start(cmd *exec.Cmd) (*running, error) {
@@ -338,7 +321,7 @@ func (r *running) kill() {
 	<-r.exited
 }
 
-// transcript is the output so far, for failure messages.
+// transcript is the output, for messages once the program has exited.
 func (r *running) transcript() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -3,7 +3,6 @@ package protocol
 import (
 	"crypto"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wsproof/wsproof/internal/b64u"
+	"github.com/wsproof/wsproof/internal/strictjson"
 	"github.com/wsproof/wsproof/keys"
 )
 
@@ -173,12 +173,33 @@ func (c *Client) Refresh(sess *ClientSession) *ClientHandshake {
 	return &ClientHandshake{c: c, prev: sess}
 }
 
+// responseClaims are the claims of a response (spec section "Response").
+// The tags say how encoding/json would write them, which appendJSON does.
 type responseClaims struct {
 	Aud   string `json:"aud"`
 	Sid   string `json:"sid"`
 	Nonce string `json:"nonce"`
 	Cha   string `json:"cha"`
 	CB    string `json:"cb,omitempty"`
+}
+
+// appendJSON appends the claims as encoding/json.Marshal writes them (the
+// members in the struct's order, cb left out when empty), without its
+// reflection, which a device's client need not link.
+func (r *responseClaims) appendJSON(b []byte) []byte {
+	b = append(b, `{"aud":`...)
+	b = strictjson.AppendString(b, r.Aud)
+	b = append(b, `,"sid":`...)
+	b = strictjson.AppendString(b, r.Sid)
+	b = append(b, `,"nonce":`...)
+	b = strictjson.AppendString(b, r.Nonce)
+	b = append(b, `,"cha":`...)
+	b = strictjson.AppendString(b, r.Cha)
+	if r.CB != "" {
+		b = append(b, `,"cb":`...)
+		b = strictjson.AppendString(b, r.CB)
+	}
+	return append(b, '}')
 }
 
 // ReadChallenge runs spec section "Client: verifying a challenge" on msg and returns
@@ -283,10 +304,7 @@ func (h *ClientHandshake) ReadChallenge(msg []byte, rand io.Reader, now time.Tim
 	}
 	sum := sha256.Sum256(msg)
 	r.Cha = b64u.Encode(sum[:])
-	payload, err = json.Marshal(r)
-	if err != nil {
-		return nil, wrap(CodeInternalError, err)
-	}
+	payload = r.appendJSON(make([]byte, 0, 256+len(r.Aud)))
 	resp, err := signJWS(rand, &h.c.key, TypResponse, payload)
 	if err != nil {
 		return nil, wrap(CodeInternalError, err)

@@ -2,11 +2,8 @@ package protocol
 
 import (
 	"crypto"
-	"errors"
 	"io"
 	"strings"
-
-	"github.com/go-jose/go-jose/v4"
 
 	"github.com/wsproof/wsproof/internal/b64u"
 	"github.com/wsproof/wsproof/internal/strictjson"
@@ -80,69 +77,54 @@ func parseJWSHeader(msg []byte, typ string) (*compactJWS, error) {
 	return &compactJWS{raw: raw, alg: alg, kid: kid, payload: payload}, nil
 }
 
-// verify checks the signature with go-jose, which hands the signing input to
-// our verifier so that the profile's exact rules apply (keys.Verify), and
-// returns the payload.
-func (j *compactJWS) verify(pub crypto.PublicKey) ([]byte, error) {
-	obj, err := jose.ParseSignedCompact(j.raw, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(j.alg)})
+// signed returns what the signature covers, the signing input (the header
+// and payload segments as received, with the dot between them: RFC 7515
+// section 5.2, step 8), and the decoded signature. The segments are canonical
+// base64url (parseJWSHeader checked them), so that the signing input is the
+// one the signer saw.
+func (j *compactJWS) signed() (input, sig []byte, err error) {
+	i := strings.LastIndexByte(j.raw, '.')
+	sig, err = b64u.Decode(j.raw[i+1:])
 	if err != nil {
-		return nil, wrap(CodeMalformed, err)
+		return nil, nil, wrap(CodeMalformed, err)
 	}
-	payload, err := obj.Verify(verifier{pub: pub, alg: j.alg})
+	return []byte(j.raw[:i]), sig, nil
+}
+
+// verify checks the signature with the key pub under the profile's exact
+// rules (keys.Verify) and returns the payload.
+func (j *compactJWS) verify(pub crypto.PublicKey) ([]byte, error) {
+	input, sig, err := j.signed()
 	if err != nil {
+		return nil, err
+	}
+	if err := keys.Verify(pub, j.alg, input, sig); err != nil {
 		return nil, wrap(CodeBadSignature, err)
 	}
-	return payload, nil
-}
-
-// verifier adapts keys.Verify to go-jose's OpaqueVerifier.
-type verifier struct {
-	pub crypto.PublicKey
-	alg keys.Algorithm
-}
-
-func (v verifier) VerifyPayload(signingInput, sig []byte, alg jose.SignatureAlgorithm) error {
-	if keys.Algorithm(alg) != v.alg {
-		return keys.ErrBadSignature
-	}
-	return keys.Verify(v.pub, v.alg, signingInput, sig)
-}
-
-// signer adapts a crypto.Signer to go-jose's OpaqueSigner through keys.Sign,
-// which produces JWS-correct signatures (raw r||s for ECDSA).
-type signer struct {
-	key  *keys.SigningKey
-	rand io.Reader
-}
-
-func (s signer) Public() *jose.JSONWebKey {
-	return &jose.JSONWebKey{Key: s.key.Signer.Public(), KeyID: s.key.KeyID, Algorithm: string(s.key.Algorithm)}
-}
-
-func (s signer) Algs() []jose.SignatureAlgorithm {
-	return []jose.SignatureAlgorithm{jose.SignatureAlgorithm(s.key.Algorithm)}
-}
-
-func (s signer) SignPayload(signingInput []byte, alg jose.SignatureAlgorithm) ([]byte, error) {
-	if keys.Algorithm(alg) != s.key.Algorithm {
-		return nil, errors.New("protocol: algorithm does not match the signing key")
-	}
-	return keys.Sign(s.rand, s.key.Signer, s.key.Algorithm, signingInput)
+	return j.payload, nil
 }
 
 // signJWS signs payload with key as a compact JWS whose protected header is
-// exactly {"alg","kid","typ"}.
+// exactly {"alg","kid","typ"}, in that order, with keys.Sign, which produces
+// JWS-correct signatures (raw r||s for ECDSA). The header's strings are
+// written as encoding/json writes them; go-jose, which wrote these headers
+// before, differed only in writing \b and \f as \u0008 and \u000c, which no
+// key id a registry accepts contains (keys.CheckKeyID).
 func signJWS(rand io.Reader, key *keys.SigningKey, typ string, payload []byte) (string, error) {
-	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(key.Algorithm), Key: signer{key, rand}},
-		(&jose.SignerOptions{}).WithType(jose.ContentType(typ)))
+	h := make([]byte, 0, 32+len(key.KeyID)+len(typ))
+	h = append(h, `{"alg":`...)
+	h = strictjson.AppendString(h, string(key.Algorithm))
+	h = append(h, `,"kid":`...)
+	h = strictjson.AppendString(h, key.KeyID)
+	h = append(h, `,"typ":`...)
+	h = strictjson.AppendString(h, typ)
+	h = append(h, '}')
+	input := b64u.Encode(h) + "." + b64u.Encode(payload)
+	sig, err := keys.Sign(rand, key.Signer, key.Algorithm, []byte(input))
 	if err != nil {
 		return "", err
 	}
-	obj, err := sig.Sign(payload)
-	if err != nil {
-		return "", err
-	}
-	return obj.CompactSerialize()
+	return input + "." + b64u.Encode(sig), nil
 }
 
 // object reads peer JSON; every failure is malformed.

@@ -13,7 +13,10 @@
 //     be lost);
 //   - memory: server RSS per idle authenticated socket versus plain gorilla;
 //   - scale: 10,000 sessions opened at a steady rate with refreshes running;
-//   - device: size and RSS of a minimal client program;
+//   - device: size, RSS while connected and heap allocations per handshake
+//     of a minimal client program beside the same on plain gorilla, for
+//     linux/amd64 and every device target, run under qemu-user emulation
+//     (device.go);
 //   - dos: legitimate handshakes and authenticated sessions while idle
 //     unauthenticated sockets and a flood of bad handshakes attack the
 //     server with its default limits (dos.go; the attacker is a third
@@ -97,8 +100,10 @@ Flags:
                    -out and -md then get the merged results
     -runs N        repetitions of each measurement (default 3; quick 1)
     -conns N       sockets of the memory and scale runs (default 10000; quick 200)
-    -cross         cross-build the device programs for linux/arm64 and
-                   linux/arm (default on; off with -quick)
+    -cross         cross-build the device programs for every device target
+                   (internal/devtarget: linux/arm GOARM=6 and 7, arm64, mipsle
+                   and mips GOMIPS=softfloat, riscv64) and run them under
+                   qemu-user emulation (default on; off with -quick)
     -profile       capture pprof profiles from the server child for each
                    missed target, into DIR/profiles (default on with -out,
                    off with -quick)

@@ -111,6 +111,9 @@ func TestQuick(t *testing.T) {
 	if len(res.Device) != 2 || res.Device[0].SizeBytes == 0 || res.Device[1].RSSKiB == 0 {
 		t.Errorf("device: %+v", res.Device)
 	}
+	if len(res.DeviceAllocs) != 2 || res.DeviceAllocs[0].Allocs <= 0 || res.DeviceAllocs[1].Allocs <= res.DeviceAllocs[0].Allocs {
+		t.Errorf("device allocations: %+v", res.DeviceAllocs)
+	}
 	if len(res.Targets) == 0 {
 		t.Error("no targets evaluated")
 	}

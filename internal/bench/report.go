@@ -59,6 +59,8 @@ const (
 	tLost         = "frames lost during refreshes"
 	tMemory       = "RSS per idle authenticated socket"
 	tScale        = "concurrent sessions with zero failures"
+	tDeviceSize   = "device program size vs plain gorilla (stripped)"
+	tDeviceRSS    = "device program RSS while connected vs plain gorilla"
 )
 
 // evaluate computes the issues' targets from the medians of the results,
@@ -170,6 +172,7 @@ func evaluate(r *Results) []Target {
 			Pass:   all,
 		})
 	}
+	out = append(out, deviceTargets(r)...)
 	if r.Revoke != nil && len(r.Revoke.Cases) > 0 {
 		out = append(out, revokeTargets(r.Revoke)...)
 	}
@@ -668,24 +671,43 @@ func markdown(r *Results, file string) string {
 	}
 	if len(r.Device) > 0 {
 		w("### Device footprint: a minimal client program\n\n")
-		w("`cmd/wsproof-bench/tinyclient` (client.Dial, one message, hold the socket) against `cmd/wsproof-bench/tinyplain` (the same on gorilla alone), built with `CGO_ENABLED=0 go build -trimpath -ldflags='-s -w'`. RSS is measured while connected, on this machine, with the linux/amd64 build; the arm builds are not run here.\n\n")
-		t := &table{head: []string{"program", "target", "size bytes", "vs plain", "RSS KiB connected", "vs plain"}}
+		w("`cmd/wsproof-bench/tinyclient` (read a PEM key and the pinned server key set, `client.Dial`, one message, hold the socket) against `cmd/wsproof-bench/tinyplain` (the same on gorilla alone), built with `CGO_ENABLED=0 go build -trimpath -ldflags='-s -w'` for each target, with the GOARM or GOMIPS shown. RSS is measured while connected: natively on linux/amd64; on the other targets under qemu-user emulation, where it is the RSS of the guest's own memory (its binary, heap and stacks, in the guest's address space), with the whole emulator process's RSS (translated code included) beside it. An emulated figure approximates the device's: the page cache, the kernel and the emulator's loader are the host's.\n\n")
+		t := &table{head: []string{"target", "program", "size bytes", "vs plain", "RSS KiB connected", "vs plain", "emulator process RSS KiB"}}
 		for _, d := range r.Device {
-			var base *DeviceItem
-			for _, x := range r.Device {
-				if x.Program == "plain gorilla" && x.Target == d.Target {
-					base = x
-				}
-			}
-			row := []string{d.Program, d.Target, fmt.Sprint(d.SizeBytes), "1", "–", "–"}
+			base := r.deviceBase(d)
+			row := []string{d.Target, d.Program, fmt.Sprint(d.SizeBytes), "1", "–", "–", "–"}
 			if d.RSSKiB > 0 {
 				row[4], row[5] = f0(d.RSSKiB), "1"
+				if d.Emulated {
+					row[4] += " (under qemu-user emulation)"
+					row[6] = f0(d.EmulatorRSSKiB)
+				}
+			} else if d.Note != "" {
+				row[4] = d.Note
 			}
 			if base != nil && base != d {
 				row[3] = rx(float64(d.SizeBytes), float64(base.SizeBytes))
-				if d.RSSKiB > 0 {
+				if d.RSSKiB > 0 && base.RSSKiB > 0 {
 					row[5] = rx(d.RSSKiB, base.RSSKiB)
 				}
+			}
+			t.add(row...)
+		}
+		w("%s\n", t)
+	}
+	if len(r.DeviceAllocs) > 0 {
+		var base *DeviceAllocs
+		for _, a := range r.DeviceAllocs {
+			if a.Program == devPlain {
+				base = a
+			}
+		}
+		w("Heap allocations per handshake, counted natively (linux/amd64) in the load generator's process with `runtime.MemStats`, over %d handshakes per repetition; each is the operation of the handshake section: connect (and authenticate), one 64-byte echo, close.\n\n", r.DeviceAllocs[0].Ops)
+		t := &table{head: []string{"program", "allocations", "vs plain", "bytes allocated", "vs plain", "runs (allocations)"}}
+		for _, a := range r.DeviceAllocs {
+			row := []string{a.Program, f0(a.Allocs), "1", f0(a.Bytes), "1", joinF0(a.Runs)}
+			if base != nil && base != a {
+				row[2], row[4] = rx(a.Allocs, base.Allocs), rx(a.Bytes, base.Bytes)
 			}
 			t.add(row...)
 		}
@@ -721,4 +743,74 @@ func outDirOf(r *Results) string {
 		}
 	}
 	return ""
+}
+
+// deviceBase is the plain gorilla build of d's target.
+func (r *Results) deviceBase(d *DeviceItem) *DeviceItem {
+	for _, x := range r.Device {
+		if x.Program == devPlain && x.Target == d.Target {
+			return x
+		}
+	}
+	return nil
+}
+
+// deviceTargets are issue 15's footprint targets, judged on the worst
+// target: the client program at most 1.15 x the plain one's size, and at
+// most 1.2 x its RSS while connected.
+func deviceTargets(r *Results) []Target {
+	var out []Target
+	type ratio struct {
+		x    float64
+		what string
+	}
+	var sizes, rss []ratio
+	for _, d := range r.Device {
+		base := r.deviceBase(d)
+		if d.Program != devClient || base == nil || base.SizeBytes == 0 {
+			continue
+		}
+		sizes = append(sizes, ratio{float64(d.SizeBytes) / float64(base.SizeBytes),
+			fmt.Sprintf("%s: %d vs %d bytes", d.Target, d.SizeBytes, base.SizeBytes)})
+		if d.RSSKiB > 0 && base.RSSKiB > 0 {
+			how := "natively"
+			if d.Emulated {
+				how = "under qemu-user emulation"
+			}
+			rss = append(rss, ratio{d.RSSKiB / base.RSSKiB, fmt.Sprintf("%s, %s: %.0f vs %.0f KiB", d.Target, how, d.RSSKiB, base.RSSKiB)})
+		}
+	}
+	judge := func(name string, rs []ratio, limit float64) {
+		if len(rs) == 0 {
+			return
+		}
+		worst, best := rs[0], rs[0]
+		for _, x := range rs {
+			if x.x > worst.x {
+				worst = x
+			}
+			if x.x < best.x {
+				best = x
+			}
+		}
+		out = append(out, Target{
+			Name:   name,
+			Figure: fmt.Sprintf("%.2f x at worst (%s)", worst.x, worst.what),
+			Limit:  fmt.Sprintf("<= %.2f x on every target", limit),
+			Pass:   worst.x <= limit,
+			Note:   fmt.Sprintf("best %.2f x (%s); %d targets", best.x, best.what, len(rs)),
+		})
+	}
+	judge(tDeviceSize, sizes, 1.15)
+	judge(tDeviceRSS, rss, 1.2)
+	return out
+}
+
+// joinF0 lists figures without decimals.
+func joinF0(v []float64) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = f0(x)
+	}
+	return strings.Join(s, ", ")
 }

@@ -24,13 +24,15 @@ type Results struct {
 	Memory     []*MemResult   `json:"memory,omitempty"`
 	Scale      *ScaleResult   `json:"scale,omitempty"`
 	Device     []*DeviceItem  `json:"device,omitempty"`
-	DoS        *DoSResult     `json:"dos,omitempty"`
-	Revoke     *RevokeResult  `json:"revoke,omitempty"`
-	Room       *RoomResult    `json:"room,omitempty"`
-	Targets    []Target       `json:"targets,omitempty"`
-	Profiles   []Profile      `json:"profiles,omitempty"`
-	Errors     []string       `json:"errors,omitempty"`
-	Elapsed    string         `json:"elapsed"`
+	// DeviceAllocs belongs to the device section.
+	DeviceAllocs []*DeviceAllocs `json:"device_allocs,omitempty"`
+	DoS          *DoSResult      `json:"dos,omitempty"`
+	Revoke       *RevokeResult   `json:"revoke,omitempty"`
+	Room         *RoomResult     `json:"room,omitempty"`
+	Targets      []Target        `json:"targets,omitempty"`
+	Profiles     []Profile       `json:"profiles,omitempty"`
+	Errors       []string        `json:"errors,omitempty"`
+	Elapsed      string          `json:"elapsed"`
 
 	// Provenance, when set, says which run measured which sections: the
 	// results of a run merged (-merge) into those of earlier runs. The
@@ -221,10 +223,27 @@ type ScaleRun struct {
 // DeviceItem is one build of a minimal client program.
 type DeviceItem struct {
 	Program   string    `json:"program"` // "wsproof client" or "plain gorilla"
-	Target    string    `json:"target"`  // GOOS/GOARCH
+	Target    string    `json:"target"`  // GOOS/GOARCH, GOARM or GOMIPS
 	SizeBytes int64     `json:"size_bytes"`
-	RSSKiB    float64   `json:"rss_kib,omitempty"` // linux/amd64 only: measured here
+	RSSKiB    float64   `json:"rss_kib,omitempty"` // while connected: the process's, or under emulation the guest's
 	Runs      []float64 `json:"rss_runs,omitempty"`
+	// Emulated: the build ran under qemu-user; EmulatorRSSKiB is then the
+	// whole emulator process's RSS, of which RSSKiB is the guest's share.
+	Emulated       bool      `json:"emulated,omitempty"`
+	EmulatorRSSKiB float64   `json:"emulator_rss_kib,omitempty"`
+	EmulatorRuns   []float64 `json:"emulator_rss_runs,omitempty"`
+	Note           string    `json:"note,omitempty"`
+}
+
+// DeviceAllocs is the heap allocation count of one handshake operation
+// (connect and authenticate, one 64-byte echo, close), counted natively.
+type DeviceAllocs struct {
+	Program   string    `json:"program"`
+	Ops       int       `json:"ops"`    // handshakes per repetition
+	Allocs    float64   `json:"allocs"` // median per handshake
+	Bytes     float64   `json:"bytes"`
+	Runs      []float64 `json:"allocs_runs"`
+	BytesRuns []float64 `json:"bytes_runs"`
 }
 
 // RevokeResult is the revocation of many live sessions by an edit of the
@@ -537,7 +556,7 @@ func mergeResults(old, cur *Results) *Results {
 		m.Scale = old.Scale
 	}
 	if !ran["device"] {
-		m.Device = old.Device
+		m.Device, m.DeviceAllocs = old.Device, old.DeviceAllocs
 	}
 	if !ran["dos"] {
 		m.DoS = old.DoS

@@ -56,11 +56,12 @@ func (o Object) Str(name string) (string, error) {
 	if bytes.IndexByte(raw, '\\') < 0 {
 		return string(raw[1 : len(raw)-1]), nil
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
+	sc := scanner{data: raw}
+	v, err := sc.str()
+	if err != nil || sc.pos != len(raw) {
 		return "", bad(name)
 	}
-	return s, nil
+	return v, nil
 }
 
 // OptStr returns an optional string member; "" when absent.
@@ -108,13 +109,73 @@ func (o Object) Strs(name string, maxN, maxLen int) ([]string, error) {
 		return nil, bad(name)
 	}
 	out := []string{}
-	if err := json.Unmarshal(raw, &out); err != nil || len(out) > maxN {
+	sc := scanner{data: raw, pos: 1}
+	sc.space()
+	if sc.pos < len(raw) && raw[sc.pos] == ']' {
+		sc.pos++
+	} else {
+		for {
+			sc.space()
+			if sc.pos >= len(raw) || raw[sc.pos] != '"' {
+				return nil, bad(name)
+			}
+			s, err := sc.str()
+			if err != nil || len(s) == 0 || len(s) > maxLen || len(out) == maxN {
+				return nil, bad(name)
+			}
+			out = append(out, s)
+			sc.space()
+			if sc.pos >= len(raw) || raw[sc.pos] != ',' && raw[sc.pos] != ']' {
+				return nil, bad(name)
+			}
+			sc.pos++
+			if raw[sc.pos-1] == ']' {
+				break
+			}
+		}
+	}
+	sc.space()
+	if sc.pos != len(raw) {
 		return nil, bad(name)
 	}
-	for _, s := range out {
-		if len(s) == 0 || len(s) > maxLen {
-			return nil, bad(name)
+	return out, nil
+}
+
+// Array splits an array that ParseObject returned as a member's value into
+// its elements, which alias raw. It reads what encoding/json.Unmarshal
+// reads into a []json.RawMessage, without linking encoding/json's decoder,
+// for clients on small devices (issue 15): keys.ParsePublicSet's key set
+// is such an array.
+func Array(raw json.RawMessage) ([]json.RawMessage, error) {
+	if len(raw) == 0 || raw[0] != '[' {
+		return nil, &Error{Reason: "not an array"}
+	}
+	sc := scanner{data: raw, pos: 1}
+	out := []json.RawMessage{}
+	sc.space()
+	if sc.pos < len(raw) && raw[sc.pos] == ']' {
+		sc.pos++
+	} else {
+		for {
+			sc.space()
+			start := sc.pos
+			if err := sc.value(1); err != nil {
+				return nil, err
+			}
+			out = append(out, raw[start:sc.pos:sc.pos])
+			sc.space()
+			if sc.pos >= len(raw) || raw[sc.pos] != ',' && raw[sc.pos] != ']' {
+				return nil, sc.fail("expected ',' or ']'")
+			}
+			sc.pos++
+			if raw[sc.pos-1] == ']' {
+				break
+			}
 		}
+	}
+	sc.space()
+	if sc.pos != len(raw) {
+		return nil, sc.fail("data after the array")
 	}
 	return out, nil
 }

@@ -22,8 +22,11 @@ func jwkSetMembers(data []byte) ([]json.RawMessage, error) {
 	if !ok || len(raw) == 0 || raw[0] != '[' {
 		return nil, fmt.Errorf("%w: key set has no \"keys\" array", ErrInvalidKey)
 	}
-	var out []json.RawMessage
-	if err := json.Unmarshal(raw, &out); err != nil {
+	// strictjson.Array, not json.Unmarshal: the client parses pinned key
+	// sets, and encoding/json's decoder would be linked into every device
+	// binary for this one call (issue 15's footprint target).
+	out, err := strictjson.Array(raw)
+	if err != nil {
 		return nil, fmt.Errorf("%w: key set: %v", ErrInvalidKey, err)
 	}
 	return out, nil

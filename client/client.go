@@ -105,6 +105,12 @@ type Config struct {
 
 	// TLSConfig configures TLS for wss:// URLs. Nil means the defaults: the
 	// system roots and the URL's host name. Channel binding needs TLS 1.3.
+	//
+	// Reconnects resume TLS sessions: a TLSConfig without a
+	// ClientSessionCache is given one of its own (32 servers, least recently
+	// used first out), used by every Dial and Keep with that same *tls.Config
+	// and never shared with another; a nil TLSConfig shares one cache with
+	// every other nil TLSConfig. Set ClientSessionCache to choose the cache.
 	TLSConfig *tls.Config
 
 	// Header holds extra upgrade request headers, for example Origin. It must
@@ -209,7 +215,7 @@ func newSetup(cfg *Config) (*setup, error) {
 	if cfg == nil {
 		return nil, errors.New("client: nil Config")
 	}
-	s := &setup{plaintext: cfg.InsecurePlaintext, rand: cfg.Rand, timeout: cfg.HandshakeTimeout, tlsConf: cfg.TLSConfig,
+	s := &setup{plaintext: cfg.InsecurePlaintext, rand: cfg.Rand, timeout: cfg.HandshakeTimeout, tlsConf: resumingTLS(cfg.TLSConfig),
 		netDial: cfg.NetDialContext}
 	switch {
 	case s.timeout < 0:

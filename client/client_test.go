@@ -137,6 +137,53 @@ func TestChannelBinding(t *testing.T) {
 	})
 }
 
+// TestTLSResumption: a second Dial with the same tls.Config resumes the
+// first one's TLS 1.3 session, and its session is bound to its own
+// connection: the exporter value differs, and both sides agree on it (spec
+// section "The exporter value"). Another tls.Config, trusting the same
+// roots, does not resume: caches are never shared between Configs.
+func TestTLSResumption(t *testing.T) {
+	f := newFixture(t, keys.ES256)
+	ts := newServer(t, f, serverOptions{tls: true})
+	cfg := f.config()
+	cfg.TLSConfig = ts.tlsConfig()
+	dial := func(cfg *Config) *serverConn {
+		t.Helper()
+		c, err := Dial(ctxT(t), ts.url, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := ts.waitAccepted()
+		if !c.Session().ChannelBound || !sc.sess.ChannelBound {
+			t.Errorf("channel bound: client %v, server %v", c.Session().ChannelBound, sc.sess.ChannelBound)
+		}
+		echoOnce(t, c, "after the handshake")
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return sc
+	}
+	first := dial(cfg)
+	second := dial(cfg)
+	if first.resumed || !second.resumed {
+		t.Fatalf("resumed: first %v, second %v; want false, true", first.resumed, second.resumed)
+	}
+	if bytes.Equal(first.exporter, second.exporter) {
+		t.Error("the resumed connection has the first connection's exporter value")
+	}
+	other := *cfg
+	other.TLSConfig = ts.tlsConfig()
+	if dial(&other).resumed {
+		t.Error("a session was resumed under another tls.Config")
+	}
+	if cfg.TLSConfig.ClientSessionCache != nil {
+		t.Error("Dial set the application's tls.Config's ClientSessionCache")
+	}
+	if resumingTLS(nil).ClientSessionCache == nil {
+		t.Error("no session cache for a nil TLSConfig")
+	}
+}
+
 // dialOnce dials as Keep does, and returns Keep's decision on a failure.
 func dialOnce(t *testing.T, url string, cfg *Config) (*Conn, bool, error) {
 	t.Helper()

@@ -225,6 +225,7 @@ type serverConn struct {
 	ts       *testServer
 	ws       *websocket.Conn
 	exporter []byte
+	resumed  bool // the TLS connection resumed an earlier session
 
 	wmu sync.Mutex // one writer at a time
 
@@ -309,6 +310,9 @@ func (ts *testServer) handle(w http.ResponseWriter, r *http.Request) {
 		delete(ts.conns, sc)
 		ts.mu.Unlock()
 	}()
+	if r.TLS != nil {
+		sc.resumed = r.TLS.DidResume
+	}
 	if r.TLS != nil && r.TLS.Version == tls.VersionTLS13 {
 		sc.exporter, err = r.TLS.ExportKeyingMaterial(protocol.ExporterLabel, nil, protocol.ExporterSize)
 		if err != nil {

@@ -2,7 +2,9 @@ package bench
 
 import (
 	"crypto/ecdsa"
+	"crypto/tls"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/wsproof/wsproof/internal/benchfloor"
@@ -14,6 +16,8 @@ type hsPlan struct {
 	cell   *HSCell
 	server *child
 	op     op
+
+	connects, resumed *atomic.Int64 // TLS connects, and those that resumed a session; nil if not counted
 }
 
 // handshakes measures every handshake cell, repeating the whole matrix
@@ -37,8 +41,31 @@ func (b *bench) handshakes() error {
 			plans = append(plans, &hsPlan{cell: &HSCell{System: "plain", TLS: tlsOn, Conc: conc}, server: b.srv,
 				op: plainOp(wsURL(host, "/plain", tlsOn), plainD)})
 			for _, alg := range o.algs {
+				cfg := b.e.clientConfig(alg, tlsOn)
+				if tlsOn {
+					// A full TLS handshake on every connect, as the plain
+					// gorilla cell has: package client would resume.
+					cfg.TLSConfig.ClientSessionCache = noResumption{}
+				}
 				plans = append(plans, &hsPlan{cell: &HSCell{System: "wsproof", Alg: string(alg), TLS: tlsOn, Conc: conc}, server: b.srv,
-					op: wsproofOp(wsURL(host, "/ws", tlsOn), b.e.clientConfig(alg, tlsOn))})
+					op: wsproofOp(wsURL(host, "/ws", tlsOn), cfg)})
+			}
+			if tlsOn && slices.Contains(o.algs, keys.ES256) {
+				// Reconnects: the client's own session cache, as a device
+				// has it, so every connect after the first resumes; the
+				// cell counts the connects that did.
+				p := &hsPlan{cell: &HSCell{System: "wsproof", Alg: string(keys.ES256), TLS: true, Resumed: true, Conc: conc},
+					server: b.srv, connects: new(atomic.Int64), resumed: new(atomic.Int64)}
+				cfg := b.e.clientConfig(keys.ES256, true)
+				cfg.TLSConfig.VerifyConnection = func(cs tls.ConnectionState) error {
+					p.connects.Add(1)
+					if cs.DidResume {
+						p.resumed.Add(1)
+					}
+					return nil
+				}
+				p.op = wsproofOp(wsURL(host, "/ws", true), cfg)
+				plans = append(plans, p)
 			}
 			if b.cent != nil && !tlsOn {
 				d := gorillaDialer(nil, nil, nil)
@@ -89,6 +116,9 @@ func (b *bench) handshakes() error {
 		c.ClientUs = median(pick(c.Runs, func(r HSRun) float64 { return r.ClientUs }))
 		for _, r := range c.Runs {
 			c.Ops += r.Ops
+		}
+		if p.connects != nil && p.connects.Load() > 0 {
+			c.ResumedShare = float64(p.resumed.Load()) / float64(p.connects.Load())
 		}
 		sortDurations(c.lat)
 		c.CDF = cdf(c.lat)
@@ -164,3 +194,10 @@ func (b *bench) measureHS(p *hsPlan) (HSRun, []time.Duration, map[string]int, er
 func sortDurations(s []time.Duration) { slices.Sort(s) }
 
 func us(d time.Duration) float64 { return float64(d) / 1e3 }
+
+// noResumption is a TLS session cache that keeps nothing: every connect
+// makes a full TLS handshake.
+type noResumption struct{}
+
+func (noResumption) Get(string) (*tls.ClientSessionState, bool) { return nil, false }
+func (noResumption) Put(string, *tls.ClientSessionState)        {}

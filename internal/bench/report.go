@@ -15,9 +15,10 @@ import (
 	"github.com/wsproof/wsproof/keys"
 )
 
+// hs is the handshake cell of a full handshake (no TLS session resumed).
 func (r *Results) hs(system, alg string, tlsOn bool, conc int) *HSCell {
 	for _, c := range r.Handshakes {
-		if c.System == system && c.Alg == alg && c.TLS == tlsOn && c.Conc == conc {
+		if c.System == system && c.Alg == alg && c.TLS == tlsOn && c.Conc == conc && !c.Resumed {
 			return c
 		}
 	}
@@ -564,7 +565,7 @@ func markdown(r *Results, file string) string {
 			continue
 		}
 		if tlsOn {
-			w("### Handshakes over TLS 1.3 (channel binding on; X25519MLKEM768, no resumption)\n\n")
+			w("### Handshakes over TLS 1.3 (channel binding on; X25519MLKEM768, no resumption but in the reconnect rows)\n\n")
 		} else {
 			w("### Handshakes without TLS\n\n")
 		}
@@ -594,6 +595,9 @@ func markdown(r *Results, file string) string {
 			t.add(row...)
 		}
 		w("%s\n", t)
+		if tlsOn {
+			w("%s", reconnectText(r))
+		}
 	}
 	if plotDir != "" && len(r.Handshakes) > 0 {
 		w("![handshakes per second by concurrency](%s/handshakes.svg)\n\n", plotDir)
@@ -813,4 +817,30 @@ func joinF0(v []float64) string {
 		s[i] = f0(x)
 	}
 	return strings.Join(s, ", ")
+}
+
+// reconnectText compares, at each concurrency, the server's CPU per
+// reconnect that resumes its TLS session with the same handshake over a full
+// TLS handshake (issue 16, target 5): what a fleet's reconnect storm costs.
+func reconnectText(r *Results) string {
+	var b strings.Builder
+	for _, c := range r.Handshakes {
+		if !c.Resumed {
+			continue
+		}
+		full := r.hs(c.System, c.Alg, true, c.Conc)
+		if full == nil {
+			continue
+		}
+		if b.Len() == 0 {
+			b.WriteString("Reconnect over TLS: the client resumes its TLS 1.3 session (package client does by default) and authenticates afresh, " +
+				"channel binding on; server CPU per reconnect against the same handshake over a full TLS handshake:\n\n")
+		}
+		fmt.Fprintf(&b, "- %s at concurrency %d: %s µs resumed, %s µs full, %s; %s/s against %s/s (%.1f%% of its connects resumed).\n",
+			c.System+" "+c.Alg, c.Conc, f0(c.CPUus), f0(full.CPUus), rx(c.CPUus, full.CPUus), f0(c.Rate), f0(full.Rate), 100*c.ResumedShare)
+	}
+	if b.Len() > 0 {
+		b.WriteString("\n")
+	}
+	return b.String()
 }

@@ -74,19 +74,23 @@ type Floor struct {
 // HSCell is one handshake measurement: system, client algorithm, TLS and
 // concurrency.
 type HSCell struct {
-	System   string         `json:"system"` // "plain", "wsproof", "centrifuge"
-	Alg      string         `json:"alg"`    // client algorithm; "" for plain; "anon", "HS256", "ES256" for centrifuge
-	TLS      bool           `json:"tls"`
-	Conc     int            `json:"concurrency"`
-	Rate     float64        `json:"rate_per_s"`
-	P50ms    float64        `json:"p50_ms"`
-	P99ms    float64        `json:"p99_ms"`
-	CPUus    float64        `json:"server_cpu_us"` // server CPU per operation
-	ClientUs float64        `json:"client_cpu_us"` // load generator CPU per operation
-	Ops      int            `json:"ops"`
-	Failures map[string]int `json:"failures,omitempty"`
-	Runs     []HSRun        `json:"runs"`
-	CDF      []float64      `json:"cdf_ms,omitempty"` // latency at each percentile 0..100, all runs merged
+	System  string `json:"system"` // "plain", "wsproof", "centrifuge"
+	Alg     string `json:"alg"`    // client algorithm; "" for plain; "anon", "HS256", "ES256" for centrifuge
+	TLS     bool   `json:"tls"`
+	Resumed bool   `json:"tls_resumed,omitempty"` // each connect resumes a TLS session (a reconnect)
+	// ResumedShare is the share of a reconnect cell's TLS connects, warm-ups
+	// included, that resumed a session.
+	ResumedShare float64        `json:"tls_resumed_share,omitempty"`
+	Conc         int            `json:"concurrency"`
+	Rate         float64        `json:"rate_per_s"`
+	P50ms        float64        `json:"p50_ms"`
+	P99ms        float64        `json:"p99_ms"`
+	CPUus        float64        `json:"server_cpu_us"` // server CPU per operation
+	ClientUs     float64        `json:"client_cpu_us"` // load generator CPU per operation
+	Ops          int            `json:"ops"`
+	Failures     map[string]int `json:"failures,omitempty"`
+	Runs         []HSRun        `json:"runs"`
+	CDF          []float64      `json:"cdf_ms,omitempty"` // latency at each percentile 0..100, all runs merged
 
 	lat []time.Duration
 }
@@ -111,6 +115,9 @@ func (c *HSCell) name() string {
 			return "Centrifuge, no token"
 		}
 		return "Centrifuge JWT " + c.Alg
+	}
+	if c.Resumed {
+		return "wsproof " + c.Alg + ", reconnect (TLS resumed)"
 	}
 	return "wsproof " + c.Alg
 }

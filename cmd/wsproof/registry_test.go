@@ -193,3 +193,48 @@ func TestSymlinkedRegistry(t *testing.T) {
 		t.Errorf("the dangling link was replaced")
 	}
 }
+
+// TestDashKeyID: a key id may start with '-' (one random key id in 32
+// does, thumbprints being base64url), and every keys command that names a
+// key takes it, after its flags or before them, and after "--". Before the
+// fix, "keys revoke -KID" failed with "flag provided but not defined".
+func TestDashKeyID(t *testing.T) {
+	reg := t.TempDir() + "/registry.jwks"
+	_, jwk := newClientKey(t, "-dash")
+	_, jwk2 := newClientKey(t, "--h")
+	for _, args := range [][]string{
+		{"keys", "add", "--registry", reg, "--jwk", jwk, "--sub", "one"},
+		{"keys", "add", "--registry", reg, "--jwk", jwk2, "--sub", "two"},
+		{"keys", "show", "--registry", reg, "-dash"},
+		{"keys", "show", "-dash", "--registry", reg, "--json"},
+		{"keys", "update", "-dash", "--registry", reg, "--sub", "uno"},
+		{"keys", "update", "--registry", reg, "--groups", "g", "--", "-dash"},
+		{"keys", "show", "--registry", reg, "--", "--h"}, // spelled like a flag: after "--" only
+		{"keys", "revoke", "--registry", reg, "-dash"},
+		{"keys", "remove", "--registry", reg, "--", "--h"},
+	} {
+		if code, out := runCLI(args...); code != 0 {
+			t.Fatalf("%q: exit %d: %s", args, code, out)
+		}
+	}
+	s := readRegistry(t, reg)
+	if e, ok := s.Lookup("-dash"); !ok || !e.Revoked || e.Subject != "uno" || len(e.Groups) != 1 {
+		t.Errorf("-dash after the commands: %+v; want revoked, subject uno, one group", e)
+	}
+	if _, ok := s.Lookup("--h"); ok || s.Len() != 1 {
+		t.Errorf("--h was not removed")
+	}
+	// A mistyped flag is still one, when it cannot be the key id.
+	for _, args := range [][]string{
+		{"keys", "revoke", "--regsitry", reg, "-dash"},
+		{"keys", "revoke", "-dash", "--regsitry", reg},
+	} {
+		if code, out := runCLI(args...); code != 2 || !strings.Contains(out, `flag provided but not defined: --regsitry (did you mean "--registry"?)`) {
+			t.Errorf("%q: exit %d: %s", args, code, out)
+		}
+	}
+	if code, out := runCLI("keys", "revoke", "--registry", reg, "-nope"); code != 1 ||
+		!strings.Contains(out, `no key "-nope" in `) || !strings.Contains(out, "if it was meant as a flag") {
+		t.Errorf("keys revoke -nope: exit %d: %s", code, out)
+	}
+}

@@ -1011,15 +1011,22 @@ func (c *cli) parseKID(fs *flag.FlagSet, args []string) (string, error) {
 	return pos[0], nil
 }
 
+// openKID parses the arguments of a keys command that names one key, as
+// parseKID does, and opens the registry its flags name for a.
+func (c *cli) openKID(ctx context.Context, fs *flag.FlagSet, rf registryFlags, args []string, a access) (keyStore, string, error) {
+	kid, err := c.parseKID(fs, args)
+	if err != nil {
+		return nil, "", err
+	}
+	reg, err := c.openStore(ctx, rf, a)
+	return reg, kid, err
+}
+
 func (c *cli) keysShow(ctx context.Context, args []string) error {
 	fs := c.newFlags("keys show", keysShowUsage)
 	rf := addRegistryFlags(fs)
 	asJSON := fs.Bool("json", false, "")
-	kid, err := c.parseKID(fs, args)
-	if err != nil {
-		return err
-	}
-	reg, err := c.openStore(ctx, rf, readOnly)
+	reg, kid, err := c.openKID(ctx, fs, rf, args, readOnly)
 	if err != nil {
 		return err
 	}
@@ -1151,11 +1158,7 @@ func (c *cli) keysUpdate(ctx context.Context, args []string) error {
 func (c *cli) keysRevoke(ctx context.Context, args []string) error {
 	fs := c.newFlags("keys revoke", keysRevokeUsage)
 	rf := addRegistryFlags(fs)
-	kid, err := c.parseKID(fs, args)
-	if err != nil {
-		return err
-	}
-	reg, err := c.openStore(ctx, rf, edit)
+	reg, kid, err := c.openKID(ctx, fs, rf, args, edit)
 	if err != nil {
 		return err
 	}
@@ -1178,11 +1181,7 @@ func (c *cli) keysRevoke(ctx context.Context, args []string) error {
 func (c *cli) keysRemove(ctx context.Context, args []string) error {
 	fs := c.newFlags("keys remove", keysRemoveUsage)
 	rf := addRegistryFlags(fs)
-	kid, err := c.parseKID(fs, args)
-	if err != nil {
-		return err
-	}
-	reg, err := c.openStore(ctx, rf, edit)
+	reg, kid, err := c.openKID(ctx, fs, rf, args, edit)
 	if err != nil {
 		return err
 	}

@@ -109,6 +109,24 @@ func TestSchemaVersionMismatch(t *testing.T) {
 	}
 }
 
+// auditRec is what the tests compare of an audit record.
+type auditRec struct{ actor, action, kid string }
+
+// auditLog returns the audit log, newest first, and what the tests compare
+// of it.
+func auditLog(t *testing.T, a *Admin) ([]AuditRecord, []auditRec) {
+	t.Helper()
+	recs, err := a.Audit(testCtx(t), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []auditRec
+	for _, r := range recs {
+		got = append(got, auditRec{r.Actor, r.Action, r.KeyID})
+	}
+	return recs, got
+}
+
 func mustEntry(t *testing.T, kid string) *keys.Entry {
 	e, _ := newEntry(t, kid, "sub-"+kid)
 	return e
@@ -239,16 +257,8 @@ func TestAdminRoundTrip(t *testing.T) {
 		t.Errorf("TRUNCATE: %v; want it refused", err)
 	}
 
-	recs, err := a.Audit(ctx, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	type rec struct{ actor, action, kid string }
-	var got []rec
-	for _, r := range recs {
-		got = append(got, rec{r.Actor, r.Action, r.KeyID})
-	}
-	want := []rec{ // newest first
+	recs, got := auditLog(t, a)
+	want := []auditRec{ // newest first
 		{"postgres", "delete", "dave-1"},
 		{"importer", "insert", "dave-1"},
 		{"importer", "insert", "carol-1"},
@@ -359,16 +369,8 @@ func TestAdminUpdateRemove(t *testing.T) {
 		t.Errorf("second Remove: %v; want ErrNotFound", err)
 	}
 
-	recs, err := a.Audit(ctx, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	type rec struct{ actor, action, kid string }
-	var got []rec
-	for _, r := range recs {
-		got = append(got, rec{r.Actor, r.Action, r.KeyID})
-	}
-	want := []rec{ // newest first
+	recs, got := auditLog(t, a)
+	want := []auditRec{ // newest first
 		{"operator-cleo", "delete", "alice-1"},
 		{"operator-ben", "update", "alice-1"},
 		{"operator-anna", "insert", "alice-1"},

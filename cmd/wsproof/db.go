@@ -25,7 +25,7 @@ Flags:
     --db URL    the database, as a postgres:// URL or a libpq key=value string
                 (default $WSPROOF_DATABASE_URL)
 
-Enroll, list and revoke keys with "wsproof keys ... --db URL".
+Enroll, list, update, revoke and remove keys with "wsproof keys ... --db URL".
 `
 
 func (c *cli) db(ctx context.Context, args []string) error {

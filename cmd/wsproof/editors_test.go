@@ -61,10 +61,17 @@ type registryServer struct {
 // rate limits raised: every client of these tests dials from 127.0.0.1.
 func serveRegistry(t *testing.T, dir, reg string) *registryServer {
 	t.Helper()
+	return serveWith(t, dir, "--registry", reg)
+}
+
+// serveWith starts "wsproof serve" as serveRegistry does, with args naming
+// its registry and anything else.
+func serveWith(t *testing.T, dir string, args ...string) *registryServer {
+	t.Helper()
 	state, addr := filepath.Join(dir, "state"), filepath.Join(dir, "addr")
-	n := startNode(t, "serve", addr, true, "serve", "--state", state, "--registry", reg,
+	n := startNode(t, "serve", addr, true, append([]string{"serve", "--state", state,
 		"--listen", "127.0.0.1:0", "--addr-file", addr,
-		"--handshake-rate", "10000", "--handshake-rate-per-addr", "10000", "--max-pending-per-addr", "1000")
+		"--handshake-rate", "10000", "--handshake-rate-per-addr", "10000", "--max-pending-per-addr", "1000"}, args...)...)
 	data, err := os.ReadFile(filepath.Join(state, serverPubFile))
 	if err != nil {
 		t.Fatal(err)

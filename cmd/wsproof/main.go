@@ -4,7 +4,8 @@
 //
 //	wsproof serve                       run a server (creates the state folder)
 //	wsproof keygen                      generate a client key
-//	wsproof keys add|list|revoke|import edit the key registry
+//	wsproof keys add|list|show|update|revoke|remove|import
+//	                                    edit the key registry
 //	wsproof server-keys ...             rotate the server's keys
 //	wsproof db migrate|audit            the PostgreSQL registry (fleet mode)
 //	wsproof connect URL --key FILE      talk to a server over standard input
@@ -47,7 +48,8 @@ Usage:
     wsproof serve [flags]                     run a server (creates its state folder on first run)
     wsproof keygen [--alg ES256] [--out FILE] [--jwk]
                                               generate a client key
-    wsproof keys add|list|revoke|import       edit the key registry
+    wsproof keys add|list|show|update|revoke|remove|import
+                                              edit the key registry
     wsproof server-keys list|add|promote|retire|public|token-keys
                                               manage and rotate the server's own keys
     wsproof db migrate|audit                  the PostgreSQL registry of fleet mode
@@ -91,7 +93,7 @@ var commands = []struct {
 }{
 	{"serve", nil},
 	{"keygen", nil},
-	{"keys", []string{"add", "list", "revoke", "import"}},
+	{"keys", []string{"add", "list", "show", "update", "revoke", "remove", "import"}},
 	{"server-keys", serverKeysCommands},
 	{"db", []string{"migrate", "audit"}},
 	{"connect", nil},
@@ -186,35 +188,75 @@ func (c *cli) newFlags(name, text string) *flag.FlagSet {
 // command's synopsis, and is returned as errUsage; -h prints the whole
 // usage text and returns flag.ErrHelp.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
+	pos, _, err := parseArgs(fs, args, false)
+	return pos, err
+}
+
+// parseArgs is parse. With lenient, the first argument that the flag
+// package refuses as an undefined flag ("-x", "--x=y", "---x") is taken as
+// a positional argument instead, and its error returned as flagErr, for the
+// caller to report if the argument turns out not to be one.
+func parseArgs(fs *flag.FlagSet, args []string, lenient bool) (pos []string, flagErr, err error) {
 	for {
 		if err := parseQuiet(fs, args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				fs.Usage()
-				return nil, err
+			if arg, rest, ok := undefinedFlag(err, args, fs.Args()); ok && lenient {
+				if flagErr == nil {
+					pos, args, flagErr = append(pos, arg), rest, err
+					continue
+				}
+				if len(pos) > 1 {
+					// "--regsitry FILE -KID": the first one took a value.
+					err = flagErr
+				}
 			}
-			// The flag package names flags with one dash; the usage
-			// texts, and so the reader, use two.
-			msg := flagName.ReplaceAllString(err.Error(), "$1--$2")
-			if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
-				var names []string
-				fs.VisitAll(func(f *flag.Flag) { names = append(names, "--"+f.Name) })
-				msg += didYouMean("--"+name, names)
-			}
-			fmt.Fprintf(fs.Output(), "wsproof %s: %s\n", fs.Name(), msg)
-			shortUsage(fs)
-			return nil, errUsage
+			return nil, nil, parseFailed(fs, err)
 		}
 		rest := fs.Args()
 		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
-			return append(pos, rest...), nil
+			return append(pos, rest...), flagErr, nil
 		}
 		if len(rest) == 0 {
-			return pos, nil
+			return pos, flagErr, nil
 		}
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// undefinedFlag returns the argument that caused err, an error of
+// fs.Parse(args) that left rest unparsed, and the arguments after it, if err
+// is about an argument that is no flag of the set.
+func undefinedFlag(err error, args, rest []string) (string, []string, bool) {
+	msg := err.Error()
+	switch {
+	case strings.HasPrefix(msg, "flag provided but not defined: ") && len(rest) < len(args):
+		// The flag package has consumed the argument.
+		return args[len(args)-len(rest)-1], rest, true
+	case strings.HasPrefix(msg, "bad flag syntax: ") && len(rest) > 0:
+		// It has not.
+		return rest[0], rest[1:], true
+	}
+	return "", nil, false
+}
+
+// parseFailed reports err, an error of parseQuiet, as parse does, and
+// returns flag.ErrHelp or errUsage.
+func parseFailed(fs *flag.FlagSet, err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		fs.Usage()
+		return err
+	}
+	// The flag package names flags with one dash; the usage texts, and so
+	// the reader, use two.
+	msg := flagName.ReplaceAllString(err.Error(), "$1--$2")
+	if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
+		var names []string
+		fs.VisitAll(func(f *flag.Flag) { names = append(names, "--"+f.Name) })
+		msg += didYouMean("--"+name, names)
+	}
+	fmt.Fprintf(fs.Output(), "wsproof %s: %s\n", fs.Name(), msg)
+	shortUsage(fs)
+	return errUsage
 }
 
 // flagName finds the flag package's "-name" in its error messages.

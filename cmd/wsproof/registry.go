@@ -6,9 +6,11 @@ import (
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -18,6 +20,8 @@ import (
 	"text/tabwriter"
 	"time"
 	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/wsproof/wsproof/keys"
 	"github.com/wsproof/wsproof/keys/postgres"
@@ -34,9 +38,19 @@ FILE.lock from its read to its write, so that none loses another's change.
 
 Commands:
     add       enroll one key
-    list      print the registry as a table
-    revoke    revoke a key: its live sessions end within a second
+    list      print the registry as a table, or as JSON (--json)
+    show      print one key
+    update    change a key's subject, groups, algorithm, validity or channel
+              binding: a wrong enrollment is fixed in place
+    revoke    revoke a key: its live sessions end within a second, and the
+              entry stays, marked revoked, so that the key stays refused
+    remove    delete a key's entry: its live sessions end within a second
     import    enroll every key of an OpenSSH authorized_keys file
+
+The commands that name a key take its key id, KID, before or after their
+flags. A key id may start with "-": an argument that is not one of the
+command's flags is taken as the key id, and after "--" every argument is
+(a key id spelled like a flag needs it: wsproof keys show -- -h).
 
 Run "wsproof keys COMMAND -h" for its flags. Every command takes
     --registry FILE   the registry (default STATE/registry.jwks)
@@ -66,17 +80,76 @@ Flags:
     --state DIR            state folder (default $WSPROOF_STATE, else $HOME/.wsproof)
 `
 
-const keysListUsage = `Usage: wsproof keys list [--registry FILE | --db URL]
+const keysListUsage = `Usage: wsproof keys list [--json] [--registry FILE | --db URL]
 
 Prints every key of the registry: key id, algorithm, subject, groups, validity,
 whether it is revoked, and whether it needs channel binding.
+
+With --json, prints {"keys": [KEY, ...]} instead, in registry order, where each
+KEY is an object with exactly these members (more may be added, never removed
+or changed):
+
+    kid          string   the key id
+    alg          string   the algorithm: ES256, ES384, ES512, RS256, PS256 or EdDSA
+    thumbprint   string   the RFC 7638 SHA-256 thumbprint of the key (base64url)
+    sub          string   the subject
+    groups       array    of strings; [] for none
+    not_before   string   RFC 3339 time in UTC, or null: valid from this time on
+    not_after    string   RFC 3339 time in UTC, or null: not valid at or after it
+    revoked      boolean
+    cb_required  boolean  the key needs TLS channel binding
+    jwk          object   the public key as a JWK (never any private member)
+
+Characters outside ASCII are written as \u escapes.
+`
+
+const keysShowUsage = `Usage: wsproof keys show KID [--json] [--registry FILE | --db URL]
+
+Prints the key KID: what "wsproof keys list" prints of it, and its
+thumbprint. With --json, prints it as one KEY object of "wsproof keys list
+--json".
+`
+
+const keysUpdateUsage = `Usage: wsproof keys update KID [flags]
+
+Changes the entry of the key KID; what no flag names stays as it is. The entry
+is checked by the same rules as "wsproof keys add". A running server applies
+the change to live sessions within a second: a session whose key leaves its
+validity window, no longer has a group the server requires, or now needs
+channel binding that the session lacks is closed (session_revoked, 4011).
+
+A revoked key cannot be updated: revocation is final. To enroll the same key
+again, remove it ("wsproof keys remove") and add it afresh.
+
+Flags:
+    --sub SUBJECT          the new subject
+    --groups G,...         the new groups, replacing the old (repeatable);
+                           --groups '' removes every group
+    --add-group G,...      add groups (repeatable)
+    --remove-group G,...   remove groups (repeatable); each must be the key's
+    --alg ALG              the algorithm, which must fit the key (RS256 or PS256 for RSA)
+    --not-before TIME      the key is not valid before TIME (RFC 3339); '' removes the bound
+    --not-after TIME       the key is not valid at or after TIME (RFC 3339); '' removes the bound
+    --cb-required=BOOL     true: accept the key only with TLS channel binding; false: without too
+    --registry FILE        the registry (default STATE/registry.jwks)
+    --db URL               the registry database instead (see "wsproof keys -h")
+    --state DIR            state folder (default $WSPROOF_STATE, else $HOME/.wsproof)
 `
 
 const keysRevokeUsage = `Usage: wsproof keys revoke KID [--registry FILE | --db URL]
 
 Marks the key KID as revoked. A running server closes its live sessions
 within a second and refuses it from then on. The entry stays in the registry,
-so that the revocation is visible.
+so that the revocation is visible and the key cannot be enrolled again by
+mistake; a revoked entry cannot be updated.
+`
+
+const keysRemoveUsage = `Usage: wsproof keys remove KID [--registry FILE | --db URL]
+
+Deletes the entry of the key KID. A running server closes its live sessions
+within a second (session_revoked, 4011) and refuses it from then on. Unlike
+"wsproof keys revoke", nothing remembers the key: it can be enrolled again,
+and removing a revoked key undoes its revocation for whoever enrolls it again.
 `
 
 const keysImportUsage = `Usage: wsproof keys import --authorized-keys FILE [flags]
@@ -108,8 +181,14 @@ func (c *cli) keys(ctx context.Context, args []string) error {
 		return c.keysAdd(ctx, args[1:])
 	case "list":
 		return c.keysList(ctx, args[1:])
+	case "show":
+		return c.keysShow(ctx, args[1:])
+	case "update":
+		return c.keysUpdate(ctx, args[1:])
 	case "revoke":
 		return c.keysRevoke(ctx, args[1:])
+	case "remove":
+		return c.keysRemove(ctx, args[1:])
 	case "import":
 		return c.keysImport(ctx, args[1:])
 	case "-h", "-help", "--help", "help":
@@ -129,16 +208,51 @@ func addRegistryFlags(fs *flag.FlagSet) registryFlags {
 }
 
 // keyStore is the registry a keys command edits: a file or the database.
-// Changes are staged by add and revoke and made by save, all at once.
+// Changes are staged by add, replace and remove, and made by save, all at
+// once; the commands go through changeKey, add and remove, the same for
+// both.
 type keyStore interface {
 	name() string
 	list() []*keys.Entry
 	byKID(kid string) (int, *keys.Entry)
 	byThumbprint(tp string) *keys.Entry
 	add(e *keys.Entry) error
-	revoke(i int)
+	// replace stages e, which change made of a copy of entry i, in its
+	// place. The database applies change again, to the entry as it is
+	// when it writes.
+	replace(i int, e *keys.Entry, change func(*keys.Entry) error)
+	remove(i int)
 	save(ctx context.Context) error
 	close()
+}
+
+// changeKey applies change to a copy of the entry of kid, checks the result
+// by the registry rules, and stages it in reg. It returns the entry before
+// and after the change.
+func changeKey(reg keyStore, kid string, change func(*keys.Entry) error) (old, changed *keys.Entry, err error) {
+	i, old := reg.byKID(kid)
+	if old == nil {
+		return nil, nil, noKey(reg, kid)
+	}
+	c := *old
+	c.Groups = slices.Clone(old.Groups)
+	if err := change(&c); err != nil {
+		return nil, nil, err
+	}
+	if _, err := keys.NewSet([]*keys.Entry{&c}); err != nil {
+		return nil, nil, &userError{fmt.Sprintf("cannot update %q", kid), "nothing was written", err}
+	}
+	reg.replace(i, &c, change)
+	return old, &c, nil
+}
+
+// noKey is the error for a key id that is not in reg.
+func noKey(reg keyStore, kid string) error {
+	hint := "\"wsproof keys list\" shows the key ids"
+	if strings.HasPrefix(kid, "-") {
+		hint += "; if it was meant as a flag, the command's -h lists them"
+	}
+	return &userError{fmt.Sprintf("no key %q in %s", kid, reg.name()), hint, nil}
 }
 
 // access is what a keys command does with the registry.
@@ -222,23 +336,38 @@ func addEntryFlags(fs *flag.FlagSet) *entryFlags {
 // check validates the flags that do not depend on the key.
 func (e *entryFlags) check() error {
 	var err error
-	if *e.notBefore != "" {
-		if e.parsedNBF, err = time.Parse(time.RFC3339, *e.notBefore); err != nil {
-			return fmt.Errorf("--not-before %q is not an RFC 3339 time such as 2026-01-02T15:04:05Z", *e.notBefore)
-		}
+	if e.parsedNBF, err = timeFlag("not-before", *e.notBefore); err != nil {
+		return err
 	}
-	if *e.notAfter != "" {
-		if e.parsedExp, err = time.Parse(time.RFC3339, *e.notAfter); err != nil {
-			return fmt.Errorf("--not-after %q is not an RFC 3339 time such as 2026-01-02T15:04:05Z", *e.notAfter)
-		}
+	if e.parsedExp, err = timeFlag("not-after", *e.notAfter); err != nil {
+		return err
 	}
 	if !e.parsedNBF.IsZero() && !e.parsedExp.IsZero() && !e.parsedNBF.Before(e.parsedExp) {
 		return errors.New("--not-before must be before --not-after")
 	}
-	if *e.alg != "" {
-		if _, err := keys.ParseAlgorithm(*e.alg); err != nil {
-			return fmt.Errorf("unknown algorithm %q: choose one of %s", *e.alg, algList())
-		}
+	return algFlag(*e.alg)
+}
+
+// timeFlag parses the value of the time flag --name: RFC 3339, or "" for
+// none (the zero time).
+func timeFlag(name, v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--%s %q is not an RFC 3339 time such as 2026-01-02T15:04:05Z", name, v)
+	}
+	return t, nil
+}
+
+// algFlag checks the value of --alg, if any, names an algorithm.
+func algFlag(v string) error {
+	if v == "" {
+		return nil
+	}
+	if _, err := keys.ParseAlgorithm(v); err != nil {
+		return fmt.Errorf("unknown algorithm %q: choose one of %s", v, algList())
 	}
 	return nil
 }
@@ -442,13 +571,8 @@ func (r *registryDoc) close() {
 	}
 }
 
-// revoke replaces entry i with a revoked copy: entries are immutable once in
-// a set.
-func (r *registryDoc) revoke(i int) {
-	revoked := *r.entries[i]
-	revoked.Revoked = true
-	r.entries[i] = &revoked
-}
+func (r *registryDoc) replace(i int, e *keys.Entry, _ func(*keys.Entry) error) { r.entries[i] = e }
+func (r *registryDoc) remove(i int)                                            { r.entries = slices.Delete(r.entries, i, i+1) }
 
 func (r *registryDoc) byKID(kid string) (int, *keys.Entry) { return byKID(r.entries, kid) }
 func (r *registryDoc) byThumbprint(tp string) *keys.Entry  { return byThumbprint(r.entries, tp) }
@@ -502,7 +626,13 @@ type dbDoc struct {
 	actor   string // for the audit log
 	entries []*keys.Entry
 	added   []*keys.Entry
-	revoked []string
+	changes []dbChange
+}
+
+// dbChange is a change to one entry, staged by replace or remove.
+type dbChange struct {
+	kid    string
+	change func(*keys.Entry) error // nil to remove the entry
 }
 
 func (d *dbDoc) name() string        { return d.url }
@@ -521,11 +651,20 @@ func (d *dbDoc) add(e *keys.Entry) error {
 	return nil
 }
 
-func (d *dbDoc) revoke(i int) { d.revoked = append(d.revoked, d.entries[i].KeyID) }
+func (d *dbDoc) replace(i int, e *keys.Entry, change func(*keys.Entry) error) {
+	d.changes = append(d.changes, dbChange{d.entries[i].KeyID, change})
+	d.entries[i] = e
+}
+
+func (d *dbDoc) remove(i int) {
+	d.changes = append(d.changes, dbChange{kid: d.entries[i].KeyID})
+	d.entries = slices.Delete(d.entries, i, i+1)
+}
 
 // save makes the staged changes: the additions in one transaction, then
-// each revocation. The database enforces the registry's uniqueness rules
-// again, against changes made meanwhile by others.
+// each change of an entry in its own. The database enforces the registry's
+// rules again, against changes made meanwhile by others: each change is
+// applied to the entry as it is then.
 func (d *dbDoc) save(ctx context.Context) error {
 	var err error
 	switch len(d.added) {
@@ -545,9 +684,23 @@ func (d *dbDoc) save(ctx context.Context) error {
 		}
 		return &userError{fmt.Sprintf("cannot write to %s", d.url), "nothing was written", err}
 	}
-	for _, kid := range d.revoked {
-		if err := d.admin.Revoke(ctx, kid, d.actor); err != nil && !errors.Is(err, postgres.ErrAlreadyRevoked) {
-			return &userError{fmt.Sprintf("cannot revoke %s in %s", printable(kid), d.url), "", err}
+	for _, c := range d.changes {
+		if c.change == nil {
+			err = d.admin.Remove(ctx, c.kid, d.actor)
+		} else {
+			err = d.admin.Update(ctx, c.kid, d.actor, c.change)
+		}
+		var ue *userError
+		switch {
+		case err == nil:
+		case errors.As(err, &ue):
+			return err
+		case errors.Is(err, postgres.ErrNotFound):
+			return &userError{fmt.Sprintf("key %q was removed from %s meanwhile", c.kid, d.url), "see \"wsproof keys list\"", nil}
+		case errors.Is(err, keys.ErrInvalidKey):
+			return &userError{fmt.Sprintf("cannot update %q", c.kid), "nothing was written", err}
+		default:
+			return &userError{fmt.Sprintf("cannot change key %q in %s", c.kid, d.url), "", err}
 		}
 	}
 	return nil
@@ -669,6 +822,7 @@ func readPublicKey(path string) (crypto.PublicKey, string, keys.Algorithm, error
 func (c *cli) keysList(ctx context.Context, args []string) error {
 	fs := c.newFlags("keys list", keysListUsage)
 	rf := addRegistryFlags(fs)
+	asJSON := fs.Bool("json", false, "")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -681,6 +835,15 @@ func (c *cli) keysList(ctx context.Context, args []string) error {
 		return err
 	}
 	defer reg.close()
+	if *asJSON {
+		out := struct {
+			Keys []keyJSON `json:"keys"`
+		}{Keys: []keyJSON{}}
+		for _, e := range reg.list() {
+			out.Keys = append(out.Keys, newKeyJSON(e))
+		}
+		return c.printJSON(out)
+	}
 	if len(reg.list()) == 0 {
 		fmt.Fprintf(c.stdout, "%s has no keys; enroll one with \"wsproof keys add\"\n", reg.name())
 		return nil
@@ -689,18 +852,99 @@ func (c *cli) keysList(ctx context.Context, args []string) error {
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KID\tALG\tSUB\tGROUPS\tVALIDITY\tREVOKED\tCB")
 	for _, e := range reg.list() {
-		groups := "-"
-		if len(e.Groups) > 0 {
-			qs := make([]string, len(e.Groups))
-			for i, g := range e.Groups {
-				qs[i] = printable(g)
-			}
-			groups = strings.Join(qs, ",")
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.KeyID, e.Algorithm, printable(e.Subject), groups,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.KeyID, e.Algorithm, printable(e.Subject), groupList(e.Groups),
 			validity(e, now), yesNo(e.Revoked), yesNo(e.RequireChannelBinding))
 	}
 	return tw.Flush()
+}
+
+// keyJSON is an entry as "wsproof keys list --json" and "wsproof keys show
+// --json" print it: a documented shape (keysListUsage), kept stable for
+// scripts. Members may be added, never removed or changed.
+type keyJSON struct {
+	KID        string          `json:"kid"`
+	Alg        keys.Algorithm  `json:"alg"`
+	Thumbprint string          `json:"thumbprint"`
+	Subject    string          `json:"sub"`
+	Groups     []string        `json:"groups"`
+	NotBefore  *string         `json:"not_before"`
+	NotAfter   *string         `json:"not_after"`
+	Revoked    bool            `json:"revoked"`
+	CBRequired bool            `json:"cb_required"`
+	JWK        json.RawMessage `json:"jwk"`
+}
+
+func newKeyJSON(e *keys.Entry) keyJSON {
+	t := func(t time.Time) *string {
+		if t.IsZero() {
+			return nil
+		}
+		s := t.UTC().Format(time.RFC3339)
+		return &s
+	}
+	// The entry's key is public and passed the registry rules, which
+	// MarshalJWK checks again.
+	jwk, err := keys.MarshalJWK(e.Key, e.KeyID, e.Algorithm)
+	if err != nil {
+		jwk = []byte("null")
+	}
+	groups := e.Groups
+	if groups == nil {
+		groups = []string{}
+	}
+	return keyJSON{KID: e.KeyID, Alg: e.Algorithm, Thumbprint: e.Thumbprint, Subject: e.Subject, Groups: groups,
+		NotBefore: t(e.NotBefore), NotAfter: t(e.NotAfter), Revoked: e.Revoked, CBRequired: e.RequireChannelBinding, JWK: jwk}
+}
+
+// printJSON prints v as indented JSON in ASCII: every other character is a
+// \u escape, so that no registry string can drive the terminal.
+func (c *cli) printJSON(v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	for _, r := range string(data) {
+		switch {
+		case r < utf8.RuneSelf:
+			b.WriteRune(r)
+		case r > 0xffff:
+			r1, r2 := utf16.EncodeRune(r)
+			fmt.Fprintf(&b, "\\u%04x\\u%04x", r1, r2)
+		default:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		}
+	}
+	b.WriteByte('\n')
+	_, err = io.WriteString(c.stdout, b.String())
+	return err
+}
+
+// groupList is the groups as a list column: "-" for none.
+func groupList(groups []string) string {
+	if len(groups) == 0 {
+		return "-"
+	}
+	qs := make([]string, len(groups))
+	for i, g := range groups {
+		qs[i] = printable(g)
+	}
+	return strings.Join(qs, ",")
+}
+
+// keyFields are what "wsproof keys show" prints of an entry, as label and
+// value; "wsproof keys update" prints those that changed.
+func keyFields(e *keys.Entry, now time.Time) [][2]string {
+	return [][2]string{
+		{"kid", e.KeyID},
+		{"alg", string(e.Algorithm)},
+		{"thumbprint", e.Thumbprint},
+		{"sub", printable(e.Subject)},
+		{"groups", groupList(e.Groups)},
+		{"validity", validity(e, now)},
+		{"revoked", yesNo(e.Revoked)},
+		{"cb required", yesNo(e.RequireChannelBinding)},
+	}
 }
 
 func yesNo(b bool) string {
@@ -745,35 +989,212 @@ func printable(s string) string {
 	return s
 }
 
-func (c *cli) keysRevoke(ctx context.Context, args []string) error {
-	fs := c.newFlags("keys revoke", keysRevokeUsage)
+// parseKID parses the arguments of a keys command that names one key: its
+// flags, and the key id before, between or after them. A key id may start
+// with '-' (one random key id in 32 does, a thumbprint being base64url): an
+// argument that is not one of the command's flags is taken as the key id,
+// and after "--" every argument is. It fails with a usage error unless
+// there is exactly one argument, a key id.
+func (c *cli) parseKID(fs *flag.FlagSet, args []string) (string, error) {
+	pos, flagErr, err := parseArgs(fs, args, true)
+	switch {
+	case err != nil:
+		return "", err
+	case len(pos) > 1 && flagErr != nil:
+		// "--regsitry FILE KID": a mistyped flag, not a key id.
+		return "", parseFailed(fs, flagErr)
+	case len(pos) != 1:
+		return "", c.usageErr(fs, "%s takes one key id, got %d arguments; \"wsproof keys list\" shows the key ids", fs.Name(), len(pos))
+	case keys.CheckKeyID(pos[0]) != nil:
+		return "", c.usageErr(fs, "the argument of %s is not a key id: %v", fs.Name(), checkKID(pos[0]))
+	}
+	return pos[0], nil
+}
+
+// openKID parses the arguments of a keys command that names one key, as
+// parseKID does, and opens the registry its flags name for a.
+func (c *cli) openKID(ctx context.Context, fs *flag.FlagSet, rf registryFlags, args []string, a access) (keyStore, string, error) {
+	kid, err := c.parseKID(fs, args)
+	if err != nil {
+		return nil, "", err
+	}
+	reg, err := c.openStore(ctx, rf, a)
+	return reg, kid, err
+}
+
+func (c *cli) keysShow(ctx context.Context, args []string) error {
+	fs := c.newFlags("keys show", keysShowUsage)
 	rf := addRegistryFlags(fs)
-	pos, err := parse(fs, args)
+	asJSON := fs.Bool("json", false, "")
+	reg, kid, err := c.openKID(ctx, fs, rf, args, readOnly)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return c.usageErr(fs, "keys revoke takes one key id")
+	defer reg.close()
+	_, e := reg.byKID(kid)
+	switch {
+	case e == nil:
+		return noKey(reg, kid)
+	case *asJSON:
+		return c.printJSON(newKeyJSON(e))
 	}
-	kid := pos[0]
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	for _, f := range keyFields(e, time.Now()) {
+		fmt.Fprintf(tw, "%s:\t%s\n", f[0], f[1])
+	}
+	return tw.Flush()
+}
+
+func (c *cli) keysUpdate(ctx context.Context, args []string) error {
+	fs := c.newFlags("keys update", keysUpdateUsage)
+	rf := addRegistryFlags(fs)
+	var groups, addGroups, removeGroups listFlag
+	fs.Var(&groups, "groups", "")
+	fs.Var(&addGroups, "add-group", "")
+	fs.Var(&removeGroups, "remove-group", "")
+	sub := fs.String("sub", "", "")
+	alg := fs.String("alg", "", "")
+	notBefore := fs.String("not-before", "", "")
+	notAfter := fs.String("not-after", "", "")
+	cbRequired := fs.Bool("cb-required", false, "")
+	kid, err := c.parseKID(fs, args)
+	if err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	delete(set, "registry")
+	delete(set, "db")
+	delete(set, "state")
+	if len(set) == 0 {
+		return c.usageErr(fs, "nothing to change: give at least one of --sub, --groups, --add-group, --remove-group, --alg, --not-before, --not-after, --cb-required")
+	}
+	if set["groups"] && (set["add-group"] || set["remove-group"]) {
+		return c.usageErr(fs, "--groups sets every group: use it without --add-group and --remove-group")
+	}
+	nbf, err := timeFlag("not-before", *notBefore)
+	if err != nil {
+		return c.usageErr(fs, "%v", err)
+	}
+	exp, err := timeFlag("not-after", *notAfter)
+	if err != nil {
+		return c.usageErr(fs, "%v", err)
+	}
+	if err := algFlag(*alg); err != nil {
+		return c.usageErr(fs, "%v", err)
+	}
+	// change is applied to the entry as read here and, in the database,
+	// again to the entry as it is when the change is written.
+	change := func(e *keys.Entry) error {
+		if e.Revoked {
+			return &userError{fmt.Sprintf("key %q is revoked", e.KeyID),
+				"a revoked key cannot be updated; to enroll the key again, remove it (\"wsproof keys remove\") and add it afresh", nil}
+		}
+		if set["sub"] {
+			e.Subject = *sub
+		}
+		if set["groups"] {
+			e.Groups = slices.Clone([]string(groups))
+		}
+		for _, g := range addGroups {
+			if !slices.Contains(e.Groups, g) {
+				e.Groups = append(e.Groups, g)
+			}
+		}
+		for _, g := range removeGroups {
+			i := slices.Index(e.Groups, g)
+			if i < 0 {
+				return &userError{fmt.Sprintf("key %q is not in group %q", e.KeyID, g), "see \"wsproof keys show\"; nothing was written", nil}
+			}
+			e.Groups = slices.Delete(e.Groups, i, i+1)
+		}
+		if set["alg"] {
+			a, err := chooseAlg(e.Key, *alg, "")
+			if err != nil {
+				return err
+			}
+			e.Algorithm = a
+		}
+		if set["not-before"] {
+			e.NotBefore = nbf
+		}
+		if set["not-after"] {
+			e.NotAfter = exp
+		}
+		if set["cb-required"] {
+			e.RequireChannelBinding = *cbRequired
+		}
+		return nil
+	}
 	reg, err := c.openStore(ctx, rf, edit)
+	if err != nil {
+		return err
+	}
+	defer reg.close()
+	old, changed, err := changeKey(reg, kid, change)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	before, after := keyFields(old, now), keyFields(changed, now)
+	var diff []string
+	for i := range before {
+		if before[i] != after[i] {
+			diff = append(diff, fmt.Sprintf("    %s: %s -> %s\n", after[i][0], before[i][1], after[i][1]))
+		}
+	}
+	if len(diff) == 0 {
+		fmt.Fprintf(c.stdout, "%s already has these settings; nothing was written\n", kid)
+		return nil
+	}
+	if err := reg.save(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "updated %s in %s; a running server applies the change to live sessions within a second\n%s",
+		kid, reg.name(), strings.Join(diff, ""))
+	return nil
+}
+
+func (c *cli) keysRevoke(ctx context.Context, args []string) error {
+	fs := c.newFlags("keys revoke", keysRevokeUsage)
+	rf := addRegistryFlags(fs)
+	reg, kid, err := c.openKID(ctx, fs, rf, args, edit)
+	if err != nil {
+		return err
+	}
+	defer reg.close()
+	if _, e := reg.byKID(kid); e != nil && e.Revoked {
+		fmt.Fprintf(c.stdout, "%s was already revoked\n", kid)
+		return nil
+	}
+	_, e, err := changeKey(reg, kid, func(e *keys.Entry) error { e.Revoked = true; return nil })
+	if err != nil {
+		return err
+	}
+	if err := reg.save(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "revoked %s (%s); a running server closes its sessions within a second\n", kid, printable(e.Subject))
+	return nil
+}
+
+func (c *cli) keysRemove(ctx context.Context, args []string) error {
+	fs := c.newFlags("keys remove", keysRemoveUsage)
+	rf := addRegistryFlags(fs)
+	reg, kid, err := c.openKID(ctx, fs, rf, args, edit)
 	if err != nil {
 		return err
 	}
 	defer reg.close()
 	i, e := reg.byKID(kid)
 	if e == nil {
-		return &userError{fmt.Sprintf("no key %s in %s", printable(kid), reg.name()), "\"wsproof keys list\" shows the key ids", nil}
+		return noKey(reg, kid)
 	}
-	if e.Revoked {
-		fmt.Fprintf(c.stdout, "%s was already revoked\n", kid)
-		return nil
-	}
-	reg.revoke(i)
+	reg.remove(i)
 	if err := reg.save(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "revoked %s (%s); a running server closes its sessions within a second\n", kid, printable(e.Subject))
+	fmt.Fprintf(c.stdout, "removed %s (%s) from %s; a running server closes its sessions within a second\n", kid, printable(e.Subject), reg.name())
 	return nil
 }
 

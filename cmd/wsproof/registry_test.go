@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -192,4 +195,128 @@ func TestSymlinkedRegistry(t *testing.T) {
 	if fi, err := os.Lstat(dangling); err != nil || fi.Mode()&os.ModeSymlink == 0 {
 		t.Errorf("the dangling link was replaced")
 	}
+}
+
+// TestDashKeyID: a key id may start with '-' (one random key id in 32
+// does, thumbprints being base64url), and every keys command that names a
+// key takes it, after its flags or before them, and after "--". Before the
+// fix, "keys revoke -KID" failed with "flag provided but not defined".
+func TestDashKeyID(t *testing.T) {
+	reg := t.TempDir() + "/registry.jwks"
+	_, jwk := newClientKey(t, "-dash")
+	_, jwk2 := newClientKey(t, "--h")
+	for _, args := range [][]string{
+		{"keys", "add", "--registry", reg, "--jwk", jwk, "--sub", "one"},
+		{"keys", "add", "--registry", reg, "--jwk", jwk2, "--sub", "two"},
+		{"keys", "show", "--registry", reg, "-dash"},
+		{"keys", "show", "-dash", "--registry", reg, "--json"},
+		{"keys", "update", "-dash", "--registry", reg, "--sub", "uno"},
+		{"keys", "update", "--registry", reg, "--groups", "g", "--", "-dash"},
+		{"keys", "show", "--registry", reg, "--", "--h"}, // spelled like a flag: after "--" only
+		{"keys", "revoke", "--registry", reg, "-dash"},
+		{"keys", "remove", "--registry", reg, "--", "--h"},
+	} {
+		if code, out := runCLI(args...); code != 0 {
+			t.Fatalf("%q: exit %d: %s", args, code, out)
+		}
+	}
+	s := readRegistry(t, reg)
+	if e, ok := s.Lookup("-dash"); !ok || !e.Revoked || e.Subject != "uno" || len(e.Groups) != 1 {
+		t.Errorf("-dash after the commands: %+v; want revoked, subject uno, one group", e)
+	}
+	if _, ok := s.Lookup("--h"); ok || s.Len() != 1 {
+		t.Errorf("--h was not removed")
+	}
+	// A mistyped flag is still one, when it cannot be the key id.
+	for _, args := range [][]string{
+		{"keys", "revoke", "--regsitry", reg, "-dash"},
+		{"keys", "revoke", "-dash", "--regsitry", reg},
+	} {
+		if code, out := runCLI(args...); code != 2 || !strings.Contains(out, `flag provided but not defined: --regsitry (did you mean "--registry"?)`) {
+			t.Errorf("%q: exit %d: %s", args, code, out)
+		}
+	}
+	if code, out := runCLI("keys", "revoke", "--registry", reg, "-nope"); code != 1 ||
+		!strings.Contains(out, `no key "-nope" in `) || !strings.Contains(out, "if it was meant as a flag") {
+		t.Errorf("keys revoke -nope: exit %d: %s", code, out)
+	}
+}
+
+// TestKeysJSON holds "wsproof keys list --json" and "show --json" to the
+// shape keysListUsage documents: exactly its members, times in RFC 3339 or
+// null, the public JWK only, and ASCII output.
+func TestKeysJSON(t *testing.T) {
+	reg := t.TempDir() + "/registry.jwks"
+	_, jwk := newClientKey(t, "k1")
+	if code, out := runCLI("keys", "add", "--registry", reg, "--jwk", jwk, "--sub", "José\u202e", "--not-after", "2030-01-02T03:04:05Z"); code != 0 {
+		t.Fatal(out)
+	}
+	code, list := runCLI("keys", "list", "--registry", reg, "--json")
+	if code != 0 {
+		t.Fatal(list)
+	}
+	code, show := runCLI("keys", "show", "--registry", reg, "--json", "k1")
+	if code != 0 {
+		t.Fatal(show)
+	}
+	var doc struct{ Keys []map[string]json.RawMessage }
+	var one map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(list), &doc); err != nil || len(doc.Keys) != 1 {
+		t.Fatalf("list --json: %v\n%s", err, list)
+	}
+	if err := json.Unmarshal([]byte(show), &one); err != nil {
+		t.Fatalf("show --json: %v\n%s", err, show)
+	}
+	want := map[string]string{
+		"kid": `"k1"`, "alg": `"ES256"`, "sub": `"Jos\u00e9\u202e"`, "groups": `[]`,
+		"not_before": `null`, "not_after": `"2030-01-02T03:04:05Z"`, "revoked": `false`, "cb_required": `false`,
+	}
+	for _, got := range []map[string]json.RawMessage{doc.Keys[0], one} {
+		var names []string
+		for k := range got {
+			names = append(names, k)
+		}
+		slices.Sort(names)
+		if wantNames := []string{"alg", "cb_required", "groups", "jwk", "kid", "not_after", "not_before", "revoked", "sub", "thumbprint"}; !slices.Equal(names, wantNames) {
+			t.Errorf("members %q, want %q", names, wantNames)
+		}
+		for k, v := range want {
+			if string(got[k]) != v {
+				t.Errorf("%s = %s, want %s", k, got[k], v)
+			}
+		}
+		pub, err := keys.ParsePublicKey(got["jwk"])
+		if err != nil {
+			t.Errorf("jwk: %v", err)
+		} else if tp, _ := keys.Thumbprint(pub); `"`+tp+`"` != string(got["thumbprint"]) {
+			t.Errorf("thumbprint %s is not the jwk's %s", got["thumbprint"], tp)
+		}
+	}
+	for i := range len(list) {
+		if list[i] >= 0x80 {
+			t.Fatalf("list --json wrote a byte outside ASCII at %d:\n%s", i, list)
+		}
+	}
+}
+
+// FuzzParseKID: the key id parser of the keys commands never panics, and
+// what it returns is one of its arguments and a valid key id.
+func FuzzParseKID(f *testing.F) {
+	for _, s := range []string{"k1", "-dash", "--registry\x00f\x00-dash", "-dash\x00--registry\x00f", "--\x00-h", "-h",
+		"---x", "-=x", "--=x", "a\x00b", "--regsitry\x00f\x00k", "--registry=f\x00--\x00--", "-", "--"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		args := strings.Split(s, "\x00")
+		c := &cli{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }}
+		fs := c.newFlags("keys revoke", keysRevokeUsage)
+		addRegistryFlags(fs)
+		kid, err := c.parseKID(fs, args)
+		if err != nil {
+			return
+		}
+		if keys.CheckKeyID(kid) != nil || !slices.Contains(args, kid) {
+			t.Fatalf("parseKID(%q) = %q", args, kid)
+		}
+	})
 }

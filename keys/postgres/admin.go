@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -220,6 +221,27 @@ func conflict(ctx context.Context, tx pgx.Tx, rw row) (*DuplicateError, error) {
 // visible. It fails with ErrNotFound if there is no such key, and with
 // ErrAlreadyRevoked, changing nothing, if it is revoked already.
 func (a *Admin) Revoke(ctx context.Context, kid, actor string) error {
+	return a.Update(ctx, kid, actor, func(e *keys.Entry) error {
+		if e.Revoked {
+			return fmt.Errorf("%w: %q", ErrAlreadyRevoked, kid)
+		}
+		e.Revoked = true
+		return nil
+	})
+}
+
+// Update changes the entry of the key kid in one transaction: change is
+// called with a copy of the entry as it is in the database, with the row
+// locked against other changes, and the copy it leaves is written back if it
+// differs, checked by the registry rules (it fails with an error wrapping
+// keys.ErrInvalidKey if it breaks one, writing nothing). change may alter
+// anything but the key id and the key; an error it returns aborts the
+// update, and Update returns it as is. Running servers apply the change to
+// live sessions within their propagation time (spec section "Revocation":
+// a session whose key is revoked, leaves its validity window or is no
+// longer authorized ends). It fails with ErrNotFound if there is no such
+// key.
+func (a *Admin) Update(ctx context.Context, kid, actor string, change func(*keys.Entry) error) error {
 	return a.change(ctx, actor, func(tx pgx.Tx) error {
 		var rw row
 		err := tx.QueryRow(ctx, selectRows+" WHERE kid = $1 FOR UPDATE", kid).
@@ -236,16 +258,41 @@ func (a *Admin) Revoke(ctx context.Context, kid, actor string) error {
 			// for SQL, with care.
 			return fmt.Errorf("the row of key %q does not load: %w", kid, err)
 		}
-		if e.Revoked {
-			return fmt.Errorf("%w: %q", ErrAlreadyRevoked, kid)
+		c := *e
+		c.Groups = slices.Clone(e.Groups)
+		if err := change(&c); err != nil {
+			return &changeError{err}
 		}
-		revoked := *e
-		revoked.Revoked = true
-		nrw, err := newRow(&revoked)
-		if err != nil {
+		if c.KeyID != e.KeyID || c.Thumbprint != e.Thumbprint {
+			return errors.New("an update cannot change the key id or the key")
+		}
+		nrw, err := newRow(&c)
+		if err != nil || nrw.entry == rw.entry {
 			return err
 		}
-		_, err = tx.Exec(ctx, "UPDATE wsproof_keys SET entry = $2, revoked = $3 WHERE kid = $1", kid, nrw.entry, nrw.revoked)
+		_, err = tx.Exec(ctx, "UPDATE wsproof_keys SET entry = $2, subject = $3, revoked = $4 WHERE kid = $1",
+			kid, nrw.entry, nrw.subject, nrw.revoked)
+		return err
+	})
+}
+
+// changeError carries the error of Update's change function through change,
+// which returns it unwrapped.
+type changeError struct{ err error }
+
+func (e *changeError) Error() string { return e.err.Error() }
+func (e *changeError) Unwrap() error { return e.err }
+
+// Remove deletes the entry of the key kid. Running servers close its
+// sessions within their propagation time, and refuse it from then on, as
+// for a revoked key; but nothing records that the key was refused, so it
+// may be enrolled again. It fails with ErrNotFound if there is no such key.
+func (a *Admin) Remove(ctx context.Context, kid, actor string) error {
+	return a.change(ctx, actor, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, "DELETE FROM wsproof_keys WHERE kid = $1", kid)
+		if err == nil && tag.RowsAffected() == 0 {
+			return fmt.Errorf("%w: %q", ErrNotFound, kid)
+		}
 		return err
 	})
 }
@@ -330,12 +377,16 @@ func (a *Admin) change(ctx context.Context, actor string, fn func(pgx.Tx) error)
 		}
 		return fn(tx)
 	})
-	var dup *DuplicateError
+	var (
+		dup *DuplicateError
+		ce  *changeError
+	)
 	switch {
 	case err == nil:
 		return nil
-	case errors.As(err, &dup), errors.Is(err, ErrNotFound), errors.Is(err, ErrAlreadyRevoked),
-		errors.Is(err, keys.ErrInvalidKey):
+	case errors.As(err, &ce):
+		return ce.err
+	case errors.As(err, &dup), errors.Is(err, ErrNotFound), errors.Is(err, keys.ErrInvalidKey):
 		return err
 	}
 	return fmt.Errorf("postgres: %w", err)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wsproof/wsproof/internal/pgtest"
 	"github.com/wsproof/wsproof/keys"
@@ -106,6 +107,24 @@ func TestSchemaVersionMismatch(t *testing.T) {
 	if _, err := a.Migrate(ctx); !errors.Is(err, ErrSchemaVersion) {
 		t.Errorf("Migrate of a newer schema: %v; want ErrSchemaVersion", err)
 	}
+}
+
+// auditRec is what the tests compare of an audit record.
+type auditRec struct{ actor, action, kid string }
+
+// auditLog returns the audit log, newest first, and what the tests compare
+// of it.
+func auditLog(t *testing.T, a *Admin) ([]AuditRecord, []auditRec) {
+	t.Helper()
+	recs, err := a.Audit(testCtx(t), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []auditRec
+	for _, r := range recs {
+		got = append(got, auditRec{r.Actor, r.Action, r.KeyID})
+	}
+	return recs, got
 }
 
 func mustEntry(t *testing.T, kid string) *keys.Entry {
@@ -238,16 +257,8 @@ func TestAdminRoundTrip(t *testing.T) {
 		t.Errorf("TRUNCATE: %v; want it refused", err)
 	}
 
-	recs, err := a.Audit(ctx, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	type rec struct{ actor, action, kid string }
-	var got []rec
-	for _, r := range recs {
-		got = append(got, rec{r.Actor, r.Action, r.KeyID})
-	}
-	want := []rec{ // newest first
+	recs, got := auditLog(t, a)
+	want := []auditRec{ // newest first
 		{"postgres", "delete", "dave-1"},
 		{"importer", "insert", "dave-1"},
 		{"importer", "insert", "carol-1"},
@@ -291,5 +302,86 @@ func TestListBadRows(t *testing.T) {
 	list, err := a.List(ctx)
 	if len(list) != 1 || list[0].KeyID != "good" || err == nil || !strings.Contains(err.Error(), `"broken"`) {
 		t.Errorf("List = %d entries, %v; want the good one and an error naming broken", len(list), err)
+	}
+}
+
+// TestAdminUpdateRemove: Update changes an entry under the registry rules
+// and Remove deletes it; each change is audited with its actor and reaches
+// a running registry through its notification.
+func TestAdminUpdateRemove(t *testing.T) {
+	t.Parallel()
+	c := pgtest.Start(t)
+	ctx := testCtx(t)
+	url, a := migrated(t, c)
+	alice, _ := newEntry(t, "alice-1", "alice", "chat", "admin")
+	if err := a.Add(ctx, alice, "operator-anna"); err != nil {
+		t.Fatal(err)
+	}
+	rr := start(t, url, Config{})
+
+	t0 := time.Now()
+	if err := a.Update(ctx, "alice-1", "operator-ben", func(e *keys.Entry) error {
+		e.Subject, e.Groups, e.RequireChannelBinding = "alice@example.com", []string{"chat"}, true
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	d := waitChange(t, rr, t0, "update alice-1", func() bool {
+		e, ok := rr.Lookup("alice-1")
+		return ok && e.Subject == "alice@example.com" && slices.Equal(e.Groups, []string{"chat"}) && e.RequireChannelBinding
+	})
+	t.Logf("update reached a running registry %v after the call began", d.Round(time.Millisecond))
+	var subjectCol string
+	if err := a.conn.QueryRow(ctx, "SELECT subject FROM wsproof_keys WHERE kid = 'alice-1'").Scan(&subjectCol); err != nil || subjectCol != "alice@example.com" {
+		t.Errorf("subject column after Update: %q, %v", subjectCol, err)
+	}
+
+	// Refused: an entry that breaks a rule, a change of key id, an error
+	// of change itself, an unknown key id. None writes anything.
+	if err := a.Update(ctx, "alice-1", "x", func(e *keys.Entry) error { e.Subject = ""; return nil }); !errors.Is(err, keys.ErrInvalidKey) {
+		t.Errorf("Update to an empty subject: %v; want keys.ErrInvalidKey", err)
+	}
+	if err := a.Update(ctx, "alice-1", "x", func(e *keys.Entry) error { e.KeyID = "alice-2"; return nil }); err == nil {
+		t.Error("Update changed the key id")
+	}
+	mine := errors.New("mine")
+	if err := a.Update(ctx, "alice-1", "x", func(*keys.Entry) error { return mine }); err != mine {
+		t.Errorf("Update returned %v, want change's own error", err)
+	}
+	if err := a.Update(ctx, "nobody", "x", func(*keys.Entry) error { return nil }); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Update of an unknown key id: %v; want ErrNotFound", err)
+	}
+	// Nothing changed, nothing written: no audit record.
+	if err := a.Update(ctx, "alice-1", "x", func(*keys.Entry) error { return nil }); err != nil {
+		t.Errorf("empty Update: %v", err)
+	}
+
+	t0 = time.Now()
+	if err := a.Remove(ctx, "alice-1", "operator-cleo"); err != nil {
+		t.Fatal(err)
+	}
+	d = waitChange(t, rr, t0, "remove alice-1", func() bool {
+		_, ok := rr.Lookup("alice-1")
+		return !ok
+	})
+	t.Logf("removal reached a running registry %v after the call began", d.Round(time.Millisecond))
+	if err := a.Remove(ctx, "alice-1", "operator-cleo"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second Remove: %v; want ErrNotFound", err)
+	}
+
+	recs, got := auditLog(t, a)
+	want := []auditRec{ // newest first
+		{"operator-cleo", "delete", "alice-1"},
+		{"operator-ben", "update", "alice-1"},
+		{"operator-anna", "insert", "alice-1"},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("audit log:\n got %v\nwant %v", got, want)
+	}
+	if r := recs[1]; !strings.Contains(string(r.Old), `"sub":"alice"`) || !strings.Contains(string(r.New), `"sub":"alice@example.com"`) {
+		t.Errorf("audit of the update: old %s, new %s", r.Old, r.New)
+	}
+	if r := recs[0]; r.New != nil || !strings.Contains(string(r.Old), `"sub":"alice@example.com"`) {
+		t.Errorf("audit of the removal: old %s, new %s; want the last entry as old", r.Old, r.New)
 	}
 }

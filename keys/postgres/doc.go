@@ -31,7 +31,7 @@
 // refused.
 //
 // Privileges: the servers' role needs SELECT on wsproof_keys and
-// wsproof_schema; the CLI's role also INSERT and UPDATE on wsproof_keys,
+// wsproof_schema; the CLI's role also INSERT, UPDATE and DELETE on wsproof_keys,
 // INSERT on wsproof_audit and USAGE on its id sequence (the trigger runs
 // with the rights of whoever makes the change).
 //

@@ -34,7 +34,7 @@ func ExampleOpen() {
 	var _ keys.Checker = reg
 }
 
-// The CLI enrolls and revokes keys through an Admin.
+// The CLI enrolls, revokes, updates and removes keys through an Admin.
 func ExampleAdmin() {
 	ctx := context.Background()
 	a, err := postgres.Connect(ctx, "postgres://wsproof-admin@db.example/wsproof")
@@ -51,6 +51,18 @@ func ExampleAdmin() {
 		log.Fatal(err)
 	}
 	if err := a.Revoke(ctx, "laptop-2019", "alice@example.com"); err != nil && !errors.Is(err, postgres.ErrAlreadyRevoked) {
+		log.Fatal(err)
+	}
+	// A wrong enrollment is fixed in place: the change is made to the entry
+	// as it is in the database, checked by the registry rules, in one
+	// transaction.
+	if err := a.Update(ctx, "laptop-2024", "alice@example.com", func(e *keys.Entry) error {
+		e.Groups = append(e.Groups, "telemetry")
+		return nil
+	}); err != nil {
+		log.Fatal(err) // errors.Is(err, postgres.ErrNotFound): no such key id
+	}
+	if err := a.Remove(ctx, "test-key", "alice@example.com"); err != nil && !errors.Is(err, postgres.ErrNotFound) {
 		log.Fatal(err)
 	}
 }

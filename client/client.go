@@ -110,7 +110,9 @@ type Config struct {
 	// ClientSessionCache is given one of its own (32 servers, least recently
 	// used first out), used by every Dial and Keep with that same *tls.Config
 	// and never shared with another; a nil TLSConfig shares one cache with
-	// every other nil TLSConfig. Set ClientSessionCache to choose the cache.
+	// every other nil TLSConfig. Set ClientSessionCache to choose the cache,
+	// or SessionTicketsDisabled never to resume. The application's TLSConfig
+	// is not modified.
 	TLSConfig *tls.Config
 
 	// Header holds extra upgrade request headers, for example Origin. It must

@@ -179,6 +179,13 @@ func TestTLSResumption(t *testing.T) {
 	if cfg.TLSConfig.ClientSessionCache != nil {
 		t.Error("Dial set the application's tls.Config's ClientSessionCache")
 	}
+	off := *cfg
+	off.TLSConfig = ts.tlsConfig()
+	off.TLSConfig.SessionTicketsDisabled = true
+	dial(&off)
+	if dial(&off).resumed {
+		t.Error("a session was resumed with SessionTicketsDisabled")
+	}
 	if resumingTLS(nil).ClientSessionCache == nil {
 		t.Error("no session cache for a nil TLSConfig")
 	}

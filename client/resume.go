@@ -35,13 +35,14 @@ var defaultTLS = &tls.Config{ClientSessionCache: tls.NewLRUClientSessionCache(se
 var sessionCaches sync.Map // weak.Pointer[tls.Config] -> tls.ClientSessionCache
 
 // resumingTLS returns the TLS configuration that Dial uses for c: c itself
-// when it has a ClientSessionCache (the application's choice, kept), else
-// a copy of c with the cache that belongs to c.
+// when it has a ClientSessionCache or turns resumption off
+// (SessionTicketsDisabled), the application's choices, else a copy of c with
+// the cache that belongs to c.
 func resumingTLS(c *tls.Config) *tls.Config {
 	if c == nil {
 		return defaultTLS
 	}
-	if c.ClientSessionCache != nil {
+	if c.ClientSessionCache != nil || c.SessionTicketsDisabled {
 		return c
 	}
 	wp := weak.Make(c)

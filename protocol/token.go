@@ -309,8 +309,9 @@ func (j *compactJWE) decrypt(key *keys.TokenKey) ([]byte, error) {
 	return gcm.Open(ct[:0], iv, append(ct, tag...), j.aad)
 }
 
-// open decrypts and verifies; every error it returns is a token_invalid.
-func (v *TokenVerifier) open(token string, now time.Time) (*TokenClaims, error) {
+// decrypt runs the JWE items of step 2 of spec section "Opening a token"
+// and returns the plaintext, the inner JWS not yet checked.
+func (v *TokenVerifier) decrypt(token string) ([]byte, error) {
 	j, err := parseJWE(token)
 	if err != nil {
 		return nil, err
@@ -340,7 +341,12 @@ func (v *TokenVerifier) open(token string, now time.Time) (*TokenClaims, error) 
 	if key == nil || key.Algorithm != alg {
 		return nil, errors.New("protocol: unknown token key")
 	}
-	inner, err := j.decrypt(key)
+	return j.decrypt(key)
+}
+
+// open decrypts and verifies; every error it returns is a token_invalid.
+func (v *TokenVerifier) open(token string, now time.Time) (*TokenClaims, error) {
+	inner, err := v.decrypt(token)
 	if err != nil {
 		return nil, err
 	}

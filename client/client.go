@@ -105,6 +105,16 @@ type Config struct {
 
 	// TLSConfig configures TLS for wss:// URLs. Nil means the defaults: the
 	// system roots and the URL's host name. Channel binding needs TLS 1.3.
+	//
+	// The client resumes TLS sessions, so that a reconnect costs the server
+	// no certificate signature: with a nil TLSConfig through one bounded
+	// cache shared by every such Dial in the process (they all trust the
+	// same roots); with a TLSConfig whose ClientSessionCache is nil, through
+	// a bounded cache of its own for each Dial or Keep, which Keep's
+	// reconnects share (set ClientSessionCache to resume across Dials, or
+	// SessionTicketsDisabled to never resume). The caller's TLSConfig is not
+	// modified. Channel binding holds on a resumed connection: the
+	// tls-exporter value is each connection's own.
 	TLSConfig *tls.Config
 
 	// Header holds extra upgrade request headers, for example Origin. It must
@@ -209,8 +219,8 @@ func newSetup(cfg *Config) (*setup, error) {
 	if cfg == nil {
 		return nil, errors.New("client: nil Config")
 	}
-	s := &setup{plaintext: cfg.InsecurePlaintext, rand: cfg.Rand, timeout: cfg.HandshakeTimeout, tlsConf: cfg.TLSConfig,
-		netDial: cfg.NetDialContext}
+	s := &setup{plaintext: cfg.InsecurePlaintext, rand: cfg.Rand, timeout: cfg.HandshakeTimeout,
+		tlsConf: withSessionCache(cfg.TLSConfig), netDial: cfg.NetDialContext}
 	switch {
 	case s.timeout < 0:
 		return nil, errors.New("client: negative HandshakeTimeout")
@@ -263,6 +273,31 @@ func newSetup(cfg *Config) (*setup, error) {
 		s.header[k] = v
 	}
 	return s, nil
+}
+
+// sessionCacheSize bounds each TLS session cache the client makes: one
+// entry per server name, of a few hundred bytes.
+const sessionCacheSize = 64
+
+// defaultTLS is the TLS configuration of every Dial without a TLSConfig.
+var defaultTLS = sync.OnceValue(func() *tls.Config {
+	return &tls.Config{ClientSessionCache: tls.NewLRUClientSessionCache(sessionCacheSize)}
+})
+
+// withSessionCache returns c with a session cache, as Config.TLSConfig
+// describes. A cache is never shared between configurations that may trust
+// different roots: crypto/tls resumes a session without verifying the
+// server's chain again, against roots that may have changed.
+func withSessionCache(c *tls.Config) *tls.Config {
+	if c == nil {
+		return defaultTLS()
+	}
+	if c.ClientSessionCache != nil || c.SessionTicketsDisabled {
+		return c
+	}
+	c = c.Clone()
+	c.ClientSessionCache = tls.NewLRUClientSessionCache(sessionCacheSize)
+	return c
 }
 
 // clientFor checks url before any network I/O and returns the protocol

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha1"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -742,4 +743,58 @@ func TestCustomDialer(t *testing.T) {
 		t.Fatalf("source address %s, want 127.0.0.2", got)
 	}
 	echoOnce(t, c, "hello")
+}
+
+// TestTLSResumption: reconnects through one setup (what Keep does) resume the
+// TLS 1.3 session, and channel binding holds on each resumed connection: the
+// server, which computes the tls-exporter value from its side of the
+// connection, accepts the binding, the client bound to that same value, and
+// no two connections share one (the exporter is per connection, RFC 8446
+// section 7.5). With SessionTicketsDisabled nothing is resumed, and the
+// caller's TLSConfig is never given a cache.
+func TestTLSResumption(t *testing.T) {
+	f := newFixture(t, keys.EdDSA)
+	ts := newServer(t, f, serverOptions{tls: true})
+	for _, disabled := range []bool{false, true} {
+		cfg := f.config()
+		cfg.TLSConfig = ts.tlsConfig()
+		cfg.TLSConfig.SessionTicketsDisabled = disabled
+		s, err := newSetup(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seen [][]byte
+		for i := range 3 {
+			c, _, err := s.dial(ctxT(t), ts.url)
+			if err != nil {
+				t.Fatalf("dial %d: %v", i, err)
+			}
+			sc := ts.waitAccepted()
+			st := c.ws.UnderlyingConn().(*tls.Conn).ConnectionState()
+			if want := i > 0 && !disabled; st.DidResume != want {
+				t.Fatalf("tickets disabled %v, dial %d: resumed %v, want %v", disabled, i, st.DidResume, want)
+			}
+			mine, err := exporterOf(c.ws.UnderlyingConn().(*tls.Conn))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !c.Session().ChannelBound || len(sc.exporter) != protocol.ExporterSize || !bytes.Equal(mine, sc.exporter) {
+				t.Fatalf("dial %d: bound %v, client exporter %x, server's %x", i, c.Session().ChannelBound, mine, sc.exporter)
+			}
+			for _, e := range seen {
+				if bytes.Equal(e, mine) {
+					t.Fatalf("dial %d: a resumed connection has an earlier connection's exporter value", i)
+				}
+			}
+			seen = append(seen, mine)
+			echoOnce(t, c, "resumed")
+			c.Close()
+		}
+		if cfg.TLSConfig.ClientSessionCache != nil {
+			t.Fatal("the caller's TLSConfig was given a session cache")
+		}
+	}
+	if a, b := withSessionCache(nil), withSessionCache(nil); a != b || a.ClientSessionCache == nil {
+		t.Fatal("Dials without a TLSConfig do not share one session cache")
+	}
 }

@@ -73,8 +73,9 @@ func TestQuick(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if n := len(res.Handshakes); n != 2*(1+len(o.algs)) {
-		t.Errorf("%d handshake cells, want %d", n, 2*(1+len(o.algs)))
+	// plain and each algorithm, with and without TLS, and the TLS reconnect.
+	if n := len(res.Handshakes); n != 2*(1+len(o.algs))+1 {
+		t.Errorf("%d handshake cells, want %d", n, 2*(1+len(o.algs))+1)
 	}
 	for _, c := range res.Handshakes {
 		if c.Ops == 0 || c.Rate <= 0 || c.CPUus <= 0 || len(c.Failures) > 0 {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"crypto/ecdsa"
+	"crypto/tls"
 	"slices"
 	"time"
 
@@ -39,6 +40,17 @@ func (b *bench) handshakes() error {
 			for _, alg := range o.algs {
 				plans = append(plans, &hsPlan{cell: &HSCell{System: "wsproof", Alg: string(alg), TLS: tlsOn, Conc: conc}, server: b.srv,
 					op: wsproofOp(wsURL(host, "/ws", tlsOn), b.e.clientConfig(alg, tlsOn))})
+			}
+			if tlsOn {
+				// Reconnects, as after a network flap: every Dial of
+				// the cell resumes a TLS session of the ones before
+				// through one session cache, where the rows above
+				// (each Dial its own cache) make full TLS handshakes.
+				alg := o.algs[0]
+				cfg := b.e.clientConfig(alg, true)
+				cfg.TLSConfig.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+				plans = append(plans, &hsPlan{cell: &HSCell{System: "wsproof-resumed", Alg: string(alg), TLS: true, Conc: conc},
+					server: b.srv, op: wsproofOp(wsURL(host, "/ws", true), cfg)})
 			}
 			if b.cent != nil && !tlsOn {
 				d := gorillaDialer(nil, nil, nil)

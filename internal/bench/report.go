@@ -564,7 +564,7 @@ func markdown(r *Results, file string) string {
 			continue
 		}
 		if tlsOn {
-			w("### Handshakes over TLS 1.3 (channel binding on; X25519MLKEM768, no resumption)\n\n")
+			w("### Handshakes over TLS 1.3 (channel binding on; X25519MLKEM768, no resumption but in the reconnect row)\n\n")
 		} else {
 			w("### Handshakes without TLS\n\n")
 		}
@@ -580,7 +580,7 @@ func markdown(r *Results, file string) string {
 			var fl float64
 			var ok bool
 			switch c.System {
-			case "wsproof":
+			case "wsproof", "wsproof-resumed":
 				fl, ok = r.floor("wsproof " + c.Alg)
 			case "centrifuge":
 				fl, ok = r.floor("JWT " + c.Alg)

@@ -74,7 +74,7 @@ type Floor struct {
 // HSCell is one handshake measurement: system, client algorithm, TLS and
 // concurrency.
 type HSCell struct {
-	System   string         `json:"system"` // "plain", "wsproof", "centrifuge"
+	System   string         `json:"system"` // "plain", "wsproof", "wsproof-resumed" (TLS reconnects), "centrifuge"
 	Alg      string         `json:"alg"`    // client algorithm; "" for plain; "anon", "HS256", "ES256" for centrifuge
 	TLS      bool           `json:"tls"`
 	Conc     int            `json:"concurrency"`
@@ -111,6 +111,8 @@ func (c *HSCell) name() string {
 			return "Centrifuge, no token"
 		}
 		return "Centrifuge JWT " + c.Alg
+	case "wsproof-resumed":
+		return "wsproof " + c.Alg + ", reconnect (TLS resumed)"
 	}
 	return "wsproof " + c.Alg
 }

@@ -22,9 +22,12 @@ type compactJWS struct {
 	payload []byte // decoded, not yet authenticated
 }
 
-// parseJWSHeader runs the structural steps shared by every JWS wsproof reads.
-// Only the header is decoded here; go-jose parses the whole object when the
-// signature is verified.
+// parseJWSHeader runs the structural steps shared by every JWS wsproof reads:
+// the header is parsed as appendJWSHeader writes it, the payload decoded and
+// the signature segment checked, and verify then hands the segments as
+// received to keys.Verify. No other parser sees the message: go-jose is the
+// reference the tests hold this one to (FuzzJOSEDifferential). msg is not
+// copied and must not change while the result is used.
 func parseJWSHeader(msg []byte, typ string) (*compactJWS, error) {
 	raw := msg
 	i := bytes.IndexByte(raw, '.')

@@ -90,8 +90,14 @@ func appendJWEHeader(dst []byte, tk *keys.TokenKey) []byte {
 	return append(dst, `,"typ":"`+TypSessionE+`"}`...)
 }
 
-// newGCM returns AES-256-GCM under key.
+var errTokenKeySize = errors.New("protocol: token key is not 32 octets")
+
+// newGCM returns AES-256-GCM under key. It refuses a key of another length,
+// which crypto/aes would take for AES-128 or AES-192 under the name A256GCM.
 func newGCM(key []byte) (cipher.AEAD, error) {
+	if len(key) != keys.TokenKeySize {
+		return nil, errTokenKeySize
+	}
 	blk, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, err
@@ -128,6 +134,9 @@ func issueToken(k *keys.ServerKeys, c *TokenClaims, rand io.Reader) (string, err
 // sealToken encrypts the compact JWS inner as the token's JWE with tk (spec
 // section "Session token", Structure) and returns its compact serialization.
 func sealToken(tk *keys.TokenKey, inner []byte) (string, error) {
+	if len(tk.Secret) != keys.TokenKeySize {
+		return "", errTokenKeySize
+	}
 	var rnd [keys.TokenKeySize + jweIVSize]byte
 	cek, iv := tk.Secret, rnd[keys.TokenKeySize:]
 	var ek []byte
@@ -292,6 +301,9 @@ func (j *compactJWE) decrypt(key *keys.TokenKey) ([]byte, error) {
 		return nil, errors.New("protocol: token segment of the wrong length")
 	}
 	cek := key.Secret
+	if len(cek) != keys.TokenKeySize {
+		return nil, errTokenKeySize
+	}
 	if key.Algorithm == keys.TokenA256KW {
 		blk, err := aes.NewCipher(key.Secret)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha1"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -156,6 +157,12 @@ func TestTLSResumption(t *testing.T) {
 		sc := ts.waitAccepted()
 		if !c.Session().ChannelBound || !sc.sess.ChannelBound {
 			t.Errorf("channel bound: client %v, server %v", c.Session().ChannelBound, sc.sess.ChannelBound)
+		}
+		// Both ends of the (possibly resumed) connection have one exporter
+		// value, of their own connection.
+		mine, err := exporterOf(c.ws.UnderlyingConn().(*tls.Conn))
+		if err != nil || len(mine) != protocol.ExporterSize || !bytes.Equal(mine, sc.exporter) {
+			t.Errorf("client exporter %x (%v), server's %x", mine, err, sc.exporter)
 		}
 		echoOnce(t, c, "after the handshake")
 		if err := c.Close(); err != nil {

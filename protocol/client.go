@@ -239,11 +239,11 @@ func (h *ClientHandshake) ReadChallenge(msg []byte, rand io.Reader, now time.Tim
 	if len(iss) == 0 || len(iss) > MaxIdentity {
 		return nil, missing("iss")
 	}
-	sid, _, err := o.b64("sid", SocketIDSize, maxSocketIDLen)
+	sid, err := o.b64("sid", SocketIDSize, maxSocketIDLen)
 	if err != nil {
 		return nil, err
 	}
-	nonce, _, err := o.b64("nonce", NonceSize, NonceSize)
+	nonce, err := o.b64("nonce", NonceSize, NonceSize)
 	if err != nil {
 		return nil, err
 	}
@@ -310,7 +310,7 @@ func (h *ClientHandshake) ReadChallenge(msg []byte, rand io.Reader, now time.Tim
 		return nil, wrap(CodeInternalError, err)
 	}
 	h.sid, h.serverKey, h.bound = sid, j.kid, r.CB != ""
-	return []byte(resp), nil
+	return resp, nil
 }
 
 // ReadAccept reads the server's accept message after the response was sent

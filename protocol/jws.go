@@ -1,9 +1,9 @@
 package protocol
 
 import (
+	"bytes"
 	"crypto"
 	"io"
-	"strings"
 
 	"github.com/wsproof/wsproof/internal/b64u"
 	"github.com/wsproof/wsproof/internal/strictjson"
@@ -16,20 +16,23 @@ import (
 // and typ, the expected typ and a known algorithm. The signature is not yet
 // checked.
 type compactJWS struct {
-	raw     string
+	raw     []byte // the message as received, not copied: used only while it is read
 	alg     keys.Algorithm
 	kid     string
 	payload []byte // decoded, not yet authenticated
 }
 
-// parseJWSHeader runs the structural steps shared by every JWS wsproof reads.
-// Only the header is decoded here; go-jose parses the whole object when the
-// signature is verified.
+// parseJWSHeader runs the structural steps shared by every JWS wsproof reads:
+// the header is parsed as appendJWSHeader writes it, the payload decoded and
+// the signature segment checked, and verify then hands the segments as
+// received to keys.Verify. No other parser sees the message: go-jose is the
+// reference the tests hold this one to (FuzzJOSEDifferential). msg is not
+// copied and must not change while the result is used.
 func parseJWSHeader(msg []byte, typ string) (*compactJWS, error) {
-	raw := string(msg)
-	i := strings.IndexByte(raw, '.')
-	j := strings.LastIndexByte(raw, '.')
-	if i < 0 || i == j || strings.IndexByte(raw[i+1:j], '.') >= 0 {
+	raw := msg
+	i := bytes.IndexByte(raw, '.')
+	j := bytes.LastIndexByte(raw, '.')
+	if i < 0 || i == j || bytes.IndexByte(raw[i+1:j], '.') >= 0 {
 		return nil, fail(CodeMalformed, "not a JWS in compact serialization")
 	}
 	header, err := b64u.Decode(raw[:i])
@@ -83,12 +86,12 @@ func parseJWSHeader(msg []byte, typ string) (*compactJWS, error) {
 // base64url (parseJWSHeader checked them), so that the signing input is the
 // one the signer saw.
 func (j *compactJWS) signed() (input, sig []byte, err error) {
-	i := strings.LastIndexByte(j.raw, '.')
+	i := bytes.LastIndexByte(j.raw, '.')
 	sig, err = b64u.Decode(j.raw[i+1:])
 	if err != nil {
 		return nil, nil, wrap(CodeMalformed, err)
 	}
-	return []byte(j.raw[:i]), sig, nil
+	return j.raw[:i], sig, nil
 }
 
 // verify checks the signature with the key pub under the profile's exact
@@ -104,27 +107,42 @@ func (j *compactJWS) verify(pub crypto.PublicKey) ([]byte, error) {
 	return j.payload, nil
 }
 
-// signJWS signs payload with key as a compact JWS whose protected header is
-// exactly {"alg","kid","typ"}, in that order, with keys.Sign, which produces
-// JWS-correct signatures (raw r||s for ECDSA). The header's strings are
+// appendJWSHeader appends the protected header of every JWS wsproof signs:
+// exactly {"alg","kid","typ"}, in that order (spec section "Explicit typing
+// and domain separation"); parseJWSHeader is its verifier. The strings are
 // written as encoding/json writes them; go-jose, which wrote these headers
 // before, differed only in writing \b and \f as \u0008 and \u000c, which no
 // key id a registry accepts contains (keys.CheckKeyID).
-func signJWS(rand io.Reader, key *keys.SigningKey, typ string, payload []byte) (string, error) {
-	h := make([]byte, 0, 32+len(key.KeyID)+len(typ))
-	h = append(h, `{"alg":`...)
-	h = strictjson.AppendString(h, string(key.Algorithm))
-	h = append(h, `,"kid":`...)
-	h = strictjson.AppendString(h, key.KeyID)
-	h = append(h, `,"typ":`...)
-	h = strictjson.AppendString(h, typ)
-	h = append(h, '}')
-	input := b64u.Encode(h) + "." + b64u.Encode(payload)
-	sig, err := keys.Sign(rand, key.Signer, key.Algorithm, []byte(input))
+func appendJWSHeader(dst []byte, alg keys.Algorithm, kid, typ string) []byte {
+	dst = append(dst, `{"alg":`...)
+	dst = strictjson.AppendString(dst, string(alg))
+	dst = append(dst, `,"kid":`...)
+	dst = strictjson.AppendString(dst, kid)
+	dst = append(dst, `,"typ":`...)
+	dst = strictjson.AppendString(dst, typ)
+	return append(dst, '}')
+}
+
+// maxSigB64 is the length of an ES512 signature in base64url, the longest
+// but RSA's: the room signJWS leaves for the signature.
+const maxSigB64 = 176
+
+// signJWS signs payload with key as a compact JWS whose protected header is
+// appendJWSHeader's, with keys.Sign, which produces JWS-correct signatures
+// (raw r||s for ECDSA). The JWS is built in one buffer.
+func signJWS(rand io.Reader, key *keys.SigningKey, typ string, payload []byte) ([]byte, error) {
+	var hb [64 + 2*keys.MaxKeyIDLen]byte
+	h := appendJWSHeader(hb[:0], key.Algorithm, key.KeyID, typ)
+	b := make([]byte, 0, b64u.EncodedLen(len(h))+b64u.EncodedLen(len(payload))+2+maxSigB64)
+	b = b64u.Append(b, h)
+	b = append(b, '.')
+	b = b64u.Append(b, payload)
+	sig, err := keys.Sign(rand, key.Signer, key.Algorithm, b)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	return input + "." + b64u.Encode(sig), nil
+	b = append(b, '.')
+	return b64u.Append(b, sig), nil
 }
 
 // object reads peer JSON; every failure is malformed.
@@ -164,15 +182,28 @@ func (o object) strs(name string, maxN, maxLen int) ([]string, error) {
 	return s, nil
 }
 
-// b64 returns a required base64url member that decodes to min..max bytes.
-func (o object) b64(name string, min, max int) (string, []byte, error) {
+// b64 returns a required member that is the canonical base64url of min to
+// max bytes, without decoding it.
+func (o object) b64(name string, min, max int) (string, error) {
 	s, err := o.str(name)
 	if err != nil {
-		return "", nil, err
+		return "", err
 	}
-	b, err := b64u.Decode(s)
-	if err != nil || len(b) < min || len(b) > max {
-		return "", nil, missing(name)
+	if n := b64u.DecodedLen(len(s)); b64u.Check(s) != nil || n < min || n > max {
+		return "", missing(name)
 	}
-	return s, b, nil
+	return s, nil
+}
+
+// b64Bytes is b64 for a member of exactly n bytes, decoded.
+func (o object) b64Bytes(name string, n int) ([]byte, error) {
+	s, err := o.str(name)
+	if err != nil {
+		return nil, err
+	}
+	b, err := b64u.DecodeLen(s, n)
+	if err != nil {
+		return nil, missing(name)
+	}
+	return b, nil
 }

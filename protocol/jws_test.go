@@ -78,10 +78,11 @@ func TestSignJWSAsGoJOSE(t *testing.T) {
 	for _, alg := range keys.Algorithms {
 		for _, kid := range kids {
 			key := &keys.SigningKey{KeyID: kid, Algorithm: alg, Signer: testKey(t, alg)}
-			ours, err := signJWS(rand.Reader, key, TypResponse, payload)
+			oursB, err := signJWS(rand.Reader, key, TypResponse, payload)
 			if err != nil {
 				t.Fatal(err)
 			}
+			ours := string(oursB)
 			theirs := joseSign(t, key, TypResponse, payload)
 			input, theirInput := ours[:strings.LastIndexByte(ours, '.')], theirs[:strings.LastIndexByte(theirs, '.')]
 			switch {
@@ -150,6 +151,39 @@ func FuzzResponseClaimsJSON(f *testing.F) {
 		}
 		if got := r.appendJSON(nil); string(got) != string(want) {
 			t.Fatalf("appendJSON = %s, encoding/json writes %s", got, want)
+		}
+	})
+}
+
+// FuzzServerJSON: the challenge's claims, the token's claims and the accept
+// message are what encoding/json wrote before the server stopped using it,
+// nil and empty lists included.
+func FuzzServerJSON(f *testing.F) {
+	f.Add("wss://plant-3.example/ws", "c2lk", int64(1767225600), true, false)
+	f.Add("ws://127.0.0.1:7700/ws?a=<b>&c", "\u2028\x00\b\f\n\r\t\"\\\xff", int64(-1), false, true)
+	f.Fuzz(func(t *testing.T, a, b string, n int64, nilList, emptyList bool) {
+		list := []string{a, b}
+		switch {
+		case nilList:
+			list = nil
+		case emptyList:
+			list = []string{}
+		}
+		cc := ChallengeClaims{Iss: a, Sid: b, Nonce: a, Iat: n, Exp: n + 30, Algs: list, CB: b}
+		tc := TokenClaims{Issuer: a, Subject: b, Audience: a, SocketID: b, ID: a, IssuedAt: n, NotBefore: -n, Expiry: n + 1,
+			Cnf: Confirmation{JKT: b}, Groups: list, ClientKeyID: a, ChannelBindingHash: b}
+		am := acceptMessage{Token: a, Sub: b, Groups: list, Exp: n, MaxSize: -n}
+		for _, c := range []struct {
+			v   any
+			got []byte
+		}{{cc, cc.appendJSON(nil)}, {tc, tc.appendJSON([]byte{})}, {am, am.appendJSON(nil)}} {
+			want, err := json.Marshal(c.v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(c.got) != string(want) {
+				t.Fatalf("appendJSON = %s, encoding/json writes %s", c.got, want)
+			}
 		}
 	})
 }

@@ -10,19 +10,18 @@ import (
 	"crypto/sha256"
 	"crypto/sha3"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/big"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-
 	"github.com/wsproof/wsproof/internal/b64u"
+	"github.com/wsproof/wsproof/internal/strictjson"
 	"github.com/wsproof/wsproof/keys"
 )
 
@@ -253,8 +252,8 @@ type ServerHandshake struct {
 
 // ChallengeClaims is the payload of a challenge (spec section
 // "Challenge"), its members in the order the spec lists them. A server
-// marshals it with encoding/json; the conformance suite and the vector
-// generator build challenges, well-formed or not, from it.
+// writes it as encoding/json would (appendJSON); the conformance suite and
+// the vector generator build challenges, well-formed or not, from it.
 type ChallengeClaims struct {
 	Iss   string   `json:"iss"`
 	Sid   string   `json:"sid"`
@@ -263,6 +262,26 @@ type ChallengeClaims struct {
 	Exp   int64    `json:"exp"`
 	Algs  []string `json:"algs"`
 	CB    string   `json:"cb"`
+}
+
+// appendJSON appends the claims byte for byte as encoding/json.Marshal
+// writes them, without its reflection.
+func (c *ChallengeClaims) appendJSON(b []byte) []byte {
+	b = append(b, `{"iss":`...)
+	b = strictjson.AppendString(b, c.Iss)
+	b = append(b, `,"sid":`...)
+	b = strictjson.AppendString(b, c.Sid)
+	b = append(b, `,"nonce":`...)
+	b = strictjson.AppendString(b, c.Nonce)
+	b = append(b, `,"iat":`...)
+	b = strconv.AppendInt(b, c.Iat, 10)
+	b = append(b, `,"exp":`...)
+	b = strconv.AppendInt(b, c.Exp, 10)
+	b = append(b, `,"algs":`...)
+	b = strictjson.AppendStrings(b, c.Algs)
+	b = append(b, `,"cb":`...)
+	b = strictjson.AppendString(b, c.CB)
+	return append(b, '}')
 }
 
 // Start begins the handshake on a new socket: it draws a socketID and nonce
@@ -307,18 +326,15 @@ func (s *Server) challenge(rand io.Reader, now time.Time, exporter []byte, sid s
 	if exporter != nil {
 		c.CB = BindingTLSExporter
 	}
-	payload, err := json.Marshal(c)
-	if err != nil {
-		return nil, nil, wrap(CodeInternalError, err)
-	}
-	msg, err := signJWS(rand, &s.Keys().Signing[0], TypChallenge, payload)
+	var buf [512]byte
+	msg, err := signJWS(rand, &s.Keys().Signing[0], TypChallenge, c.appendJSON(buf[:0]))
 	if err != nil {
 		return nil, nil, wrap(CodeInternalError, err)
 	}
 	h := &ServerHandshake{
 		s:         s,
-		challenge: []byte(msg),
-		hash:      sha256.Sum256([]byte(msg)),
+		challenge: msg,
+		hash:      sha256.Sum256(msg),
 		sid:       sid,
 		nonce:     c.Nonce,
 		exp:       time.Unix(c.Exp, 0),
@@ -395,21 +411,21 @@ func (h *ServerHandshake) checkResponse(msg []byte, now time.Time) (*response, e
 	if len(aud) == 0 || len(aud) > MaxIdentity {
 		return nil, missing("aud")
 	}
-	sid, _, err := claims.b64("sid", SocketIDSize, maxSocketIDLen)
+	sid, err := claims.b64("sid", SocketIDSize, maxSocketIDLen)
 	if err != nil {
 		return nil, err
 	}
-	nonce, _, err := claims.b64("nonce", NonceSize, NonceSize)
+	nonce, err := claims.b64("nonce", NonceSize, NonceSize)
 	if err != nil {
 		return nil, err
 	}
-	_, cha, err := claims.b64("cha", sha256.Size, sha256.Size)
+	cha, err := claims.b64Bytes("cha", sha256.Size)
 	if err != nil {
 		return nil, err
 	}
 	r := &response{jws: j}
 	if claims.Has("cb") {
-		if _, r.cb, err = claims.b64("cb", ExporterSize, ExporterSize); err != nil {
+		if r.cb, err = claims.b64Bytes("cb", ExporterSize); err != nil {
 			return nil, err
 		}
 	}
@@ -497,17 +513,10 @@ func (h *ServerHandshake) checkKey(r *response, now time.Time) (*keys.Entry, err
 }
 
 // verify runs step 15 on j with the registered key pub, or, when pub is nil,
-// the same work with the decoy key of j's algorithm, which never verifies.
-// It is compactJWS.verify with evenVerifier in place of verifier.
+// the same work with the decoy key of j's algorithm, which never verifies
+// (decoys.verify).
 func (s *Server) verify(j *compactJWS, pub crypto.PublicKey) error {
-	obj, err := jose.ParseSignedCompact(j.raw, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(j.alg)})
-	if err != nil {
-		return wrap(CodeMalformed, err)
-	}
-	if _, err := obj.Verify(evenVerifier{d: s.decoys, pub: pub, alg: j.alg}); err != nil {
-		return wrap(CodeBadSignature, err)
-	}
-	return nil
+	return s.decoys.verify(j, pub)
 }
 
 // decoys are the keys a server verifies against when a response's kid names
@@ -576,10 +585,10 @@ func (d *decoys) rsaKey(n int) *rsa.PublicKey {
 	return d.rsa[n-minRSALen]
 }
 
-// evenVerifier is verifier (keys.Verify under go-jose) that spends one
-// signature verification of the size the signature claims, whatever the
-// key and the signature: pub is the registered key, or nil for the decoy of
-// alg.
+// verify checks the signature of j as compactJWS.verify does, with the
+// registered key pub, spending one signature verification of the size the
+// signature claims whatever the key and the signature: pub nil stands for
+// the decoy of j's algorithm, whose verification never succeeds.
 //
 // crypto/rsa refuses before any exponentiation a signature whose length is
 // not the modulus's or whose value is not below the modulus; an attacker
@@ -589,23 +598,18 @@ func (d *decoys) rsaKey(n int) *rsa.PublicKey {
 // modulus of its length, with its first octet cleared so that it is below
 // that modulus. A signature of a length no RSA key has is refused at once
 // whatever the kid.
-type evenVerifier struct {
-	d   *decoys
-	pub crypto.PublicKey
-	alg keys.Algorithm
-}
-
-func (v evenVerifier) VerifyPayload(signingInput, sig []byte, alg jose.SignatureAlgorithm) error {
-	if keys.Algorithm(alg) != v.alg {
-		return keys.ErrBadSignature
+func (d *decoys) verify(j *compactJWS, pub crypto.PublicKey) error {
+	input, sig, err := j.signed()
+	if err != nil {
+		return err
 	}
-	pub, decoy := v.pub, v.pub == nil
-	switch v.alg {
+	decoy := pub == nil
+	switch j.alg {
 	case keys.RS256, keys.PS256:
 		k, _ := pub.(*rsa.PublicKey)
 		if k == nil || len(sig) != k.Size() || !below(sig, k.N) {
-			if k = v.d.rsaKey(len(sig)); k == nil {
-				return keys.ErrBadSignature
+			if k = d.rsaKey(len(sig)); k == nil {
+				return wrap(CodeBadSignature, keys.ErrBadSignature)
 			}
 			if !below(sig, k.N) {
 				sig = append([]byte{0}, sig[1:]...)
@@ -614,14 +618,17 @@ func (v evenVerifier) VerifyPayload(signingInput, sig []byte, alg jose.Signature
 		}
 	default:
 		if decoy {
-			pub = v.d.keys[v.alg]
+			pub = d.keys[j.alg]
 		}
 	}
-	err := keys.Verify(pub, v.alg, signingInput, sig)
+	err = keys.Verify(pub, j.alg, input, sig)
 	if decoy {
-		return keys.ErrBadSignature
+		err = keys.ErrBadSignature
 	}
-	return err
+	if err != nil {
+		return wrap(CodeBadSignature, err)
+	}
+	return nil
 }
 
 // below reports whether the big-endian integer b, of n's length in octets,
@@ -678,12 +685,30 @@ func (s *Server) recheck(sess *Session, now time.Time) (*keys.Entry, error) {
 	return e, nil
 }
 
+// acceptMessage is the accept message (spec section "Accept"). The tags
+// say how encoding/json would write it, which appendJSON does.
 type acceptMessage struct {
 	Token   string   `json:"token"`
 	Sub     string   `json:"sub"`
 	Groups  []string `json:"groups"`
 	Exp     int64    `json:"exp"`
 	MaxSize int64    `json:"max_size"`
+}
+
+// appendJSON appends the message byte for byte as encoding/json.Marshal
+// writes it, without its reflection.
+func (m *acceptMessage) appendJSON(b []byte) []byte {
+	b = append(b, `{"token":`...)
+	b = strictjson.AppendString(b, m.Token)
+	b = append(b, `,"sub":`...)
+	b = strictjson.AppendString(b, m.Sub)
+	b = append(b, `,"groups":`...)
+	b = strictjson.AppendStrings(b, m.Groups)
+	b = append(b, `,"exp":`...)
+	b = strconv.AppendInt(b, m.Exp, 10)
+	b = append(b, `,"max_size":`...)
+	b = strconv.AppendInt(b, m.MaxSize, 10)
+	return append(b, '}')
 }
 
 // accept issues the session token for e and builds the accept message.
@@ -717,11 +742,8 @@ func (h *ServerHandshake) accept(e *keys.Entry, rand io.Reader, now time.Time) (
 	if err != nil {
 		return nil, nil, wrap(CodeInternalError, err)
 	}
-	msg, err := json.Marshal(acceptMessage{Token: token, Sub: c.Subject, Groups: groups, Exp: c.Expiry,
-		MaxSize: h.s.cfg.MaxMessageSize})
-	if err != nil {
-		return nil, nil, wrap(CodeInternalError, err)
-	}
+	m := acceptMessage{Token: token, Sub: c.Subject, Groups: groups, Exp: c.Expiry, MaxSize: h.s.cfg.MaxMessageSize}
+	msg := m.appendJSON(make([]byte, 0, len(token)+256+len(c.Subject)))
 	return &Session{
 		SocketID:     h.sid,
 		KeyID:        e.KeyID,
@@ -755,11 +777,11 @@ func (s *Server) resume(challenge []byte, exporter []byte, prev *Session) (*Serv
 	if err != nil {
 		return nil, err
 	}
-	sid, _, err := o.b64("sid", SocketIDSize, maxSocketIDLen)
+	sid, err := o.b64("sid", SocketIDSize, maxSocketIDLen)
 	if err != nil {
 		return nil, err
 	}
-	nonce, _, err := o.b64("nonce", NonceSize, NonceSize)
+	nonce, err := o.b64("nonce", NonceSize, NonceSize)
 	if err != nil {
 		return nil, err
 	}

@@ -1,15 +1,19 @@
 package protocol
 
 import (
-	"bytes"
-	"encoding/json"
+	"crypto/aes"
+	"crypto/cipher"
+	cryptorand "crypto/rand"
 	"errors"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
+	josecipher "github.com/go-jose/go-jose/v4/cipher"
 
 	"github.com/wsproof/wsproof/internal/b64u"
+	"github.com/wsproof/wsproof/internal/strictjson"
 	"github.com/wsproof/wsproof/keys"
 )
 
@@ -36,38 +40,143 @@ type Confirmation struct {
 	JKT string `json:"jkt"`
 }
 
-const jweHeaderContentType = "JWT" // RFC 7519 section 5.2: a nested JWT
+// appendJSON appends the claims byte for byte as encoding/json.Marshal
+// writes them (cbh left out when empty), without its reflection.
+func (c *TokenClaims) appendJSON(b []byte) []byte {
+	for _, m := range []struct{ name, v string }{{`{"iss":`, c.Issuer}, {`,"sub":`, c.Subject}, {`,"aud":`, c.Audience},
+		{`,"sid":`, c.SocketID}, {`,"jti":`, c.ID}} {
+		b = append(b, m.name...)
+		b = strictjson.AppendString(b, m.v)
+	}
+	b = append(b, `,"iat":`...)
+	b = strconv.AppendInt(b, c.IssuedAt, 10)
+	b = append(b, `,"nbf":`...)
+	b = strconv.AppendInt(b, c.NotBefore, 10)
+	b = append(b, `,"exp":`...)
+	b = strconv.AppendInt(b, c.Expiry, 10)
+	b = append(b, `,"cnf":{"jkt":`...)
+	b = strictjson.AppendString(b, c.Cnf.JKT)
+	b = append(b, `},"groups":`...)
+	b = strictjson.AppendStrings(b, c.Groups)
+	b = append(b, `,"ckid":`...)
+	b = strictjson.AppendString(b, c.ClientKeyID)
+	if c.ChannelBindingHash != "" {
+		b = append(b, `,"cbh":`...)
+		b = strictjson.AppendString(b, c.ChannelBindingHash)
+	}
+	return append(b, '}')
+}
+
+// The fixed members and sizes of the session token's JWE (spec section
+// "Session token", Structure), shared by the sealer and the opener.
+const (
+	jweEnc            = "A256GCM"
+	jweCty            = "JWT" // RFC 7519 section 5.2: a nested JWT
+	jweIVSize         = 12
+	jweTagSize        = 16
+	jweWrappedKeySize = keys.TokenKeySize + 8 // A256KW (RFC 3394): the content key and an 8-octet check value
+)
+
+// appendJWEHeader appends the JWE protected header of a token sealed with
+// tk: the five members of spec section "Session token", in the order go-jose
+// wrote them when it sealed tokens (its members sorted by name), so that the
+// vectors made then are made again byte for byte. Token key ids are printable
+// ASCII (keys.CheckKeyID), which encoding/json and go-jose write alike.
+func appendJWEHeader(dst []byte, tk *keys.TokenKey) []byte {
+	dst = append(dst, `{"alg":`...)
+	dst = strictjson.AppendString(dst, tk.Algorithm)
+	dst = append(dst, `,"cty":"`+jweCty+`","enc":"`+jweEnc+`","kid":`...)
+	dst = strictjson.AppendString(dst, tk.KeyID)
+	return append(dst, `,"typ":"`+TypSessionE+`"}`...)
+}
+
+var errTokenKeySize = errors.New("protocol: token key is not 32 octets")
+
+// newGCM returns AES-256-GCM under key. It refuses a key of another length,
+// which crypto/aes would take for AES-128 or AES-192 under the name A256GCM.
+func newGCM(key []byte) (cipher.AEAD, error) {
+	if len(key) != keys.TokenKeySize {
+		return nil, errTokenKeySize
+	}
+	blk, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(blk)
+}
 
 // issueToken signs c with the current signing key, then seals the JWS with
 // the current token key (spec section "Session token"). It draws jti from
-// rand; go-jose draws the AES-GCM IV (and, for A256KW, the content key) from
-// crypto/rand.
+// rand.
+//
+// The IV, and for A256KW the content key, come from crypto/rand, the one
+// read of the global source in this package, never from rand: a
+// deterministic reader, such as the test vectors run the server with, would
+// repeat an IV under the long-lived token key, and one repeat under an
+// AES-GCM key gives away its authentication key (NIST SP 800-38D, section
+// 8). go-jose, which sealed tokens before, read crypto/rand as well, and in
+// the same order, so that the vector generator, which fixes crypto/rand with
+// testing/cryptotest.SetGlobalRandom, makes the same bytes.
 func issueToken(k *keys.ServerKeys, c *TokenClaims, rand io.Reader) (string, error) {
 	var jti [jtiSize]byte
 	if _, err := io.ReadFull(rand, jti[:]); err != nil {
 		return "", err
 	}
 	c.ID = b64u.Encode(jti[:])
-	payload, err := json.Marshal(c)
+	var buf [1024]byte
+	inner, err := signJWS(rand, &k.Signing[0], TypSession, c.appendJSON(buf[:0]))
 	if err != nil {
 		return "", err
 	}
-	inner, err := signJWS(rand, &k.Signing[0], TypSession, payload)
+	return sealToken(&k.Token[0], inner)
+}
+
+// sealToken encrypts the compact JWS inner as the token's JWE with tk (spec
+// section "Session token", Structure) and returns its compact serialization.
+func sealToken(tk *keys.TokenKey, inner []byte) (string, error) {
+	if len(tk.Secret) != keys.TokenKeySize {
+		return "", errTokenKeySize
+	}
+	var rnd [keys.TokenKeySize + jweIVSize]byte
+	cek, iv := tk.Secret, rnd[keys.TokenKeySize:]
+	var ek []byte
+	if tk.Algorithm == keys.TokenA256KW {
+		cek = rnd[:keys.TokenKeySize]
+		if _, err := io.ReadFull(cryptorand.Reader, cek); err != nil {
+			return "", err
+		}
+		blk, err := aes.NewCipher(tk.Secret)
+		if err != nil {
+			return "", err
+		}
+		if ek, err = josecipher.KeyWrap(blk, cek); err != nil {
+			return "", err
+		}
+	}
+	if _, err := io.ReadFull(cryptorand.Reader, iv); err != nil {
+		return "", err
+	}
+	gcm, err := newGCM(cek)
 	if err != nil {
 		return "", err
 	}
-	tk := &k.Token[0]
-	enc, err := jose.NewEncrypter(jose.A256GCM,
-		jose.Recipient{Algorithm: jose.KeyAlgorithm(tk.Algorithm), Key: tk.Secret, KeyID: tk.KeyID},
-		(&jose.EncrypterOptions{}).WithType(TypSessionE).WithContentType(jweHeaderContentType))
-	if err != nil {
-		return "", err
-	}
-	obj, err := enc.Encrypt([]byte(inner))
-	if err != nil {
-		return "", err
-	}
-	return obj.CompactSerialize()
+	var hb [128 + 2*keys.MaxKeyIDLen]byte
+	h := appendJWEHeader(hb[:0], tk)
+	out := make([]byte, 0, b64u.EncodedLen(len(h))+b64u.EncodedLen(len(ek))+b64u.EncodedLen(jweIVSize)+
+		b64u.EncodedLen(len(inner))+b64u.EncodedLen(jweTagSize)+4)
+	out = b64u.Append(out, h)
+	aad := out // RFC 7516 section 5.1, step 14: the encoded protected header
+	out = append(out, '.')
+	out = b64u.Append(out, ek)
+	out = append(out, '.')
+	out = b64u.Append(out, iv)
+	out = append(out, '.')
+	sealed := gcm.Seal(nil, iv, inner, aad)
+	ct, tag := sealed[:len(inner)], sealed[len(inner):]
+	out = b64u.Append(out, ct)
+	out = append(out, '.')
+	out = b64u.Append(out, tag)
+	return string(out), nil
 }
 
 // TokenVerifier opens session tokens. A server has one ([Server.Tokens]); a
@@ -144,24 +253,82 @@ func (v *TokenVerifier) Open(token string, sid string, now time.Time) (*TokenCla
 
 var errTokenHeader = errors.New("protocol: token header is not wsproof's")
 
-// open decrypts and verifies; every error it returns is a token_invalid.
-func (v *TokenVerifier) open(token string, now time.Time) (*TokenClaims, error) {
-	segs := bytes.Split([]byte(token), []byte{'.'})
-	if len(segs) != 5 {
-		return nil, errors.New("protocol: token is not a compact JWE")
-	}
-	var dec [5][]byte
-	for i, s := range segs {
+// compactJWE is a JWE in compact serialization split into its five
+// segments, each canonical base64url and decoded, with its protected header
+// parsed as a JSON object that satisfies the JSON rules (the first item of
+// step 2 of spec section "Opening a token"). Nothing else is checked yet.
+type compactJWE struct {
+	header object
+	aad    []byte    // the first segment as it came: the AEAD's additional data
+	seg    [5][]byte // decoded: header, encrypted key, IV, ciphertext, tag
+}
+
+func parseJWE(token string) (*compactJWE, error) {
+	j := &compactJWE{}
+	rest := token
+	for i := range j.seg {
+		s, r, found := strings.Cut(rest, ".")
+		if found == (i == len(j.seg)-1) {
+			return nil, errors.New("protocol: token is not a compact JWE")
+		}
 		var err error
-		if dec[i], err = b64u.Decode(string(s)); err != nil {
+		if j.seg[i], err = b64u.Decode(s); err != nil {
+			return nil, err
+		}
+		rest = r
+	}
+	j.aad = []byte(token[:strings.IndexByte(token, '.')])
+	var err error
+	if j.header, err = parseObject(j.seg[0]); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+// decrypt runs the last item of step 2 that concerns the JWE with the token
+// key key, whose algorithm the header named: the lengths of the Encrypted
+// Key, the IV and the tag, then the decryption. It returns the plaintext.
+// The lengths are checked here because a generic JOSE library may not (go-jose
+// takes a tag longer than 16 octets, and ignores an Encrypted Key with dir),
+// and bytes could otherwise move between segments unnoticed.
+func (j *compactJWE) decrypt(key *keys.TokenKey) ([]byte, error) {
+	wantKey := 0
+	if key.Algorithm == keys.TokenA256KW {
+		wantKey = jweWrappedKeySize
+	}
+	ek, iv, ct, tag := j.seg[1], j.seg[2], j.seg[3], j.seg[4]
+	if len(ek) != wantKey || len(iv) != jweIVSize || len(tag) != jweTagSize {
+		return nil, errors.New("protocol: token segment of the wrong length")
+	}
+	cek := key.Secret
+	if len(cek) != keys.TokenKeySize {
+		return nil, errTokenKeySize
+	}
+	if key.Algorithm == keys.TokenA256KW {
+		blk, err := aes.NewCipher(key.Secret)
+		if err != nil {
+			return nil, err
+		}
+		if cek, err = josecipher.KeyUnwrap(blk, ek); err != nil {
 			return nil, err
 		}
 	}
-	hb := dec[0]
-	h, err := parseObject(hb)
+	gcm, err := newGCM(cek)
 	if err != nil {
 		return nil, err
 	}
+	// ct and tag are adjacent in no buffer: join them for Open, in place.
+	return gcm.Open(ct[:0], iv, append(ct, tag...), j.aad)
+}
+
+// decrypt runs the JWE items of step 2 of spec section "Opening a token"
+// and returns the plaintext, the inner JWS not yet checked.
+func (v *TokenVerifier) decrypt(token string) ([]byte, error) {
+	j, err := parseJWE(token)
+	if err != nil {
+		return nil, err
+	}
+	h := j.header
 	if len(h.Object) != 5 {
 		return nil, errTokenHeader
 	}
@@ -174,7 +341,7 @@ func (v *TokenVerifier) open(token string, now time.Time) (*TokenClaims, error) 
 			return nil, err
 		}
 	}
-	if typ != TypSessionE || cty != jweHeaderContentType || enc != string(jose.A256GCM) {
+	if typ != TypSessionE || cty != jweCty || enc != jweEnc {
 		return nil, errTokenHeader
 	}
 	var key *keys.TokenKey
@@ -186,33 +353,24 @@ func (v *TokenVerifier) open(token string, now time.Time) (*TokenClaims, error) 
 	if key == nil || key.Algorithm != alg {
 		return nil, errors.New("protocol: unknown token key")
 	}
-	// go-jose does not check segment lengths, so bytes could move between
-	// segments unnoticed; A256GCM has a 12-byte IV and a 16-byte tag, dir no
-	// encrypted key and A256KW a 40-byte wrapped key.
-	wantKey := 0
-	if alg == keys.TokenA256KW {
-		wantKey = 40
-	}
-	if len(dec[1]) != wantKey || len(dec[2]) != 12 || len(dec[4]) != 16 {
-		return nil, errors.New("protocol: token segment of the wrong length")
-	}
-	obj, err := jose.ParseEncryptedCompact(token, []jose.KeyAlgorithm{jose.KeyAlgorithm(alg)}, []jose.ContentEncryption{jose.A256GCM})
+	return j.decrypt(key)
+}
+
+// open decrypts and verifies; every error it returns is a token_invalid.
+func (v *TokenVerifier) open(token string, now time.Time) (*TokenClaims, error) {
+	inner, err := v.decrypt(token)
 	if err != nil {
 		return nil, err
 	}
-	inner, err := obj.Decrypt(key.Secret)
+	js, err := parseJWSHeader(inner, TypSession)
 	if err != nil {
 		return nil, err
 	}
-	j, err := parseJWSHeader(inner, TypSession)
-	if err != nil {
-		return nil, err
-	}
-	pk, ok := v.SigningKeys.Lookup(j.kid)
-	if !ok || pk.Algorithm != j.alg {
+	pk, ok := v.SigningKeys.Lookup(js.kid)
+	if !ok || pk.Algorithm != js.alg {
 		return nil, errors.New("protocol: token signed by an unknown server key")
 	}
-	payload, err := j.verify(pk.Key)
+	payload, err := js.verify(pk.Key)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,8 @@
 package protocol
 
 import (
+	"bytes"
+	"crypto/rand"
 	"testing"
 
 	"github.com/wsproof/wsproof/keys"
@@ -46,5 +48,36 @@ func TestTokenVerifierIncomplete(t *testing.T) {
 	}
 	if _, err := v.Open(sess.Token, sess.SocketID, testNow); err != nil {
 		t.Fatalf("a complete verifier: %v", err)
+	}
+}
+
+// TestTokenKeyOfAnotherSize: a verifier built by hand with a token key that
+// is not 32 octets refuses a token sealed with AES-128-GCM under that key,
+// whose header says A256GCM; crypto/aes would take the short key. go-jose,
+// which opened tokens before, refused it too.
+func TestTokenKeyOfAnotherSize(t *testing.T) {
+	w := newWorld(t, nil)
+	sh, challenge, _ := w.srv.Start(rand.Reader, testNow, nil)
+	resp, err := w.clients[keys.EdDSA].Handshake().ReadChallenge(challenge, rand.Reader, testNow, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, _, err := sh.ReadResponse(resp, rand.Reader, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner, err := w.srv.Tokens().decrypt(sess.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{16, 24} {
+		tk := keys.TokenKey{KeyID: "short", Algorithm: keys.TokenDir, Secret: bytes.Repeat([]byte{1}, n)}
+		token := sealRaw(t, appendJWEHeader(nil, &tk), inner, &tk)
+		v := &TokenVerifier{Identity: w.srv.Tokens().Identity, TokenKeys: []keys.TokenKey{tk}, SigningKeys: w.srv.Tokens().SigningKeys}
+		_, err := v.Open(string(token), sess.SocketID, testNow)
+		wantCode(t, err, CodeTokenInvalid)
+		if _, err := sealToken(&tk, inner); err == nil {
+			t.Errorf("sealToken took a %d-octet token key", n)
+		}
 	}
 }

@@ -21,8 +21,11 @@ package protocol
 // what parseJWSHeader would have done after typ (alg in the algorithm table,
 // kid not empty), then looks the key up by kid (unknown_key), requires the
 // header's alg to be the key's registered alg (alg_mismatch), and verifies
-// with the real (*compactJWS).verify, which is go-jose's compact parser handing
-// the signing input to keys.Verify. The claims steps (9 and later) do not
+// with both real verifiers, which must agree: the client's
+// (*compactJWS).verify, which hands the signing input as received to
+// keys.Verify, and the server's step 15 (decoys.verify, which also spends a
+// decoy verification on signatures crypto/rsa would refuse at once). The
+// claims steps (9 and later) do not
 // apply to Wycheproof's payloads. Keys come from the case's group through the
 // real loaders, each of which must decide as wsproof's load-time rules say:
 // keys.ParsePublicSet (the pinned server key set: the client's view),
@@ -41,12 +44,12 @@ package protocol
 //
 // JWE (json_web_encryption): the token opener's JWE layer. The real
 // TokenVerifier.Open runs on every case and must refuse each (none carries
-// wsproof's JWE header). The layer itself is transcribed below
-// (openJWELayer), from TokenVerifier.open's steps up to the decryption, with
+// wsproof's JWE header). The layer itself runs in openJWELayer: the real
+// parser (parseJWE) and decryption (compactJWE.decrypt: segment lengths, key
+// unwrap, AES-GCM) around a transcription of open()'s header checks, with
 // the one relaxation that "typ", "cty" and "kid" may be absent; when kid is
 // absent the group's key is used. The transcription must follow open(): a
-// change there is a change here (splitting open() into its JWE layer and the
-// rest would let this test call the real code instead). A JWE case is
+// change there is a change here. A JWE case is
 // in profile when its group's key loads as a wsproof token key
 // (keys.ParseTokenKeys and keys.ParseServerKeys: "oct", "dir" or "A256KW",
 // 32 bytes, "use" absent or "enc") and the JWE uses that key's alg with enc
@@ -195,7 +198,11 @@ func verifyJWS(msg []byte, v keyView) (err error) {
 	if keyAlg != alg {
 		return fail(CodeAlgMismatch, "key registered for "+string(keyAlg))
 	}
-	_, err = (&compactJWS{raw: raw, alg: alg, kid: kid, payload: payload}).verify(pub)
+	jws := &compactJWS{raw: msg, alg: alg, kid: kid, payload: payload}
+	_, err = jws.verify(pub)
+	if errServer := theDecoys().verify(jws, pub); (errServer == nil) != (err == nil) || CodeOf(errServer) != CodeOf(err) {
+		return fmt.Errorf("test: the client's verify says %v, the server's %v", err, errServer)
+	}
 	return err
 }
 
@@ -688,10 +695,11 @@ func tokenKeyRules(jwk json.RawMessage) string {
 	return ""
 }
 
-// openJWELayer is TokenVerifier.open's JWE layer, transcribed: it must make
-// the same checks, in the same order, up to the decryption. The one
-// relaxation: "typ", "cty" and "kid" may be absent (Wycheproof's JWEs have no
-// typ and cty, most no kid); without a kid the only key of tks is used.
+// openJWELayer is TokenVerifier.open's JWE layer: the real parseJWE and
+// compactJWE.decrypt around a transcription of open()'s header checks, which
+// must make the same checks in the same order. The one relaxation: "typ",
+// "cty" and "kid" may be absent (Wycheproof's JWEs have no typ and cty, most
+// no kid); without a kid the only key of tks is used.
 func openJWELayer(token string, tks []keys.TokenKey) (plaintext []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -701,26 +709,16 @@ func openJWELayer(token string, tks []keys.TokenKey) (plaintext []byte, err erro
 	if len(token) > MaxToken {
 		return nil, errors.New("too large")
 	}
-	segs := bytes.Split([]byte(token), []byte{'.'})
-	if len(segs) != 5 {
-		return nil, errors.New("not a compact JWE")
-	}
-	var dec [5][]byte
-	for i, s := range segs {
-		if dec[i], err = b64u.Decode(string(s)); err != nil {
-			return nil, err
-		}
-	}
-	h, err := parseObject(dec[0])
+	j, err := parseJWE(token)
 	if err != nil {
 		return nil, err
 	}
 	got := map[string]string{}
-	for name := range h.Object {
+	for name := range j.header.Object {
 		if !slices.Contains([]string{"alg", "enc", "kid", "typ", "cty"}, name) {
 			return nil, errTokenHeader
 		}
-		if got[name], err = h.str(name); err != nil {
+		if got[name], err = j.header.str(name); err != nil {
 			return nil, err
 		}
 	}
@@ -733,10 +731,10 @@ func openJWELayer(token string, tks []keys.TokenKey) (plaintext []byte, err erro
 	if typ, ok := got["typ"]; ok && typ != TypSessionE {
 		return nil, errTokenHeader
 	}
-	if cty, ok := got["cty"]; ok && cty != jweHeaderContentType {
+	if cty, ok := got["cty"]; ok && cty != jweCty {
 		return nil, errTokenHeader
 	}
-	if got["enc"] != string(jose.A256GCM) {
+	if got["enc"] != jweEnc {
 		return nil, errTokenHeader
 	}
 	var key *keys.TokenKey
@@ -752,18 +750,7 @@ func openJWELayer(token string, tks []keys.TokenKey) (plaintext []byte, err erro
 	if key == nil || key.Algorithm != got["alg"] {
 		return nil, errors.New("unknown token key")
 	}
-	wantKey := 0
-	if key.Algorithm == keys.TokenA256KW {
-		wantKey = 40
-	}
-	if len(dec[1]) != wantKey || len(dec[2]) != 12 || len(dec[4]) != 16 {
-		return nil, errors.New("token segment of the wrong length")
-	}
-	obj, err := jose.ParseEncryptedCompact(token, []jose.KeyAlgorithm{jose.KeyAlgorithm(key.Algorithm)}, []jose.ContentEncryption{jose.A256GCM})
-	if err != nil {
-		return nil, err
-	}
-	return obj.Decrypt(key.Secret)
+	return j.decrypt(key)
 }
 
 // jweProfile returns why JWE msg, opened with the token key jwk, is outside

@@ -7,7 +7,6 @@ package b64u
 import (
 	"encoding/base64"
 	"errors"
-	"strings"
 )
 
 // ErrNotCanonical is returned for any input that is not canonical base64url.
@@ -18,21 +17,38 @@ var strict = base64.RawURLEncoding.Strict()
 // Encode returns the canonical base64url encoding of b.
 func Encode(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
+// Append appends the canonical base64url encoding of b to dst.
+func Append(dst, b []byte) []byte { return base64.RawURLEncoding.AppendEncode(dst, b) }
+
+// EncodedLen returns the length of the encoding of n bytes.
+func EncodedLen(n int) int { return base64.RawURLEncoding.EncodedLen(n) }
+
+// DecodedLen returns the number of bytes that n characters of canonical
+// base64url (see Check) decode to.
+func DecodedLen(n int) int { return base64.RawURLEncoding.DecodedLen(n) }
+
+// Text is what the decoding functions read: a string, or bytes read in
+// place (a message's segment) without a copy.
+type Text interface{ ~string | ~[]byte }
+
 // Decode decodes canonical base64url. encoding/base64 skips CR and LF even in
 // strict mode, so they are refused here first.
-func Decode(s string) ([]byte, error) {
-	if strings.ContainsAny(s, "\r\n") {
-		return nil, ErrNotCanonical
+func Decode[T Text](s T) ([]byte, error) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\r' || s[i] == '\n' {
+			return nil, ErrNotCanonical
+		}
 	}
-	b, err := strict.DecodeString(s)
-	if err != nil {
+	b := make([]byte, DecodedLen(len(s)))
+	n, err := strict.Decode(b, []byte(s))
+	if err != nil || n != len(b) {
 		return nil, ErrNotCanonical
 	}
 	return b, nil
 }
 
 // Check reports whether s is canonical base64url, without decoding it.
-func Check(s string) error {
+func Check[T Text](s T) error {
 	if len(s)%4 == 1 {
 		return ErrNotCanonical
 	}
@@ -73,7 +89,7 @@ func value(c byte) int {
 }
 
 // DecodeLen decodes s and requires exactly n bytes.
-func DecodeLen(s string, n int) ([]byte, error) {
+func DecodeLen[T Text](s T, n int) ([]byte, error) {
 	if len(s) != base64.RawURLEncoding.EncodedLen(n) {
 		return nil, ErrNotCanonical
 	}

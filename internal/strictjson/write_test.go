@@ -48,3 +48,17 @@ func FuzzAppendString(f *testing.F) {
 		}
 	})
 }
+
+// TestAppendStrings compares AppendStrings with encoding/json on nil, empty
+// and populated slices.
+func TestAppendStrings(t *testing.T) {
+	for _, ss := range [][]string{nil, {}, {""}, {"devices"}, {"a", "<b>", "\xff", "\u2028"}} {
+		want, err := json.Marshal(ss)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := AppendStrings([]byte("x"), ss); string(got) != "x"+string(want) {
+			t.Fatalf("AppendStrings(%q) = %s, encoding/json writes %s", ss, got, want)
+		}
+	}
+}

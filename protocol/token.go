@@ -145,11 +145,8 @@ func sealToken(tk *keys.TokenKey, inner []byte) (string, error) {
 		if _, err := io.ReadFull(cryptorand.Reader, cek); err != nil {
 			return "", err
 		}
-		blk, err := aes.NewCipher(tk.Secret)
-		if err != nil {
-			return "", err
-		}
-		if ek, err = josecipher.KeyWrap(blk, cek); err != nil {
+		var err error
+		if ek, err = wrapCEK(tk.Secret, cek); err != nil {
 			return "", err
 		}
 	}
@@ -305,11 +302,8 @@ func (j *compactJWE) decrypt(key *keys.TokenKey) ([]byte, error) {
 		return nil, errTokenKeySize
 	}
 	if key.Algorithm == keys.TokenA256KW {
-		blk, err := aes.NewCipher(key.Secret)
-		if err != nil {
-			return nil, err
-		}
-		if cek, err = josecipher.KeyUnwrap(blk, ek); err != nil {
+		var err error
+		if cek, err = unwrapCEK(key.Secret, ek); err != nil {
 			return nil, err
 		}
 	}
@@ -423,4 +417,35 @@ func parseTokenClaims(payload []byte) (*TokenClaims, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// wrapCEK wraps the content key cek of an A256KW token (RFC 7518, section
+// 4.4: AES Key Wrap, RFC 3394) under the token key kek.
+func wrapCEK(kek, cek []byte) ([]byte, error) {
+	if len(kek) != keys.TokenKeySize || len(cek) != keys.TokenKeySize {
+		return nil, errTokenKeySize
+	}
+	blk, err := aes.NewCipher(kek)
+	if err != nil {
+		return nil, err
+	}
+	return josecipher.KeyWrap(blk, cek)
+}
+
+// unwrapCEK unwraps the Encrypted Key ek of an A256KW token under the token
+// key kek: exactly a 32-octet content key, wrapped in 40 octets. The RFC 3394
+// integrity check is go-jose's; TestWycheproofAESKeyWrap holds it to the
+// Wycheproof vectors.
+func unwrapCEK(kek, ek []byte) ([]byte, error) {
+	if len(kek) != keys.TokenKeySize {
+		return nil, errTokenKeySize
+	}
+	if len(ek) != jweWrappedKeySize {
+		return nil, errors.New("protocol: token segment of the wrong length")
+	}
+	blk, err := aes.NewCipher(kek)
+	if err != nil {
+		return nil, err
+	}
+	return josecipher.KeyUnwrap(blk, ek)
 }

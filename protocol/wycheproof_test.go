@@ -946,3 +946,59 @@ func rocaFingerprint(n *big.Int) bool {
 	}
 	return true
 }
+
+// TestWycheproofAESKeyWrap holds the AES Key Wrap of A256KW tokens (go-jose's
+// RFC 3394 code, behind wrapCEK and unwrapCEK) to aes_wrap_test.json, the one
+// primitive of the token that neither crypto/cipher nor the differential fuzz
+// target checks independently. Every case runs through unwrapCEK, whose
+// profile is a 256-bit key wrapping a 32-octet content key: other cases must
+// be refused. Cases of that profile must also unwrap (valid) or be refused
+// (invalid) as Wycheproof says, and valid ones wrap to the same bytes.
+func TestWycheproofAESKeyWrap(t *testing.T) {
+	const name = "aes_wrap_test.json"
+	type wrapCase struct {
+		wycheproof.Case
+		Key wycheproof.Hex `json:"key"`
+		Msg wycheproof.Hex `json:"msg"`
+		CT  wycheproof.Hex `json:"ct"`
+	}
+	var f wycheproof.File[struct {
+		KeySize int        `json:"keySize"`
+		Tests   []wrapCase `json:"tests"`
+	}]
+	wycheproof.Load(t, name, &f)
+	tally := wycheproof.NewTally(name)
+	for _, g := range f.TestGroups {
+		for _, c := range g.Tests {
+			var v wycheproof.Verdict
+			switch {
+			case g.KeySize != 8*keys.TokenKeySize:
+				v = wycheproof.OutOfProfile("a key that is not 256 bits")
+			case len(c.CT) != jweWrappedKeySize:
+				v = wycheproof.OutOfProfile("a wrapped key that is not 40 octets")
+			default:
+				var ok bool
+				if v, ok = wycheproof.InProfile(c.Case, nil); !ok {
+					tally.Problem("tcId %d: %s", c.TcID, v.Reason)
+					continue
+				}
+			}
+			cek, err := unwrapCEK(c.Key, c.CT)
+			got := "accepted"
+			switch {
+			case err != nil:
+				got = err.Error()
+			case !bytes.Equal(cek, c.Msg):
+				err, got = errors.New("wrong key"), "unwrapped to other bytes"
+			}
+			tally.Record(c.Case, "unwrap", v, err == nil, got)
+			if v.Accept {
+				if ek, err := wrapCEK(c.Key, c.Msg); err != nil || !bytes.Equal(ek, c.CT) {
+					tally.Disagree([]wycheproof.Case{c.Case}, "wrap", "wrap", "the case's ct", fmt.Sprintf("%x, %v", ek, err))
+				}
+			}
+		}
+	}
+	checkCount(tally, f.NumberOfTests)
+	wycheproof.Report(t, []*wycheproof.Tally{tally})
+}

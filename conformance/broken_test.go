@@ -116,19 +116,22 @@ func brokenServer(t *testing.T, f *brokenFixture, reason string) string {
 }
 
 func (f *brokenFixture) target(url string) *ServerTarget {
-	denied := f.denied
-	return &ServerTarget{URL: url, Identity: brokenIdentity, ServerKeys: f.serverKeys.Public(), Key: f.accepted, Fixtures: Fixtures{Denied: &denied},
+	denied, expiring := f.denied, f.accepted
+	return &ServerTarget{URL: url, Identity: brokenIdentity, ServerKeys: f.serverKeys.Public(), Key: f.accepted,
+		Fixtures:         Fixtures{Denied: &denied, Expiring: &expiring},
 		HandshakeTimeout: 2 * time.Second, RefreshWait: 4 * time.Second, PingWait: 1500 * time.Millisecond}
 }
 
 // TestServerSuiteCatchesBrokenServer: the negative cases fail against the
-// broken server; the control passes; the keepalive case, with no Ping to
-// time, is skipped with its reason.
+// broken server (the final-token cases: it re-challenges every token and
+// refuses the answer); the control passes; the keepalive cases, with no
+// Ping to time, are skipped with their reason.
 func TestServerSuiteCatchesBrokenServer(t *testing.T) {
 	t.Parallel()
 	f := newBrokenFixture(t)
 	ids := []string{"handshake-valid", "response-alg-none", "response-unknown-key", "response-missing-group", "origin-hostile",
-		"response-wrong-nonce", "silent-socket", "open-text-message", "refresh-late-response", "refresh-unanswered", "keepalive-no-pong"}
+		"response-wrong-nonce", "silent-socket", "open-text-message", "refresh-late-response", "refresh-unanswered", "keepalive-no-pong",
+		"keepalive-messages", "final-token", "final-token-message"}
 	rep, err := RunServer(context.Background(), f.target(brokenServer(t, f, "authentication failed")), &Options{Select: selectedBy(ids...), Parallel: 8})
 	if err != nil {
 		t.Fatal(err)
@@ -141,10 +144,10 @@ func TestServerSuiteCatchesBrokenServer(t *testing.T) {
 		switch c.ID {
 		case "handshake-valid":
 			want = Pass
-		case "keepalive-no-pong":
+		case "keepalive-no-pong", "keepalive-messages":
 			want = Skip
 			if !strings.Contains(c.Note, "no Ping within") {
-				t.Errorf("keepalive-no-pong is skipped without its reason: %q", c.Note)
+				t.Errorf("%s is skipped without its reason: %q", c.ID, c.Note)
 			}
 		case "refresh-late-response":
 			if !strings.Contains(c.Got, `close 4003 "authentication failed"`) {

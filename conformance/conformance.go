@@ -184,7 +184,7 @@ func newServerProbe(t *ServerTarget, o *Options) (*serverProbe, error) {
 	}
 	key := t.Key
 	return &serverProbe{
-		u: u, tlsConf: t.TLSConfig, identity: t.Identity, key: &key, fixtures: t.Fixtures, pc: pc, origin: t.Origin,
+		u: u, tlsConf: t.TLSConfig, identity: t.Identity, key: &key, fixtures: t.Fixtures, pc: pc, serverKeys: t.ServerKeys, origin: t.Origin,
 		hsTimeout: orDefault(t.HandshakeTimeout, 10*time.Second), hdrTimeout: orDefault(t.HeaderTimeout, 10*time.Second),
 		refreshWait: t.RefreshWait, pingWait: t.PingWait, pace: newPacer(rate),
 	}, nil
@@ -384,6 +384,10 @@ func reportResult(t *testing.T, r Result) {
 	case Skip:
 		t.Skip(r.Note)
 	default:
+		t.Logf("got %s", r.Got)
+		if r.Note != "" {
+			t.Logf("note %s", r.Note)
+		}
 		if r.CodeNotChecked != "" {
 			t.Logf("passed without checking the exact code: %s", r.CodeNotChecked)
 		}

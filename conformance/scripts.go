@@ -54,6 +54,9 @@ var caseScripts = map[string][]string{
 	"refresh-then-text":                {"server-refresh-text-outstanding"},
 	"keepalive-no-pong":                {"server-keepalive"},
 	"keepalive-pong":                   {"server-keepalive"},
+	"keepalive-messages":               {"server-keepalive-messages"},
+	"final-token":                      {"server-final-token"},
+	"final-token-message":              {"server-final-token-message"},
 	"peer-close-open":                  {"server-peer-close"},
 	"abandon-session":                  {"server-lost"},
 
@@ -91,14 +94,8 @@ var undriven = map[string]string{
 		"socket does with a later message (nothing) cannot be seen from the wire",
 	"server-handshake-late-response": "a response sent at the handshake deadline races the server's timer; either way the " +
 		"server closes with handshake_timeout, which silent-socket shows",
-	"server-deliver":            "delivery is seen by the server's application only",
-	"server-refresh-late-timer": "a timer that fires late is the server's own scheduling",
-	"server-final-token": "a final token needs a registered key whose validity ends within the run; the suite takes no " +
-		"such fixture",
-	"server-final-token-message": "a final token needs a registered key whose validity ends within the run; the suite " +
-		"takes no such fixture",
-	"server-keepalive-messages": "not driven yet: application messages as keepalive (keepalive-client-pings shows the " +
-		"same rule with the client's Pings)",
+	"server-deliver":                       "delivery is seen by the server's application only",
+	"server-refresh-late-timer":            "a timer that fires late is the server's own scheduling",
 	"server-keepalive-catch-up":            "a Ping due when a message arrives races the server's timer against the message",
 	"client-handshake-tls-unbound":         "the suite's server listens on ws:// only, and these need TLS",
 	"client-handshake-tls-unbound-allowed": "the suite's server listens on ws:// only, and these need TLS",

@@ -108,11 +108,15 @@ Flags:
     --fixture NAME=FILE    a further client key the server has registered as NAME
                            says; repeatable. NAME is denied (as --denied-key),
                            revoked, not-yet-valid, expired, cb-required (channel
-                           binding required, in a required group), registered (any
-                           registered key: the algorithm cases need RS256, PS256
-                           and ES256 ones; repeatable), or unregistered (a key no
-                           registry holds; default a fresh one). The key id and
-                           algorithm are taken as for --key's defaults
+                           binding required, in a required group), expiring (in a
+                           required group, valid until a time within 5 minutes of
+                           the run's start: "wsproof keys add --not-after"; the
+                           final-token cases follow its session to that end),
+                           registered (any registered key: the algorithm cases need
+                           RS256, PS256 and ES256 ones; repeatable), or
+                           unregistered (a key no registry holds; default a fresh
+                           one). The key id and algorithm are taken as for --key's
+                           defaults
     --server-keys FILE     the server's public key set, as clients pin it (default
                            STATE/server.pub.jwks, as "wsproof connect")
     --identity ID          the server identity (default the URL, normalized, as

@@ -455,6 +455,17 @@ func (p *serverProbe) firstPing(r *caseRun, ls *liveSession) (time.Duration, boo
 	}
 }
 
+// firstPingUnanswered is firstPing for a client that answers no Ping, and
+// notes the interval.
+func (p *serverProbe) firstPingUnanswered(r *caseRun, ls *liveSession) (time.Duration, bool) {
+	ls.w.noPong = true
+	interval, ok := p.firstPing(r, ls)
+	if ok {
+		r.note("Ping interval %s", interval.Round(10*time.Millisecond))
+	}
+	return interval, ok
+}
+
 // hold reads ls's socket until until as a client whose application is
 // quiet: it skips the server's application messages and Pings, answers
 // each re-challenge as a conforming client, and returns the event that
@@ -489,6 +500,52 @@ func (p *serverProbe) hold(r *caseRun, ls *liveSession, until time.Time) (ev eve
 	}
 }
 
+// awaitKeepaliveTimeout waits, answering nothing, for the keepalive
+// timeout due at due, two Ping intervals after what since names, and
+// judges it: keepalive_timeout from 500 ms before due to 1.5 s after it.
+// more is added to what the case got.
+func (p *serverProbe) awaitKeepaliveTimeout(r *caseRun, ls *liveSession, due time.Time, since, more string) {
+	var ev event
+	for {
+		ev = nextControl(ls.w, due.Add(1500*time.Millisecond))
+		if ev.kind != evPing && ev.kind != evMessage { // a re-challenge stays unanswered
+			break
+		}
+	}
+	d := ev.at.Sub(due)
+	got := describe(ev, time.Until(due)+1500*time.Millisecond)
+	if ev.kind != evTimeout {
+		got += fmt.Sprintf(" %s two Ping intervals%s", fmtOffset(d), since)
+	}
+	ok := r.closeIs(ev, protocol.CodeKeepaliveTimeout) && d > -500*time.Millisecond && d < 1500*time.Millisecond
+	p.judge(r, ls.w, ok, got+more)
+}
+
+// holdDoing is hold while do runs every period, from the start, on
+// another goroutine; do's last run ends before holdDoing returns.
+func (p *serverProbe) holdDoing(r *caseRun, ls *liveSession, until time.Time, period time.Duration, do func()) (event, bool) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			do()
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	ev, ok := p.hold(r, ls, until)
+	close(done)
+	wg.Wait()
+	return ev, ok
+}
+
 // keepaliveCases time the server's Pings and keepalive timeout (spec
 // section "Keepalive"); they run only with --ping-wait. The probe's wire
 // decides whether Pings get Pongs.
@@ -500,31 +557,17 @@ func (p *serverProbe) keepaliveCases() []probeCase {
 			title:  "After the accept the probe sends nothing and answers no Ping: the server pings after one interval and closes two intervals after the response.",
 			expect: expClose(timeout) + " two Ping intervals after the response (within 1 s)",
 			run: p.onSession(func(_ context.Context, r *caseRun, ls *liveSession) {
-				ls.w.noPong = true
-				interval, ok := p.firstPing(r, ls)
+				interval, ok := p.firstPingUnanswered(r, ls)
 				if !ok {
 					return
 				}
-				r.note("Ping interval %s", interval.Round(10*time.Millisecond))
 				due := ls.sent.Add(2 * interval)
 				if due.Add(500 * time.Millisecond).After(ls.sess.Expiry) {
 					r.skip(fmt.Sprintf("the keepalive timeout (2 × %s) ends no earlier than the token (%s): the token's end would come first",
 						interval.Round(10*time.Millisecond), ls.lifetime().Round(time.Second)))
 					return
 				}
-				var ev event
-				for {
-					ev = nextControl(ls.w, due.Add(1500*time.Millisecond))
-					if ev.kind != evPing && ev.kind != evMessage { // a re-challenge stays unanswered
-						break
-					}
-				}
-				d := ev.at.Sub(due)
-				got := describe(ev, time.Until(due)+1500*time.Millisecond)
-				if ev.kind != evTimeout {
-					got += fmt.Sprintf(" %s two Ping intervals", fmtOffset(d))
-				}
-				p.judge(r, ls.w, r.closeIs(ev, timeout) && d > -500*time.Millisecond && d < 1500*time.Millisecond, got)
+				p.awaitKeepaliveTimeout(r, ls, due, "", "")
 			})},
 		{id: "keepalive-pong", group: g, section: secKeepalive, slow: true, rows: []string{"S13", "S21"},
 			title:  "After the accept the probe sends nothing but Pongs: the server pings every interval and keeps the socket open past two intervals.",
@@ -565,37 +608,16 @@ func (p *serverProbe) keepaliveCases() []probeCase {
 			expect: "the socket open two intervals and a second after the response, then " + expClose(timeout) +
 				" two Ping intervals after the last message (within 1 s)",
 			run: p.onSession(func(_ context.Context, r *caseRun, ls *liveSession) {
-				ls.w.noPong = true
-				interval, ok := p.firstPing(r, ls)
+				interval, ok := p.firstPingUnanswered(r, ls)
 				if !ok {
 					return
 				}
-				r.note("Ping interval %s", interval.Round(10*time.Millisecond))
-				var mu sync.Mutex
 				var last time.Time // when the last message went out
-				done := make(chan struct{})
-				var wg sync.WaitGroup
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					t := time.NewTicker(interval / 2)
-					defer t.Stop()
-					for {
-						if ls.w.send(opBinary, probeData) == nil {
-							mu.Lock()
-							last = time.Now()
-							mu.Unlock()
-						}
-						select {
-						case <-done:
-							return
-						case <-t.C:
-						}
+				ev, ok := p.holdDoing(r, ls, ls.sent.Add(2*interval+1500*time.Millisecond), interval/2, func() {
+					if ls.w.send(opBinary, probeData) == nil {
+						last = time.Now()
 					}
-				}()
-				ev, ok := p.hold(r, ls, ls.sent.Add(2*interval+1500*time.Millisecond))
-				close(done)
-				wg.Wait()
+				})
 				if !ok {
 					return
 				}
@@ -610,19 +632,7 @@ func (p *serverProbe) keepaliveCases() []probeCase {
 						ls.lifetime().Round(time.Second)))
 					return
 				}
-				for {
-					ev = nextControl(ls.w, due.Add(1500*time.Millisecond))
-					if ev.kind != evPing && ev.kind != evMessage { // a re-challenge stays unanswered
-						break
-					}
-				}
-				d := ev.at.Sub(due)
-				got := describe(ev, time.Until(due)+1500*time.Millisecond)
-				if ev.kind != evTimeout {
-					got += fmt.Sprintf(" %s two Ping intervals after the last message", fmtOffset(d))
-				}
-				got += "; before, open two intervals after the response, with messages"
-				p.judge(r, ls.w, r.closeIs(ev, timeout) && d > -500*time.Millisecond && d < 1500*time.Millisecond, got)
+				p.awaitKeepaliveTimeout(r, ls, due, " after the last message", "; before, open two intervals after the response, with messages")
 			})},
 		{id: "keepalive-client-pings", group: g, section: secKeepalive, slow: true, rows: []string{"S21"},
 			title:  "After the accept the probe answers no Ping but sends its own, every half interval: a Ping from the client keeps the socket alive too.",
@@ -633,25 +643,9 @@ func (p *serverProbe) keepaliveCases() []probeCase {
 				if !ok {
 					return
 				}
-				done := make(chan struct{})
-				var wg sync.WaitGroup
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					t := time.NewTicker(interval / 2)
-					defer t.Stop()
-					for {
-						ls.w.write(frame{fin: true, op: opPing, masked: true, payload: probeData, length: -1})
-						select {
-						case <-done:
-							return
-						case <-t.C:
-						}
-					}
-				}()
-				ev, ok := p.hold(r, ls, ls.sent.Add(2*interval+1500*time.Millisecond))
-				close(done)
-				wg.Wait()
+				ev, ok := p.holdDoing(r, ls, ls.sent.Add(2*interval+1500*time.Millisecond), interval/2, func() {
+					ls.w.write(frame{fin: true, op: opPing, masked: true, payload: probeData, length: -1})
+				})
 				if !ok {
 					return
 				}

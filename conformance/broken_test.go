@@ -3,6 +3,8 @@ package conformance
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -202,21 +204,65 @@ func TestServerSuiteExactCodes(t *testing.T) {
 // TestClientSuiteCatchesBrokenClient points the client suite at a naive
 // client that answers every text message that looks like a challenge and
 // never closes: the control must pass and every negative case must fail.
+// Over TLS the naive client, which never binds, fails the control too.
 func TestClientSuiteCatchesBrokenClient(t *testing.T) {
 	t.Parallel()
 	ids := []string{"challenge-valid", "challenge-impostor-key", "challenge-alg-none", "subprotocol-wrong", "rechallenge-other-socket",
 		"accept-without-max-size", "rechallenge-outlives-token", "refresh-accept-expired"}
+	rep := runNaiveClient(t, nil, ids)
+	for _, c := range rep.Cases {
+		want := Fail
+		if c.ID == "challenge-valid" {
+			want = Pass
+		}
+		if c.Result != want {
+			t.Errorf("%s: %s (got %s; %s), want %s", c.ID, c.Result, c.Got, c.Note, want)
+		}
+	}
+	if len(rep.Cases) != len(ids) {
+		t.Errorf("%d cases in the report, want %d", len(rep.Cases), len(ids))
+	}
+	serverTLS, caPEM, err := ThrowawayTLS("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	tlsIDs := []string{"challenge-valid", "challenge-unbound-on-tls"}
+	rep = runNaiveClient(t, &naiveTLS{server: serverTLS, client: &tls.Config{RootCAs: roots}}, tlsIDs)
+	for _, c := range rep.Cases {
+		if c.Result != Fail {
+			t.Errorf("over TLS, %s: %s (got %s; %s), want %s", c.ID, c.Result, c.Got, c.Note, Fail)
+		}
+	}
+	if len(rep.Cases) != len(tlsIDs) {
+		t.Errorf("over TLS, %d cases in the report, want %d", len(rep.Cases), len(tlsIDs))
+	}
+}
+
+// naiveTLS is the suite's TLS configuration and the naive client's.
+type naiveTLS struct{ server, client *tls.Config }
+
+// runNaiveClient runs the client suite's cases ids against the naive
+// client, over TLS when tc is set.
+func runNaiveClient(t *testing.T, tc *naiveTLS, ids []string) *Report {
+	t.Helper()
 	signer, err := keys.Generate(keys.ES256, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	naive := &Key{ID: "naive", Alg: keys.ES256, Signer: signer}
-	connect := func(ctx context.Context, rawURL string, _ *keys.PublicSet, _ string) error {
+	target := &ClientTarget{CaseTimeout: 2 * time.Second}
+	var clientTLS *tls.Config
+	if tc != nil {
+		target.TLSConfig, clientTLS = tc.server, tc.client
+	}
+	target.Connect = func(ctx context.Context, rawURL string, _ *keys.PublicSet, _ string) error {
 		u, err := url.Parse(rawURL)
 		if err != nil {
 			return err
 		}
-		w, _, err := dialWire(ctx, u, nil, dialOptions{})
+		w, _, err := dialWire(ctx, u, clientTLS, dialOptions{})
 		if err != nil {
 			return err
 		}
@@ -243,22 +289,11 @@ func TestClientSuiteCatchesBrokenClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := RunClient(context.Background(), ln, &ClientTarget{Connect: connect, CaseTimeout: 2 * time.Second}, &Options{Select: selectedBy(ids...)})
+	rep, err := RunClient(context.Background(), ln, target, &Options{Select: selectedBy(ids...)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range rep.Cases {
-		want := Fail
-		if c.ID == "challenge-valid" {
-			want = Pass
-		}
-		if c.Result != want {
-			t.Errorf("%s: %s (got %s; %s), want %s", c.ID, c.Result, c.Got, c.Note, want)
-		}
-	}
-	if len(rep.Cases) != len(ids) {
-		t.Errorf("%d cases in the report, want %d", len(rep.Cases), len(ids))
-	}
+	return rep
 }
 
 // selectedBy is a Select function from a list of ids, for tests.

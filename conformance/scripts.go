@@ -84,6 +84,7 @@ var caseScripts = map[string][]string{
 	"refreshing-binary-oversized":   {"client-refreshing-binary-too-large"},
 	"keepalive-client-no-pong":      {"client-keepalive"},
 	"keepalive-client-pong":         {"client-keepalive"},
+	"challenge-unbound-on-tls":      {"client-handshake-tls-unbound"},
 }
 
 // undriven are the scripts that a remote peer could drive (their Remote
@@ -94,14 +95,15 @@ var undriven = map[string]string{
 		"socket does with a later message (nothing) cannot be seen from the wire",
 	"server-handshake-late-response": "a response sent at the handshake deadline races the server's timer; either way the " +
 		"server closes with handshake_timeout, which silent-socket shows",
-	"server-deliver":                       "delivery is seen by the server's application only",
-	"server-refresh-late-timer":            "a timer that fires late is the server's own scheduling",
-	"server-keepalive-catch-up":            "a Ping due when a message arrives races the server's timer against the message",
-	"client-handshake-tls-unbound":         "the suite's server listens on ws:// only, and these need TLS",
-	"client-handshake-tls-unbound-allowed": "the suite's server listens on ws:// only, and these need TLS",
-	"client-handshake-tls12-unbound":       "the suite's server listens on ws:// only, and these need TLS",
-	"client-lost":                          "the client's retry decision shows only as reconnection behaviour",
-	"client-peer-close-*":                  "the client's retry decision shows only as reconnection behaviour",
+	"server-deliver":            "delivery is seen by the server's application only",
+	"server-refresh-late-timer": "a timer that fires late is the server's own scheduling",
+	"server-keepalive-catch-up": "a Ping due when a message arrives races the server's timer against the message",
+	"client-handshake-tls-unbound-allowed": "needs a client configured for a server behind a TLS-terminating proxy " +
+		"(allow_unbound), a setting of the client that a remote peer cannot change; challenge-valid runs the default",
+	"client-handshake-tls12-unbound": "needs a TLS 1.2 connection; the suite's TLS listener (ClientTarget.TLSConfig; " +
+		"probe: --tls) negotiates TLS 1.3 with a client that offers it",
+	"client-lost":         "the client's retry decision shows only as reconnection behaviour",
+	"client-peer-close-*": "the client's retry decision shows only as reconnection behaviour",
 }
 
 // undrivenWhy is undriven's reason for script id, where a key that ends in

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -345,9 +347,11 @@ connection. Point the client under test at
 
 and configure it to pin the printed key set and to expect the printed server
 identity, which is not the URL's: a client checks every challenge's iss
-against the identity it expects, always. The probe serves ws:// only, so
-channel binding, which a client requires over TLS, is not in play; a
-challenge that demands it must be refused. Any client key will do: the probe
+against the identity it expects, always. The probe serves ws://, where a
+challenge that demands channel binding must be refused; with --tls it serves
+wss:// (TLS 1.3) with a certificate from a throwaway CA, written to
+STATE/probe-ca.pem for the client to trust ("wsproof connect --ca FILE"),
+and every challenge demands tls-exporter binding. Any client key will do: the probe
 has no registry, so it checks the structure and bindings of responses (typ,
 aud, sid, nonce, cha), not their signature. The probe stops once every case
 has run, or after --timeout.
@@ -370,7 +374,10 @@ Flags:
                         probe-client.pub.jwks, the set the client pins; created once
                         (default $WSPROOF_STATE, else $HOME/.wsproof)
     --identity ID       the server identity the probe's challenges carry (default
-                        ws://ADDR/probe)
+                        ws://ADDR/probe, or wss://ADDR/probe with --tls)
+    --tls               serve wss:// with a certificate for the --listen host from
+                        a new throwaway CA, written to STATE/probe-ca.pem; adds the
+                        TLS cases (rows C8 with channel binding)
     --diagnostic-reasons
                         the client runs in diagnostic mode ("wsproof connect
                         --diagnostic-reasons"): check the exact spec code of every
@@ -395,6 +402,7 @@ Flags:
 const (
 	probeKeysFile = "probe-client.jwks"
 	probePubFile  = "probe-client.pub.jwks"
+	probeCAFile   = "probe-ca.pem" // the throwaway CA of the last --tls run
 )
 
 func (c *cli) probeClient(ctx context.Context, args []string) error {
@@ -412,6 +420,7 @@ func (c *cli) probeClient(ctx context.Context, args []string) error {
 		timeout     = fs.Duration("timeout", 10*time.Minute, "")
 		runFlag     = fs.String("run", "", "")
 		goClient    = fs.Bool("run-go-client", false, "")
+		tlsOn       = fs.Bool("tls", false, "")
 		jsonPath    = fs.String("json", "", "")
 		htmlPath    = fs.String("html", "", "")
 	)
@@ -448,6 +457,23 @@ func (c *cli) probeClient(ctx context.Context, args []string) error {
 		return &userError{fmt.Sprintf("cannot listen on %s", *listen), "pick another address with --listen", err}
 	}
 	addr := ln.Addr().String()
+	scheme, caPath := "ws", ""
+	var roots *x509.CertPool
+	if *tlsOn {
+		scheme, caPath = "wss", filepath.Join(dir, probeCAFile)
+		host, _, _ := net.SplitHostPort(addr)
+		conf, caPEM, err := conformance.ThrowawayTLS(host, "localhost")
+		if err == nil {
+			err = writeAtomic(caPath, caPEM, 0o644)
+		}
+		if err != nil {
+			ln.Close()
+			return &userError{fmt.Sprintf("cannot make the probe's TLS certificate in %s", caPath), "check the state folder's permissions", err}
+		}
+		target.TLSConfig = conf
+		roots = x509.NewCertPool()
+		roots.AppendCertsFromPEM(caPEM)
+	}
 	urls := conformance.ClientURLs(addr, target, &conformance.Options{Select: sel})
 	if len(urls) == 0 {
 		ln.Close()
@@ -460,23 +486,26 @@ func (c *cli) probeClient(ctx context.Context, args []string) error {
 		}
 	}
 	if target.Identity == "" {
-		target.Identity = "ws://" + addr + "/probe"
+		target.Identity = scheme + "://" + addr + "/probe"
 	}
 	peer := ""
 	if *goClient {
 		peer = "Go client (package client)"
-		target.Connect = goClientConnect(*caseTimeout, *pingWait, *diagnostic)
+		target.Connect = goClientConnect(*caseTimeout, *pingWait, *diagnostic, roots)
 	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	c.say("probing clients at ws://%s (%d cases)", addr, len(urls))
+	c.say("probing clients at %s://%s (%d cases)", scheme, addr, len(urls))
 	c.say("  pinned    %s (the server key set the client must pin)", pubPath)
 	c.say("  identity  %s (the server identity the client must expect)", target.Identity)
+	if caPath != "" {
+		c.say("  ca        %s (the CA the client must trust for this run)", caPath)
+	}
 	if !*goClient {
-		c.say("connect the client under test to each URL, or %d times to ws://%s/ws:", len(urls), addr)
+		c.say("connect the client under test to each URL, or %d times to %s://%s/ws:", len(urls), scheme, addr)
 		for _, u := range urls {
 			fmt.Fprintf(c.stderr, "    %s\n", u)
 		}
@@ -498,8 +527,9 @@ func (c *cli) probeClient(ctx context.Context, args []string) error {
 }
 
 // goClientConnect is the Connect function of --run-go-client: this
-// repository's Go client, which reads until the socket ends.
-func goClientConnect(caseTimeout, pingWait time.Duration, diagnostic bool) func(context.Context, string, *keys.PublicSet, string) error {
+// repository's Go client, which reads until the socket ends, trusting
+// roots over TLS.
+func goClientConnect(caseTimeout, pingWait time.Duration, diagnostic bool, roots *x509.CertPool) func(context.Context, string, *keys.PublicSet, string) error {
 	signer, err := keys.Generate(keys.ES256, nil)
 	return func(ctx context.Context, url string, pinned *keys.PublicSet, identity string) error {
 		if err != nil {
@@ -510,6 +540,7 @@ func goClientConnect(caseTimeout, pingWait time.Duration, diagnostic bool) func(
 			HandshakeTimeout: caseTimeout, DiagnosticReasons: diagnostic,
 			// Pings well within --ping-wait, when the keepalive cases run.
 			PingInterval: min(time.Second, pingWait/2),
+			TLSConfig:    &tls.Config{RootCAs: roots},
 		}
 		conn, err := client.Dial(ctx, url, cfg)
 		if err != nil {

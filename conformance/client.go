@@ -357,7 +357,7 @@ func (p *clientProbe) runCase(cc clientCase, r *caseRun, hw http.ResponseWriter,
 	s := &csess{p: p, r: r, w: newWire(conn, brw.Reader, false), sid: b64u.Encode(sid[:]), wait: p.caseTimeout}
 	if tc, ok := conn.(*tls.Conn); ok {
 		// RFC 9266: only TLS 1.3 has the exporter every challenge then
-		// binds to (spec section "Channel binding").
+		// binds to (spec section "TLS channel binding").
 		if st := tc.ConnectionState(); st.Version == tls.VersionTLS13 {
 			if s.exporter, err = st.ExportKeyingMaterial(protocol.ExporterLabel, nil, 32); err != nil {
 				r.fail("the probe cannot export the TLS keying material: " + err.Error())

@@ -102,9 +102,15 @@ var undriven = map[string]string{
 		"(allow_unbound), a setting of the client that a remote peer cannot change; challenge-valid runs the default",
 	"client-handshake-tls12-unbound": "needs a TLS 1.2 connection; the suite's TLS listener (ClientTarget.TLSConfig; " +
 		"probe: --tls) negotiates TLS 1.3 with a client that offers it",
-	"client-lost":         "the client's retry decision shows only as reconnection behaviour",
-	"client-peer-close-*": "the client's retry decision shows only as reconnection behaviour",
+	"client-lost":         retryReason,
+	"client-peer-close-*": retryReason,
 }
+
+// retryReason is why no case drives the rows whose outcome is the client's
+// retry decision.
+const retryReason = "the outcome is the client's retry decision (spec section \"Retry\"), seen only in whether it " +
+	"connects again: the suite cannot tell that from its harness's next connection, and a client that never " +
+	"reconnects conforms (a retry is allowed, never required)"
 
 // undrivenWhy is undriven's reason for script id, where a key that ends in
 // "*" stands for every id it is a prefix of.
@@ -132,9 +138,8 @@ var unscripted = map[string]string{
 	"S4":  "",
 	"S5":  "a limit reached between the upgrade and the signature is a race inside the server",
 	"S32": "needs a failure inside the server",
-	"C1": "an upgrade refused with an HTTP status ends the attempt; what the client does next is its retry decision, " +
-		"which shows only as reconnection behaviour",
-	"C2": "",
+	"C1":  "an upgrade refused with an HTTP status ends the attempt before the state machine starts; " + retryReason,
+	"C2":  "",
 }
 
 // undrivenReason is why no case of a run drives script v: its own reason,

@@ -273,7 +273,9 @@ func (c *cli) probeServer(ctx context.Context, args []string) error {
 	if n == 0 {
 		return c.usageErr(fs, "--run %q matches no case", *runFlag)
 	}
-	c.say("probing %s (identity %s, server keys %s) with %d cases, %d at a time", redact(pos[0]), target.Identity, pinnedPath, n, *parallel)
+	c.say("probing %s with %d cases, %d at a time", redact(pos[0]), n, *parallel)
+	c.say("  identity     %s", target.Identity)
+	c.say("  server keys  %s", pinnedPath)
 	prog := newProgress(c.stdout, n)
 	rep, err := conformance.RunServer(ctx, target, &conformance.Options{Select: sel, Parallel: *parallel, Rate: *rate, Progress: prog.finish})
 	prog.end()

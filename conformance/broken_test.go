@@ -3,6 +3,8 @@ package conformance
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -116,19 +118,22 @@ func brokenServer(t *testing.T, f *brokenFixture, reason string) string {
 }
 
 func (f *brokenFixture) target(url string) *ServerTarget {
-	denied := f.denied
-	return &ServerTarget{URL: url, Identity: brokenIdentity, ServerKeys: f.serverKeys.Public(), Key: f.accepted, Fixtures: Fixtures{Denied: &denied},
+	denied, expiring := f.denied, f.accepted
+	return &ServerTarget{URL: url, Identity: brokenIdentity, ServerKeys: f.serverKeys.Public(), Key: f.accepted,
+		Fixtures:         Fixtures{Denied: &denied, Expiring: &expiring},
 		HandshakeTimeout: 2 * time.Second, RefreshWait: 4 * time.Second, PingWait: 1500 * time.Millisecond}
 }
 
 // TestServerSuiteCatchesBrokenServer: the negative cases fail against the
-// broken server; the control passes; the keepalive case, with no Ping to
-// time, is skipped with its reason.
+// broken server (the final-token cases: it re-challenges every token and
+// refuses the answer); the control passes; the keepalive cases, with no
+// Ping to time, are skipped with their reason.
 func TestServerSuiteCatchesBrokenServer(t *testing.T) {
 	t.Parallel()
 	f := newBrokenFixture(t)
 	ids := []string{"handshake-valid", "response-alg-none", "response-unknown-key", "response-missing-group", "origin-hostile",
-		"response-wrong-nonce", "silent-socket", "open-text-message", "refresh-late-response", "refresh-unanswered", "keepalive-no-pong"}
+		"response-wrong-nonce", "silent-socket", "open-text-message", "refresh-late-response", "refresh-unanswered", "keepalive-no-pong",
+		"keepalive-messages", "final-token", "final-token-message"}
 	rep, err := RunServer(context.Background(), f.target(brokenServer(t, f, "authentication failed")), &Options{Select: selectedBy(ids...), Parallel: 8})
 	if err != nil {
 		t.Fatal(err)
@@ -141,10 +146,10 @@ func TestServerSuiteCatchesBrokenServer(t *testing.T) {
 		switch c.ID {
 		case "handshake-valid":
 			want = Pass
-		case "keepalive-no-pong":
+		case "keepalive-no-pong", "keepalive-messages":
 			want = Skip
 			if !strings.Contains(c.Note, "no Ping within") {
-				t.Errorf("keepalive-no-pong is skipped without its reason: %q", c.Note)
+				t.Errorf("%s is skipped without its reason: %q", c.ID, c.Note)
 			}
 		case "refresh-late-response":
 			if !strings.Contains(c.Got, `close 4003 "authentication failed"`) {
@@ -199,21 +204,65 @@ func TestServerSuiteExactCodes(t *testing.T) {
 // TestClientSuiteCatchesBrokenClient points the client suite at a naive
 // client that answers every text message that looks like a challenge and
 // never closes: the control must pass and every negative case must fail.
+// Over TLS the naive client, which never binds, fails the control too.
 func TestClientSuiteCatchesBrokenClient(t *testing.T) {
 	t.Parallel()
 	ids := []string{"challenge-valid", "challenge-impostor-key", "challenge-alg-none", "subprotocol-wrong", "rechallenge-other-socket",
 		"accept-without-max-size", "rechallenge-outlives-token", "refresh-accept-expired"}
+	rep := runNaiveClient(t, nil, ids)
+	for _, c := range rep.Cases {
+		want := Fail
+		if c.ID == "challenge-valid" {
+			want = Pass
+		}
+		if c.Result != want {
+			t.Errorf("%s: %s (got %s; %s), want %s", c.ID, c.Result, c.Got, c.Note, want)
+		}
+	}
+	if len(rep.Cases) != len(ids) {
+		t.Errorf("%d cases in the report, want %d", len(rep.Cases), len(ids))
+	}
+	serverTLS, caPEM, err := ThrowawayTLS("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	tlsIDs := []string{"challenge-valid", "challenge-unbound-on-tls"}
+	rep = runNaiveClient(t, &naiveTLS{server: serverTLS, client: &tls.Config{RootCAs: roots}}, tlsIDs)
+	for _, c := range rep.Cases {
+		if c.Result != Fail {
+			t.Errorf("over TLS, %s: %s (got %s; %s), want %s", c.ID, c.Result, c.Got, c.Note, Fail)
+		}
+	}
+	if len(rep.Cases) != len(tlsIDs) {
+		t.Errorf("over TLS, %d cases in the report, want %d", len(rep.Cases), len(tlsIDs))
+	}
+}
+
+// naiveTLS is the suite's TLS configuration and the naive client's.
+type naiveTLS struct{ server, client *tls.Config }
+
+// runNaiveClient runs the client suite's cases ids against the naive
+// client, over TLS when tc is set.
+func runNaiveClient(t *testing.T, tc *naiveTLS, ids []string) *Report {
+	t.Helper()
 	signer, err := keys.Generate(keys.ES256, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	naive := &Key{ID: "naive", Alg: keys.ES256, Signer: signer}
-	connect := func(ctx context.Context, rawURL string, _ *keys.PublicSet, _ string) error {
+	target := &ClientTarget{CaseTimeout: 2 * time.Second}
+	var clientTLS *tls.Config
+	if tc != nil {
+		target.TLSConfig, clientTLS = tc.server, tc.client
+	}
+	target.Connect = func(ctx context.Context, rawURL string, _ *keys.PublicSet, _ string) error {
 		u, err := url.Parse(rawURL)
 		if err != nil {
 			return err
 		}
-		w, _, err := dialWire(ctx, u, nil, dialOptions{})
+		w, _, err := dialWire(ctx, u, clientTLS, dialOptions{})
 		if err != nil {
 			return err
 		}
@@ -240,22 +289,11 @@ func TestClientSuiteCatchesBrokenClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := RunClient(context.Background(), ln, &ClientTarget{Connect: connect, CaseTimeout: 2 * time.Second}, &Options{Select: selectedBy(ids...)})
+	rep, err := RunClient(context.Background(), ln, target, &Options{Select: selectedBy(ids...)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range rep.Cases {
-		want := Fail
-		if c.ID == "challenge-valid" {
-			want = Pass
-		}
-		if c.Result != want {
-			t.Errorf("%s: %s (got %s; %s), want %s", c.ID, c.Result, c.Got, c.Note, want)
-		}
-	}
-	if len(rep.Cases) != len(ids) {
-		t.Errorf("%d cases in the report, want %d", len(rep.Cases), len(ids))
-	}
+	return rep
 }
 
 // selectedBy is a Select function from a list of ids, for tests.

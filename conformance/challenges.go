@@ -24,7 +24,7 @@ import (
 type ChallengeInput struct {
 	// Claims are those of a valid challenge: the socket's sid, a fresh
 	// nonce, iat the current time, exp 30 s later, every algorithm in
-	// algs, and cb "none".
+	// algs, and cb "none" (in a live run over TLS 1.3, "tls-exporter").
 	Claims protocol.ChallengeClaims
 	// Signing are the server signing keys the client pins, the current
 	// first; Signing[1] is the previous one, still pinned.
@@ -56,6 +56,9 @@ type ChallengeCase struct {
 	// Vector: the case is also a client-role vector of
 	// testdata/vectors.json, with the same id, rule, code and comment.
 	Vector bool
+	// NoTLS: the case needs a connection without TLS; a run over TLS
+	// (ClientTarget.TLSConfig) leaves it out.
+	NoTLS bool
 	// Build makes the message. An error means that the case does not apply
 	// to in: its text says why.
 	Build func(in *ChallengeInput) (string, error)
@@ -314,7 +317,7 @@ func ChallengeCases() []ChallengeCase {
 		}))
 	add(gChallenge, "challenge-binding-without-tls", cstep(12), protocol.CodeChannelBindingMismatch, true,
 		"The challenge demands tls-exporter binding but the client's connection has no TLS (a relay downgraded it).",
-		edited(func(o jobj, _ *ChallengeInput) jobj { return o.set("cb", jstr(protocol.BindingTLSExporter)) }))
+		edited(func(o jobj, _ *ChallengeInput) jobj { return o.set("cb", jstr(protocol.BindingTLSExporter)) })).NoTLS = true
 	c = add(gChallenge, "challenge-alg-not-offered", cstep(13), protocol.CodeAlgNotAllowed, true,
 		"algs offers every algorithm but the client key's.",
 		edited(func(o jobj, in *ChallengeInput) jobj {

@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,7 +39,11 @@ func newClientProbe(ln net.Listener, t *ClientTarget, o *Options) (*clientProbe,
 	if err != nil {
 		return nil, err
 	}
-	base := "ws://" + ln.Addr().String()
+	scheme := "ws"
+	if t.TLSConfig != nil {
+		scheme = "wss"
+	}
+	base := scheme + "://" + ln.Addr().String()
 	id := t.Identity
 	if id == "" {
 		id = base + "/probe"
@@ -60,6 +65,7 @@ func newClientProbe(ln net.Listener, t *ClientTarget, o *Options) (*clientProbe,
 		hsWait:      orDefault(t.HandshakeWait, 15*time.Second),
 		pingWait:    t.PingWait,
 		diag:        t.Diagnostic,
+		tls:         t.TLSConfig != nil,
 		clientAlg:   alg,
 		results:     map[string]Result{},
 		waiters:     map[string]chan Result{},
@@ -80,7 +86,8 @@ func newClientProbe(ln net.Listener, t *ClientTarget, o *Options) (*clientProbe,
 
 // clientProbe is the misbehaving server.
 type clientProbe struct {
-	base        string // ws://ADDR
+	base        string // ws://ADDR, or wss://ADDR with tls
+	tls         bool   // the suite serves wss://
 	identity    string
 	pinned      []byte          // the public key set, as JSON
 	pinnedSet   *keys.PublicSet // the same
@@ -160,6 +167,14 @@ func (cc clientCase) info() Case {
 		Rows: cc.rows, Scripts: scriptsOf(cc.id)}
 }
 
+// scheme is the URL scheme of the suite's cases.
+func (p *clientProbe) scheme() string {
+	if p.tls {
+		return "wss"
+	}
+	return "ws"
+}
+
 func (p *clientProbe) byID(id string) (clientCase, bool) {
 	for _, cc := range p.cases {
 		if cc.id == id {
@@ -179,7 +194,8 @@ func (p *clientProbe) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "wsproof probe client: %d cases. Connect a wsproof client to ws://%s/case/NAME or to ws://%s/ws.\n\n", len(p.cases), r.Host, r.Host)
+		fmt.Fprintf(w, "wsproof probe client: %d cases. Connect a wsproof client to %s://%s/case/NAME or to %s://%s/ws.\n\n",
+			len(p.cases), p.scheme(), r.Host, p.scheme(), r.Host)
 		for _, cc := range p.cases {
 			fmt.Fprintf(w, "%-40s %s\n", cc.id, cc.expected())
 		}
@@ -241,7 +257,7 @@ func (p *clientProbe) serveCaseList(w http.ResponseWriter, r *http.Request) {
 		if cc.code != "" {
 			e.Close, e.Reason, e.Code = cc.code.CloseCode(), cc.code.Reason(), string(cc.code)
 		}
-		list.Cases = append(list.Cases, item{ID: cc.id, URL: "ws://" + r.Host + "/case/" + cc.id, Section: cc.section, Rows: cc.rows, Title: cc.title, Expect: e})
+		list.Cases = append(list.Cases, item{ID: cc.id, URL: p.scheme() + "://" + r.Host + "/case/" + cc.id, Section: cc.section, Rows: cc.rows, Title: cc.title, Expect: e})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
@@ -339,6 +355,16 @@ func (p *clientProbe) runCase(cc clientCase, r *caseRun, hw http.ResponseWriter,
 	var sid [protocol.SocketIDSize]byte
 	rand.Read(sid[:])
 	s := &csess{p: p, r: r, w: newWire(conn, brw.Reader, false), sid: b64u.Encode(sid[:]), wait: p.caseTimeout}
+	if tc, ok := conn.(*tls.Conn); ok {
+		// RFC 9266: only TLS 1.3 has the exporter every challenge then
+		// binds to (spec section "TLS channel binding").
+		if st := tc.ConnectionState(); st.Version == tls.VersionTLS13 {
+			if s.exporter, err = st.ExportKeyingMaterial(protocol.ExporterLabel, nil, 32); err != nil {
+				r.fail("the probe cannot export the TLS keying material: " + err.Error())
+				return
+			}
+		}
+	}
 	if cc.patient {
 		s.wait = p.hsWait
 	}
@@ -385,6 +411,7 @@ type csess struct {
 	r        *caseRun
 	w        *wire
 	sid      string
+	exporter []byte // the connection's tls-exporter value; nil without TLS 1.3
 	last     string // the last challenge sent
 	nonce    string // its nonce
 	response string // the client's last response
@@ -445,8 +472,12 @@ func (s *csess) claims() *challengeClaims {
 	for i, a := range keys.Algorithms {
 		algs[i] = string(a)
 	}
+	cb := protocol.BindingNone
+	if s.exporter != nil {
+		cb = protocol.BindingTLSExporter
+	}
 	return &challengeClaims{Iss: s.p.identity, Sid: s.sid, Nonce: randB64(protocol.NonceSize), Iat: now, Exp: now + 30,
-		Algs: algs, CB: protocol.BindingNone}
+		Algs: algs, CB: cb}
 }
 
 // chal signs a challenge: the claims (edited by edit) under the header h
@@ -551,8 +582,10 @@ func (s *csess) checkResponse(msg string) error {
 		return errors.New("nonce is not the challenge's")
 	case cl["cha"] != sha256b64(s.last):
 		return errors.New("cha is not the hash of the challenge")
-	case cl["cb"] != nil:
+	case s.exporter == nil && cl["cb"] != nil:
 		return errors.New(`cb is present though the challenge said "none"`)
+	case s.exporter != nil && cl["cb"] != b64u.Encode(s.exporter):
+		return errors.New("cb is not the connection's tls-exporter value")
 	}
 	return nil
 }
@@ -683,7 +716,16 @@ func (p *clientProbe) allCases() []clientCase {
 	now := func() int64 { return time.Now().Unix() }
 
 	for _, cc := range ChallengeCases() {
-		add(p.challengeCase(cc))
+		if !(cc.NoTLS && p.tls) {
+			add(p.challengeCase(cc))
+		}
+	}
+	if p.tls {
+		add(bad(gChallenge, "challenge-unbound-on-tls", cstep(12),
+			"On a TLS connection, a challenge whose cb is \"none\": a client not configured for a TLS-terminating proxy refuses it.",
+			protocol.CodeChannelBindingRequired, func(s *csess) (string, error) {
+				return s.chal(nil, nil, func(o jobj) jobj { return o.set("cb", jstr(protocol.BindingNone)) })
+			}))
 	}
 	add(clientCase{id: "challenge-fragmented", group: gControl, section: secFraming, success: true,
 		title: "A valid challenge in three frames with a Ping between them (RFC 6455 section 5.4).",

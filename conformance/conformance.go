@@ -102,6 +102,12 @@ type ClientTarget struct {
 	// PingWait is how long the keepalive cases wait for the client's first
 	// Ping after the accept; 0 leaves them out of the run.
 	PingWait time.Duration
+	// TLSConfig, when set, makes the suite serve wss:// with it (a
+	// certificate the client under test trusts: ThrowawayTLS makes one).
+	// Every challenge then demands tls-exporter binding on TLS 1.3, and
+	// the run has the TLS cases instead of those that need a connection
+	// without TLS. nil: ws://.
+	TLSConfig *tls.Config
 }
 
 // Case is one case of the suites, as the table defines it.
@@ -122,12 +128,20 @@ type Case struct {
 func ServerCases() []Case { return infos((&serverProbe{key: &Key{}}).cases()) }
 
 // ClientCases are the cases of the client suite, in the order they run,
-// with the keepalive cases, which run only with ClientTarget.PingWait.
+// with the keepalive cases, which run only with ClientTarget.PingWait, and
+// then the TLS cases, which run only with ClientTarget.TLSConfig (and the
+// cases that need a connection without TLS only without it).
 func ClientCases() []Case {
-	p := &clientProbe{cur: &Key{}, impostor: &Key{}, pingWait: time.Second}
 	var out []Case
-	for _, cc := range p.allCases() {
-		out = append(out, cc.info())
+	seen := map[string]bool{}
+	for _, tlsOn := range []bool{false, true} {
+		p := &clientProbe{cur: &Key{}, impostor: &Key{}, pingWait: time.Second, tls: tlsOn}
+		for _, cc := range p.allCases() {
+			if !seen[cc.id] {
+				seen[cc.id] = true
+				out = append(out, cc.info())
+			}
+		}
 	}
 	return out
 }
@@ -184,7 +198,7 @@ func newServerProbe(t *ServerTarget, o *Options) (*serverProbe, error) {
 	}
 	key := t.Key
 	return &serverProbe{
-		u: u, tlsConf: t.TLSConfig, identity: t.Identity, key: &key, fixtures: t.Fixtures, pc: pc, origin: t.Origin,
+		u: u, tlsConf: t.TLSConfig, identity: t.Identity, key: &key, fixtures: t.Fixtures, pc: pc, serverKeys: t.ServerKeys, origin: t.Origin,
 		hsTimeout: orDefault(t.HandshakeTimeout, 10*time.Second), hdrTimeout: orDefault(t.HeaderTimeout, 10*time.Second),
 		refreshWait: t.RefreshWait, pingWait: t.PingWait, pace: newPacer(rate),
 	}, nil
@@ -211,6 +225,11 @@ func RunClient(ctx context.Context, ln net.Listener, target *ClientTarget, o *Op
 		return nil, err
 	}
 	hs := &http.Server{Handler: p, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 8 << 10}
+	if target.TLSConfig != nil {
+		c := target.TLSConfig.Clone()
+		c.NextProtos = []string{"http/1.1"} // a WebSocket upgrade is HTTP/1.1
+		ln = tls.NewListener(ln, c)
+	}
 	go hs.Serve(ln)
 	defer hs.Close()
 	rep := &Report{Spec: "wsproof-v1", Role: "client", Target: p.base, Identity: p.identity, Diagnostic: target.Diagnostic,
@@ -244,10 +263,10 @@ func RunClient(ctx context.Context, ln net.Listener, target *ClientTarget, o *Op
 // connect.
 func ClientURLs(addr string, target *ClientTarget, o *Options) []string {
 	var urls []string
-	p := &clientProbe{cur: &Key{}, impostor: &Key{}, pingWait: target.PingWait}
+	p := &clientProbe{cur: &Key{}, impostor: &Key{}, pingWait: target.PingWait, tls: target.TLSConfig != nil}
 	for _, cc := range p.allCases() {
 		if o.selected(cc.id) {
-			urls = append(urls, "ws://"+addr+"/case/"+cc.id)
+			urls = append(urls, p.scheme()+"://"+addr+"/case/"+cc.id)
 		}
 	}
 	return urls
@@ -300,7 +319,7 @@ func TestClient(t *testing.T, target *ClientTarget) *Report {
 		t.Fatal("conformance: TestClient needs ClientTarget.Connect")
 	}
 	var ids []string
-	p := &clientProbe{cur: &Key{}, impostor: &Key{}, pingWait: target.PingWait}
+	p := &clientProbe{cur: &Key{}, impostor: &Key{}, pingWait: target.PingWait, tls: target.TLSConfig != nil}
 	for _, cc := range p.allCases() {
 		ids = append(ids, cc.id)
 	}
@@ -384,6 +403,10 @@ func reportResult(t *testing.T, r Result) {
 	case Skip:
 		t.Skip(r.Note)
 	default:
+		t.Logf("got %s", r.Got)
+		if r.Note != "" {
+			t.Logf("note %s", r.Note)
+		}
 		if r.CodeNotChecked != "" {
 			t.Logf("passed without checking the exact code: %s", r.CodeNotChecked)
 		}

@@ -18,6 +18,10 @@
 //		conformance.TestServer(t, &conformance.ServerTarget{URL: url, ...})
 //	}
 //
+// TestExampleServer, in this package's example_test.go, is those lines in
+// full against a server of this module, compiled and run with the
+// package's tests.
+//
 // RunServer and RunClient run a suite without package testing and return a
 // Report; the command "wsproof probe" is built on them.
 //
@@ -59,16 +63,24 @@
 // The session vectors of spec section "Session vectors" are scripts
 // through each role's state machine. A session case runs one or more of
 // them against the peer, over real sockets and with the peer's own timers
-// (Case.Scripts). A report's NotDriven names every row of the role's state
-// machine that no case of the run drives, with the reason: what a remote
-// peer cannot do (a registry change, the application's sends), what it
-// cannot see (a client's retry decision), or the run's options.
+// (Case.Scripts). A remote run drives every row that spec section names as
+// drivable from the outside: for a server, all but S1, S5, S22 to S32 and
+// S35 (load, registry changes, the application, a shutdown, a failure
+// inside it, a closed socket), with S8 only given Fixtures.Expiring; for a
+// client, all but C1, C23 to C29 (its retry decision, which shows only in
+// whether it connects again, and its application), with C13, C14 and C22
+// only given ClientTarget.PingWait and the TLS rows only given
+// ClientTarget.TLSConfig. A report's NotDriven names every row of the
+// role's state machine that no case of the run drives, with the reason.
 //
 // # Fixtures and skips
 //
 // A case that needs what only the deployment can provide (a registered key
-// that is denied, revoked or of another algorithm: ServerTarget.Fixtures; a
-// TLS connection; the waits of the refresh and keepalive cases) is skipped
-// when the target does not provide it, and its Result says why in Got and
-// Note. No case is skipped silently.
+// that is denied, revoked, of another algorithm or whose validity ends
+// during the run: ServerTarget.Fixtures; a TLS connection; the waits of the
+// refresh and keepalive cases) is skipped when the target does not provide
+// it, and its Result says why in Got and Note. No case is skipped silently.
+// The client suite leaves out of a run the cases its target cannot have:
+// the keepalive cases without ClientTarget.PingWait, the TLS cases without
+// ClientTarget.TLSConfig, and the cases that need plain TCP with it.
 package conformance

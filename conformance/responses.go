@@ -31,6 +31,11 @@ type Fixtures struct {
 	NotYetValid *Key // registered, with a validity that starts later
 	Expired     *Key // registered, with a validity that has ended
 	CBRequired  *Key // registered in the required groups, with channel binding required
+	// Expiring is registered in the required groups, with a validity that
+	// ends during the run: valid when the run starts, and ending within
+	// FinalWait of it. The final-token cases (spec section "Session
+	// lifecycle", S8) follow its session to that end.
+	Expiring *Key
 	// Registered are further registered keys, in any groups: the cases of
 	// algorithm confusion need a registered key of a given algorithm,
 	// which ServerTarget.Key or a fixture above may also be.
@@ -119,12 +124,13 @@ var fixtureSlots = []struct {
 	{"not-yet-valid", "NotYetValid", func(f *Fixtures) **Key { return &f.NotYetValid }},
 	{"expired", "Expired", func(f *Fixtures) **Key { return &f.Expired }},
 	{"cb-required", "CBRequired", func(f *Fixtures) **Key { return &f.CBRequired }},
+	{"expiring", "Expiring", func(f *Fixtures) **Key { return &f.Expiring }},
 	{"unregistered", "Unregistered", func(f *Fixtures) **Key { return &f.Unregistered }},
 }
 
 // Add sets the fixture that name names, as the probe's flag --fixture
 // NAME=FILE does: "denied", "revoked", "not-yet-valid", "expired",
-// "cb-required" or "unregistered" set that field; "registered" appends to
+// "cb-required", "expiring" or "unregistered" set that field; "registered" appends to
 // Registered.
 func (f *Fixtures) Add(name string, k Key) error {
 	if name == "registered" {

@@ -54,6 +54,9 @@ var caseScripts = map[string][]string{
 	"refresh-then-text":                {"server-refresh-text-outstanding"},
 	"keepalive-no-pong":                {"server-keepalive"},
 	"keepalive-pong":                   {"server-keepalive"},
+	"keepalive-messages":               {"server-keepalive-messages"},
+	"final-token":                      {"server-final-token"},
+	"final-token-message":              {"server-final-token-message"},
 	"peer-close-open":                  {"server-peer-close"},
 	"abandon-session":                  {"server-lost"},
 
@@ -81,6 +84,7 @@ var caseScripts = map[string][]string{
 	"refreshing-binary-oversized":   {"client-refreshing-binary-too-large"},
 	"keepalive-client-no-pong":      {"client-keepalive"},
 	"keepalive-client-pong":         {"client-keepalive"},
+	"challenge-unbound-on-tls":      {"client-handshake-tls-unbound"},
 }
 
 // undriven are the scripts that a remote peer could drive (their Remote
@@ -93,19 +97,20 @@ var undriven = map[string]string{
 		"server closes with handshake_timeout, which silent-socket shows",
 	"server-deliver":            "delivery is seen by the server's application only",
 	"server-refresh-late-timer": "a timer that fires late is the server's own scheduling",
-	"server-final-token": "a final token needs a registered key whose validity ends within the run; the suite takes no " +
-		"such fixture",
-	"server-final-token-message": "a final token needs a registered key whose validity ends within the run; the suite " +
-		"takes no such fixture",
-	"server-keepalive-messages": "not driven yet: application messages as keepalive (keepalive-client-pings shows the " +
-		"same rule with the client's Pings)",
-	"server-keepalive-catch-up":            "a Ping due when a message arrives races the server's timer against the message",
-	"client-handshake-tls-unbound":         "the suite's server listens on ws:// only, and these need TLS",
-	"client-handshake-tls-unbound-allowed": "the suite's server listens on ws:// only, and these need TLS",
-	"client-handshake-tls12-unbound":       "the suite's server listens on ws:// only, and these need TLS",
-	"client-lost":                          "the client's retry decision shows only as reconnection behaviour",
-	"client-peer-close-*":                  "the client's retry decision shows only as reconnection behaviour",
+	"server-keepalive-catch-up": "a Ping due when a message arrives races the server's timer against the message",
+	"client-handshake-tls-unbound-allowed": "needs a client configured for a server behind a TLS-terminating proxy " +
+		"(allow_unbound), a setting of the client that a remote peer cannot change; challenge-valid runs the default",
+	"client-handshake-tls12-unbound": "needs a TLS 1.2 connection; the suite's TLS listener (ClientTarget.TLSConfig; " +
+		"probe: --tls) negotiates TLS 1.3 with a client that offers it",
+	"client-lost":         retryReason,
+	"client-peer-close-*": retryReason,
 }
+
+// retryReason is why no case drives the rows whose outcome is the client's
+// retry decision.
+const retryReason = "the outcome is the client's retry decision (spec section \"Retry\"), seen only in whether it " +
+	"connects again: the suite cannot tell that from its harness's next connection, and a client that never " +
+	"reconnects conforms (a retry is allowed, never required)"
 
 // undrivenWhy is undriven's reason for script id, where a key that ends in
 // "*" stands for every id it is a prefix of.
@@ -133,9 +138,8 @@ var unscripted = map[string]string{
 	"S4":  "",
 	"S5":  "a limit reached between the upgrade and the signature is a race inside the server",
 	"S32": "needs a failure inside the server",
-	"C1": "an upgrade refused with an HTTP status ends the attempt; what the client does next is its retry decision, " +
-		"which shows only as reconnection behaviour",
-	"C2": "",
+	"C1":  "an upgrade refused with an HTTP status ends the attempt before the state machine starts; " + retryReason,
+	"C2":  "",
 }
 
 // undrivenReason is why no case of a run drives script v: its own reason,

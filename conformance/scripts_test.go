@@ -4,7 +4,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/wsproof/wsproof/internal/vectorfile"
 )
@@ -23,9 +22,8 @@ func TestScriptsAccounted(t *testing.T) {
 	for _, c := range ServerCases() {
 		cases["server/"+c.ID] = c
 	}
-	p := &clientProbe{cur: &Key{}, impostor: &Key{}, pingWait: time.Second}
-	for _, cc := range p.allCases() {
-		cases["client/"+cc.id] = cc.info()
+	for _, c := range ClientCases() {
+		cases["client/"+c.ID] = c
 	}
 	byScript := map[string][]Case{}
 	for id, ss := range caseScripts {

@@ -75,7 +75,8 @@ type serverProbe struct {
 	identity    string
 	key         *Key // accepted
 	fixtures    Fixtures
-	pc          *protocol.Client
+	pc          *protocol.Client // Key's
+	serverKeys  *keys.PublicSet
 	origin      string
 	hsTimeout   time.Duration
 	hdrTimeout  time.Duration
@@ -623,6 +624,9 @@ func (p *serverProbe) cases() []probeCase {
 	cs = append(cs, p.framingCases()...)
 	cs = append(cs, p.limitCases()...)
 	cs = append(cs, p.sessionCases()...)
+	// The final-token cases wait for a fixture's validity to end: among
+	// the slow cases, which run first, they come first.
+	cs = append(cs, p.finalCases()...)
 	cs = append(cs, p.refreshCases()...)
 	cs = append(cs, p.keepaliveCases()...)
 	for i := range cs {
@@ -684,9 +688,13 @@ func (p *serverProbe) authenticate(r *caseRun, w *wire, ch *liveChallenge) (*pro
 // liveSession is an authenticated socket, as a conforming client holds it.
 type liveSession struct {
 	w    *wire
+	pc   *protocol.Client // the client whose key authenticated it
 	sess *protocol.ClientSession
 	sent time.Time // when the response went out: the last thing the server heard
 	at   time.Time // when the accept arrived
+	// refreshing is the refresh that hold answered and whose accept has
+	// not arrived yet: it outlives one call of hold.
+	refreshing *protocol.ClientHandshake
 }
 
 // lifetime is the token lifetime the accept shows: its exp, in whole
@@ -695,7 +703,15 @@ func (ls *liveSession) lifetime() time.Duration { return ls.sess.Expiry.Sub(ls.a
 
 // login is authenticate, keeping the times.
 func (p *serverProbe) login(r *caseRun, w *wire, ch *liveChallenge) (*liveSession, bool) {
-	h := p.pc.Handshake()
+	return p.loginAs(r, w, ch, p.pc, "")
+}
+
+// loginAs authenticates on w as the conforming client pc. When refused is
+// not "", a close with 4003 instead of the accept skips the case, saying
+// refused, rather than failing it: a fixture that the server no longer
+// accepts.
+func (p *serverProbe) loginAs(r *caseRun, w *wire, ch *liveChallenge, pc *protocol.Client, refused string) (*liveSession, bool) {
+	h := pc.Handshake()
 	resp, err := h.ReadChallenge([]byte(ch.raw), rand.Reader, time.Now(), w.exporter)
 	if err != nil {
 		r.fail(fmt.Sprintf("the challenge does not verify for a conforming client (%s)", protocol.CodeOf(err)))
@@ -708,6 +724,10 @@ func (p *serverProbe) login(r *caseRun, w *wire, ch *liveChallenge) (*liveSessio
 		return nil, false
 	}
 	ev := w.next(time.Now().Add(p.wait()))
+	if refused != "" && ev.kind == evClose && ev.code == protocol.CodeUnknownKey.CloseCode() {
+		r.skip(refused + ": " + describe(ev, 0))
+		return nil, false
+	}
 	if ev.kind != evMessage || ev.op != opText {
 		r.fail("no accept for a valid response: " + describe(ev, p.wait()))
 		return nil, false
@@ -718,7 +738,7 @@ func (p *serverProbe) login(r *caseRun, w *wire, ch *liveChallenge) (*liveSessio
 		r.note("%s", oneLine(err.Error()))
 		return nil, false
 	}
-	return &liveSession{w: w, sess: sess, sent: sent, at: ev.at}, true
+	return &liveSession{w: w, pc: pc, sess: sess, sent: sent, at: ev.at}, true
 }
 
 // openingCases test the HTTP upgrade (spec section "Transport: Opening

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/wsproof/wsproof/protocol"
@@ -313,7 +314,7 @@ func checkRechallenge(ls *liveSession, rc *rechallenge) []string {
 // refresh answers rc as a conforming client, with an application message
 // sent while the refresh is outstanding, and reads the new accept.
 func (p *serverProbe) refresh(r *caseRun, ls *liveSession, rc *rechallenge) (*protocol.ClientSession, bool) {
-	h := p.pc.Refresh(ls.sess)
+	h := ls.pc.Refresh(ls.sess)
 	resp, err := h.ReadChallenge(rc.raw, rand.Reader, time.Now(), ls.w.exporter)
 	if err != nil {
 		r.fail(fmt.Sprintf("the re-challenge does not verify for a conforming client (%s)", protocol.CodeOf(err)))
@@ -407,7 +408,7 @@ func (p *serverProbe) refreshCases() []probeCase {
 				"even when it arrives before the server's timer fires.",
 			expect: expClose(expired),
 			run: onRefresh(func(_ context.Context, r *caseRun, ls *liveSession, rc *rechallenge) {
-				resp, err := p.pc.Refresh(ls.sess).ReadChallenge(rc.raw, rand.Reader, time.Now(), ls.w.exporter)
+				resp, err := ls.pc.Refresh(ls.sess).ReadChallenge(rc.raw, rand.Reader, time.Now(), ls.w.exporter)
 				if err != nil {
 					r.fail(fmt.Sprintf("the re-challenge does not verify for a conforming client (%s)", protocol.CodeOf(err)))
 					return
@@ -455,36 +456,95 @@ func (p *serverProbe) firstPing(r *caseRun, ls *liveSession) (time.Duration, boo
 	}
 }
 
+// firstPingUnanswered is firstPing for a client that answers no Ping, and
+// notes the interval.
+func (p *serverProbe) firstPingUnanswered(r *caseRun, ls *liveSession) (time.Duration, bool) {
+	ls.w.noPong = true
+	interval, ok := p.firstPing(r, ls)
+	if ok {
+		r.note("Ping interval %s", interval.Round(10*time.Millisecond))
+	}
+	return interval, ok
+}
+
 // hold reads ls's socket until until as a client whose application is
 // quiet: it skips the server's application messages and Pings, answers
 // each re-challenge as a conforming client, and returns the event that
 // ended the socket, or the timeout at until. ok is false when the case
 // failed on the way.
 func (p *serverProbe) hold(r *caseRun, ls *liveSession, until time.Time) (ev event, ok bool) {
-	var h *protocol.ClientHandshake
 	for {
 		ev := nextControl(ls.w, until)
 		switch {
 		case ev.kind == evPing:
-		case ev.kind == evMessage && h == nil:
-			h = p.pc.Refresh(ls.sess)
+		case ev.kind == evMessage && ls.refreshing == nil:
+			h := ls.pc.Refresh(ls.sess)
 			resp, err := h.ReadChallenge(ev.data, rand.Reader, time.Now(), ls.w.exporter)
 			if err != nil {
 				r.fail(fmt.Sprintf("a re-challenge does not verify for a conforming client (%s)", protocol.CodeOf(err)))
+				r.note("%s", oneLine(err.Error()))
 				return ev, false
 			}
 			ls.w.send(opText, resp)
+			ls.refreshing = h
 		case ev.kind == evMessage:
-			sess, err := h.ReadAccept(ev.data, time.Now())
+			sess, err := ls.refreshing.ReadAccept(ev.data, time.Now())
 			if err != nil {
 				r.fail(fmt.Sprintf("a refreshed accept is refused by a conforming client (%s)", protocol.CodeOf(err)))
+				r.note("%s", oneLine(err.Error()))
 				return ev, false
 			}
-			ls.sess, h = sess, nil
+			ls.sess, ls.refreshing = sess, nil
 		default:
 			return ev, true
 		}
 	}
+}
+
+// awaitKeepaliveTimeout waits, answering nothing, for the keepalive
+// timeout due at due, two Ping intervals after what since names, and
+// judges it: keepalive_timeout from 500 ms before due to 1.5 s after it.
+// more is added to what the case got.
+func (p *serverProbe) awaitKeepaliveTimeout(r *caseRun, ls *liveSession, due time.Time, since, more string) {
+	var ev event
+	for {
+		ev = nextControl(ls.w, due.Add(1500*time.Millisecond))
+		if ev.kind != evPing && ev.kind != evMessage { // a re-challenge stays unanswered
+			break
+		}
+	}
+	d := ev.at.Sub(due)
+	got := describe(ev, time.Until(due)+1500*time.Millisecond)
+	if ev.kind != evTimeout {
+		got += fmt.Sprintf(" %s two Ping intervals%s", fmtOffset(d), since)
+	}
+	ok := r.closeIs(ev, protocol.CodeKeepaliveTimeout) && d > -500*time.Millisecond && d < 1500*time.Millisecond
+	p.judge(r, ls.w, ok, got+more)
+}
+
+// holdDoing is hold while do runs every period, from the start, on
+// another goroutine; do's last run ends before holdDoing returns.
+func (p *serverProbe) holdDoing(r *caseRun, ls *liveSession, until time.Time, period time.Duration, do func()) (event, bool) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			do()
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	ev, ok := p.hold(r, ls, until)
+	close(done)
+	wg.Wait()
+	return ev, ok
 }
 
 // keepaliveCases time the server's Pings and keepalive timeout (spec
@@ -498,31 +558,17 @@ func (p *serverProbe) keepaliveCases() []probeCase {
 			title:  "After the accept the probe sends nothing and answers no Ping: the server pings after one interval and closes two intervals after the response.",
 			expect: expClose(timeout) + " two Ping intervals after the response (within 1 s)",
 			run: p.onSession(func(_ context.Context, r *caseRun, ls *liveSession) {
-				ls.w.noPong = true
-				interval, ok := p.firstPing(r, ls)
+				interval, ok := p.firstPingUnanswered(r, ls)
 				if !ok {
 					return
 				}
-				r.note("Ping interval %s", interval.Round(10*time.Millisecond))
 				due := ls.sent.Add(2 * interval)
 				if due.Add(500 * time.Millisecond).After(ls.sess.Expiry) {
 					r.skip(fmt.Sprintf("the keepalive timeout (2 × %s) ends no earlier than the token (%s): the token's end would come first",
 						interval.Round(10*time.Millisecond), ls.lifetime().Round(time.Second)))
 					return
 				}
-				var ev event
-				for {
-					ev = nextControl(ls.w, due.Add(1500*time.Millisecond))
-					if ev.kind != evPing && ev.kind != evMessage { // a re-challenge stays unanswered
-						break
-					}
-				}
-				d := ev.at.Sub(due)
-				got := describe(ev, time.Until(due)+1500*time.Millisecond)
-				if ev.kind != evTimeout {
-					got += fmt.Sprintf(" %s two Ping intervals", fmtOffset(d))
-				}
-				p.judge(r, ls.w, r.closeIs(ev, timeout) && d > -500*time.Millisecond && d < 1500*time.Millisecond, got)
+				p.awaitKeepaliveTimeout(r, ls, due, "", "")
 			})},
 		{id: "keepalive-pong", group: g, section: secKeepalive, slow: true, rows: []string{"S13", "S21"},
 			title:  "After the accept the probe sends nothing but Pongs: the server pings every interval and keeps the socket open past two intervals.",
@@ -557,6 +603,38 @@ func (p *serverProbe) keepaliveCases() []probeCase {
 				}
 				p.judge(r, ls.w, len(problems) == 0, got)
 			})},
+		{id: "keepalive-messages", group: g, section: secKeepalive, slow: true, rows: []string{"S13", "S18", "S11"},
+			title: "After the first Ping the probe answers no Ping but sends an application message every half interval: messages keep " +
+				"the socket alive; when they stop, the server closes two intervals after the last.",
+			expect: "the socket open two intervals and a second after the response, then " + expClose(timeout) +
+				" two Ping intervals after the last message (within 1 s)",
+			run: p.onSession(func(_ context.Context, r *caseRun, ls *liveSession) {
+				interval, ok := p.firstPingUnanswered(r, ls)
+				if !ok {
+					return
+				}
+				var last time.Time // when the last message went out
+				ev, ok := p.holdDoing(r, ls, ls.sent.Add(2*interval+1500*time.Millisecond), interval/2, func() {
+					if ls.w.send(opBinary, probeData) == nil {
+						last = time.Now()
+					}
+				})
+				if !ok {
+					return
+				}
+				if ev.kind != evTimeout {
+					p.judge(r, ls.w, false, describe(ev, 0)+fmt.Sprintf(" %s the response, with a message every half interval",
+						fmtOffset(ev.at.Sub(ls.sent))))
+					return
+				}
+				due := last.Add(2 * interval)
+				if due.Add(1500 * time.Millisecond).After(ls.sess.Expiry) {
+					r.skip(fmt.Sprintf("the keepalive timeout after the last message ends no earlier than the token (%s): the token's end would come first",
+						ls.lifetime().Round(time.Second)))
+					return
+				}
+				p.awaitKeepaliveTimeout(r, ls, due, " after the last message", "; before, open two intervals after the response, with messages")
+			})},
 		{id: "keepalive-client-pings", group: g, section: secKeepalive, slow: true, rows: []string{"S21"},
 			title:  "After the accept the probe answers no Ping but sends its own, every half interval: a Ping from the client keeps the socket alive too.",
 			expect: "the socket open two intervals and a second after the response",
@@ -566,25 +644,9 @@ func (p *serverProbe) keepaliveCases() []probeCase {
 				if !ok {
 					return
 				}
-				done := make(chan struct{})
-				var wg sync.WaitGroup
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					t := time.NewTicker(interval / 2)
-					defer t.Stop()
-					for {
-						ls.w.write(frame{fin: true, op: opPing, masked: true, payload: probeData, length: -1})
-						select {
-						case <-done:
-							return
-						case <-t.C:
-						}
-					}
-				}()
-				ev, ok := p.hold(r, ls, ls.sent.Add(2*interval+1500*time.Millisecond))
-				close(done)
-				wg.Wait()
+				ev, ok := p.holdDoing(r, ls, ls.sent.Add(2*interval+1500*time.Millisecond), interval/2, func() {
+					ls.w.write(frame{fin: true, op: opPing, masked: true, payload: probeData, length: -1})
+				})
 				if !ok {
 					return
 				}
@@ -594,5 +656,118 @@ func (p *serverProbe) keepaliveCases() []probeCase {
 				}
 				p.judge(r, ls.w, ev.kind == evTimeout, got)
 			})},
+	}
+}
+
+// FinalWait is the longest the final-token cases follow a session of
+// Fixtures.Expiring, refreshing it, for the key's validity to end.
+const FinalWait = 5 * time.Minute
+
+// finalCases follow a session of the key Fixtures.Expiring to the end of
+// the key's validity (spec section "Session lifecycle", S8): the token
+// whose exp is the key's is final, so the server does not re-challenge
+// it, and the session ends at that exp with session_revoked, not
+// token_expired, whether its timer or a message comes first.
+func (p *serverProbe) finalCases() []probeCase {
+	const g = "Final token"
+	revoked := protocol.CodeSessionRevoked
+	final := func(id, title string, message bool) probeCase {
+		expect := expClose(revoked) + " at the exp of the last token (within 2 s after it), which no re-challenge extends"
+		return probeCase{id: id, group: g, section: secLifecycle, slow: true, rows: []string{"S8"}, title: title, expect: expect,
+			run: func(ctx context.Context, r *caseRun) {
+				k, err := need(p.fixtures.Expiring, "expiring", "a registered key whose validity ends during the run")
+				if err != nil {
+					r.skip(err.Error())
+					return
+				}
+				pc, err := protocol.NewClient(&protocol.ClientConfig{KeyID: k.ID, Signer: k.Signer, Algorithm: k.Alg,
+					ServerKeys: p.serverKeys, ServerIdentity: p.identity})
+				if err != nil {
+					r.skip("the expiring fixture: " + err.Error())
+					return
+				}
+				w, ch, ok := p.open(ctx, r, dialOptions{})
+				if !ok {
+					return
+				}
+				defer w.Close()
+				ls, ok := p.loginAs(r, w, ch, pc, "the server refused the expiring key: its validity may have ended before the case ran")
+				if ok {
+					p.followToEnd(r, ls, message)
+				}
+			}}
+	}
+	return []probeCase{
+		final("final-token", "A session of a key whose validity ends during the run, refreshed until its token's exp is the key's: "+
+			"that token gets no re-challenge, and at its exp the server ends the session with session_revoked.", false),
+		final("final-token-message", "As final-token, with an application message sent at the final token's exp: it is "+
+			"refused with session_revoked, not token_expired.", true),
+	}
+}
+
+// followToEnd holds ls as a conforming client until the session ends or
+// FinalWait passes, answering every re-challenge; with message, it sends an
+// application message at the exp of a token that no refresh has replaced
+// (the server's timer may still come first: either way the session must
+// end with session_revoked). It judges the end: session_revoked at the last token's exp, and
+// no re-challenge whose token expires no later than the one it replaces.
+func (p *serverProbe) followToEnd(r *caseRun, ls *liveSession, message bool) {
+	limit := time.Now().Add(FinalWait)
+	refreshes := 0
+	for {
+		exp := ls.sess.Expiry
+		until := exp.Add(2 * time.Second)
+		if message {
+			until = exp
+		}
+		if ls.refreshing != nil { // a refresh answered: its accept decides
+			until = time.Now().Add(p.wait())
+		}
+		if until.After(limit) {
+			r.skip(fmt.Sprintf("the expiring key's session did not end within %s (after %d refreshes): its validity ends later", FinalWait, refreshes))
+			return
+		}
+		ev, ok := p.hold(r, ls, until)
+		if !ok {
+			return
+		}
+		if ls.sess.Expiry != exp {
+			if !ls.sess.Expiry.After(exp) {
+				p.judge(r, ls.w, false, "a re-challenge of the final token: its new token expires no later")
+				return
+			}
+			refreshes++
+			if ev.kind == evTimeout {
+				continue
+			}
+			exp = ls.sess.Expiry
+		}
+		if message && ev.kind != evTimeout {
+			r.note("the server ended the session %s the token's exp, before the message was sent", fmtOffset(ev.at.Sub(exp)))
+		}
+		if message && ev.kind == evTimeout {
+			if err := ls.w.send(opBinary, probeData); err != nil {
+				r.fail("cannot send: " + err.Error())
+				return
+			}
+			r.note("message sent %s the token's exp", fmtOffset(time.Since(exp)))
+			ev = nextControl(ls.w, time.Now().Add(2*time.Second))
+			if ev.kind == evEOF && errors.Is(ev.err, syscall.ECONNRESET) {
+				// The server closed as the message arrived: closing a
+				// socket with unread input resets it, and the reset can
+				// discard the Close frame sent just before.
+				r.skip("the connection was reset as the message arrived, which can discard the server's Close frame: " +
+					"the server's timer and the message raced; run the case again")
+				return
+			}
+		}
+		d := ev.at.Sub(exp)
+		got := describe(ev, time.Until(exp.Add(2*time.Second)))
+		if ev.kind != evTimeout {
+			got += fmt.Sprintf(" %s the token's exp", fmtOffset(d))
+		}
+		r.note("%d refreshes before the final token", refreshes)
+		p.judge(r, ls.w, r.closeIs(ev, protocol.CodeSessionRevoked) && d > -time.Second && d < 2*time.Second, got)
+		return
 	}
 }

@@ -18,6 +18,10 @@ import (
 
 const conformanceIdentity = "wss://wsproof.test/ws"
 
+// expiringAfter is when, in seconds after the suite starts, the validity
+// of the fixture Expiring ends.
+const expiringAfter = 20
+
 // TestConformance runs the server suite of package conformance against
 // this package's Server over real sockets, in diagnostic mode, so that
 // every negative case checks the exact spec code: over ws:// with ES256
@@ -75,7 +79,8 @@ func TestConformance(t *testing.T) {
 // ReadHeaderTimeout. The registry holds the accepted key and every fixture
 // of conformance.Fixtures: a denied key (in no required group), a revoked
 // one, one not yet valid, one expired, one that requires channel binding,
-// and registered RS256, PS256 and ES256 keys for the algorithm cases.
+// one whose validity ends expiringAfter seconds after the start, and
+// registered RS256, PS256 and ES256 keys for the algorithm cases.
 func startConformanceTarget(t *testing.T, acceptedAlg keys.Algorithm, tlsOn bool, algs []keys.Algorithm) *conformance.ServerTarget {
 	t.Helper()
 	gen := func(alg keys.Algorithm, kid string) conformance.Key {
@@ -89,7 +94,7 @@ func startConformanceTarget(t *testing.T, acceptedAlg keys.Algorithm, tlsOn bool
 	fx := conformance.Fixtures{
 		Denied: new(gen(keys.ES256, "probe-denied")), Revoked: new(gen(keys.EdDSA, "probe-revoked")),
 		NotYetValid: new(gen(keys.EdDSA, "probe-not-yet-valid")), Expired: new(gen(keys.EdDSA, "probe-expired")),
-		CBRequired: new(gen(keys.ES256, "probe-cb-required")),
+		CBRequired: new(gen(keys.ES256, "probe-cb-required")), Expiring: new(gen(keys.ES256, "probe-expiring")),
 		Registered: []conformance.Key{gen(keys.RS256, "probe-rs256"), gen(keys.PS256, "probe-ps256"), gen(keys.ES256, "probe-es256")},
 	}
 	secret := make([]byte, keys.TokenKeySize)
@@ -104,11 +109,16 @@ func startConformanceTarget(t *testing.T, acceptedAlg keys.Algorithm, tlsOn bool
 	now := time.Now()
 	entries := []*keys.Entry{entry(&accepted, "devices"), entry(fx.Denied, "visitors"), entry(fx.CBRequired, "devices")}
 	revoked, notYet, expired := entry(fx.Revoked, "devices"), entry(fx.NotYetValid, "devices"), entry(fx.Expired, "devices")
+	expiring := entry(fx.Expiring, "devices")
 	revoked.Revoked = true
+	// The final-token cases, slow ones that run among the first, follow
+	// the expiring key's session through a few refreshes to its end, on a
+	// whole second as token exps are.
+	expiring.NotAfter = time.Unix(now.Unix()+expiringAfter, 0)
 	notYet.NotBefore = now.Add(time.Hour)
 	expired.NotBefore, expired.NotAfter = now.Add(-2*time.Hour), now.Add(-time.Hour)
 	entries[2].RequireChannelBinding = true
-	entries = append(entries, revoked, notYet, expired)
+	entries = append(entries, revoked, notYet, expired, expiring)
 	for i := range fx.Registered {
 		entries = append(entries, entry(&fx.Registered[i], "devices"))
 	}

@@ -99,6 +99,7 @@ func scriptParams(t *testing.T) testscript.Params {
 			"filemode":    cmdFileMode,
 			"replace":     cmdReplace,
 			"stdoutvar":   cmdStdoutVar,
+			"timevar":     cmdTimeVar,
 			"expiredcert": cmdExpiredCert,
 		},
 	}
@@ -239,6 +240,19 @@ func cmdStdoutVar(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("stdout does not match %q", args[1])
 	}
 	ts.Setenv(args[0], m[1])
+}
+
+// cmdTimeVar sets NAME to the time DURATION from now, in RFC 3339 to the
+// second, for a key's validity that ends during a script:
+//
+//	timevar NAME DURATION
+func cmdTimeVar(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: timevar NAME DURATION")
+	}
+	d, err := time.ParseDuration(args[1])
+	ts.Check(err)
+	ts.Setenv(args[0], time.Now().Add(d).UTC().Format(time.RFC3339))
 }
 
 func TestOneLine(t *testing.T) {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -108,11 +110,15 @@ Flags:
     --fixture NAME=FILE    a further client key the server has registered as NAME
                            says; repeatable. NAME is denied (as --denied-key),
                            revoked, not-yet-valid, expired, cb-required (channel
-                           binding required, in a required group), registered (any
-                           registered key: the algorithm cases need RS256, PS256
-                           and ES256 ones; repeatable), or unregistered (a key no
-                           registry holds; default a fresh one). The key id and
-                           algorithm are taken as for --key's defaults
+                           binding required, in a required group), expiring (in a
+                           required group, valid until a time within 5 minutes of
+                           the run's start: "wsproof keys add --not-after"; the
+                           final-token cases follow its session to that end),
+                           registered (any registered key: the algorithm cases need
+                           RS256, PS256 and ES256 ones; repeatable), or
+                           unregistered (a key no registry holds; default a fresh
+                           one). The key id and algorithm are taken as for --key's
+                           defaults
     --server-keys FILE     the server's public key set, as clients pin it (default
                            STATE/server.pub.jwks, as "wsproof connect")
     --identity ID          the server identity (default the URL, normalized, as
@@ -267,7 +273,9 @@ func (c *cli) probeServer(ctx context.Context, args []string) error {
 	if n == 0 {
 		return c.usageErr(fs, "--run %q matches no case", *runFlag)
 	}
-	c.say("probing %s (identity %s, server keys %s) with %d cases, %d at a time", redact(pos[0]), target.Identity, pinnedPath, n, *parallel)
+	c.say("probing %s with %d cases, %d at a time", redact(pos[0]), n, *parallel)
+	c.say("  identity     %s", target.Identity)
+	c.say("  server keys  %s", pinnedPath)
 	prog := newProgress(c.stdout, n)
 	rep, err := conformance.RunServer(ctx, target, &conformance.Options{Select: sel, Parallel: *parallel, Rate: *rate, Progress: prog.finish})
 	prog.end()
@@ -341,9 +349,11 @@ connection. Point the client under test at
 
 and configure it to pin the printed key set and to expect the printed server
 identity, which is not the URL's: a client checks every challenge's iss
-against the identity it expects, always. The probe serves ws:// only, so
-channel binding, which a client requires over TLS, is not in play; a
-challenge that demands it must be refused. Any client key will do: the probe
+against the identity it expects, always. The probe serves ws://, where a
+challenge that demands channel binding must be refused; with --tls it serves
+wss:// (TLS 1.3) with a certificate from a throwaway CA, written to
+STATE/probe-ca.pem for the client to trust ("wsproof connect --ca FILE"),
+and every challenge demands tls-exporter binding. Any client key will do: the probe
 has no registry, so it checks the structure and bindings of responses (typ,
 aud, sid, nonce, cha), not their signature. The probe stops once every case
 has run, or after --timeout.
@@ -366,7 +376,10 @@ Flags:
                         probe-client.pub.jwks, the set the client pins; created once
                         (default $WSPROOF_STATE, else $HOME/.wsproof)
     --identity ID       the server identity the probe's challenges carry (default
-                        ws://ADDR/probe)
+                        ws://ADDR/probe, or wss://ADDR/probe with --tls)
+    --tls               serve wss:// with a certificate for the --listen host from
+                        a new throwaway CA, written to STATE/probe-ca.pem; adds the
+                        TLS cases (rows C8 with channel binding)
     --diagnostic-reasons
                         the client runs in diagnostic mode ("wsproof connect
                         --diagnostic-reasons"): check the exact spec code of every
@@ -391,6 +404,7 @@ Flags:
 const (
 	probeKeysFile = "probe-client.jwks"
 	probePubFile  = "probe-client.pub.jwks"
+	probeCAFile   = "probe-ca.pem" // the throwaway CA of the last --tls run
 )
 
 func (c *cli) probeClient(ctx context.Context, args []string) error {
@@ -408,6 +422,7 @@ func (c *cli) probeClient(ctx context.Context, args []string) error {
 		timeout     = fs.Duration("timeout", 10*time.Minute, "")
 		runFlag     = fs.String("run", "", "")
 		goClient    = fs.Bool("run-go-client", false, "")
+		tlsOn       = fs.Bool("tls", false, "")
 		jsonPath    = fs.String("json", "", "")
 		htmlPath    = fs.String("html", "", "")
 	)
@@ -444,6 +459,23 @@ func (c *cli) probeClient(ctx context.Context, args []string) error {
 		return &userError{fmt.Sprintf("cannot listen on %s", *listen), "pick another address with --listen", err}
 	}
 	addr := ln.Addr().String()
+	scheme, caPath := "ws", ""
+	var roots *x509.CertPool
+	if *tlsOn {
+		scheme, caPath = "wss", filepath.Join(dir, probeCAFile)
+		host, _, _ := net.SplitHostPort(addr)
+		conf, caPEM, err := conformance.ThrowawayTLS(host, "localhost")
+		if err == nil {
+			err = writeAtomic(caPath, caPEM, 0o644)
+		}
+		if err != nil {
+			ln.Close()
+			return &userError{fmt.Sprintf("cannot make the probe's TLS certificate in %s", caPath), "check the state folder's permissions", err}
+		}
+		target.TLSConfig = conf
+		roots = x509.NewCertPool()
+		roots.AppendCertsFromPEM(caPEM)
+	}
 	urls := conformance.ClientURLs(addr, target, &conformance.Options{Select: sel})
 	if len(urls) == 0 {
 		ln.Close()
@@ -456,23 +488,26 @@ func (c *cli) probeClient(ctx context.Context, args []string) error {
 		}
 	}
 	if target.Identity == "" {
-		target.Identity = "ws://" + addr + "/probe"
+		target.Identity = scheme + "://" + addr + "/probe"
 	}
 	peer := ""
 	if *goClient {
 		peer = "Go client (package client)"
-		target.Connect = goClientConnect(*caseTimeout, *pingWait, *diagnostic)
+		target.Connect = goClientConnect(*caseTimeout, *pingWait, *diagnostic, roots)
 	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	c.say("probing clients at ws://%s (%d cases)", addr, len(urls))
+	c.say("probing clients at %s://%s (%d cases)", scheme, addr, len(urls))
 	c.say("  pinned    %s (the server key set the client must pin)", pubPath)
 	c.say("  identity  %s (the server identity the client must expect)", target.Identity)
+	if caPath != "" {
+		c.say("  ca        %s (the CA the client must trust for this run)", caPath)
+	}
 	if !*goClient {
-		c.say("connect the client under test to each URL, or %d times to ws://%s/ws:", len(urls), addr)
+		c.say("connect the client under test to each URL, or %d times to %s://%s/ws:", len(urls), scheme, addr)
 		for _, u := range urls {
 			fmt.Fprintf(c.stderr, "    %s\n", u)
 		}
@@ -494,8 +529,9 @@ func (c *cli) probeClient(ctx context.Context, args []string) error {
 }
 
 // goClientConnect is the Connect function of --run-go-client: this
-// repository's Go client, which reads until the socket ends.
-func goClientConnect(caseTimeout, pingWait time.Duration, diagnostic bool) func(context.Context, string, *keys.PublicSet, string) error {
+// repository's Go client, which reads until the socket ends, trusting
+// roots over TLS.
+func goClientConnect(caseTimeout, pingWait time.Duration, diagnostic bool, roots *x509.CertPool) func(context.Context, string, *keys.PublicSet, string) error {
 	signer, err := keys.Generate(keys.ES256, nil)
 	return func(ctx context.Context, url string, pinned *keys.PublicSet, identity string) error {
 		if err != nil {
@@ -506,6 +542,7 @@ func goClientConnect(caseTimeout, pingWait time.Duration, diagnostic bool) func(
 			HandshakeTimeout: caseTimeout, DiagnosticReasons: diagnostic,
 			// Pings well within --ping-wait, when the keepalive cases run.
 			PingInterval: min(time.Second, pingWait/2),
+			TLSConfig:    &tls.Config{RootCAs: roots},
 		}
 		conn, err := client.Dial(ctx, url, cfg)
 		if err != nil {

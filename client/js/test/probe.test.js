@@ -17,14 +17,17 @@
 // codes share. With --ping-wait and a 1 s ping interval the keepalive cases
 // run too: nothing is skipped.
 //
-// TLS: `wsproof probe client` has no TLS mode (it listens on plain TCP and
-// serves ws:// URLs only), so this test runs over ws:// only; the wss://
-// path of wsproof.js is covered by server.test.js against `wsproof serve
-// --tls-dev`.
+// TLS: the suite runs twice, over ws:// and over wss:// (`--tls`: the probe
+// makes a throwaway CA, writes it to its state folder, and every challenge
+// demands tls-exporter binding, which wsproof.js computes in Node from the
+// `ws` socket; the TLS case checks that a challenge without binding is
+// refused on TLS). Each run must pass every one of its cases.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { connect, generateKey, publicJwk } from '../wsproof.js';
@@ -42,10 +45,6 @@ const PROBE_TIMEOUT = '60s';
 
 let dir;
 let bin;
-let probe; // the child process
-let probeLog = '';
-let probeExit; // resolves with the exit code
-let addr;
 
 function within(p, ms, what) {
   let t;
@@ -56,32 +55,40 @@ function within(p, ms, what) {
 before(async () => {
   dir = tempDir();
   bin = await buildWsproof(dir);
-  const addrFile = join(dir, 'addr');
-  const argv = ['probe', 'client', '--listen', '127.0.0.1:0', '--addr-file', addrFile, '--state', join(dir, 'state'),
-    '--json', join(dir, 'report.json'), '--case-timeout', CASE_TIMEOUT, '--timeout', PROBE_TIMEOUT,
-    '--diagnostic-reasons', '--ping-wait', '3s'];
-  probe = spawn(bin, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-  probe.stdout.on('data', (b) => (probeLog += b));
-  probe.stderr.on('data', (b) => (probeLog += b));
-  probeExit = new Promise((r) => probe.on('exit', (code, sig) => r(code ?? sig)));
-  let exited = false;
-  probeExit.then(() => (exited = true));
-  const deadline = Date.now() + 20000;
-  while (!existsSync(addrFile) || !readFileSync(addrFile, 'utf8').endsWith('\n')) {
-    if (exited) throw new Error(`wsproof probe client exited:\n${probeLog}`);
-    if (Date.now() > deadline) throw new Error(`wsproof probe client did not start:\n${probeLog}`);
-    await sleep(20);
-  }
-  addr = readFileSync(addrFile, 'utf8').trim();
 });
 
-after(async () => {
-  if (probe && probe.exitCode === null && probe.signalCode === null) {
-    probe.kill('SIGTERM');
-    await probeExit;
-  }
+after(() => {
   if (dir) cleanup(dir);
 });
+
+// startProbe starts `wsproof probe client` with extra flags, in a folder of
+// its own under dir, and resolves once it listens.
+async function startProbe(name, extra) {
+  const pdir = join(dir, name);
+  const addrFile = join(pdir, 'addr');
+  const argv = ['probe', 'client', '--listen', '127.0.0.1:0', '--addr-file', addrFile, '--state', join(pdir, 'state'),
+    '--json', join(pdir, 'report.json'), '--case-timeout', CASE_TIMEOUT, '--timeout', PROBE_TIMEOUT,
+    '--diagnostic-reasons', '--ping-wait', '3s', ...extra];
+  const probe = { dir: pdir, log: '' };
+  probe.child = spawn(bin, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  probe.child.stdout.on('data', (b) => (probe.log += b));
+  probe.child.stderr.on('data', (b) => (probe.log += b));
+  probe.exit = new Promise((r) => probe.child.on('exit', (code, sig) => r(code ?? sig)));
+  let exited = false;
+  probe.exit.then(() => (exited = true));
+  const deadline = Date.now() + 20000;
+  while (!existsSync(addrFile) || !readFileSync(addrFile, 'utf8').endsWith('\n')) {
+    if (exited) throw new Error(`wsproof probe client exited:\n${probe.log}`);
+    if (Date.now() > deadline) throw new Error(`wsproof probe client did not start:\n${probe.log}`);
+    await sleep(20);
+  }
+  probe.addr = readFileSync(addrFile, 'utf8').trim();
+  return probe;
+}
+
+function stopProbe(probe) {
+  if (probe && probe.child.exitCode === null && probe.child.signalCode === null) probe.child.kill('SIGTERM');
+}
 
 // runCase connects once to url and waits for the connection's outcome: the
 // accept and then the closure (the probe closes a successful exchange with
@@ -97,6 +104,25 @@ async function runCase(url, opts) {
   }
 }
 
+// getJSON fetches url as JSON, trusting ca (a PEM) over https.
+function getJSON(url, ca) {
+  const get = url.startsWith('https:') ? httpsGet : httpGet;
+  return new Promise((resolve, reject) => {
+    get(url, ca ? { ca } : {}, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => {
+        try {
+          resolve(JSON.parse(body));
+        } catch (e) {
+          reject(new Error(`${url}: ${res.statusCode} ${e.message}`));
+        }
+      });
+    }).on('error', reject);
+  });
+}
+
 function describeOutcome(o) {
   if (o.hung) return `no outcome within ${3 * HANDSHAKE_TIMEOUT} ms`;
   const how = o.accepted ? 'accepted, then closed' : 'refused';
@@ -104,10 +130,29 @@ function describeOutcome(o) {
   return `${how} ${o.code ?? '(no close code)'}${o.reason ? ` "${o.reason}"` : ''}${err}`;
 }
 
-test('wsproof.js passes every case of `wsproof probe client`', { timeout: 90_000 }, async (t) => {
-  const list = await (await fetch(`http://${addr}/cases.json`)).json();
+for (const transport of ['ws', 'wss']) {
+  const flags = transport === 'wss' ? ['--tls'] : [];
+  test(`wsproof.js passes every case of \`wsproof probe client${transport === 'wss' ? ' --tls' : ''}\``, { timeout: 90_000 }, async (t) => {
+    const probe = await startProbe(transport, flags);
+    try {
+      await runSuite(t, probe, transport);
+    } finally {
+      stopProbe(probe);
+      await probe.exit;
+    }
+  });
+}
+
+// runSuite connects wsproof.js to every case the probe lists, then checks
+// the probe's report.
+async function runSuite(t, probe, transport) {
+  const { addr } = probe;
+  // Over TLS the probe's CA, in its state folder, is the one to trust.
+  const ca = transport === 'wss' ? readFileSync(join(probe.dir, 'state', 'probe-ca.pem')) : null;
+  const list = await getJSON(`${transport === 'wss' ? 'https' : 'http'}://${addr}/cases.json`, ca);
   assert.ok(Array.isArray(list.cases) && list.cases.length > 0, 'cases.json lists no case');
-  assert.match(list.identity, /^ws:\/\/127\.0\.0\.1:\d+\/probe$/);
+  assert.match(list.identity, new RegExp(`^${transport}://127\\.0\\.0\\.1:\\d+/probe$`));
+  assert.ok(list.cases.every((c) => c.url.startsWith(`${transport}://`)), `cases.json lists URLs that are not ${transport}://`);
 
   const keyPair = await generateKey('ES256');
   const { kid } = await publicJwk(keyPair);
@@ -120,6 +165,7 @@ test('wsproof.js passes every case of `wsproof probe client`', { timeout: 90_000
     handshakeTimeout: HANDSHAKE_TIMEOUT,
     diagnosticReasons: true,
     pingInterval: 1000,
+    ...(ca ? { wsOptions: { ca } } : {}),
   };
 
   // What the client saw, case by case, to print next to the probe's verdict.
@@ -134,9 +180,9 @@ test('wsproof.js passes every case of `wsproof probe client`', { timeout: 90_000
 
   // Every case was visited: the probe ends the run, prints its table and
   // writes the report (exit status 1 when a case failed).
-  const status = await within(probeExit, 15000, 'the probe to exit after the last case');
-  const reportPath = join(dir, 'report.json');
-  assert.ok(existsSync(reportPath), `no JSON report (probe exit ${status}):\n${probeLog}`);
+  const status = await within(probe.exit, 15000, 'the probe to exit after the last case');
+  const reportPath = join(probe.dir, 'report.json');
+  assert.ok(existsSync(reportPath), `no JSON report (probe exit ${status}):\n${probe.log}`);
   const report = JSON.parse(readFileSync(reportPath, 'utf8'));
 
   assert.equal(report.role, 'client');
@@ -150,11 +196,11 @@ test('wsproof.js passes every case of `wsproof probe client`', { timeout: 90_000
       + `    client:   ${o ? describeOutcome(o) : 'not run'}`;
   });
   const summary = `${report.passed}/${report.cases.length} probe cases passed, ${report.failed} failed, ${report.skipped} skipped`;
-  assert.equal(bad.length, 0, `${summary}:\n${lines.join('\n')}\n\nprobe output:\n${probeLog}`);
+  assert.equal(bad.length, 0, `${summary}:\n${lines.join('\n')}\n\nprobe output:\n${probe.log}`);
   assert.equal(report.passed, list.cases.length);
   assert.equal(report.diagnostic, true, 'the probe did not check the exact codes');
   assert.deepEqual(report.cases.filter((c) => c.code_not_checked).map((c) => c.id), [], 'cases passed without the exact code');
-  assert.equal(status, 0, `the probe exited with ${status}:\n${probeLog}`);
+  assert.equal(status, 0, `the probe exited with ${status}:\n${probe.log}`);
   t.diagnostic(summary);
 
   // The client's own account agrees with the probe's: the controls were
@@ -173,4 +219,4 @@ test('wsproof.js passes every case of `wsproof probe client`', { timeout: 90_000
     }
   }
   assert.deepEqual(disagree, [], `the client's outcomes disagree with cases.json:\n${disagree.join('\n')}`);
-});
+}

@@ -122,6 +122,10 @@ type Case struct {
 	// Scripts are the session vectors (spec section "Session vectors")
 	// that the case runs against the peer, in part or whole.
 	Scripts []string
+	// Transport is where a client case runs: "" on any connection, "tls"
+	// only over TLS (ClientTarget.TLSConfig), "plain" only without TLS.
+	// Server cases run on any connection.
+	Transport string
 }
 
 // ServerCases are the cases of the server suite, in the order they run.
@@ -134,14 +138,19 @@ func ServerCases() []Case { return infos((&serverProbe{key: &Key{}}).cases()) }
 func ClientCases() []Case {
 	var out []Case
 	seen := map[string]bool{}
-	for _, tlsOn := range []bool{false, true} {
+	runs := map[string]int{} // id -> 1: without TLS, 2: over TLS, 3: both
+	for i, tlsOn := range []bool{false, true} {
 		p := &clientProbe{cur: &Key{}, impostor: &Key{}, pingWait: time.Second, tls: tlsOn}
 		for _, cc := range p.allCases() {
+			runs[cc.id] |= 1 << i
 			if !seen[cc.id] {
 				seen[cc.id] = true
 				out = append(out, cc.info())
 			}
 		}
+	}
+	for i := range out {
+		out[i].Transport = map[int]string{1: "plain", 2: "tls", 3: ""}[runs[out[i].ID]]
 	}
 	return out
 }

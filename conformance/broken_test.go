@@ -228,7 +228,7 @@ func TestClientSuiteCatchesBrokenClient(t *testing.T) {
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(caPEM)
-	tlsIDs := []string{"challenge-valid", "challenge-unbound-on-tls"}
+	tlsIDs := []string{"challenge-valid", "challenge-unbound-on-tls", "challenge-unbound-on-tls12"}
 	rep = runNaiveClient(t, &naiveTLS{server: serverTLS, client: &tls.Config{RootCAs: roots}}, tlsIDs)
 	for _, c := range rep.Cases {
 		if c.Result != Fail {

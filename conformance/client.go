@@ -68,6 +68,7 @@ func newClientProbe(ln net.Listener, t *ClientTarget, o *Options) (*clientProbe,
 		tls:         t.TLSConfig != nil,
 		clientAlg:   alg,
 		results:     map[string]Result{},
+		started:     map[string]bool{},
 		waiters:     map[string]chan Result{},
 		allDone:     make(chan struct{}),
 	}
@@ -102,9 +103,10 @@ type clientProbe struct {
 	progMu      sync.Mutex
 
 	mu        sync.Mutex
-	clientAlg keys.Algorithm // learned from the client's responses
-	peer      string         // the User-Agent of the first client
-	seq       int            // the next case for /ws
+	clientAlg keys.Algorithm  // learned from the client's responses
+	peer      string          // the User-Agent of the first client
+	seq       int             // the next case for /ws
+	started   map[string]bool // the cases a connection has come for
 	results   map[string]Result
 	waiters   map[string]chan Result
 	allDone   chan struct{}
@@ -128,6 +130,7 @@ type clientCase struct {
 	fails                     []int // RFC 6455 close codes that fail the connection, which may also just drop
 	allow                     int   // responses the client may still send after the stimulus
 	patient                   bool  // the client's close may take --handshake-wait, not --case-timeout
+	tls12                     bool  // the suite caps the case's connection at TLS 1.2 (a TLS run only)
 	rows                      []string
 	expect                    string // replaces the expectation derived from the fields
 	// script runs the case up to the client's answer; it may decide the
@@ -219,6 +222,9 @@ func (p *clientProbe) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.seq++
 		p.mu.Unlock()
 	}
+	p.mu.Lock()
+	p.started[cc.id] = true
+	p.mu.Unlock()
 	p.mu.Lock()
 	if p.peer == "" {
 		p.peer = oneLine(cell(r.Header.Get("User-Agent"), 80))
@@ -358,7 +364,15 @@ func (p *clientProbe) runCase(cc clientCase, r *caseRun, hw http.ResponseWriter,
 	if tc, ok := conn.(*tls.Conn); ok {
 		// RFC 9266: only TLS 1.3 has the exporter every challenge then
 		// binds to (spec section "TLS channel binding").
-		if st := tc.ConnectionState(); st.Version == tls.VersionTLS13 {
+		st := tc.ConnectionState()
+		s.tlsVer = st.Version
+		if st.Version == tls.VersionTLS12 && !cc.tls12 {
+			r.skip("the suite capped this connection at TLS 1.2 for challenge-unbound-on-tls12, " +
+				"the first case no connection had come for: run the cases one at a time, in order")
+			s.w.sendClose(1000, "")
+			return
+		}
+		if st.Version == tls.VersionTLS13 {
 			if s.exporter, err = st.ExportKeyingMaterial(protocol.ExporterLabel, nil, 32); err != nil {
 				r.fail("the probe cannot export the TLS keying material: " + err.Error())
 				return
@@ -412,6 +426,7 @@ type csess struct {
 	w        *wire
 	sid      string
 	exporter []byte // the connection's tls-exporter value; nil without TLS 1.3
+	tlsVer   uint16 // the connection's TLS version; 0 without TLS
 	last     string // the last challenge sent
 	nonce    string // its nonce
 	response string // the client's last response
@@ -721,6 +736,27 @@ func (p *clientProbe) allCases() []clientCase {
 		}
 	}
 	if p.tls {
+		c12 := bad(gChallenge, "challenge-unbound-on-tls12", cstep(12),
+			"Over TLS 1.2, which has no exporter value, a challenge whose cb is \"none\": a client not configured for a "+
+				"TLS-terminating proxy refuses it.",
+			protocol.CodeChannelBindingRequired, func(s *csess) (string, error) {
+				if s.tlsVer != tls.VersionTLS12 {
+					return "", errNotTLS12
+				}
+				return s.chal(nil, nil, nil) // no exporter: cb is "none"
+			})
+		c12.tls12 = true
+		script := c12.script
+		c12.script = func(s *csess) error {
+			if err := script(s); errors.Is(err, errNotTLS12) {
+				s.r.skip("the connection is not TLS 1.2: the client does not offer TLS 1.2 (it cannot be driven into " +
+					"this row), or it did not run the cases one at a time, in order")
+				return nil
+			} else {
+				return err
+			}
+		}
+		add(c12)
 		add(bad(gChallenge, "challenge-unbound-on-tls", cstep(12),
 			"On a TLS connection, a challenge whose cb is \"none\": a client not configured for a TLS-terminating proxy refuses it.",
 			protocol.CodeChannelBindingRequired, func(s *csess) (string, error) {
@@ -938,5 +974,27 @@ func (p *clientProbe) drive(ctx context.Context, connect func(ctx context.Contex
 		case <-ctx.Done():
 			return
 		}
+	}
+}
+
+var errNotTLS12 = errors.New("conformance: the connection is not TLS 1.2")
+
+// configForClient is the TLS listener's GetConfigForClient: it caps at TLS
+// 1.2 the connection that comes for a tls12 case, when the client offers
+// TLS 1.2. Which case a connection comes for is known only from its request,
+// after the TLS handshake, so the suite takes it to be the first case of the
+// run that no connection has come for yet: true of a client that runs the
+// cases one at a time, in order, by their URLs or through /ws.
+func (p *clientProbe) configForClient(base *tls.Config) func(*tls.ClientHelloInfo) (*tls.Config, error) {
+	capped := base.Clone()
+	capped.MaxVersion = tls.VersionTLS12
+	return func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+		p.mu.Lock()
+		i := slices.IndexFunc(p.cases, func(cc clientCase) bool { return !p.started[cc.id] })
+		p.mu.Unlock()
+		if i >= 0 && p.cases[i].tls12 && slices.Contains(h.SupportedVersions, tls.VersionTLS12) {
+			return capped, nil
+		}
+		return nil, nil
 	}
 }

@@ -237,6 +237,7 @@ func RunClient(ctx context.Context, ln net.Listener, target *ClientTarget, o *Op
 	if target.TLSConfig != nil {
 		c := target.TLSConfig.Clone()
 		c.NextProtos = []string{"http/1.1"} // a WebSocket upgrade is HTTP/1.1
+		c.GetConfigForClient = p.configForClient(c)
 		ln = tls.NewListener(ln, c)
 	}
 	go hs.Serve(ln)

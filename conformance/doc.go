@@ -70,7 +70,10 @@
 // client, all but C1, C23 to C29 (its retry decision, which shows only in
 // whether it connects again, and its application), with C13, C14 and C22
 // only given ClientTarget.PingWait and the TLS rows only given
-// ClientTarget.TLSConfig. A report's NotDriven names every row of the
+// ClientTarget.TLSConfig; the TLS 1.2 row needs a client that offers TLS
+// 1.2 and runs the cases one at a time, in order, since the suite caps the
+// TLS version of the connection it expects for that case before the
+// request names the case. A report's NotDriven names every row of the
 // role's state machine that no case of the run drives, with the reason.
 //
 // # Fixtures and skips

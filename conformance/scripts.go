@@ -85,6 +85,7 @@ var caseScripts = map[string][]string{
 	"keepalive-client-no-pong":      {"client-keepalive"},
 	"keepalive-client-pong":         {"client-keepalive"},
 	"challenge-unbound-on-tls":      {"client-handshake-tls-unbound"},
+	"challenge-unbound-on-tls12":    {"client-handshake-tls12-unbound"},
 }
 
 // undriven are the scripts that a remote peer could drive (their Remote
@@ -100,8 +101,6 @@ var undriven = map[string]string{
 	"server-keepalive-catch-up": "a Ping due when a message arrives races the server's timer against the message",
 	"client-handshake-tls-unbound-allowed": "needs a client configured for a server behind a TLS-terminating proxy " +
 		"(allow_unbound), a setting of the client that a remote peer cannot change; challenge-valid runs the default",
-	"client-handshake-tls12-unbound": "needs a TLS 1.2 connection; the suite's TLS listener (ClientTarget.TLSConfig; " +
-		"probe: --tls) negotiates TLS 1.3 with a client that offers it",
 	"client-lost":         retryReason,
 	"client-peer-close-*": retryReason,
 }

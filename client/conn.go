@@ -189,10 +189,10 @@ func (c *Conn) Read(ctx context.Context) ([]byte, error) {
 // When 64 messages are already queued, Write blocks until there is room, ctx
 // is done (it returns ctx.Err() and p is not sent), or the socket ends. A
 // write that fails after Write returned ends the socket (one that does not
-// complete within 10 seconds with slow_reader, which is retryable); the next
-// Read or Write reports it. Messages queued before Close are sent before the
-// Close frame. After the socket has ended Write returns the same error as
-// Read.
+// complete within 10 seconds, or at most 1/64 more, with slow_reader, which
+// is retryable); the next Read or Write reports it. Messages queued before
+// Close are sent before the Close frame. After the socket has ended Write
+// returns the same error as Read.
 func (c *Conn) Write(ctx context.Context, p []byte) error {
 	select {
 	case <-c.ended:

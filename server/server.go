@@ -177,7 +177,9 @@ type Config struct {
 	MaxQueued int64
 
 	// WriteTimeout bounds each write to a socket; one that does not
-	// complete in time closes the socket with slow_reader. Zero means 10 s.
+	// complete in time closes the socket with slow_reader. A write is given
+	// at least WriteTimeout and at most 1/64 more, so that a busy socket
+	// need not set a new deadline for every message. Zero means 10 s.
 	WriteTimeout time.Duration
 
 	// PingInterval is how often an authenticated socket is pinged. The

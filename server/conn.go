@@ -91,9 +91,7 @@ type Conn struct {
 	cancel   func() // cancels the handler's context
 	authed   bool
 	timer    timer // the machine's one timer, on the server's clock
-	writing  bool  // a writer goroutine is running, or Send writes (claimed)
-	inline   bool  // Send is running the machine: kick lets it write
-	claimed  bool  // kick gave Send the writer's turn
+	writing  bool  // a writer goroutine is running
 	wdl      wsio.Deadline
 	ctrl     []outMsg // control messages and Pings, written first
 	app      [][]byte // application messages, written in order
@@ -207,29 +205,19 @@ func (c *Conn) Send(ctx context.Context, data []byte) error {
 	buf := make([]byte, len(data))
 	copy(buf, data)
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.closed {
-		c.mu.Unlock()
 		return c.closeErr
 	}
 	prev := c.pc.State()
 	acts, ok := c.pc.Send(c.s.clock.Now(), buf)
-	c.inline = true
 	c.do(acts, prev)
-	c.inline = false
-	claimed := c.claimed
-	c.claimed = false
 	if !ok {
-		defer c.mu.Unlock()
 		if c.closed {
 			return c.closeErr
 		}
 		return ErrClosed // not authenticated; the application never sees such a Conn
 	}
-	if !claimed {
-		c.mu.Unlock()
-		return nil
-	}
-	c.writeNow()
 	return nil
 }
 
@@ -399,61 +387,12 @@ func (c *Conn) onTimer() {
 	c.input((*protocol.ServerConn).HandleTimeout)
 }
 
-// kick starts the writer if it is not running. Called with mu held. During
-// Send (c.inline), the writer's role goes to Send's goroutine (c.claimed),
-// which writes without waiting (writeNow).
+// kick starts the writer if it is not running. Called with mu held.
 func (c *Conn) kick() {
 	if !c.writing && !c.closed {
 		c.writing = true
-		if c.inline {
-			c.claimed = true
-			return
-		}
-		go c.writeLoop(false, 0)
+		go c.writeLoop()
 	}
-}
-
-// writeNow is the writer's turn taken by Send, whose message found the
-// writer idle: it writes what is queued (that message, usually alone) as far
-// as the socket takes it without waiting, which saves the start of a writer
-// goroutine and a switch to it. Whatever remains, a partial write, more
-// messages queued meanwhile or a close waiting for the queue, goes to a
-// writer goroutine. Send so never waits on the network. Called with mu
-// held; it releases it.
-func (c *Conn) writeNow() {
-	msg, kind, ok := c.pop()
-	if !ok {
-		c.mu.Unlock()
-		go c.writeLoop(false, 0)
-		return
-	}
-	deadline := c.wdl.Next(time.Now(), c.s.cfg.WriteTimeout)
-	c.mu.Unlock()
-	octets := 0
-	if kind == websocket.BinaryMessage {
-		octets = len(msg)
-	}
-	c.bc.Hold()
-	c.ws.SetWriteDeadline(deadline)
-	err := c.ws.WriteMessage(kind, msg)
-	done := false
-	if err == nil {
-		done, err = c.bc.TryFlush()
-	}
-	if err != nil || !done {
-		// The writer flushes the rest, or meets the error.
-		go c.writeLoop(true, octets)
-		return
-	}
-	c.mu.Lock()
-	c.pc.Written(octets)
-	if len(c.ctrl) > 0 || c.appHead < len(c.app) || c.idle != nil {
-		c.mu.Unlock()
-		go c.writeLoop(false, 0)
-		return
-	}
-	c.writing = false
-	c.mu.Unlock()
 }
 
 // writeLoop writes what is queued, control messages first, and exits when
@@ -464,10 +403,9 @@ func (c *Conn) writeNow() {
 // as its deadline (at least; see wsio.Deadline); one that misses it closes
 // the socket with slow_reader. Once the socket is closed it writes only what
 // a normal close flushes, by the close's deadline.
-//
-// held and octets are the state of a batch that writeNow began: the
-// connection's hold, and the octets of application messages in it.
-func (c *Conn) writeLoop(held bool, octets int) {
+func (c *Conn) writeLoop() {
+	held := false
+	octets := 0 // of application messages in the batch, not yet Written
 	for {
 		c.mu.Lock()
 		msg, kind, ok := c.pop()

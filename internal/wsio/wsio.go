@@ -121,48 +121,6 @@ func (c *BatchConn) Flush() error {
 	return c.fail(err)
 }
 
-// TryFlush writes what was gathered since Hold as far as the connection
-// takes it without waiting: all of it, usually, when the socket's send
-// buffer has room. It reports whether everything was written, which ends the
-// hold; otherwise the rest stays held for Flush. On a connection that
-// cannot be written without waiting (TLS, a pipe) it writes nothing. It
-// returns the write's error, or an earlier one.
-func (c *BatchConn) TryFlush() (bool, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.mu.Lock()
-	held, err := c.take()
-	if err != nil || held == nil {
-		c.hold = held != nil && err == nil
-		c.mu.Unlock()
-		c.put(held)
-		return err == nil, err
-	}
-	c.mu.Unlock()
-	b := *held
-	n, ok, err := tryWrite(c.Conn, b)
-	if err != nil {
-		c.put(held)
-		return false, c.fail(err)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if ok && n == len(b) {
-		c.hold = false
-		c.put(held)
-		return true, nil
-	}
-	// Keep the rest, ahead of anything written meanwhile.
-	rest := b[:copy(b, b[n:])]
-	if c.buf != nil {
-		rest = append(rest, *c.buf...)
-		c.put(c.buf)
-	}
-	*held = rest
-	c.buf = held
-	return false, nil
-}
-
 // take takes the buffer and the sticky error. c.mu is held.
 func (c *BatchConn) take() (*[]byte, error) {
 	b := c.buf

@@ -19,8 +19,8 @@ import (
 // BenchmarkClientEcho measures the client's per-message cost: 64-byte echo
 // on 64 sockets through a Conn against the same through a bare gorilla
 // client, in alternating rounds of one run. Both servers are gorilla echo
-// loops (the test server adds an atomic counter), so the difference is the
-// client's: its reader and writer goroutines, the copy Write makes, the
+// loops (the test server adds an atomic counter, a mutex and a write
+// deadline, which it keeps for a while), so the difference is the client's: its reader and writer goroutines, the copy Write makes, the
 // queues. Run it with
 //
 //	go test ./client -run '^$' -bench ClientEcho -benchtime 200000x -count 3

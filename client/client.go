@@ -44,6 +44,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wsproof/wsproof/internal/wsio"
 	"github.com/wsproof/wsproof/keys"
 	"github.com/wsproof/wsproof/protocol"
 )
@@ -362,14 +363,19 @@ func (s *setup) dial(ctx context.Context, url string) (*Conn, bool, error) {
 	} else {
 		proxy = nil // a custom dialer decides the route itself
 	}
+	// The Conn's writer gathers the messages it finds queued into one
+	// write (see writeLoop); under TLS, below the records.
+	var bc *wsio.BatchConn
 	d := websocket.Dialer{
 		Proxy: proxy,
 		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := netDial(ctx, network, addr)
-			if err == nil {
-				w.add(c)
+			if err != nil {
+				return nil, err
 			}
-			return c, err
+			w.add(c)
+			bc = wsio.NewBatchConn(c)
+			return bc, nil
 		},
 		TLSClientConfig:   s.tlsConf,
 		Subprotocols:      []string{protocol.Subprotocol},
@@ -413,7 +419,7 @@ func (s *setup) dial(ctx context.Context, url string) (*Conn, bool, error) {
 
 	// Row C3: the machine starts in AWAIT_CHALLENGE with the handshake
 	// deadline, which began before the upgrade.
-	c := newConn(s, pc, ws, isTLS, exporter, deadline)
+	c := newConn(s, pc, ws, bc, isTLS, exporter, deadline)
 	if s.onConn != nil {
 		s.onConn(c)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wsproof/wsproof/internal/wsio"
 	"github.com/wsproof/wsproof/protocol"
 )
 
@@ -60,15 +60,15 @@ const (
 type Conn struct {
 	s      *Server
 	ws     *websocket.Conn
-	raw    net.Conn // the transport connection under TLS, closed to drop the socket
+	bc     *wsio.BatchConn // under ws: the writer gathers its writes
+	raw    net.Conn        // the transport connection under TLS, closed to drop the socket
 	remote string
 	start  time.Time // the upgrade, for the handshake latency
 
 	// sess is the machine's Session, published at each accept.
 	sess atomic.Pointer[protocol.Session]
 
-	rmu     sync.Mutex       // one reader at a time (gorilla allows one)
-	limited io.LimitedReader // readMessage's limit, reused by the one reader
+	rmu sync.Mutex // one reader at a time (gorilla allows one)
 
 	// ctxDone is the Done channel of the handler's context, set before the
 	// handler starts and never changed. That context is cancelled when the
@@ -90,8 +90,9 @@ type Conn struct {
 	closeErr error  // what ended the socket, for Read and Send
 	cancel   func() // cancels the handler's context
 	authed   bool
-	timer    timer    // the machine's one timer, on the server's clock
-	writing  bool     // a writer goroutine is running
+	timer    timer // the machine's one timer, on the server's clock
+	writing  bool  // a writer goroutine is running
+	wdl      wsio.Deadline
 	ctrl     []outMsg // control messages and Pings, written first
 	app      [][]byte // application messages, written in order
 	appHead  int
@@ -114,13 +115,19 @@ type outMsg struct{ data []byte }
 
 func newConn(s *Server, ws *websocket.Conn, remote string) *Conn {
 	raw := ws.NetConn()
+	bc, _ := raw.(*wsio.BatchConn)
+	if bc != nil {
+		raw = bc.NetConn()
+	} else {
+		bc = wsio.NewBatchConn(raw) // never held: writes pass through
+	}
 	if tc, ok := raw.(*tls.Conn); ok {
 		// tls.Conn.Close sends close_notify with its own 5 s deadline
 		// and can block behind a stuck write: a socket is dropped by
 		// closing the connection under TLS.
 		raw = tc.NetConn()
 	}
-	c := &Conn{s: s, ws: ws, raw: raw, remote: remote, start: time.Now(),
+	c := &Conn{s: s, ws: ws, bc: bc, raw: raw, remote: remote, start: time.Now(),
 		done: make(chan struct{}), readEnd: make(chan struct{})}
 	ping := ws.PingHandler() // gorilla's: answers with a Pong
 	ws.SetPingHandler(func(data string) error {
@@ -309,12 +316,7 @@ func (c *Conn) readMessage() (bool, []byte, error) {
 	c.mu.Lock()
 	limit := c.pc.ReadLimit(text)
 	c.mu.Unlock()
-	c.limited = io.LimitedReader{R: r, N: limit + 1}
-	data, err := io.ReadAll(&c.limited)
-	c.limited.R = nil
-	if data == nil {
-		data = []byte{}
-	}
+	data, err := wsio.ReadMessage(r, limit+1)
 	return text, data, err
 }
 
@@ -394,14 +396,27 @@ func (c *Conn) kick() {
 }
 
 // writeLoop writes what is queued, control messages first, and exits when
-// the queue is empty: an idle socket has no writer goroutine. Each write has
-// Config.WriteTimeout as its deadline; one that misses it closes the socket
-// with slow_reader. Once the socket is closed it writes only what a normal
-// close flushes, by the close's deadline.
+// the queue is empty: an idle socket has no writer goroutine. What it writes
+// in a row goes out in one write to the connection (c.bc's hold, at most 64
+// KiB), flushed when the queue is empty: a busy socket costs one system call
+// per batch rather than one per message. Each write has Config.WriteTimeout
+// as its deadline (at least; see wsio.Deadline); one that misses it closes
+// the socket with slow_reader. Once the socket is closed it writes only what
+// a normal close flushes, by the close's deadline.
 func (c *Conn) writeLoop() {
+	held := false
+	octets := 0 // of application messages in the batch, not yet Written
 	for {
 		c.mu.Lock()
 		msg, kind, ok := c.pop()
+		if !ok && held {
+			// The queue is empty: write the batch, then look again.
+			c.mu.Unlock()
+			held = false
+			c.wrote(octets, c.bc.Flush())
+			octets = 0
+			continue
+		}
 		if !ok {
 			c.writing = false
 			c.ctrl = nil // a control message is rare: keep no buffer for it
@@ -412,12 +427,16 @@ func (c *Conn) writeLoop() {
 			c.mu.Unlock()
 			return
 		}
-		deadline := time.Now().Add(c.s.cfg.WriteTimeout)
+		deadline := c.wdl.Next(time.Now(), c.s.cfg.WriteTimeout)
 		if c.closed {
 			deadline = c.flushBy
 		}
 		c.mu.Unlock()
 
+		if !held {
+			held = true
+			c.bc.Hold()
+		}
 		var err error
 		if kind == websocket.PingMessage {
 			err = c.ws.WriteControl(websocket.PingMessage, nil, deadline)
@@ -425,21 +444,33 @@ func (c *Conn) writeLoop() {
 			c.ws.SetWriteDeadline(deadline)
 			err = c.ws.WriteMessage(kind, msg)
 		}
-
-		c.mu.Lock()
 		if kind == websocket.BinaryMessage {
-			c.pc.Written(len(msg))
+			octets += len(msg)
 		}
 		if err != nil {
-			if !c.closed {
-				var ne net.Error
-				timeout := errors.As(err, &ne) && ne.Timeout()
-				c.do(c.pc.HandleWriteError(c.s.clock.Now(), timeout), c.pc.State())
-			}
-			c.flush = false
-			c.discard()
+			held = false
+			c.bc.Flush() // returns the same error, or an earlier one
+			c.wrote(octets, err)
+			octets = 0
 		}
-		c.mu.Unlock()
+	}
+}
+
+// wrote reports the end of a batch: its application messages' octets leave
+// the queue's bound, written or not, and a failed write ends the socket
+// (slow_reader when it timed out) and drops what is queued.
+func (c *Conn) wrote(octets int, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pc.Written(octets)
+	if err != nil {
+		if !c.closed {
+			var ne net.Error
+			timeout := errors.As(err, &ne) && ne.Timeout()
+			c.do(c.pc.HandleWriteError(c.s.clock.Now(), timeout), c.pc.State())
+		}
+		c.flush = false
+		c.discard()
 	}
 }
 
@@ -547,7 +578,7 @@ func (c *Conn) closer(a protocol.Action, authed bool, start time.Time, idle chan
 	defer c.s.release()
 	c.log(a, authed)
 	flushBy, frameBy := start.Add(closeFlushWait), start.Add(closeWriteWait)
-	c.raw.SetWriteDeadline(flushBy)
+	c.bc.SetWriteDeadline(flushBy)
 	if idle != nil {
 		t := time.NewTimer(time.Until(flushBy))
 		select {

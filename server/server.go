@@ -44,6 +44,7 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -62,6 +63,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wsproof/wsproof/internal/wsio"
 	"github.com/wsproof/wsproof/keys"
 	"github.com/wsproof/wsproof/protocol"
 )
@@ -175,7 +177,9 @@ type Config struct {
 	MaxQueued int64
 
 	// WriteTimeout bounds each write to a socket; one that does not
-	// complete in time closes the socket with slow_reader. Zero means 10 s.
+	// complete in time closes the socket with slow_reader. A write is given
+	// at least WriteTimeout and at most 1/64 more, so that a busy socket
+	// need not set a new deadline for every message. Zero means 10 s.
 	WriteTimeout time.Duration
 
 	// PingInterval is how often an authenticated socket is pinged. The
@@ -342,6 +346,19 @@ func (s *Server) Tokens() *protocol.TokenVerifier { return s.proto.Tokens() }
 // sessions keep their tokens, which verify as long as their keys stay listed.
 func (s *Server) SetKeys(k *keys.ServerKeys) error { return s.proto.SetKeys(k) }
 
+// hijacker hands gorilla the hijacked connection wrapped in a
+// wsio.BatchConn, through which the Conn's writer gathers its writes (see
+// Conn.writeLoop).
+type hijacker struct{ http.ResponseWriter }
+
+func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	return wsio.NewBatchConn(nc), brw, nil
+}
+
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code protocol.Code, status int) {
 	s.m.handshake(code)
 	s.log.Info("wsproof: upgrade refused", "code", string(code), "remote", s.remoteIP(r))
@@ -396,7 +413,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, protocol.CodeRateLimited, http.StatusTooManyRequests)
 		return
 	}
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	ws, err := s.upgrader.Upgrade(hijacker{w}, r, nil)
 	if err != nil {
 		release()
 		s.log.Info("wsproof: upgrade failed", "remote", ip, "err", err)

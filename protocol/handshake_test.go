@@ -175,12 +175,7 @@ func TestTokenRejections(t *testing.T) {
 			c.Keys = &keys.ServerKeys{Signing: c.Keys.Signing,
 				Token: []keys.TokenKey{{KeyID: "t-" + alg, Algorithm: alg, Secret: bytes.Repeat([]byte{9}, 32)}}}
 		})
-		sh, challenge, _ := w.srv.Start(rand.Reader, testNow, nil)
-		resp, err := w.clients[keys.EdDSA].Handshake().ReadChallenge(challenge, rand.Reader, testNow, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sess, _, err := sh.ReadResponse(resp, rand.Reader, testNow)
+		sess, err := w.handshake(t, w.clients[keys.EdDSA], testNow)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,7 +2,6 @@ package protocol
 
 import (
 	"bytes"
-	"crypto/rand"
 	"testing"
 
 	"github.com/wsproof/wsproof/keys"
@@ -57,12 +56,7 @@ func TestTokenVerifierIncomplete(t *testing.T) {
 // which opened tokens before, refused it too.
 func TestTokenKeyOfAnotherSize(t *testing.T) {
 	w := newWorld(t, nil)
-	sh, challenge, _ := w.srv.Start(rand.Reader, testNow, nil)
-	resp, err := w.clients[keys.EdDSA].Handshake().ReadChallenge(challenge, rand.Reader, testNow, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess, _, err := sh.ReadResponse(resp, rand.Reader, testNow)
+	sess, err := w.handshake(t, w.clients[keys.EdDSA], testNow)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package keystoretest
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,8 +27,10 @@ func shortDir(cleanup func(func()), prefix string) (string, error) {
 	return dir, nil
 }
 
-// startDaemon starts cmd, kills it at cleanup, and waits for the socket it
-// creates.
+// startDaemon starts cmd, kills it at cleanup, and waits until its socket
+// accepts a connection. The socket's file appears at bind(2), before the
+// daemon calls listen(2); a client that connects in between is refused
+// (ECONNREFUSED), so the file's existence is not readiness.
 func startDaemon(cleanup func(func()), cmd *exec.Cmd, sock string) error {
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -39,11 +42,13 @@ func startDaemon(cleanup func(func()), cmd *exec.Cmd, sock string) error {
 	})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, err := os.Stat(sock); err == nil {
+		c, err := net.DialTimeout("unix", sock, time.Second)
+		if err == nil {
+			c.Close()
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not create its socket", filepath.Base(cmd.Path))
+			return fmt.Errorf("%s is not accepting connections on its socket: %v", filepath.Base(cmd.Path), err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -155,3 +155,33 @@ func (f *fixture) authed(t *testing.T) *rawClient {
 	}
 	return c
 }
+
+// TestChallengeWithUpgrade: the 101 response and the challenge leave in one
+// write to the connection, and the accept in one more, with and without
+// TLS: a handshake costs the server two writes (and the client two
+// wake-ups), not three. Over TLS the count starts once the client has the
+// 101, after the TLS handshake's own writes, so it is the accept's alone.
+func TestChallengeWithUpgrade(t *testing.T) {
+	for _, tlsOn := range []bool{false, true} {
+		t.Run(map[bool]string{false: "ws", true: "wss"}[tlsOn], func(t *testing.T) {
+			gl := newGatedListener(nil)
+			f := newFixtureOn(t, tlsOn, nil, func(l net.Listener) net.Listener { gl.Listener = l; return gl })
+			before := gl.writes.Load()
+			c, _, err := f.dial(t, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.ws.Close()
+			want := int64(2)
+			if tlsOn {
+				before, want = gl.writes.Load(), 1
+			}
+			if err := f.handshake(t, c, "c-EdDSA", nil); err != nil {
+				t.Fatal(err)
+			}
+			if w := gl.writes.Load() - before; w != want {
+				t.Errorf("%d writes, want %d: the 101 and the challenge in one, then the accept", w, want)
+			}
+		})
+	}
+}

@@ -438,6 +438,7 @@ func (c *Conn) onClose(code int, text string) error {
 func (c *Conn) readLoop() {
 	defer c.wg.Done()
 	defer close(c.readerDone)
+	wsio.GrowStack() // the challenge's verify and the response's signature are next
 	for {
 		typ, r, err := c.ws.NextReader()
 		if err != nil {

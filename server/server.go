@@ -419,7 +419,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, protocol.CodeRateLimited, http.StatusTooManyRequests)
 		return
 	}
-	growStack()
+	wsio.GrowStack()
 	ws, err := s.upgrader.Upgrade(hijacker{w}, r, nil)
 	if err != nil {
 		release()
@@ -474,28 +474,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// session does not keep that stack.
 	go c.serve(ctx)
 }
-
-// handshakeStack is about the stack that the handshake's signature work
-// needs below ServeHTTP (ECDSA signing in crypto/internal/fips140 is deep,
-// with large frames).
-const handshakeStack = 12 << 10
-
-// growStack grows the calling goroutine's stack to hold handshakeStack more
-// octets, in one step while the stack is still shallow. A goroutine of
-// net/http starts with a small stack that the signature work would
-// otherwise grow by doubling, copying the deep stack of the crypto code
-// each time: about 5% of the server's CPU per handshake (BENCHMARKS.md,
-// issue 16). The runtime grows a stack at once to fit the frame that needs
-// it, and copying a shallow stack is cheap.
-//
-//go:noinline
-func growStack() {
-	var b [handshakeStack]byte
-	stackSink(b[:])
-}
-
-//go:noinline
-func stackSink([]byte) {}
 
 // serve runs the application handler of an authenticated socket, which
 // reads through Conn.Read, then closes the socket normally if it is still

@@ -218,3 +218,26 @@ func (d *Deadline) Next(now time.Time, timeout time.Duration) time.Time {
 	}
 	return d.t
 }
+
+// handshakeStack is about the stack that a handshake's signature work needs
+// below the glue's calls into package protocol: ECDSA in
+// crypto/internal/fips140 is deep, with large frames.
+const handshakeStack = 12 << 10
+
+// GrowStack grows the calling goroutine's stack to hold handshakeStack more
+// octets, in one step while the stack is still shallow; the server calls it
+// before the upgrade and the client's reader when it starts. A goroutine
+// starts with a small stack that the signature work would otherwise grow by
+// doubling, copying the deep stack of the crypto code each time: 5% of the
+// server's CPU per handshake and 4% of the client's (BENCHMARKS.md, issue
+// 16). The runtime grows a stack at once to fit the frame that needs it,
+// and copying a shallow stack is cheap.
+//
+//go:noinline
+func GrowStack() {
+	var b [handshakeStack]byte
+	stackSink(b[:])
+}
+
+//go:noinline
+func stackSink([]byte) {}

@@ -88,8 +88,21 @@ func TestQuick(t *testing.T) {
 			t.Errorf("handshake %s tls=%v: %d ops, %.0f/s, %.0f µs, failures %v", c.name(), c.TLS, c.Ops, c.Rate, c.CPUus, c.Failures)
 		}
 	}
-	if len(res.Floors) != len(o.algs) {
-		t.Errorf("%d floors, want %d", len(res.Floors), len(o.algs))
+	// A server floor and a client floor for each algorithm.
+	if len(res.Floors) != 2*len(o.algs) {
+		t.Errorf("%d floors, want %d", len(res.Floors), 2*len(o.algs))
+	}
+	for _, alg := range o.algs {
+		if f, ok := res.floor(clientFloorName(alg)); !ok || f <= 0 {
+			t.Errorf("client floor %s: %v %.0f µs", alg, ok, f)
+		}
+	}
+	found := false
+	for _, tg := range res.Targets {
+		found = found || strings.HasPrefix(tg.Name, tClientCPU)
+	}
+	if !found {
+		t.Errorf("no %q target", tClientCPU)
 	}
 	if len(res.Frames) != 8 {
 		t.Errorf("%d frame cells, want 8", len(res.Frames))

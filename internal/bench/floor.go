@@ -25,6 +25,8 @@ import (
 //     challenge), the client algorithm's verify (the response), P-256 sign
 //     (the token's inner JWS) and an AES-256-GCM seal of 512 bytes (the
 //     token's JWE);
+//   - wsproof client: the client's primitives of internal/benchfloor: the
+//     P-256 verify of the challenge and the signature of the response;
 //   - Centrifuge: the one JWT signature verification (HMAC-SHA256, or
 //     SHA-256 and ECDSA P-256 verify) of the real token.
 
@@ -36,6 +38,16 @@ func floorWSProof(alg keys.Algorithm, serverKey *ecdsa.PrivateKey, clientKey cry
 		return 0, err
 	}
 	return cpuPerIter(iters, h.Server)
+}
+
+// floorClient returns the CPU time of one client-side primitive floor for a
+// client of algorithm alg.
+func floorClient(alg keys.Algorithm, serverKey *ecdsa.PrivateKey, clientKey crypto.Signer, iters int) (time.Duration, error) {
+	h, err := benchfloor.New(alg, serverKey, clientKey)
+	if err != nil {
+		return 0, err
+	}
+	return cpuPerIter(iters, h.Client)
 }
 
 // floorJWT returns the CPU time of verifying the signature of token (a

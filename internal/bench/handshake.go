@@ -132,8 +132,14 @@ func floorOrder(algs []keys.Algorithm) []string {
 	for _, a := range algs {
 		out = append(out, "wsproof "+string(a))
 	}
+	for _, a := range algs {
+		out = append(out, clientFloorName(a))
+	}
 	return append(out, "JWT HS256", "JWT ES256")
 }
+
+// clientFloorName names the floor of a client of alg.
+func clientFloorName(alg keys.Algorithm) string { return "wsproof client " + string(alg) }
 
 // floors measures every floor once and appends to runs.
 func (b *bench) floors(runs map[string][]float64, parts map[string]string) error {
@@ -147,6 +153,12 @@ func (b *bench) floors(runs map[string][]float64, parts map[string]string) error
 		name := "wsproof " + string(alg)
 		runs[name] = append(runs[name], us(d))
 		parts[name] = benchfloor.ServerParts(alg)
+		if d, err = floorClient(alg, serverKey, b.e.signers[alg], iters); err != nil {
+			return err
+		}
+		name = clientFloorName(alg)
+		runs[name] = append(runs[name], us(d))
+		parts[name] = benchfloor.ClientParts(alg)
 	}
 	if b.cent != nil {
 		for alg, key := range map[string]any{"HS256": b.e.hsSecret, "ES256": &b.e.esKey.PublicKey} {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strings"
@@ -56,6 +57,7 @@ func (r *Results) mem(system string) *MemResult {
 const (
 	tHandshakeCPU = "server CPU per ES256 handshake, no TLS"
 	tOverhead     = "protocol overhead vs Centrifuge"
+	tClientCPU    = "client CPU per ES256 handshake, no TLS"
 	tFrames       = "frame throughput vs plain gorilla"
 	tLost         = "frames lost during refreshes"
 	tMemory       = "RSS per idle authenticated socket"
@@ -120,6 +122,26 @@ func evaluate(r *Results) []Target {
 			Pass: ours <= theirs,
 			Note: note,
 		})
+	}
+	// Issue 16, target 3: what a device's battery pays. The load generator
+	// runs package client; what it spends beyond the plain gorilla client's
+	// connect, round trip and close is the authentication's, compared with
+	// the client's primitives (verify the challenge, sign the response).
+	if cf, ok := r.floor(clientFloorName(keys.ES256)); ok {
+		for _, conc := range concs {
+			es, pl := r.hs("wsproof", "ES256", false, conc), r.hs("plain", "", false, conc)
+			if es == nil || pl == nil || es.ClientUs == 0 || pl.ClientUs == 0 {
+				continue
+			}
+			added := es.ClientUs - pl.ClientUs
+			out = append(out, Target{
+				Name:   fmt.Sprintf("%s, c=%d", tClientCPU, conc),
+				Figure: fmt.Sprintf("%.2f x floor (%.0f µs: %.0f - plain %.0f)", added/cf, added, es.ClientUs, pl.ClientUs),
+				Limit:  fmt.Sprintf("<= 1.30 x client floor %.0f µs", cf),
+				Pass:   added <= 1.3*cf,
+				Note:   "load generator (package client) CPU beyond the plain gorilla client's, per handshake",
+			})
+		}
 	}
 	for _, size := range sizes {
 		for _, inflight := range inflights {
@@ -220,6 +242,17 @@ func (b *bench) captureProfiles() {
 			runOps(conc, d, 1_000_000, p)
 		})
 	}
+	// The client's CPU is the load generator's own: profile this process.
+	if missed(tClientCPU) {
+		f := wsproofOp(wsURL(b.srv.ready.WS, "/ws", false), b.e.clientConfig(keys.ES256, false))
+		b.selfProfile(tClientCPU, fmt.Sprintf("handshake-client-wsproof-ES256-c%d", conc), func(d time.Duration) {
+			runOps(conc, d, 1_000_000, f)
+		})
+		p := plainOp(wsURL(b.srv.ready.WS, "/plain", false), gorillaDialer(nil, nil, nil))
+		b.selfProfile(tClientCPU, fmt.Sprintf("handshake-client-plain-c%d", conc), func(d time.Duration) {
+			runOps(conc, d, 1_000_000, p)
+		})
+	}
 	// Frames: every cell that missed, both systems.
 	for _, size := range b.o.sizes {
 		for _, inflight := range b.o.inflights {
@@ -274,6 +307,31 @@ func (b *bench) cpuProfile(target, name string, load func(time.Duration)) {
 	b.res.Profiles = append(b.res.Profiles, Profile{Target: target, File: file, Top: pprofTop(file, false), Shares: pprofShares(file)})
 }
 
+// selfProfile takes a CPU profile of this process, the load generator,
+// while load runs.
+func (b *bench) selfProfile(target, name string, load func(time.Duration)) {
+	file := filepath.Join(b.profDir, name+"-cpu.pprof")
+	w, err := os.Create(file)
+	if err == nil {
+		err = pprof.StartCPUProfile(w)
+		if err != nil {
+			w.Close()
+		}
+	}
+	if err != nil {
+		b.res.Errors = append(b.res.Errors, fmt.Sprintf("profile %s: %v", name, err))
+		return
+	}
+	load(b.o.profDur)
+	pprof.StopCPUProfile()
+	if err := w.Close(); err != nil {
+		b.res.Errors = append(b.res.Errors, fmt.Sprintf("profile %s: %v", name, err))
+		return
+	}
+	b.logf("profile %s", file)
+	b.res.Profiles = append(b.res.Profiles, Profile{Target: target, File: file, Top: pprofTop(file, false), Shares: pprofShares(file)})
+}
+
 // cpuCategory is one group of a CPU profile's samples.
 type cpuCategory struct{ name, focus, ignore string }
 
@@ -286,6 +344,7 @@ var cpuCategories = []cpuCategory{
 	{"crypto primitives (ECDSA, Ed25519, RSA, AES, SHA)", `^crypto/`, ""},
 	{"go-jose, outside the crypto primitives", `go-jose`, `^crypto/`},
 	{"wsproof/protocol, outside go-jose and crypto", `wsproof/protocol\.`, `go-jose|^crypto/`},
+	{"wsproof/client, outside the protocol and crypto (the client's goroutines, its dial, its close)", `wsproof/client\.`, `wsproof/protocol\.|^crypto/`},
 	{"server session goroutines after the handshake (handler and its reads, writer, closer)", `wsproof/server\.\(\*Conn\)\.(serve|writeLoop|closer)$|echoSession`, ""},
 	{"server writer goroutine (started when something is queued)", `wsproof/server\.\(\*Conn\)\.writeLoop$`, ""},
 	{"reading each message whole (io.ReadAll: the server's readMessage, gorilla's ReadMessage)", `^io\.ReadAll$`, ""},
@@ -718,7 +777,7 @@ func markdown(r *Results, file string) string {
 		w("%s\n", t)
 	}
 	if len(r.Profiles) > 0 {
-		w("### Profiles of the server child for missed targets\n\n")
+		w("### Profiles for missed targets\n\nOf the server child, and for the client CPU target of this process, the load generator (files named handshake-client-...).\n\n")
 		for _, p := range r.Profiles {
 			rel := p.File
 			if x, err := filepath.Rel(filepath.Dir(file), p.File); err == nil {

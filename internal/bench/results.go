@@ -503,7 +503,7 @@ func (r *Results) sameRun(sections ...string) bool {
 // profileSection is the section whose target a profile was taken for.
 func profileSection(p Profile) string {
 	switch {
-	case strings.HasPrefix(p.Target, tHandshakeCPU), strings.HasPrefix(p.Target, tOverhead):
+	case strings.HasPrefix(p.Target, tHandshakeCPU), strings.HasPrefix(p.Target, tOverhead), strings.HasPrefix(p.Target, tClientCPU):
 		return "handshake"
 	case strings.HasPrefix(p.Target, tFrames):
 		return "frames"

@@ -107,6 +107,12 @@ func ServerParts(alg keys.Algorithm) string {
 	return fmt.Sprintf("P-256 sign + %s verify + P-256 sign + AES-256-GCM seal (%d B)", alg, tokenSize)
 }
 
+// ClientParts names the primitives of Client for a client of alg, for
+// reports.
+func ClientParts(alg keys.Algorithm) string {
+	return fmt.Sprintf("P-256 verify + %s sign", alg)
+}
+
 // sign signs msg as alg does, hashing it first where alg does; ECDSA
 // signatures stay in ASN.1, whose encoding costs next to nothing.
 func sign(k crypto.Signer, alg keys.Algorithm, msg []byte) ([]byte, error) {

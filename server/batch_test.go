@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	rtmetrics "runtime/metrics"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -183,5 +184,40 @@ func TestChallengeWithUpgrade(t *testing.T) {
 				t.Errorf("%d writes, want %d: the 101 and the challenge in one, then the accept", w, want)
 			}
 		})
+	}
+}
+
+// TestHandshakeWritesInline: until the accept, the goroutine that reads the
+// socket writes for it, so a handshake starts no writer goroutine. The
+// count is the process's goroutines created per handshake, the client's
+// and the server's, from the dial to the accept; it was 2 more with a
+// writer goroutine for the challenge and another for the accept. The
+// fixture's rate limits are lifted: 50 handshakes in a row are the point.
+func TestHandshakeWritesInline(t *testing.T) {
+	f := newFixture(t, false, func(c *Config) { c.HandshakeRate, c.HandshakeRatePerAddr = 1e6, 1e6 })
+	created := func() uint64 {
+		s := []rtmetrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+		rtmetrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	const n = 50
+	var total uint64
+	for range n {
+		before := created()
+		c, _, err := f.dial(t, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.handshake(t, c, "c-EdDSA", nil); err != nil {
+			t.Fatal(err)
+		}
+		total += created() - before
+		c.ws.Close()
+	}
+	t.Logf("%.2f goroutines created per handshake", float64(total)/n)
+	// 3.9 here: net/http's for the connection and its helpers, the
+	// session's; 6.0 with writer goroutines.
+	if avg := float64(total) / n; avg > 4.5 {
+		t.Errorf("%.2f goroutines created per handshake, want no writer goroutine", avg)
 	}
 }

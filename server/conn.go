@@ -91,7 +91,16 @@ type Conn struct {
 	cancel   func() // cancels the handler's context
 	authed   bool
 	timer    timer // the machine's one timer, on the server's clock
-	writing  bool  // a writer goroutine is running
+	writing  bool  // a writer is running (or, with ownWrite, due to run)
+	// Until the accept, the goroutine that reads the socket (ServeHTTP's)
+	// also writes for it: the 101 with the challenge, then the accept. A
+	// writer goroutine started for each would cost a goroutine's creation
+	// and a hand-off per message, a few percent of a handshake's CPU
+	// (issue 16). handshaker is set until ServeHTTP leaves the handshake;
+	// feeding while that goroutine hands the machine an input; ownWrite
+	// when such an input queued a write and left the writer to that
+	// goroutine (see kick and writeOwn).
+	handshaker, feeding, ownWrite bool
 	wdl      wsio.Deadline
 	ctrl     []outMsg // control messages and Pings, written first
 	app      [][]byte // application messages, written in order
@@ -255,7 +264,9 @@ func (c *Conn) begin(exporter []byte) {
 	defer c.mu.Unlock()
 	pc, acts := c.s.proto.NewConn(c.s.rand, c.s.clock.Now(), exporter)
 	c.pc = pc
+	c.handshaker, c.feeding = true, true
 	c.do(acts, protocol.StateChallenged)
+	c.feeding = false
 }
 
 // input runs one input of the machine that needs nothing but the time, and
@@ -297,9 +308,9 @@ func (c *Conn) readOne() (Message, bool) {
 	if c.closed {
 		return Message{}, false
 	}
-	c.inText = text
+	c.inText, c.feeding = text, c.handshaker
 	m, _ := c.do(c.pc.HandleMessage(c.s.clock.Now(), text, data), c.pc.State())
-	c.inText = false
+	c.inText, c.feeding = false, false
 	return m, m.Data != nil
 }
 
@@ -391,7 +402,23 @@ func (c *Conn) onTimer() {
 func (c *Conn) kick() {
 	if !c.writing && !c.closed {
 		c.writing = true
+		if c.feeding {
+			c.ownWrite = true
+			return
+		}
 		go c.writeLoop()
+	}
+}
+
+// writeOwn runs the writer on this goroutine, the handshaker, if its last
+// input left it the writer (see kick). Called without mu.
+func (c *Conn) writeOwn() {
+	c.mu.Lock()
+	own := c.ownWrite
+	c.ownWrite = false
+	c.mu.Unlock()
+	if own {
+		c.writeLoop()
 	}
 }
 

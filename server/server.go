@@ -444,12 +444,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.track(c) {
 		c.input((*protocol.ServerConn).Shutdown)
 	}
+	c.writeOwn() // the 101 and the challenge
 	// The pre-authentication phase runs on this goroutine: the machine's
 	// handshake deadline closes a socket that does not answer in time.
 	for {
 		c.readOne()
+		c.writeOwn() // the accept, or nothing
 		c.mu.Lock()
 		authed, closed := c.authed, c.closed
+		if authed || closed {
+			c.handshaker = false
+		}
 		c.mu.Unlock()
 		if closed {
 			release()

@@ -101,11 +101,12 @@ type Conn struct {
 	// when such an input queued a write and left the writer to that
 	// goroutine (see kick and writeOwn).
 	handshaker, feeding, ownWrite bool
-	wdl      wsio.Deadline
-	ctrl     []outMsg // control messages and Pings, written first
-	app      [][]byte // application messages, written in order
-	appHead  int
-	inText   bool // the input being processed is a text message
+
+	wdl     wsio.Deadline
+	ctrl    []outMsg // control messages and Pings, written first
+	app     [][]byte // application messages, written in order
+	appHead int
+	inText  bool // the input being processed is a text message
 	// closeFrom and closers, when set, belong to a decision that closes this
 	// socket among many (Recheck, Shutdown): the close's bounds count from
 	// the decision's start, so that the last socket of a long loop is not

@@ -399,7 +399,9 @@ func (c *Conn) onTimer() {
 	c.input((*protocol.ServerConn).HandleTimeout)
 }
 
-// kick starts the writer if it is not running. Called with mu held.
+// kick starts the writer if it is not running: on a goroutine of its own,
+// or, for an input the handshaker is feeding, on the handshaker once the
+// input is done (writeOwn). Called with mu held.
 func (c *Conn) kick() {
 	if !c.writing && !c.closed {
 		c.writing = true

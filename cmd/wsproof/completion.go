@@ -7,11 +7,14 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 )
 
 const completionUsage = `Usage: wsproof completion bash|zsh|fish
 
-Prints a shell completion script for commands, subcommands and flags:
+Prints a shell completion script for commands, subcommands, flags, and the
+key ids of "wsproof keys show|update|revoke|remove" (read from the registry
+the command would open, as its flags and environment say):
 
     bash   source <(wsproof completion bash)            (in ~/.bashrc)
     zsh    source <(wsproof completion zsh)             (in ~/.zshrc, after compinit)
@@ -84,9 +87,10 @@ func (c *cli) completion(ctx context.Context, args []string) error {
 }
 
 // complete prints the completions of the last word of args after the
-// others: a command, a subcommand, or a flag of the command (learned by
-// running the command with -h and looking at the flag set it made). It
-// prints nothing where a file name or a value goes.
+// others: a command, a subcommand, a flag of the command (learned by
+// running the command with -h and looking at the flag set it made), or the
+// key id a keys command takes. It prints nothing where a file name or a
+// value goes.
 func (c *cli) complete(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		return nil
@@ -111,6 +115,8 @@ func (c *cli) complete(ctx context.Context, args []string) error {
 		cands = subsOf(path[0])
 	case strings.HasPrefix(cur, "-"):
 		cands = c.flagsOf(ctx, path)
+	case len(path) == 2 && path[0] == "keys" && slices.Contains(kidCommands, path[1]):
+		cands = c.keyIDsFor(ctx, path, words)
 	}
 	for _, s := range cands {
 		if strings.HasPrefix(s, cur) {
@@ -130,9 +136,21 @@ func subsOf(name string) []string {
 	return nil
 }
 
-// flagsOf runs the command at path with -h, writing nowhere, and returns the
-// flags of the last flag set it made, as "--name", sorted.
+// flagsOf returns the flags of the command at path, as "--name", sorted.
 func (c *cli) flagsOf(ctx context.Context, path []string) []string {
+	fs := c.flagSetOf(ctx, path)
+	if fs == nil {
+		return nil
+	}
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, "--"+f.Name) })
+	slices.Sort(names)
+	return names
+}
+
+// flagSetOf runs the command at path with -h, writing nowhere, and returns
+// the last flag set it made, its flags at their defaults.
+func (c *cli) flagSetOf(ctx context.Context, path []string) *flag.FlagSet {
 	if path[0] == "help" || path[0] == completeCmd {
 		return nil
 	}
@@ -142,8 +160,54 @@ func (c *cli) flagsOf(ctx context.Context, path []string) []string {
 	if len(sets) == 0 {
 		return nil
 	}
-	var names []string
-	sets[len(sets)-1].VisitAll(func(f *flag.Flag) { names = append(names, "--"+f.Name) })
-	slices.Sort(names)
-	return names
+	return sets[len(sets)-1]
+}
+
+// kidCommands are the keys subcommands whose one argument is a key id.
+var kidCommands = []string{"show", "update", "revoke", "remove"}
+
+// keyIDWait bounds the reading of a registry for completion (a database
+// may be slow to answer, and a shell waits for it).
+const keyIDWait = 2 * time.Second
+
+// keyIDsFor returns the key ids of the registry that "wsproof keys SUB"
+// would open with the flags among words, when the word being completed is
+// its key id: the words after the subcommand parse as its flags, with no
+// argument yet. Nothing when they do not, or the registry cannot be read.
+func (c *cli) keyIDsFor(ctx context.Context, path, words []string) []string {
+	i := slices.Index(words, path[0])
+	if i < 0 {
+		return nil
+	}
+	j := slices.Index(words[i+1:], path[1])
+	if j < 0 {
+		return nil
+	}
+	fs := c.flagSetOf(ctx, path)
+	if fs == nil {
+		return nil
+	}
+	if pos, err := parse(fs, words[i+1+j+1:]); err != nil || len(pos) > 0 {
+		return nil
+	}
+	str := func(name string) *string {
+		v := ""
+		if f := fs.Lookup(name); f != nil {
+			v = f.Value.String()
+		}
+		return &v
+	}
+	ctx, cancel := context.WithTimeout(ctx, keyIDWait)
+	defer cancel()
+	q := &cli{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: c.getenv}
+	reg, err := q.openStore(ctx, registryFlags{registry: str("registry"), db: str("db"), state: str("state")}, readOnly)
+	if err != nil {
+		return nil
+	}
+	defer reg.close()
+	var kids []string
+	for _, e := range reg.list() {
+		kids = append(kids, e.KeyID)
+	}
+	return kids
 }

@@ -114,6 +114,11 @@ func TestKeyLifecycleFleet(t *testing.T) {
 	for _, k := range ks {
 		run(t, "keys", "add", "--db", db.URL(), "--jwk", k.jwk, "--sub", "device-"+k.kid, "--groups", "devices")
 	}
+	// Shell completion reads the key ids from the database the command
+	// would open.
+	if got, want := run(t, "__complete", "keys", "show", "--db", db.URL(), "k00"), "k000\nk001\nk002\n"; got != want {
+		t.Errorf("completion of a key id in the database: %q, want %q", got, want)
+	}
 	srv := serveWith(t, t.TempDir(), "--db", db.URL(), "--required-group", "devices")
 	lifecycle(t, srv, ks, "--db", db.URL())
 
